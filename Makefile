@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make plan` and `make test`. Both create .venv if needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STACK ?= dev
+
+.PHONY: plan test lint typecheck unit bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+plan: $(STAMP)
+	$(BIN)/floe secrets plan --stack $(STACK)
+
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check floe_infra tests bench __main__.py
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict floe_infra
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/program_scale.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,81 @@
+"""YAML loading that remembers where every key stood.
+
+pydantic reports errors by field path; users fix files by line. Composing the node tree once gives
+both the data (as ``yaml.safe_load`` would build it) and a path → line index, and lets us reject
+duplicate keys, which ``safe_load`` silently collapses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class LoadedYaml:
+    """A parsed YAML document and the 1-based line of every mapping key and sequence item."""
+
+    data: object
+    lines: dict[PathKey, int]
+
+    def line_of(self, path: PathKey) -> int | None:
+        """Line of the deepest known prefix of ``path`` (pydantic paths may go past the YAML)."""
+        for end in range(len(path), 0, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return None
+
+
+class YamlSyntaxError(ValueError):
+    """The text is not YAML, or repeats a key; the message carries the line."""
+
+
+def load_yaml(path: Path) -> LoadedYaml:
+    """Read and parse ``path`` with the safe loader; raises OSError or YamlSyntaxError."""
+    text = path.read_text(encoding="utf-8")
+    return parse_yaml(text)
+
+
+def parse_yaml(text: str) -> LoadedYaml:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return LoadedYaml(data=None, lines={})
+        lines: dict[PathKey, int] = {}
+        _index(node, (), lines)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise YamlSyntaxError(f"{where}{exc.problem or exc.context}") from exc
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(str(exc)) from exc
+    finally:
+        loader.dispose()
+    return LoadedYaml(data=data, lines=lines)
+
+
+def _index(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise YamlSyntaxError(
+                    f"line {line}: key {'.'.join(map(str, (*path, key)))!s} repeats the one on "
+                    f"line {seen[key]}; keep one of them"
+                )
+            seen[key] = line
+            lines[(*path, key)] = line
+            _index(value_node, (*path, key), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            _index(item, (*path, i), lines)

@@ -1,0 +1,241 @@
+"""Pure functions: (manifest, stack settings) → StackPlan.
+
+No Pulumi, no network, no secret values: the same plan feeds ``pulumi preview``/``up`` (through
+the components) and ``floe secrets plan``, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from .desired import (
+    MANAGED_BY,
+    STACK_LABEL,
+    HelmRelease,
+    KubeObject,
+    OperatorPlan,
+    ReferencePlan,
+    SecretSource,
+    StackPlan,
+)
+from .errors import StackConfigError
+from .manifest import InfisicalSettings, LoadedManifest, Reference
+from .stack import StackSettings, set_command
+
+INFISICAL_API_VERSION = "secrets.infisical.com/v1alpha1"
+CHART_NAME = "secrets-operator"
+RELEASE_NAME = "infisical-secrets-operator"
+AUTO_RELOAD_ANNOTATION = "secrets.infisical.com/auto-reload"
+
+
+def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
+    """The desired state of one stack; raises ManifestError for rules that span references."""
+    references = manifest.references(settings.jobs_namespace)
+    plugin = manifest.model.plugins.secrets
+    labels = {**MANAGED_BY, STACK_LABEL: settings.stack}
+    if plugin.type == "infisical":
+        assert plugin.config is not None  # the model requires it for this type
+        operator: OperatorPlan | None = _operator(plugin.config, settings, labels)
+        plans = tuple(_infisical_reference(r, plugin.config, settings, labels, operator) for r in references)
+    else:
+        operator = None
+        plans = tuple(_k8s_reference(r, settings, labels) for r in references)
+    _check_secret_targets(manifest, operator, plans)
+    namespaces = _namespaces(settings, labels, operator, plans)
+    if settings.create_namespaces:
+        plans = tuple(_with_namespace_dependency(p) for p in plans)
+    return StackPlan(
+        settings=settings, secrets_type=plugin.type, namespaces=namespaces, operator=operator, references=plans
+    )
+
+
+def secret_config_problems(plan: StackPlan) -> list[str]:
+    """Secret stack config the plan needs but is not set, each with the command that sets it.
+
+    The Pulumi program treats these as errors; ``floe secrets plan`` cannot always see encrypted
+    config (or CI has none), so it prints them as warnings.
+    """
+    settings, problems = plan.settings, []
+    if plan.operator is not None and settings.operator_credentials_set is False:
+        problems.append(
+            "the operator's machine identity is not set: run "
+            f"`{set_command(settings.stack, 'operatorClientId', '<client-id>', secret=True)}` and "
+            f"`{set_command(settings.stack, 'operatorClientSecret', '<client-secret>', secret=True)}`"
+        )
+    keys = settings.secret_value_keys
+    if keys is None:
+        return problems
+    for obj in plan.kube_objects():
+        for source in obj.secret_data.values():
+            if source.config_key != "secretValues":
+                continue
+            ref, key = source.config_path
+            if key not in keys.get(ref, frozenset()):
+                problems.append(
+                    f"no value for key {key} of reference {ref}: run "
+                    f"`{set_command(settings.stack, f'secretValues.{ref}.{key}', '<value>', secret=True, path=True)}`"
+                )
+    return problems
+
+
+def require_secret_config(plan: StackPlan) -> None:
+    problems = secret_config_problems(plan)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise StackConfigError(
+            f"{plan.settings.source}: stack {plan.settings.stack} is missing secret config:\n{lines}"
+        )
+
+
+def _operator(config: InfisicalSettings, settings: StackSettings, labels: dict[str, str]) -> OperatorPlan:
+    op = config.operator
+    namespace = _namespace(op.namespace, labels, settings) if settings.create_namespaces else None
+    deps = (namespace.id,) if namespace else ()
+    release = HelmRelease(
+        name=RELEASE_NAME,
+        namespace=op.namespace,
+        chart=CHART_NAME,
+        version=op.chart_version,
+        repo=op.chart_repo,
+        values={"installCRDs": True, "hostAPI": config.host_api},
+        depends_on=deps,
+        protect=settings.protect,
+    )
+    identity = KubeObject(
+        api_version="v1",
+        kind="Secret",
+        name=config.identity_secret,
+        namespace=op.namespace,
+        labels=labels,
+        content={"type": "Opaque"},
+        secret_data={
+            "clientId": SecretSource(config_key="operatorClientId"),
+            "clientSecret": SecretSource(config_key="operatorClientSecret"),
+        },
+        depends_on=deps,
+        protect=settings.protect,
+    )
+    return OperatorPlan(namespace=namespace, release=release, identity=identity)
+
+
+def _infisical_reference(
+    ref: Reference,
+    config: InfisicalSettings,
+    settings: StackSettings,
+    labels: dict[str, str],
+    operator: OperatorPlan | None,
+) -> ReferencePlan:
+    assert operator is not None
+    spec: dict[str, Any] = {
+        "hostAPI": config.host_api,
+        "syncConfig": {"resyncInterval": config.resync_interval},
+        "authentication": {
+            "universalAuth": {
+                "credentialsRef": {
+                    "secretName": operator.identity.name,
+                    "secretNamespace": operator.identity.namespace,
+                },
+                "secretsScope": {
+                    "projectSlug": config.project_slug,
+                    "envSlug": settings.environment,
+                    "secretsPath": ref.path,
+                },
+            }
+        },
+        "managedKubeSecretReferences": [
+            {
+                "secretName": ref.name,
+                "secretNamespace": ref.namespace,
+                "creationPolicy": "Owner",
+                "secretType": "Opaque",
+            }
+        ],
+    }
+    cr = KubeObject(
+        api_version=INFISICAL_API_VERSION,
+        kind="InfisicalSecret",
+        name=ref.name,
+        namespace=ref.namespace,
+        labels=labels,
+        content={"spec": spec},
+        depends_on=(operator.release.id, operator.identity.id),
+        protect=settings.protect,
+    )
+    output = _output(ref)
+    if ref.auto_reload:
+        output["workloadAnnotations"] = {AUTO_RELOAD_ANNOTATION: "true"}
+    return ReferencePlan(reference=ref, objects=(cr,), output=output)
+
+
+def _k8s_reference(ref: Reference, settings: StackSettings, labels: dict[str, str]) -> ReferencePlan:
+    sources = {
+        k.name: SecretSource(generate_length=k.length, generate_special=k.special)
+        if k.source == "generate"
+        else SecretSource(config_key="secretValues", config_path=(ref.name, k.name))
+        for k in ref.keys
+    }
+    configured = (settings.secret_value_keys or {}).get(ref.name, frozenset())
+    for key in sorted(configured - set(sources)):
+        sources[key] = SecretSource(config_key="secretValues", config_path=(ref.name, key))
+    secret = KubeObject(
+        api_version="v1",
+        kind="Secret",
+        name=ref.name,
+        namespace=ref.namespace,
+        labels=labels,
+        content={"type": "Opaque"},
+        secret_data=dict(sorted(sources.items())),
+        protect=settings.protect,
+    )
+    return ReferencePlan(reference=ref, objects=(secret,), output=_output(ref))
+
+
+def _output(ref: Reference) -> dict[str, Any]:
+    return {
+        "secretName": ref.name,
+        "namespace": ref.namespace,
+        "podSpec": {"envFrom": [{"secretRef": {"name": ref.name}}]},
+    }
+
+
+def _namespace(name: str, labels: dict[str, str], settings: StackSettings) -> KubeObject:
+    return KubeObject(
+        api_version="v1", kind="Namespace", name=name, namespace=None, labels=labels, protect=settings.protect
+    )
+
+
+def _namespaces(
+    settings: StackSettings, labels: dict[str, str], operator: OperatorPlan | None, plans: tuple[ReferencePlan, ...]
+) -> tuple[KubeObject, ...]:
+    if not settings.create_namespaces:
+        return ()
+    taken = {operator.namespace.name} if operator and operator.namespace else set()
+    wanted = sorted({p.reference.namespace for p in plans} - taken)
+    return tuple(_namespace(n, labels, settings) for n in wanted)
+
+
+def _with_namespace_dependency(plan: ReferencePlan) -> ReferencePlan:
+    ns_id = f"Namespace:{plan.reference.namespace}"
+    objects = tuple(replace(o, depends_on=(ns_id, *o.depends_on)) for o in plan.objects)
+    return replace(plan, objects=objects)
+
+
+def _check_secret_targets(
+    manifest: LoadedManifest, operator: OperatorPlan | None, plans: tuple[ReferencePlan, ...]
+) -> None:
+    """Two writers of one Secret would fight forever; reject that before anything is created."""
+    owners: dict[tuple[str, str], str] = {}
+    if operator is not None:
+        assert operator.identity.namespace is not None
+        owners[(operator.identity.namespace, operator.identity.name)] = "plugins.secrets.config.identity_secret"
+    for plan in plans:
+        ref = plan.reference
+        target = (ref.namespace, ref.name)
+        if target in owners:
+            raise manifest.error(
+                ref.declared_at,
+                f"reference {ref.name!r} would write Secret {ref.namespace}/{ref.name}, which "
+                f"{owners[target]} already targets: rename the reference or move it to another namespace",
+            )
+        owners[target] = ".".join(map(str, ref.declared_at))

@@ -1,0 +1,191 @@
+"""Pulumi components that wrap a StackPlan in resources, and nothing else.
+
+Every decision (names, specs, dependencies, protection) was made by :mod:`floe_infra.build`; this
+layer only picks the resource class for each desired object and supplies secret values as Pulumi
+secrets, so ``pulumi preview`` shows exactly what ``floe secrets plan`` printed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from .desired import HelmRelease, KubeObject, OperatorPlan, ReferencePlan, SecretSource, StackPlan
+
+TYPE_PREFIX = "floe:secrets"
+
+
+class SecretValues(Protocol):
+    """Supplies the secret value of a config-backed SecretSource (e.g. from pulumi.Config)."""
+
+    def config_value(self, source: SecretSource) -> pulumi.Output[str]: ...
+
+
+class StackConfigSecrets:
+    """SecretValues read from the ``floe`` stack config, decrypted by the engine, kept secret."""
+
+    def __init__(self, config: pulumi.Config) -> None:
+        self._config = config
+        self._objects: dict[str, pulumi.Output[Any]] = {}
+
+    def config_value(self, source: SecretSource) -> pulumi.Output[str]:
+        assert source.config_key is not None
+        if not source.config_path:
+            return self._config.require_secret(source.config_key)
+        if source.config_key not in self._objects:
+            self._objects[source.config_key] = self._config.require_secret_object(source.config_key)
+        path = source.config_path
+        return pulumi.Output.secret(self._objects[source.config_key].apply(lambda v: _dig(v, path)))
+
+
+def _dig(value: Any, path: tuple[str, ...]) -> str:
+    for part in path:
+        value = value[part]
+    return str(value)
+
+
+class _Builder:
+    """Creates resources for desired objects under one parent, resolving depends_on by id."""
+
+    def __init__(self, parent: pulumi.Resource, values: SecretValues, known: Mapping[str, pulumi.Resource]) -> None:
+        self._parent = parent
+        self._values = values
+        self.created: dict[str, pulumi.Resource] = dict(known)
+
+    def _opts(self, depends_on: tuple[str, ...], protect: bool) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(
+            parent=self._parent, depends_on=[self.created[d] for d in depends_on], protect=protect
+        )
+
+    def add(self, desired: KubeObject | HelmRelease) -> pulumi.Resource:
+        resource = self._release(desired) if isinstance(desired, HelmRelease) else self._kube(desired)
+        self.created[desired.id] = resource
+        return resource
+
+    def _release(self, r: HelmRelease) -> pulumi.Resource:
+        return k8s.helm.v3.Release(
+            r.logical_name,
+            name=r.name,
+            namespace=r.namespace,
+            chart=r.chart,
+            version=r.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=r.repo),
+            values=dict(r.values),
+            create_namespace=False,
+            skip_crds=False,
+            opts=self._opts(r.depends_on, r.protect),
+        )
+
+    def _kube(self, obj: KubeObject) -> pulumi.Resource:
+        metadata = k8s.meta.v1.ObjectMetaArgs(name=obj.name, namespace=obj.namespace, labels=dict(obj.labels))
+        opts = self._opts(obj.depends_on, obj.protect)
+        if obj.kind == "Namespace":
+            return k8s.core.v1.Namespace(obj.logical_name, metadata=metadata, opts=opts)
+        if obj.kind == "Secret":
+            return k8s.core.v1.Secret(
+                obj.logical_name,
+                metadata=metadata,
+                type=str(obj.content["type"]),
+                string_data=self._secret_data(obj),
+                opts=opts,
+            )
+        return k8s.apiextensions.CustomResource(
+            obj.logical_name,
+            api_version=obj.api_version,
+            kind=obj.kind,
+            metadata=metadata,
+            spec=obj.content["spec"],
+            opts=opts,
+        )
+
+    def _secret_data(self, obj: KubeObject) -> dict[str, pulumi.Output[str]]:
+        generated = {
+            name.rsplit("/", 1)[1]: self._password(name, s, obj.protect) for name, s in obj.generated().items()
+        }
+        return {k: generated.get(k) or self._values.config_value(s) for k, s in obj.secret_data.items()}
+
+    def _password(self, name: str, source: SecretSource, protect: bool) -> pulumi.Output[str]:
+        assert source.generate_length is not None
+        password = random.RandomPassword(
+            name,
+            length=source.generate_length,
+            special=source.generate_special,
+            opts=pulumi.ResourceOptions(parent=self._parent, protect=protect),
+        )
+        return password.result
+
+
+@dataclass(frozen=True)
+class OperatorArgs:
+    plan: OperatorPlan
+    values: SecretValues
+
+
+class InfisicalOperator(pulumi.ComponentResource):
+    """The Infisical Secrets Operator (Helm release) and the identity Secret it reads with."""
+
+    def __init__(self, name: str, args: OperatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(f"{TYPE_PREFIX}:InfisicalOperator", name, None, opts)
+        builder = _Builder(self, args.values, {})
+        for desired in args.plan.resources():
+            builder.add(desired)
+        self.resources = builder.created
+        self.release = builder.created[args.plan.release.id]
+        self.identity_secret = builder.created[args.plan.identity.id]
+        self.register_outputs(
+            {"release": args.plan.release.logical_name, "identitySecret": args.plan.identity.logical_name}
+        )
+
+
+@dataclass(frozen=True)
+class ReferenceArgs:
+    plan: ReferencePlan
+    values: SecretValues
+    known: Mapping[str, pulumi.Resource]
+
+
+class SecretReference(pulumi.ComponentResource):
+    """One secret reference: the InfisicalSecret (or plain Secret) that fills its Kubernetes Secret."""
+
+    def __init__(self, name: str, args: ReferenceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(f"{TYPE_PREFIX}:SecretReference", name, None, opts)
+        builder = _Builder(self, args.values, args.known)
+        for obj in args.plan.objects:
+            builder.add(obj)
+        self.register_outputs(dict(args.plan.output))
+
+
+@dataclass(frozen=True)
+class PlatformArgs:
+    plan: StackPlan
+    values: SecretValues
+
+
+class SecretsPlatform(pulumi.ComponentResource):
+    """All of one stack's secrets management: namespaces, operator and every reference."""
+
+    def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(f"{TYPE_PREFIX}:Platform", name, None, opts)
+        plan = args.plan
+        known: dict[str, pulumi.Resource] = {}
+        if plan.operator is not None:
+            operator = InfisicalOperator(
+                "infisical-operator", OperatorArgs(plan.operator, args.values), pulumi.ResourceOptions(parent=self)
+            )
+            known.update(operator.resources)
+        builder = _Builder(self, args.values, known)
+        for namespace in plan.namespaces:
+            builder.add(namespace)
+        for ref in plan.references:
+            SecretReference(
+                ref.reference.name,
+                ReferenceArgs(ref, args.values, builder.created),
+                pulumi.ResourceOptions(parent=self),
+            )
+        self.outputs = plan.outputs()
+        self.register_outputs({"secrets": self.outputs})

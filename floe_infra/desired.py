@@ -1,0 +1,156 @@
+"""The desired objects of one stack: plain, frozen data that both front ends consume.
+
+The Pulumi components turn these into resources; ``floe secrets plan`` prints and renders them.
+Secret values are never here: a Secret key carries a :class:`SecretSource` that says where the value
+comes from, so rendering shows a placeholder and the Pulumi layer fetches the real (secret) value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .manifest import Reference
+from .stack import StackSettings
+
+SecretsType = Literal["infisical", "k8s"]
+MANAGED_BY = {"app.kubernetes.io/managed-by": "floe-infra"}
+STACK_LABEL = "floe-infra/stack"
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """Where one Secret value comes from: a stack-config key (and path in it) or a generator."""
+
+    config_key: str | None = None
+    config_path: tuple[str, ...] = ()
+    generate_length: int | None = None
+    generate_special: bool = True
+
+    @property
+    def placeholder(self) -> str:
+        if self.generate_length is not None:
+            return f"<generated: {self.generate_length} characters>"
+        dotted = ".".join((f"floe:{self.config_key}", *self.config_path))
+        return f"<secret from {dotted}>"
+
+
+@dataclass(frozen=True)
+class KubeObject:
+    """One Kubernetes object; ``content`` is everything beside ``apiVersion``/``kind``/``metadata``."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None
+    labels: Mapping[str, str]
+    content: Mapping[str, Any] = field(default_factory=dict)
+    secret_data: Mapping[str, SecretSource] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    protect: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.logical_name}"
+
+    @property
+    def logical_name(self) -> str:
+        """The Pulumi resource name: unique per type, readable in ``pulumi preview``."""
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    @property
+    def pulumi_type(self) -> str:
+        group_version = "core/v1" if self.api_version == "v1" else self.api_version
+        return f"kubernetes:{group_version}:{self.kind}"
+
+    def generated(self) -> dict[str, SecretSource]:
+        """The keys whose values a RandomPassword makes, by the password's resource name."""
+        return {f"{self.logical_name}/{k}": s for k, s in self.secret_data.items() if s.generate_length is not None}
+
+    def metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": self.name}
+        if self.namespace:
+            meta["namespace"] = self.namespace
+        meta["labels"] = dict(self.labels)
+        return meta
+
+    def manifest(self) -> dict[str, Any]:
+        """The object as YAML would show it, secret values replaced by placeholders."""
+        obj: dict[str, Any] = {"apiVersion": self.api_version, "kind": self.kind, "metadata": self.metadata()}
+        obj.update(self.content)
+        if self.secret_data:
+            obj["stringData"] = {k: s.placeholder for k, s in self.secret_data.items()}
+        return obj
+
+
+@dataclass(frozen=True)
+class HelmRelease:
+    """A Helm release (not a Kubernetes object: Helm applies the chart's objects itself)."""
+
+    name: str
+    namespace: str
+    chart: str
+    version: str
+    repo: str
+    values: Mapping[str, Any]
+    depends_on: tuple[str, ...] = ()
+    protect: bool = False
+    kind: Literal["Release"] = "Release"
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.logical_name}"
+
+    @property
+    def logical_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    pulumi_type = "kubernetes:helm.sh/v3:Release"
+
+
+Desired = KubeObject | HelmRelease
+
+
+@dataclass(frozen=True)
+class OperatorPlan:
+    """The Infisical operator install: its namespace (if created), release and identity Secret."""
+
+    namespace: KubeObject | None
+    release: HelmRelease
+    identity: KubeObject
+
+    def resources(self) -> tuple[Desired, ...]:
+        head: tuple[Desired, ...] = (self.namespace,) if self.namespace else ()
+        return (*head, self.release, self.identity)
+
+
+@dataclass(frozen=True)
+class ReferencePlan:
+    """One secret reference: the object that makes its Kubernetes Secret, and what pods use."""
+
+    reference: Reference
+    objects: tuple[KubeObject, ...]
+    output: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """Everything one stack would create, in an order where dependencies come first."""
+
+    settings: StackSettings
+    secrets_type: SecretsType
+    namespaces: tuple[KubeObject, ...]
+    operator: OperatorPlan | None
+    references: tuple[ReferencePlan, ...]
+
+    def resources(self) -> tuple[Desired, ...]:
+        operator = self.operator.resources() if self.operator else ()
+        return operator + self.namespaces + tuple(o for r in self.references for o in r.objects)
+
+    def kube_objects(self) -> tuple[KubeObject, ...]:
+        return tuple(r for r in self.resources() if isinstance(r, KubeObject))
+
+    def outputs(self) -> dict[str, Any]:
+        """The stack output ``secrets``: per reference, what a workload needs to consume it."""
+        return {r.reference.name: dict(r.output) for r in self.references}

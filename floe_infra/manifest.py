@@ -1,0 +1,355 @@
+"""manifest.yaml: the typed contract, its loading, and secret-reference discovery.
+
+The models reject unknown keys and coerce nothing (``strict``), so a typo or a quoted boolean is an
+error with a line number rather than a silently different deployment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
+
+from ._yaml import LoadedYaml, PathKey, YamlSyntaxError, load_yaml
+from .errors import ManifestError
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_FOLDER_PATH = re.compile(r"^/([A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*)?$")
+_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SLUG = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
+_INTERVAL = re.compile(r"^([0-9]+)([smhdw])$")
+_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+SECRET_REF_SUFFIX = "_secret_ref"
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not _DNS1123_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS-1123 label: use at most 63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _dns_name(value: str) -> str:
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS-1123 name: use lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _folder_path(value: str) -> str:
+    if not _FOLDER_PATH.match(value):
+        raise ValueError(
+            f"{value!r} is not an Infisical folder path: start with '/' and use segments of "
+            "letters, digits, '-' and '_' (like /compute/snowflake)"
+        )
+    return value
+
+
+def _env_var(value: str) -> str:
+    if not _ENV_VAR.match(value):
+        raise ValueError(
+            f"{value!r} is not an environment-variable name: use letters, digits and '_', "
+            "not starting with a digit (like SNOWFLAKE_PASSWORD)"
+        )
+    return value
+
+
+def _slug(value: str) -> str:
+    if not _SLUG.match(value):
+        raise ValueError(f"{value!r} is not an Infisical project slug: use lowercase letters, digits, '-' and '_'")
+    return value
+
+
+def _interval(value: str) -> str:
+    match = _INTERVAL.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not an interval: write a whole number and a unit, like 30s, 5m or 1h")
+    if match.group(2) == "s" and int(match.group(1)) < 5:
+        raise ValueError(f"{value!r} is too short: the operator's minimum resync interval is 5s")
+    return value
+
+
+def _url(value: str) -> str:
+    if not _URL.match(value):
+        raise ValueError(f"{value!r} is not an http(s) URL: write it like https://infisical.company.com")
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+DnsName = Annotated[str, AfterValidator(_dns_name)]
+FolderPath = Annotated[str, AfterValidator(_folder_path)]
+EnvVarName = Annotated[str, AfterValidator(_env_var)]
+ProjectSlug = Annotated[str, AfterValidator(_slug)]
+Interval = Annotated[str, AfterValidator(_interval)]
+Url = Annotated[str, AfterValidator(_url)]
+
+DEFAULT_CHART_REPO = "https://dl.cloudsmith.io/public/infisical/helm-charts/helm/charts/"
+DEFAULT_CHART_VERSION = "v0.11.5"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class OperatorSettings(_Model):
+    namespace: DnsLabel = "infisical"
+    chart_version: Annotated[str, Field(min_length=1)] = DEFAULT_CHART_VERSION
+    chart_repo: Url = DEFAULT_CHART_REPO
+
+
+class InfisicalSettings(_Model):
+    site_url: Url
+    project_slug: ProjectSlug
+    identity_secret: DnsName = "infisical-machine-identity"
+    resync_interval: Interval = "60s"
+    operator: OperatorSettings = OperatorSettings()
+
+    @property
+    def host_api(self) -> str:
+        """The operator's ``hostAPI``: the site URL with the API prefix."""
+        return f"{self.site_url.rstrip('/')}/api"
+
+
+class SecretsPluginSettings(_Model):
+    type: Literal["infisical", "k8s"] = "infisical"
+    config: InfisicalSettings | None = None
+
+    @model_validator(mode="after")
+    def _config_for_infisical(self) -> SecretsPluginSettings:
+        if self.type == "infisical" and self.config is None:
+            raise ValueError(
+                "type infisical needs a config section: add plugins.secrets.config with "
+                "site_url and project_slug (or set type: k8s)"
+            )
+        return self
+
+
+class Plugins(_Model):
+    secrets: SecretsPluginSettings = SecretsPluginSettings(type="k8s")
+
+
+class Generate(_Model):
+    length: Annotated[int, Field(ge=8, le=256)] = 32
+    special: bool = True
+
+
+class KeySpec(_Model):
+    config: bool = False
+    generate: Generate | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KeySpec:
+        if self.config and self.generate is not None:
+            raise ValueError("generate and config: true are mutually exclusive: keep one of them")
+        return self
+
+
+class SecretEntry(_Model):
+    path: FolderPath | None = None
+    namespace: DnsLabel | None = None
+    auto_reload: bool = True
+    keys: dict[EnvVarName, KeySpec] = {}
+
+
+class Manifest(BaseModel):
+    """The whole file. Sections other than ``plugins`` and ``secrets`` are platform sections
+    (compute, catalog, ...) owned by other tools: kept as mappings, scanned for secret refs."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    plugins: Plugins = Plugins()
+    secrets: dict[DnsName, SecretEntry] = {}
+
+    @property
+    def sections(self) -> Mapping[str, object]:
+        return dict(self.__pydantic_extra__ or {})
+
+
+KeySource = Literal["manual", "config", "generate"]
+
+
+@dataclass(frozen=True)
+class KeyDecl:
+    """One key a reference must hold, and who provides its value."""
+
+    name: str
+    source: KeySource
+    length: int = 32
+    special: bool = True
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A resolved secret reference: one Infisical folder synced into one Kubernetes Secret."""
+
+    name: str
+    path: str
+    namespace: str
+    auto_reload: bool
+    keys: tuple[KeyDecl, ...]
+    declared_at: PathKey
+
+
+@dataclass(frozen=True)
+class LoadedManifest:
+    """A validated manifest with the file it came from, for messages that point into it."""
+
+    source: str
+    model: Manifest
+    yaml: LoadedYaml
+
+    def error(self, path: PathKey, message: str) -> ManifestError:
+        return ManifestError(self.source, [_locate(self.yaml, path, message)])
+
+    def references(self, default_namespace: str) -> tuple[Reference, ...]:
+        """Discovered and declared references, sorted by name; raises ManifestError on conflicts."""
+        return _resolve(self, default_namespace)
+
+
+def load_manifest(path: Path) -> LoadedManifest:
+    """Read, parse and validate ``path``; every failure is a ManifestError naming the file."""
+    source = str(path)
+    try:
+        loaded = load_yaml(path)
+    except FileNotFoundError as exc:
+        raise ManifestError(
+            source,
+            [
+                "file not found: create it (see manifest.yaml in the repository) "
+                "or point floe:manifest / --manifest at it"
+            ],
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(source, [f"cannot read the file: {exc}"]) from exc
+    except YamlSyntaxError as exc:
+        raise ManifestError(source, [f"not valid YAML: {exc}"]) from exc
+    if not isinstance(loaded.data, dict):
+        found = "an empty file" if loaded.data is None else type(loaded.data).__name__
+        raise ManifestError(
+            source, [f"expected a mapping with plugins:, secrets: and platform sections, found {found}"]
+        )
+    try:
+        model = Manifest.model_validate(loaded.data)
+    except ValidationError as exc:
+        problems = [_locate(loaded, _loc(e), _describe(e)) for e in exc.errors(include_url=False)]
+        raise ManifestError(source, problems) from exc
+    manifest = LoadedManifest(source=source, model=model, yaml=loaded)
+    problems = _check_sections(manifest)
+    if problems:
+        raise ManifestError(source, problems)
+    return manifest
+
+
+def _loc(error: ErrorDetails) -> PathKey:
+    return tuple(p for p in error["loc"] if p != "[key]")
+
+
+def _describe(error: ErrorDetails) -> str:
+    kind, msg, found = error["type"], error["msg"], error.get("input")
+    if kind == "missing":
+        return "required field is missing: add it"
+    if kind == "extra_forbidden":
+        return f"unknown key (found {found!r}): remove it or fix its spelling"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    if isinstance(found, (str, int, float, bool)) or found is None:
+        return f"{msg}; found {found!r}"
+    return f"{msg}; found a {type(found).__name__}"
+
+
+def _locate(loaded: LoadedYaml, path: PathKey, message: str) -> str:
+    dotted = ".".join(str(p) for p in path) or "(top level)"
+    line = loaded.line_of(path)
+    where = f"line {line}: " if line is not None else ""
+    return f"{where}{dotted}: {message}"
+
+
+def _ref_fields(section: object) -> list[tuple[str, object]]:
+    if not isinstance(section, dict) or "type" not in section:
+        return []
+    return [(str(k), v) for k, v in section.items() if str(k).endswith(SECRET_REF_SUFFIX)]
+
+
+def _check_sections(manifest: LoadedManifest) -> list[str]:
+    problems = []
+    for name, section in manifest.model.sections.items():
+        fields = _ref_fields(section)
+        if not fields:
+            continue
+        assert isinstance(section, dict)
+        if not isinstance(section["type"], str):
+            problems.append(_locate(manifest.yaml, (name, "type"), f"must be a string; found {section['type']!r}"))
+        for key, value in fields:
+            if not isinstance(value, str):
+                problems.append(
+                    _locate(manifest.yaml, (name, key), f"must be a secret reference name; found {value!r}")
+                )
+                continue
+            try:
+                _dns_name(value)
+            except ValueError as exc:
+                problems.append(_locate(manifest.yaml, (name, key), str(exc)))
+    return problems
+
+
+def _resolve(manifest: LoadedManifest, default_namespace: str) -> tuple[Reference, ...]:
+    discovered: dict[str, tuple[str, PathKey]] = {}
+    problems: list[str] = []
+    for section_name, section in manifest.model.sections.items():
+        for key, value in _ref_fields(section):
+            assert isinstance(section, dict) and isinstance(value, str)
+            path = f"/{section_name}/{section['type']}"
+            where: PathKey = (section_name, key)
+            previous = discovered.get(value)
+            if (
+                previous
+                and previous[0] != path
+                and not (value in manifest.model.secrets and manifest.model.secrets[value].path)
+            ):
+                first = ".".join(map(str, previous[1]))
+                problems.append(
+                    _locate(
+                        manifest.yaml,
+                        where,
+                        f"reference {value!r} is also used by {first} with default path {previous[0]}, "
+                        f"not {path}: declare secrets.{value}.path to say which folder it reads",
+                    )
+                )
+            discovered.setdefault(value, (path, where))
+    if problems:
+        raise ManifestError(manifest.source, problems)
+
+    references = []
+    for name in sorted(set(discovered) | set(manifest.model.secrets)):
+        entry = manifest.model.secrets.get(name, SecretEntry())
+        default_path, where = discovered.get(name, (f"/{name}", ("secrets", name)))
+        keys = tuple(
+            KeyDecl(
+                name=key,
+                source="generate" if spec.generate else "config" if spec.config else "manual",
+                length=spec.generate.length if spec.generate else 32,
+                special=spec.generate.special if spec.generate else True,
+            )
+            for key, spec in sorted(entry.keys.items())
+        )
+        references.append(
+            Reference(
+                name=name,
+                path=entry.path or default_path,
+                namespace=entry.namespace or default_namespace,
+                auto_reload=entry.auto_reload,
+                keys=keys,
+                declared_at=("secrets", name) if name in manifest.model.secrets else where,
+            )
+        )
+    return tuple(references)

@@ -1,0 +1,49 @@
+"""The Pulumi program: stack config → StackPlan → components, failing cleanly on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+from .build import build_plan, require_secret_config
+from .components import PlatformArgs, SecretsPlatform, StackConfigSecrets
+from .desired import StackPlan
+from .errors import FloeError
+from .manifest import load_manifest
+from .stack import NAMESPACE, SCALAR_KEYS, StackSettings, parse_stack_config
+
+
+def settings_from_config(config: pulumi.Config) -> StackSettings:
+    """Read ``floe:*`` through pulumi.Config; secrets only as presence and key names."""
+    values: dict[str, object] = {k: v for k in SCALAR_KEYS if (v := config.get(k)) is not None}
+    for key in ("operatorClientId", "operatorClientSecret"):
+        if config.get(key) is not None:
+            values[key] = True
+    secret_values = config.get_object("secretValues")
+    if secret_values is not None:
+        values["secretValues"] = (
+            {ref: dict.fromkeys(keys, True) for ref, keys in secret_values.items() if isinstance(keys, dict)}
+            if isinstance(secret_values, dict) and all(isinstance(v, dict) for v in secret_values.values())
+            else []
+        )
+    return parse_stack_config(pulumi.get_stack(), values, f"stack {pulumi.get_stack()} config")
+
+
+def plan_from_config(config: pulumi.Config, root: Path) -> StackPlan:
+    settings = settings_from_config(config)
+    plan = build_plan(load_manifest(root / settings.manifest), settings)
+    require_secret_config(plan)
+    return plan
+
+
+def run() -> SecretsPlatform:
+    """Entry point of ``__main__.py``: validate everything first, so bad input creates nothing."""
+    config = pulumi.Config(NAMESPACE)
+    try:
+        plan = plan_from_config(config, Path(pulumi.runtime.get_root_directory()))
+    except FloeError as exc:
+        raise pulumi.RunError(str(exc)) from exc
+    platform = SecretsPlatform("floe-secrets", PlatformArgs(plan, StackConfigSecrets(config)))
+    pulumi.export("secrets", platform.outputs)
+    return platform

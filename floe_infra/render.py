@@ -1,0 +1,101 @@
+"""Rendering a StackPlan for people (table), machines (JSON) and review (YAML files).
+
+Nothing here can print a secret value: the plan does not hold any, only placeholders.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .desired import HelmRelease, StackPlan
+from .errors import FloeError
+
+COMPONENT_TYPES = ("floe:secrets:Platform", "floe:secrets:InfisicalOperator", "floe:secrets:SecretReference")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One resource of the plan, as ``pulumi preview`` would list it."""
+
+    type: str
+    name: str
+    namespace: str
+    detail: str
+
+
+def rows(plan: StackPlan) -> list[Row]:
+    out: list[Row] = []
+    for r in plan.resources():
+        if isinstance(r, HelmRelease):
+            out.append(Row(r.pulumi_type, r.name, r.namespace, f"chart {r.chart} {r.version} from {r.repo}"))
+            continue
+        for name, source in r.generated().items():
+            out.append(Row("random:index/randomPassword:RandomPassword", name, "", source.placeholder))
+        if r.kind == "InfisicalSecret":
+            scope = r.content["spec"]["authentication"]["universalAuth"]["secretsScope"]
+            detail = f"{scope['projectSlug']}/{scope['envSlug']}{scope['secretsPath']}"
+        elif r.secret_data:
+            detail = "keys " + ", ".join(r.secret_data)
+        else:
+            detail = ""
+        out.append(Row(r.pulumi_type, r.name, r.namespace or "", detail))
+    return out
+
+
+def component_count(plan: StackPlan) -> int:
+    return 1 + (1 if plan.operator else 0) + len(plan.references)
+
+
+def table(plan: StackPlan) -> str:
+    body = rows(plan)
+    header = Row("TYPE", "NAME", "NAMESPACE", "DETAIL")
+    widths = [max(len(getattr(r, f)) for r in [header, *body]) for f in ("type", "name", "namespace")]
+    lines = [
+        f"Stack {plan.settings.stack}: Infisical environment {plan.settings.environment}, "
+        f"secrets type {plan.secrets_type}",
+        "",
+    ]
+    for r in [header, *body]:
+        lines.append(f"{r.type:<{widths[0]}}  {r.name:<{widths[1]}}  {r.namespace:<{widths[2]}}  {r.detail}".rstrip())
+    components = component_count(plan)
+    lines += [
+        "",
+        f"{len(body)} resources, in {components} components "
+        f"({len(body) + components + 1} to create in `pulumi preview`, counting the stack)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def as_json(plan: StackPlan, warnings: Sequence[str]) -> str:
+    doc: dict[str, Any] = {
+        "stack": plan.settings.stack,
+        "environment": plan.settings.environment,
+        "secretsType": plan.secrets_type,
+        "resources": [r.__dict__ for r in rows(plan)],
+        "components": component_count(plan),
+        "objects": [o.manifest() for o in plan.kube_objects()],
+        "outputs": {"secrets": plan.outputs()},
+        "warnings": list(warnings),
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def write_objects(plan: StackPlan, out_dir: Path) -> list[Path]:
+    """Write each Kubernetes object as YAML, numbered in apply order; returns the files."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for i, obj in enumerate(plan.kube_objects(), start=1):
+            parts = [f"{i:03d}", obj.kind.lower(), *([obj.namespace] if obj.namespace else []), obj.name]
+            path = out_dir / ("-".join(parts) + ".yaml")
+            path.write_text(yaml.safe_dump(obj.manifest(), sort_keys=False), encoding="utf-8")
+            written.append(path)
+    except OSError as exc:
+        raise FloeError(f"{out_dir}: cannot write the rendered objects: {exc.strerror or exc}") from exc
+    return written

@@ -1,0 +1,155 @@
+"""Stack configuration (namespace ``floe``) as one typed object.
+
+Two readers feed the same parser: the Pulumi program (``pulumi.Config``, values decrypted by the
+engine) and ``floe secrets plan`` (``Pulumi.yaml`` + ``Pulumi.<stack>.yaml`` read as files, where
+secret values stay ciphertext). Secret *values* never enter this object: only whether they are set,
+and which keys ``floe:secretValues`` holds, so checks can name what is missing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._yaml import YamlSyntaxError, load_yaml
+from .errors import StackConfigError
+
+NAMESPACE = "floe"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SCALAR_KEYS = ("environment", "manifest", "jobsNamespace", "createNamespaces", "protect")
+SECRET_KEYS = ("operatorClientId", "operatorClientSecret", "secretValues")
+KNOWN_KEYS = SCALAR_KEYS + SECRET_KEYS
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """What one stack's configuration says; ``None`` for a secret means plan could not tell."""
+
+    stack: str
+    environment: str
+    manifest: str = "manifest.yaml"
+    jobs_namespace: str = "floe-jobs"
+    create_namespaces: bool = True
+    protect: bool = False
+    operator_credentials_set: bool | None = None
+    secret_value_keys: Mapping[str, frozenset[str]] | None = None
+    source: str = "stack config"
+
+
+def set_command(stack: str, key: str, value: str = "<value>", *, secret: bool = False, path: bool = False) -> str:
+    """The exact ``pulumi config set`` command that fixes a missing key."""
+    flags = (" --secret" if secret else "") + (" --path" if path else "")
+    return f"pulumi config set{flags} --stack {stack} '{NAMESPACE}:{key}' {value}"
+
+
+def parse_stack_config(stack: str, values: Mapping[str, object], source: str) -> StackSettings:
+    """Validate raw ``floe:*`` values (keys without the namespace) into StackSettings."""
+    unknown = sorted(set(values) - set(KNOWN_KEYS))
+    if unknown:
+        raise StackConfigError(
+            f"{source}: unknown key {NAMESPACE}:{unknown[0]}: remove it or fix its spelling "
+            f"(known keys: {', '.join(NAMESPACE + ':' + k for k in KNOWN_KEYS)})"
+        )
+    environment = values.get("environment")
+    if environment is None:
+        raise StackConfigError(
+            f"{source}: {NAMESPACE}:environment is not set (the Infisical environment slug of this "
+            f"stack): run `{set_command(stack, 'environment', stack)}`"
+        )
+    return StackSettings(
+        stack=stack,
+        environment=_string(values, "environment", source),
+        manifest=_string(values, "manifest", source, "manifest.yaml"),
+        jobs_namespace=_namespace(_string(values, "jobsNamespace", source, "floe-jobs"), source),
+        create_namespaces=_bool(values, "createNamespaces", source, True),
+        protect=_bool(values, "protect", source, False),
+        operator_credentials_set=_credentials_set(values),
+        secret_value_keys=_secret_value_keys(values.get("secretValues"), source),
+        source=source,
+    )
+
+
+def _string(values: Mapping[str, object], key: str, source: str, default: str | None = None) -> str:
+    value = values.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise StackConfigError(f"{source}: {NAMESPACE}:{key} must be a non-empty string; found {value!r}")
+    return value
+
+
+def _bool(values: Mapping[str, object], key: str, source: str, default: bool) -> bool:
+    value = values.get(key, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise StackConfigError(f"{source}: {NAMESPACE}:{key} must be true or false; found {value!r}")
+
+
+def _namespace(value: str, source: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        raise StackConfigError(
+            f"{source}: {NAMESPACE}:jobsNamespace {value!r} is not a Kubernetes namespace name: "
+            "use lowercase letters, digits and '-'"
+        )
+    return value
+
+
+def _is_ciphertext(value: object) -> bool:
+    return isinstance(value, dict) and set(value) == {"secure"}
+
+
+def _credentials_set(values: Mapping[str, object]) -> bool | None:
+    present = [values.get(k) is not None for k in ("operatorClientId", "operatorClientSecret")]
+    return all(present)
+
+
+def _secret_value_keys(raw: object, source: str) -> Mapping[str, frozenset[str]] | None:
+    """Keys of ``floe:secretValues``; None when it is one opaque ciphertext (plan cannot look in)."""
+    if raw is None:
+        return {}
+    if _is_ciphertext(raw):
+        return None
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise StackConfigError(
+            f"{source}: {NAMESPACE}:secretValues must be an object {{reference: {{KEY: value}}}}: "
+            f"set each value with `pulumi config set --secret --path '{NAMESPACE}:secretValues.<reference>.<KEY>'`"
+        )
+    return {str(ref): frozenset(str(k) for k in keys) for ref, keys in raw.items()}
+
+
+def read_stack_files(project_dir: Path, stack: str) -> StackSettings:
+    """Read ``Pulumi.yaml`` defaults and ``Pulumi.<stack>.yaml`` as the pulumi CLI would, offline."""
+    project_file = project_dir / "Pulumi.yaml"
+    stack_file = project_dir / f"Pulumi.{stack}.yaml"
+    if not project_file.is_file():
+        raise StackConfigError(f"{project_file}: not found: run floe from the project directory (where Pulumi.yaml is)")
+    if not stack_file.is_file():
+        raise StackConfigError(
+            f"{stack_file}: not found: create the stack with `pulumi stack init {stack}` and "
+            f"`{set_command(stack, 'environment', stack)}`, or pick another --stack"
+        )
+    values: dict[str, object] = {}
+    for path, section in ((project_file, "config"), (stack_file, "config")):
+        for key, value in _config_section(path, section).items():
+            if path is project_file and isinstance(value, dict) and ("default" in value or "value" in value):
+                value = value.get("value", value.get("default"))
+            values[key] = value
+    return parse_stack_config(stack, values, stack_file.name)
+
+
+def _config_section(path: Path, section: str) -> dict[str, object]:
+    try:
+        data = load_yaml(path).data
+    except (OSError, UnicodeDecodeError, YamlSyntaxError) as exc:
+        raise StackConfigError(f"{path}: cannot read it: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise StackConfigError(f"{path}: expected a mapping; found {type(data).__name__}")
+    config = data.get(section) or {}
+    if not isinstance(config, dict):
+        raise StackConfigError(f"{path}: {section}: expected a mapping of key: value; found {type(config).__name__}")
+    prefix = NAMESPACE + ":"
+    return {str(k)[len(prefix) :]: v for k, v in config.items() if str(k).startswith(prefix)}

@@ -1,0 +1,166 @@
+"""Shared fixtures: the one recording Pulumi mocks fixture, and manifest/stack helpers.
+
+The recording monitor keeps what a real engine would receive for every registration (type, name,
+parent, dependencies, protect, secret inputs), which Pulumi's ``Mocks.new_resource`` alone hides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import mocks, rpc
+
+from floe_infra.stack import SECRET_KEYS
+
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
+ROOT = Path(__file__).resolve().parents[1]
+SECRET_SIG = rpc._special_secret_sig
+
+
+def reference_file(name: str) -> Path:
+    """A file from ../shared/reference, or skip: that folder exists only on this project's machines."""
+    path = REFERENCE_DIR / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent: the operator's reference files exist only beside the project checkout")
+    return path
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    urn: str
+    parent: str
+    dependencies: list[str]
+    protect: bool
+    additional_secret_outputs: list[str]
+    inputs: dict[str, Any]
+
+    def secret_inputs(self) -> set[str]:
+        """Top-level input names the engine was told are secret."""
+        return {k for k, v in self.inputs.items() if _is_secret(v)}
+
+    def plain(self, key: str) -> Any:
+        return _unwrap(self.inputs.get(key))
+
+
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == SECRET_SIG
+
+
+def _unwrap(value: Any) -> Any:
+    if _is_secret(value):
+        return _unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+class _EchoMocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        outputs = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = "generated-" + args.name
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    def __init__(self) -> None:
+        super().__init__(_EchoMocks())
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registrations.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent=request.parent,
+                    dependencies=list(request.dependencies),
+                    protect=bool(request.protect),
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
+                    inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+                )
+            )
+        return response
+
+
+@dataclass
+class ProgramRun:
+    """What one evaluation of the program registered, and its stack outputs."""
+
+    registrations: list[Registration]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == typ]
+
+    def named(self, typ: str, name: str) -> Registration:
+        (match,) = [r for r in self.of_type(typ) if r.name == name]
+        return match
+
+    def by_urn(self, urn: str) -> Registration:
+        (match,) = [r for r in self.registrations if r.urn == urn]
+        return match
+
+
+def default_config(stack: str) -> dict[str, Any]:
+    return {
+        "floe:environment": stack,
+        "floe:operatorClientId": "client-id-canary",
+        "floe:operatorClientSecret": "client-secret-canary",
+    }
+
+
+RunProgram = Callable[..., ProgramRun]
+
+
+@pytest.fixture
+def run_program(tmp_path: Path) -> Iterator[RunProgram]:
+    """Evaluate the real Pulumi program under recording mocks: ``run(manifest_text, stack, config)``."""
+
+    def run(manifest: str | None = None, stack: str = "dev", config: Mapping[str, Any] | None = None) -> ProgramRun:
+        from floe_infra.program import run as program
+
+        project = tmp_path / stack
+        project.mkdir(exist_ok=True)
+        manifest_text = (ROOT / "manifest.yaml").read_text() if manifest is None else textwrap.dedent(manifest)
+        (project / "manifest.yaml").write_text(manifest_text)
+        values = default_config(stack) if config is None else dict(config)
+        monitor = RecordingMonitor()
+        pulumi.runtime.set_mocks(monitor.mocks, project="floe", stack=stack, preview=False, monitor=monitor)
+        pulumi.runtime.settings.SETTINGS.root_directory = str(project)
+        secret_keys = [k for k in values if k.removeprefix("floe:") in SECRET_KEYS]
+        pulumi.runtime.set_all_config(
+            {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}, secret_keys
+        )
+        result = ProgramRun(registrations=monitor.registrations)
+
+        @pulumi.runtime.test
+        def evaluate() -> pulumi.Output[Any]:
+            platform = program()
+            return pulumi.Output.from_input(platform.outputs).apply(lambda o: result.outputs.update(secrets=o))
+
+        evaluate()
+        return result
+
+    old_env = dict(os.environ)
+    yield run
+    os.environ.clear()
+    os.environ.update(old_env)
