@@ -236,7 +236,7 @@ def load_manifest(path: Path) -> LoadedManifest:
     if not isinstance(loaded.data, dict):
         found = "an empty file" if loaded.data is None else type(loaded.data).__name__
         raise ManifestError(
-            source, [f"expected a mapping with plugins:, secrets: and platform sections, found {found}"]
+            source, [f"expected a mapping of plugins:, secrets: and platform sections; found {found}"]
         )
     try:
         model = Manifest.model_validate(loaded.data)

@@ -1,0 +1,231 @@
+"""The pure plan: specs, namespaces, protection, outputs, and validity against the operator's CRD."""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from conftest import reference_file
+
+from floe_infra import ManifestError, StackConfigError, StackPlan, StackSettings, build_plan, load_manifest
+from floe_infra.build import require_secret_config, secret_config_problems
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def plan_for(tmp_path: Path, manifest: str | None = None, **settings: Any) -> StackPlan:
+    path = ROOT / "manifest.yaml"
+    if manifest is not None:
+        path = tmp_path / "manifest.yaml"
+        path.write_text(textwrap.dedent(manifest))
+    values: dict[str, Any] = {"stack": "dev", "environment": "dev", "operator_credentials_set": True}
+    values.update(settings)
+    return build_plan(load_manifest(path), StackSettings(**values))
+
+
+K8S = """\
+plugins:
+  secrets:
+    type: k8s
+compute:
+  type: snowflake
+  connection_secret_ref: snowflake-credentials
+secrets:
+  snowflake-credentials:
+    keys:
+      SNOWFLAKE_USER: {config: true}
+      SNOWFLAKE_PASSWORD: {generate: {length: 24, special: false}}
+"""
+
+
+def test_infisical_secret_spec_is_exact(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, environment="production")
+    cr = next(o for o in plan.kube_objects() if o.name == "snowflake-credentials")
+    assert cr.manifest() == {
+        "apiVersion": "secrets.infisical.com/v1alpha1",
+        "kind": "InfisicalSecret",
+        "metadata": {
+            "name": "snowflake-credentials",
+            "namespace": "floe-jobs",
+            "labels": {"app.kubernetes.io/managed-by": "floe-infra", "floe-infra/stack": "dev"},
+        },
+        "spec": {
+            "hostAPI": "https://infisical.company.com/api",
+            "syncConfig": {"resyncInterval": "60s"},
+            "authentication": {
+                "universalAuth": {
+                    "credentialsRef": {"secretName": "infisical-machine-identity", "secretNamespace": "infisical"},
+                    "secretsScope": {
+                        "projectSlug": "floe-platform",
+                        "envSlug": "production",
+                        "secretsPath": "/compute/snowflake",
+                    },
+                }
+            },
+            "managedKubeSecretReferences": [
+                {
+                    "secretName": "snowflake-credentials",
+                    "secretNamespace": "floe-jobs",
+                    "creationPolicy": "Owner",
+                    "secretType": "Opaque",
+                }
+            ],
+        },
+    }
+    assert cr.depends_on == (
+        "Namespace:floe-jobs",
+        "Release:infisical/infisical-secrets-operator",
+        "Secret:infisical/infisical-machine-identity",
+    )
+
+
+def test_operator_release_and_identity(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path)
+    assert plan.operator is not None
+    release, identity = plan.operator.release, plan.operator.identity
+    assert (release.chart, release.version, release.namespace, release.name) == (
+        "secrets-operator",
+        "v0.11.5",
+        "infisical",
+        "infisical-secrets-operator",
+    )
+    assert release.repo == "https://dl.cloudsmith.io/public/infisical/helm-charts/helm/charts/"
+    assert release.values == {"installCRDs": True, "hostAPI": "https://infisical.company.com/api"}
+    assert set(identity.secret_data) == {"clientId", "clientSecret"}
+    assert identity.manifest()["stringData"] == {
+        "clientId": "<secret from floe:operatorClientId>",
+        "clientSecret": "<secret from floe:operatorClientSecret>",
+    }
+
+
+@pytest.mark.parametrize(
+    ("settings", "namespaces", "protected"),
+    [
+        ({}, ["infisical", "floe-jobs"], False),
+        ({"create_namespaces": False}, [], False),
+        ({"protect": True}, ["infisical", "floe-jobs"], True),
+        ({"jobs_namespace": "etl"}, ["infisical", "etl", "floe-jobs"], False),
+    ],
+    ids=["default", "no-namespaces", "protect", "jobs-namespace"],
+)
+def test_namespaces_and_protection(tmp_path: Path, settings: dict[str, Any], namespaces: list[str], protected: bool) -> None:
+    plan = plan_for(tmp_path, **settings)
+    assert [o.name for o in plan.kube_objects() if o.kind == "Namespace"] == namespaces
+    assert {r.protect for r in plan.resources()} == {protected}
+    if not namespaces:
+        assert all(not d.startswith("Namespace:") for r in plan.resources() for d in r.depends_on)
+
+
+def test_outputs_give_envfrom_and_workload_annotation(tmp_path: Path) -> None:
+    text = (ROOT / "manifest.yaml").read_text() + "  catalog-credentials:\n    auto_reload: false\n"
+    outputs = plan_for(tmp_path, text).outputs()
+    assert outputs["catalog-credentials"] == {
+        "secretName": "catalog-credentials",
+        "namespace": "floe-jobs",
+        "podSpec": {"envFrom": [{"secretRef": {"name": "catalog-credentials"}}]},
+    }
+    assert outputs["snowflake-credentials"]["workloadAnnotations"] == {"secrets.infisical.com/auto-reload": "true"}
+
+
+def test_k8s_type_makes_plain_secrets_without_operator(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, K8S, secret_value_keys={"snowflake-credentials": frozenset({"SNOWFLAKE_USER", "EXTRA"})})
+    assert plan.operator is None
+    (secret,) = [o for o in plan.kube_objects() if o.kind == "Secret"]
+    assert (secret.name, secret.namespace, secret.content) == ("snowflake-credentials", "floe-jobs", {"type": "Opaque"})
+    assert secret.manifest()["stringData"] == {
+        "EXTRA": "<secret from floe:secretValues.snowflake-credentials.EXTRA>",
+        "SNOWFLAKE_PASSWORD": "<generated: 24 characters>",
+        "SNOWFLAKE_USER": "<secret from floe:secretValues.snowflake-credentials.SNOWFLAKE_USER>",
+    }
+    assert list(secret.generated()) == ["floe-jobs/snowflake-credentials/SNOWFLAKE_PASSWORD"]
+    assert "workloadAnnotations" not in plan.outputs()["snowflake-credentials"]
+    assert secret_config_problems(plan) == []
+
+
+def test_k8s_missing_value_names_the_exact_command(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, K8S, secret_value_keys={})
+    with pytest.raises(StackConfigError, match=re_escape(
+        "no value for key SNOWFLAKE_USER of reference snowflake-credentials: run "
+        "`pulumi config set --secret --path --stack dev 'floe:secretValues.snowflake-credentials.SNOWFLAKE_USER' <value>`"
+    )):
+        require_secret_config(plan)
+
+
+def test_missing_operator_identity_names_both_commands(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, operator_credentials_set=False)
+    (problem,) = secret_config_problems(plan)
+    assert "pulumi config set --secret --stack dev 'floe:operatorClientId' <client-id>" in problem
+    assert "pulumi config set --secret --stack dev 'floe:operatorClientSecret' <client-secret>" in problem
+
+
+def test_reference_may_not_overwrite_the_identity_secret(tmp_path: Path) -> None:
+    text = (ROOT / "manifest.yaml").read_text() + "  infisical-machine-identity:\n    namespace: infisical\n"
+    with pytest.raises(ManifestError, match=r"reference 'infisical-machine-identity' would write Secret "
+                       r"infisical/infisical-machine-identity, which plugins\.secrets\.config\.identity_secret"):
+        plan_for(tmp_path, text)
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def _strict(schema: Any) -> Any:
+    """The CRD schema as the API server applies it with strict field validation: unknown fields fail."""
+    schema = copy.deepcopy(schema)
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node and "additionalProperties" not in node:
+                node["additionalProperties"] = False
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return schema
+
+
+def crd_validator(name: str) -> jsonschema.Draft7Validator:
+    crd = yaml.safe_load(reference_file(name).read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["served"]]
+    schema = _strict(version["schema"]["openAPIV3Schema"])
+    schema["properties"]["metadata"] = {"type": "object"}
+    return jsonschema.Draft7Validator(schema)
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_every_infisical_secret_validates_against_the_operator_crd(tmp_path: Path, stack: str) -> None:
+    validator = crd_validator("infisicalsecret-crd.yaml")
+    objects = [o.manifest() for o in plan_for(tmp_path, environment=stack).kube_objects() if o.kind == "InfisicalSecret"]
+    assert len(objects) == 2
+    for obj in objects:
+        errors = [e.message for e in validator.iter_errors(obj)]
+        assert errors == []
+        spec = obj["spec"]
+        assert not {"managedSecretReference", "resyncInterval", "instantUpdates"} & set(spec)
+
+
+def test_crd_check_would_catch_a_deprecated_or_misspelt_field(tmp_path: Path) -> None:
+    validator = crd_validator("infisicalsecret-crd.yaml")
+    obj = next(o.manifest() for o in plan_for(tmp_path).kube_objects() if o.kind == "InfisicalSecret")
+    obj["spec"]["resyncIntervall"] = "60s"
+    obj["spec"]["authentication"]["universalAuth"]["secretsScope"].pop("envSlug")
+    messages = sorted(e.message for e in validator.iter_errors(obj))
+    assert any("resyncIntervall" in m for m in messages)
+    assert any("'envSlug' is a required property" in m for m in messages)
+
+
+def test_chart_defaults_match_the_reference_chart() -> None:
+    chart = yaml.safe_load(reference_file("secrets-operator-Chart.yaml").read_text())
+    values = yaml.safe_load(reference_file("secrets-operator-values.yaml").read_text())
+    from floe_infra.build import CHART_NAME
+    from floe_infra.manifest import DEFAULT_CHART_VERSION
+
+    assert (chart["name"], chart["version"]) == (CHART_NAME, DEFAULT_CHART_VERSION)
+    assert {"installCRDs", "hostAPI"} <= set(values)
