@@ -135,7 +135,12 @@ RunProgram = Callable[..., ProgramRun]
 def run_program(tmp_path: Path) -> Iterator[RunProgram]:
     """Evaluate the real Pulumi program under recording mocks: ``run(manifest_text, stack, config)``."""
 
-    def run(manifest: str | None = None, stack: str = "dev", config: Mapping[str, Any] | None = None) -> ProgramRun:
+    def run(
+        manifest: str | None = None,
+        stack: str = "dev",
+        config: Mapping[str, Any] | None = None,
+        expect_error: bool = False,
+    ) -> ProgramRun:
         from floe_infra.program import run as program
 
         project = tmp_path / stack
@@ -144,6 +149,7 @@ def run_program(tmp_path: Path) -> Iterator[RunProgram]:
         (project / "manifest.yaml").write_text(manifest_text)
         values = default_config(stack) if config is None else dict(config)
         monitor = RecordingMonitor()
+        pulumi.runtime.settings.ROOT.set(None)  # a fresh stack resource per run, named after its stack
         pulumi.runtime.set_mocks(monitor.mocks, project="floe", stack=stack, preview=False, monitor=monitor)
         pulumi.runtime.settings.SETTINGS.root_directory = str(project)
         secret_keys = [k for k in values if k.removeprefix("floe:") in SECRET_KEYS]
@@ -157,7 +163,12 @@ def run_program(tmp_path: Path) -> Iterator[RunProgram]:
             platform = program()
             return pulumi.Output.from_input(platform.outputs).apply(lambda o: result.outputs.update(secrets=o))
 
-        evaluate()
+        try:
+            evaluate()
+        except Exception as exc:
+            if not expect_error:
+                raise
+            result.error = exc
         return result
 
     old_env = dict(os.environ)

@@ -51,7 +51,11 @@ BAD = [
         "plugins:\n  secrets:\n    type: infisical\n",
         r"plugins\.secrets: type infisical needs a config section",
     ),
-    ("unknown-type", "plugins:\n  secrets:\n    type: vault\n", r"plugins\.secrets\.type: Input should be 'infisical' or 'k8s'; found 'vault'"),
+    (
+        "unknown-type",
+        "plugins:\n  secrets:\n    type: vault\n",
+        r"plugins\.secrets\.type: Input should be 'infisical' or 'k8s'; found 'vault'",
+    ),
     (
         "bad-reference-name",
         HEAD + "secrets:\n  Snowflake_Creds: {}\n",
@@ -82,10 +86,26 @@ BAD = [
         HEAD + "secrets:\n  a:\n    keys:\n      K: {generate: {length: 4}}\n",
         r"secrets\.a\.keys\.K\.generate\.length: Input should be greater than or equal to 8; found 4",
     ),
-    ("bad-interval", HEAD + "      resync_interval: 60\n", r"resync_interval: Input should be a valid string; found 60"),
-    ("bad-interval-unit", HEAD + "      resync_interval: 1y\n", r"'1y' is not an interval: write a whole number and a unit"),
-    ("interval-too-short", HEAD + "      resync_interval: 2s\n", r"'2s' is too short: the operator's minimum resync interval is 5s"),
-    ("bad-url", HEAD.replace("https://infisical.company.com", "infisical.company.com"), r"line 5: .*site_url: 'infisical.company.com' is not an http\(s\) URL"),
+    (
+        "bad-interval",
+        HEAD + "      resync_interval: 60\n",
+        r"resync_interval: Input should be a valid string; found 60",
+    ),
+    (
+        "bad-interval-unit",
+        HEAD + "      resync_interval: 1y\n",
+        r"'1y' is not an interval: write a whole number and a unit",
+    ),
+    (
+        "interval-too-short",
+        HEAD + "      resync_interval: 2s\n",
+        r"'2s' is too short: the operator's minimum resync interval is 5s",
+    ),
+    (
+        "bad-url",
+        HEAD.replace("https://infisical.company.com", "infisical.company.com"),
+        r"line 5: .*site_url: 'infisical.company.com' is not an http\(s\) URL",
+    ),
     (
         "bad-secret-ref",
         HEAD + "compute:\n  type: snowflake\n  connection_secret_ref: Bad_Ref\n",
@@ -144,9 +164,15 @@ def test_discovery(tmp_path: Path, text: str, expected: list[tuple[str, str, str
 
 
 def test_same_reference_from_two_sections_needs_an_explicit_path(tmp_path: Path) -> None:
-    text = HEAD + "compute:\n  type: snowflake\n  x_secret_ref: shared\ncatalog:\n  type: polaris\n  y_secret_ref: shared\n"
-    with pytest.raises(ManifestError, match=r"line 12: catalog\.y_secret_ref: reference 'shared' is also used by "
-                       r"compute\.x_secret_ref .*declare secrets\.shared\.path"):
+    text = (
+        HEAD
+        + "compute:\n  type: snowflake\n  x_secret_ref: shared\ncatalog:\n  type: polaris\n  y_secret_ref: shared\n"
+    )
+    with pytest.raises(
+        ManifestError,
+        match=r"line 12: catalog\.y_secret_ref: reference 'shared' is also used by "
+        r"compute\.x_secret_ref .*declare secrets\.shared\.path",
+    ):
         load_manifest(write(tmp_path, text)).references("floe-jobs")
     fixed = text + "secrets:\n  shared:\n    path: /shared\n"
     (ref,) = load_manifest(write(tmp_path, fixed)).references("floe-jobs")

@@ -113,7 +113,9 @@ def test_operator_release_and_identity(tmp_path: Path) -> None:
     ],
     ids=["default", "no-namespaces", "protect", "jobs-namespace"],
 )
-def test_namespaces_and_protection(tmp_path: Path, settings: dict[str, Any], namespaces: list[str], protected: bool) -> None:
+def test_namespaces_and_protection(
+    tmp_path: Path, settings: dict[str, Any], namespaces: list[str], protected: bool
+) -> None:
     plan = plan_for(tmp_path, **settings)
     assert [o.name for o in plan.kube_objects() if o.kind == "Namespace"] == namespaces
     assert {r.protect for r in plan.resources()} == {protected}
@@ -149,10 +151,13 @@ def test_k8s_type_makes_plain_secrets_without_operator(tmp_path: Path) -> None:
 
 def test_k8s_missing_value_names_the_exact_command(tmp_path: Path) -> None:
     plan = plan_for(tmp_path, K8S, secret_value_keys={})
-    with pytest.raises(StackConfigError, match=re_escape(
-        "no value for key SNOWFLAKE_USER of reference snowflake-credentials: run "
-        "`pulumi config set --secret --path --stack dev 'floe:secretValues.snowflake-credentials.SNOWFLAKE_USER' <value>`"
-    )):
+    with pytest.raises(
+        StackConfigError,
+        match=re_escape(
+            "no value for key SNOWFLAKE_USER of reference snowflake-credentials: run "
+            "`pulumi config set --secret --path --stack dev 'floe:secretValues.snowflake-credentials.SNOWFLAKE_USER' <value>`"
+        ),
+    ):
         require_secret_config(plan)
 
 
@@ -165,8 +170,11 @@ def test_missing_operator_identity_names_both_commands(tmp_path: Path) -> None:
 
 def test_reference_may_not_overwrite_the_identity_secret(tmp_path: Path) -> None:
     text = (ROOT / "manifest.yaml").read_text() + "  infisical-machine-identity:\n    namespace: infisical\n"
-    with pytest.raises(ManifestError, match=r"reference 'infisical-machine-identity' would write Secret "
-                       r"infisical/infisical-machine-identity, which plugins\.secrets\.config\.identity_secret"):
+    with pytest.raises(
+        ManifestError,
+        match=r"reference 'infisical-machine-identity' would write Secret "
+        r"infisical/infisical-machine-identity, which plugins\.secrets\.config\.identity_secret",
+    ):
         plan_for(tmp_path, text)
 
 
@@ -202,7 +210,9 @@ def crd_validator(name: str) -> jsonschema.Draft7Validator:
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_every_infisical_secret_validates_against_the_operator_crd(tmp_path: Path, stack: str) -> None:
     validator = crd_validator("infisicalsecret-crd.yaml")
-    objects = [o.manifest() for o in plan_for(tmp_path, environment=stack).kube_objects() if o.kind == "InfisicalSecret"]
+    objects = [
+        o.manifest() for o in plan_for(tmp_path, environment=stack).kube_objects() if o.kind == "InfisicalSecret"
+    ]
     assert len(objects) == 2
     for obj in objects:
         errors = [e.message for e in validator.iter_errors(obj)]

@@ -1,0 +1,239 @@
+"""The Pulumi program under mocks: what it registers must be exactly what the plan says."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, RunProgram, default_config
+
+from floe_infra import HelmRelease, KubeObject, StackSettings, build_plan, load_manifest
+
+CR = "kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret"
+SECRET = "kubernetes:core/v1:Secret"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+
+K8S_MANIFEST = """\
+plugins:
+  secrets:
+    type: k8s
+compute:
+  type: snowflake
+  connection_secret_ref: snowflake-credentials
+secrets:
+  snowflake-credentials:
+    keys:
+      SNOWFLAKE_USER: {config: true}
+      SNOWFLAKE_PASSWORD: {generate: {length: 24, special: false}}
+"""
+K8S_VALUES = {"snowflake-credentials": {"SNOWFLAKE_USER": "user-canary"}}
+
+
+def k8s_config(stack: str = "dev") -> dict[str, Any]:
+    return {"floe:environment": stack, "floe:secretValues": K8S_VALUES}
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_resource_types_names_and_parents(run_program: RunProgram, stack: str) -> None:
+    run = run_program(stack=stack)
+    summary = sorted((r.type, r.name, r.parent.rsplit("::", 1)[-1]) for r in run.registrations)
+    assert summary == sorted(
+        [
+            ("floe:secrets:Platform", "floe-secrets", f"floe-{stack}"),
+            ("floe:secrets:InfisicalOperator", "infisical-operator", "floe-secrets"),
+            ("floe:secrets:SecretReference", "catalog-credentials", "floe-secrets"),
+            ("floe:secrets:SecretReference", "snowflake-credentials", "floe-secrets"),
+            (NAMESPACE, "infisical", "infisical-operator"),
+            (RELEASE, "infisical/infisical-secrets-operator", "infisical-operator"),
+            (SECRET, "infisical/infisical-machine-identity", "infisical-operator"),
+            (NAMESPACE, "floe-jobs", "floe-secrets"),
+            (CR, "floe-jobs/catalog-credentials", "catalog-credentials"),
+            (CR, "floe-jobs/snowflake-credentials", "snowflake-credentials"),
+        ]
+    )
+    cr = run.named(CR, "floe-jobs/snowflake-credentials").plain("spec")
+    assert cr["authentication"]["universalAuth"]["secretsScope"]["envSlug"] == stack
+
+
+def test_each_custom_resource_depends_on_release_identity_and_namespace(run_program: RunProgram) -> None:
+    run = run_program()
+    release = run.named(RELEASE, "infisical/infisical-secrets-operator")
+    identity = run.named(SECRET, "infisical/infisical-machine-identity")
+    jobs = run.named(NAMESPACE, "floe-jobs")
+    for cr in run.of_type(CR):
+        assert set(cr.dependencies) == {release.urn, identity.urn, jobs.urn}
+    operator_ns = run.named(NAMESPACE, "infisical")
+    assert release.dependencies == [operator_ns.urn]
+    assert identity.dependencies == [operator_ns.urn]
+
+
+def test_release_inputs(run_program: RunProgram) -> None:
+    release = run_program().named(RELEASE, "infisical/infisical-secrets-operator")
+    assert release.plain("chart") == "secrets-operator"
+    assert release.plain("version") == "v0.11.5"
+    assert release.plain("repositoryOpts") == {
+        "repo": "https://dl.cloudsmith.io/public/infisical/helm-charts/helm/charts/"
+    }
+    assert release.plain("namespace") == "infisical"
+    assert release.plain("name") == "infisical-secrets-operator"
+    assert release.plain("skipCrds") is False
+    assert release.plain("createNamespace") is False
+
+
+def test_identity_secret_values_are_pulumi_secrets(run_program: RunProgram) -> None:
+    identity = run_program().named(SECRET, "infisical/infisical-machine-identity")
+    assert identity.secret_inputs() == {"stringData"}
+    assert identity.plain("stringData") == {"clientId": "client-id-canary", "clientSecret": "client-secret-canary"}
+    assert {"data", "stringData"} <= set(identity.additional_secret_outputs)
+
+
+@pytest.mark.parametrize(
+    ("stack", "config", "protected"),
+    [("dev", {}, False), ("prod", {"floe:protect": "true"}, True)],
+    ids=["dev-unprotected", "prod-protected"],
+)
+def test_protect_flag(run_program: RunProgram, stack: str, config: dict[str, Any], protected: bool) -> None:
+    run = run_program(stack=stack, config={**default_config(stack), **config})
+    custom = [r for r in run.registrations if not r.type.startswith("floe:")]
+    assert custom and {r.protect for r in custom} == {protected}
+
+
+def test_create_namespaces_false_creates_none(run_program: RunProgram) -> None:
+    run = run_program(config={**default_config("dev"), "floe:createNamespaces": "false"})
+    assert run.of_type(NAMESPACE) == []
+    assert run.named(RELEASE, "infisical/infisical-secrets-operator").dependencies == []
+
+
+def test_stack_output_secrets(run_program: RunProgram) -> None:
+    outputs = run_program().outputs["secrets"]
+    assert outputs["snowflake-credentials"] == {
+        "secretName": "snowflake-credentials",
+        "namespace": "floe-jobs",
+        "podSpec": {"envFrom": [{"secretRef": {"name": "snowflake-credentials"}}]},
+        "workloadAnnotations": {"secrets.infisical.com/auto-reload": "true"},
+    }
+
+
+def test_k8s_type_secret_values_are_secret_and_generated(run_program: RunProgram) -> None:
+    run = run_program(K8S_MANIFEST, config=k8s_config())
+    assert run.of_type(RELEASE) == [] and run.of_type(CR) == []
+    secret = run.named(SECRET, "floe-jobs/snowflake-credentials")
+    password = run.named(PASSWORD, "floe-jobs/snowflake-credentials/SNOWFLAKE_PASSWORD")
+    assert (password.plain("length"), password.plain("special")) == (24, False)
+    assert secret.secret_inputs() == {"stringData"}
+    assert secret.plain("stringData") == {
+        "SNOWFLAKE_PASSWORD": "generated-floe-jobs/snowflake-credentials/SNOWFLAKE_PASSWORD",
+        "SNOWFLAKE_USER": "user-canary",
+    }
+    assert run.named(NAMESPACE, "floe-jobs").urn in secret.dependencies
+
+
+BAD_INPUT = [
+    (
+        "missing-environment",
+        None,
+        {},
+        r"floe:environment is not set .*pulumi config set --stack dev 'floe:environment' dev",
+    ),
+    (
+        "missing-identity",
+        None,
+        {"floe:environment": "dev"},
+        r"machine identity is not set: run `pulumi config set --secret --stack dev 'floe:operatorClientId'",
+    ),
+    (
+        "missing-k8s-value",
+        K8S_MANIFEST,
+        {"floe:environment": "dev"},
+        r"no value for key SNOWFLAKE_USER of reference snowflake-credentials: run `pulumi config set --secret --path",
+    ),
+    (
+        "bad-manifest",
+        "plugins: {secrets: {type: vault}}\n",
+        default_config("dev"),
+        r"manifest\.yaml: 1 problem:.*'vault'",
+    ),
+    (
+        "bad-bool",
+        None,
+        {**default_config("dev"), "floe:protect": "yes"},
+        r"floe:protect must be true or false; found 'yes'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("manifest", "config", "match"), [b[1:] for b in BAD_INPUT], ids=[b[0] for b in BAD_INPUT])
+def test_bad_input_creates_nothing_and_raises_run_error(
+    run_program: RunProgram, manifest: str | None, config: dict[str, Any], match: str
+) -> None:
+    import pulumi
+
+    run = run_program(manifest, config=config, expect_error=True)
+    assert isinstance(run.error, pulumi.RunError)
+    assert re.search(match, str(run.error), re.DOTALL)
+    assert run.registrations == []
+
+
+def _plan_for(stack: str, config: dict[str, Any], manifest: Path) -> Any:
+    keys = config.get("floe:secretValues", {})
+    settings = StackSettings(
+        stack=stack,
+        environment=config["floe:environment"],
+        protect=config.get("floe:protect") == "true",
+        secret_value_keys={k: frozenset(v) for k, v in keys.items()},
+    )
+    return build_plan(load_manifest(manifest), settings)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "stack", "config"),
+    [
+        (None, "dev", default_config("dev")),
+        (None, "prod", {**default_config("prod"), "floe:protect": "true"}),
+        (K8S_MANIFEST, "staging", k8s_config("staging")),
+    ],
+    ids=["infisical-dev", "infisical-prod", "k8s-staging"],
+)
+def test_program_registers_exactly_the_plan(
+    run_program: RunProgram, tmp_path: Path, manifest: str | None, stack: str, config: dict[str, Any]
+) -> None:
+    run = run_program(manifest, stack=stack, config=config)
+    path = ROOT / "manifest.yaml"
+    if manifest is not None:
+        path = tmp_path / "plan-manifest.yaml"
+        path.write_text(manifest)
+    plan = _plan_for(stack, config, path)
+
+    expected_names = {(r.pulumi_type, r.logical_name) for r in plan.resources()}
+    expected_names |= {(PASSWORD, n) for o in plan.kube_objects() for n in o.generated()}
+    registered = {(r.type, r.name) for r in run.registrations if not r.type.startswith("floe:")}
+    assert registered == expected_names
+
+    by_id = {(r.pulumi_type, r.logical_name): r for r in plan.resources()}
+    for reg in run.registrations:
+        desired = by_id.get((reg.type, reg.name))
+        if desired is None:
+            continue
+        assert reg.protect == desired.protect
+        deps = {run.by_urn(u).name for u in reg.dependencies}
+        passwords = set(desired.generated()) if isinstance(desired, KubeObject) else set()
+        assert deps == {d.split(":", 1)[1] for d in desired.depends_on} | passwords
+        if isinstance(desired, HelmRelease):
+            assert (reg.plain("chart"), reg.plain("version"), reg.plain("values")) == (
+                desired.chart,
+                desired.version,
+                dict(desired.values),
+            )
+            continue
+        manifest_obj = desired.manifest()
+        assert reg.plain("metadata") == manifest_obj["metadata"]
+        assert (reg.plain("apiVersion"), reg.plain("kind")) == (manifest_obj["apiVersion"], manifest_obj["kind"])
+        if "spec" in manifest_obj:
+            assert reg.plain("spec") == manifest_obj["spec"]
+        if "stringData" in manifest_obj:
+            assert set(reg.plain("stringData")) == set(manifest_obj["stringData"])
+            assert reg.plain("type") == manifest_obj["type"]
