@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -153,9 +154,10 @@ def test_k8s_missing_value_names_the_exact_command(tmp_path: Path) -> None:
     plan = plan_for(tmp_path, K8S, secret_value_keys={})
     with pytest.raises(
         StackConfigError,
-        match=re_escape(
+        match=re.escape(
             "no value for key SNOWFLAKE_USER of reference snowflake-credentials: run "
-            "`pulumi config set --secret --path --stack dev 'floe:secretValues.snowflake-credentials.SNOWFLAKE_USER' <value>`"
+            "`pulumi config set --secret --path --stack dev "
+            "'floe:secretValues.snowflake-credentials.SNOWFLAKE_USER' <value>`"
         ),
     ):
         require_secret_config(plan)
@@ -176,12 +178,6 @@ def test_reference_may_not_overwrite_the_identity_secret(tmp_path: Path) -> None
         r"infisical/infisical-machine-identity, which plugins\.secrets\.config\.identity_secret",
     ):
         plan_for(tmp_path, text)
-
-
-def re_escape(text: str) -> str:
-    import re
-
-    return re.escape(text)
 
 
 def _strict(schema: Any) -> Any:

@@ -1,0 +1,152 @@
+"""`floe secrets plan`: offline, never decrypts, exit codes, stderr, rendered YAML."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from floe_infra.cli import main
+
+CANARY = "v1:CANARY-CIPHERTEXT-never-printed"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml", "manifest.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def add_secret_config(project: Path, stack: str, extra: dict[str, object]) -> None:
+    path = project / f"Pulumi.{stack}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["config"].update(extra)
+    path.write_text(yaml.safe_dump(doc))
+
+
+def test_plan_table_lists_every_resource_and_counts(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["secrets", "plan", "--stack", "dev"]) == 0
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert lines[0] == "Stack dev: Infisical environment dev, secrets type infisical"
+    assert any(
+        line.split()[:3] == ["kubernetes:helm.sh/v3:Release", "infisical-secrets-operator", "infisical"]
+        and "chart secrets-operator v0.11.5" in line
+        for line in lines
+    )
+    crs = [line.split()[:3] for line in lines if line.startswith("kubernetes:secrets.infisical.com")]
+    assert [c[1:] for c in crs] == [["catalog-credentials", "floe-jobs"], ["snowflake-credentials", "floe-jobs"]]
+    assert lines[-1] == "6 resources, in 4 components (11 to create in `pulumi preview`, counting the stack)"
+    assert "warning: `pulumi up` would stop: the operator's machine identity is not set" in out.err
+
+
+def test_plan_json_and_out_dir(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    add_secret_config(
+        project, "prod", {"floe:operatorClientId": {"secure": CANARY}, "floe:operatorClientSecret": {"secure": CANARY}}
+    )
+    out_dir = project / "rendered"
+    assert main(["secrets", "plan", "--stack", "prod", "--format", "json", "--out", str(out_dir)]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["environment"] == "prod" and doc["warnings"] == []
+    assert len(doc["resources"]) == 6
+    assert doc["outputs"]["secrets"]["catalog-credentials"]["podSpec"] == {
+        "envFrom": [{"secretRef": {"name": "catalog-credentials"}}]
+    }
+    files = sorted(p.name for p in out_dir.iterdir())
+    assert files == [
+        "001-namespace-infisical.yaml",
+        "002-secret-infisical-infisical-machine-identity.yaml",
+        "003-namespace-floe-jobs.yaml",
+        "004-infisicalsecret-floe-jobs-catalog-credentials.yaml",
+        "005-infisicalsecret-floe-jobs-snowflake-credentials.yaml",
+    ]
+    identity = yaml.safe_load((out_dir / files[1]).read_text())
+    assert identity["stringData"] == {
+        "clientId": "<secret from floe:operatorClientId>",
+        "clientSecret": "<secret from floe:operatorClientSecret>",
+    }
+    everything = captured.out + captured.err + "".join(p.read_text() for p in out_dir.iterdir())
+    assert CANARY not in everything
+
+
+def test_manifest_option_overrides_stack_config(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = project / "other.yaml"
+    other.write_text("plugins: {secrets: {type: k8s}}\nsecrets: {only-one: {}}\n")
+    assert main(["secrets", "plan", "--stack", "staging", "--manifest", str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "secrets type k8s" in out and "only-one" in out and "snowflake" not in out
+
+
+def test_secret_values_set_with_path_are_seen_without_decrypting(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "manifest.yaml").write_text(
+        "plugins: {secrets: {type: k8s}}\nsecrets:\n  db:\n    keys: {USER: {config: true}, PASS: {config: true}}\n"
+    )
+    add_secret_config(project, "dev", {"floe:secretValues": {"db": {"USER": {"secure": CANARY}}}})
+    assert main(["secrets", "plan", "--stack", "dev"]) == 0
+    out = capsys.readouterr()
+    assert "no value for key PASS of reference db: run `pulumi config set --secret --path --stack dev " in out.err
+    assert "key USER" not in out.err
+    assert CANARY not in out.out + out.err
+
+
+@pytest.mark.parametrize(
+    ("args", "setup", "match"),
+    [
+        (["--stack", "qa"], None, r"Pulumi\.qa\.yaml: not found: create the stack with `pulumi stack init qa`"),
+        (["--stack", "dev"], "manifest", r"manifest\.yaml: 1 problem:\n  - line 1: plugins: .*"),
+        (["--stack", "dev"], "environment", r"Pulumi\.dev\.yaml: floe:environment is not set"),
+        (["--stack", "dev", "--manifest", "nope.yaml"], None, r"nope\.yaml: 1 problem:\n  - file not found"),
+        (["--stack", "dev"], "typo", r"Pulumi\.dev\.yaml: unknown key floe:enviroment: remove it or fix its spelling"),
+    ],
+    ids=["unknown-stack", "bad-manifest", "no-environment", "missing-manifest", "config-typo"],
+)
+def test_bad_input_exits_2_with_one_message(
+    project: Path, capsys: pytest.CaptureFixture[str], args: list[str], setup: str | None, match: str
+) -> None:
+    if setup == "manifest":
+        (project / "manifest.yaml").write_text("plugins: 3\n")
+    elif setup == "environment":
+        (project / "Pulumi.dev.yaml").write_text("config: {}\n")
+    elif setup == "typo":
+        add_secret_config(project, "dev", {"floe:enviroment": "dev"})
+    assert main(["secrets", "plan", *args]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.startswith("floe: error: ")
+    assert "Traceback" not in out.err
+    import re
+
+    assert re.search(match, out.err)
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["secrets", "plan"])
+    assert info.value.code == 2
+    assert "--stack" in capsys.readouterr().err
+
+
+def test_console_script_runs_without_importing_pulumi(project: Path) -> None:
+    code = (
+        "import sys; from floe_infra.cli import main; rc = main(['secrets', 'plan', '--stack', 'dev']); "
+        "assert 'pulumi' not in sys.modules and 'pulumi_kubernetes' not in sys.modules, 'pulumi imported'; "
+        "sys.exit(rc)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, env=env, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "infisical-secrets-operator" in proc.stdout
