@@ -102,19 +102,16 @@ def _operator(config: InfisicalSettings, settings: StackSettings, labels: dict[s
         depends_on=deps,
         protect=settings.protect,
     )
-    identity = KubeObject(
-        api_version="v1",
-        kind="Secret",
-        name=config.identity_secret,
-        namespace=op.namespace,
-        labels=labels,
-        content={"type": "Opaque"},
-        secret_data={
+    identity = _opaque_secret(
+        config.identity_secret,
+        op.namespace,
+        labels,
+        {
             "clientId": SecretSource(config_key="operatorClientId"),
             "clientSecret": SecretSource(config_key="operatorClientSecret"),
         },
-        depends_on=deps,
-        protect=settings.protect,
+        deps,
+        settings.protect,
     )
     return OperatorPlan(namespace=namespace, release=release, identity=identity)
 
@@ -178,17 +175,29 @@ def _k8s_reference(ref: Reference, settings: StackSettings, labels: dict[str, st
     configured = (settings.secret_value_keys or {}).get(ref.name, frozenset())
     for key in sorted(configured - set(sources)):
         sources[key] = SecretSource(config_key="secretValues", config_path=(ref.name, key))
-    secret = KubeObject(
+    secret = _opaque_secret(ref.name, ref.namespace, labels, dict(sorted(sources.items())), (), settings.protect)
+    return ReferencePlan(reference=ref, objects=(secret,), output=_output(ref))
+
+
+def _opaque_secret(
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    data: dict[str, SecretSource],
+    depends_on: tuple[str, ...],
+    protect: bool,
+) -> KubeObject:
+    return KubeObject(
         api_version="v1",
         kind="Secret",
-        name=ref.name,
-        namespace=ref.namespace,
+        name=name,
+        namespace=namespace,
         labels=labels,
         content={"type": "Opaque"},
-        secret_data=dict(sorted(sources.items())),
-        protect=settings.protect,
+        secret_data=data,
+        depends_on=depends_on,
+        protect=protect,
     )
-    return ReferencePlan(reference=ref, objects=(secret,), output=_output(ref))
 
 
 def _output(ref: Reference) -> dict[str, Any]:

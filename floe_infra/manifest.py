@@ -6,7 +6,6 @@ error with a line number rather than a silently different deployment.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,83 +14,20 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
+from . import names
 from ._yaml import LoadedYaml, PathKey, YamlSyntaxError, load_yaml
 from .errors import ManifestError
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_FOLDER_PATH = re.compile(r"^/([A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*)?$")
-_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SLUG = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
-_INTERVAL = re.compile(r"^([0-9]+)([smhdw])$")
-_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 SECRET_REF_SUFFIX = "_secret_ref"
 
 
-def _dns_label(value: str) -> str:
-    if len(value) > 63 or not _DNS1123_LABEL.match(value):
-        raise ValueError(
-            f"{value!r} is not a DNS-1123 label: use at most 63 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit"
-        )
-    return value
-
-
-def _dns_name(value: str) -> str:
-    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
-        raise ValueError(
-            f"{value!r} is not a DNS-1123 name: use lowercase letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit"
-        )
-    return value
-
-
-def _folder_path(value: str) -> str:
-    if not _FOLDER_PATH.match(value):
-        raise ValueError(
-            f"{value!r} is not an Infisical folder path: start with '/' and use segments of "
-            "letters, digits, '-' and '_' (like /compute/snowflake)"
-        )
-    return value
-
-
-def _env_var(value: str) -> str:
-    if not _ENV_VAR.match(value):
-        raise ValueError(
-            f"{value!r} is not an environment-variable name: use letters, digits and '_', "
-            "not starting with a digit (like SNOWFLAKE_PASSWORD)"
-        )
-    return value
-
-
-def _slug(value: str) -> str:
-    if not _SLUG.match(value):
-        raise ValueError(f"{value!r} is not an Infisical project slug: use lowercase letters, digits, '-' and '_'")
-    return value
-
-
-def _interval(value: str) -> str:
-    match = _INTERVAL.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not an interval: write a whole number and a unit, like 30s, 5m or 1h")
-    if match.group(2) == "s" and int(match.group(1)) < 5:
-        raise ValueError(f"{value!r} is too short: the operator's minimum resync interval is 5s")
-    return value
-
-
-def _url(value: str) -> str:
-    if not _URL.match(value):
-        raise ValueError(f"{value!r} is not an http(s) URL: write it like https://infisical.company.com")
-    return value
-
-
-DnsLabel = Annotated[str, AfterValidator(_dns_label)]
-DnsName = Annotated[str, AfterValidator(_dns_name)]
-FolderPath = Annotated[str, AfterValidator(_folder_path)]
-EnvVarName = Annotated[str, AfterValidator(_env_var)]
-ProjectSlug = Annotated[str, AfterValidator(_slug)]
-Interval = Annotated[str, AfterValidator(_interval)]
-Url = Annotated[str, AfterValidator(_url)]
+DnsLabel = Annotated[str, AfterValidator(names.dns_label)]
+DnsName = Annotated[str, AfterValidator(names.dns_name)]
+FolderPath = Annotated[str, AfterValidator(names.folder_path)]
+EnvVarName = Annotated[str, AfterValidator(names.env_var)]
+ProjectSlug = Annotated[str, AfterValidator(names.slug)]
+Interval = Annotated[str, AfterValidator(names.interval)]
+Url = Annotated[str, AfterValidator(names.url)]
 
 DEFAULT_CHART_REPO = "https://dl.cloudsmith.io/public/infisical/helm-charts/helm/charts/"
 DEFAULT_CHART_VERSION = "v0.11.5"
@@ -235,9 +171,7 @@ def load_manifest(path: Path) -> LoadedManifest:
         raise ManifestError(source, [f"not valid YAML: {exc}"]) from exc
     if not isinstance(loaded.data, dict):
         found = "an empty file" if loaded.data is None else type(loaded.data).__name__
-        raise ManifestError(
-            source, [f"expected a mapping of plugins:, secrets: and platform sections; found {found}"]
-        )
+        raise ManifestError(source, [f"expected a mapping of plugins:, secrets: and platform sections; found {found}"])
     try:
         model = Manifest.model_validate(loaded.data)
     except ValidationError as exc:
@@ -296,7 +230,7 @@ def _check_sections(manifest: LoadedManifest) -> list[str]:
                 )
                 continue
             try:
-                _dns_name(value)
+                names.dns_name(value)
             except ValueError as exc:
                 problems.append(_locate(manifest.yaml, (name, key), str(exc)))
     return problems

@@ -8,16 +8,15 @@ and which keys ``floe:secretValues`` holds, so checks can name what is missing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import names
 from ._yaml import YamlSyntaxError, load_yaml
 from .errors import StackConfigError
 
 NAMESPACE = "floe"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SCALAR_KEYS = ("environment", "manifest", "jobsNamespace", "createNamespaces", "protect")
 SECRET_KEYS = ("operatorClientId", "operatorClientSecret", "secretValues")
 KNOWN_KEYS = SCALAR_KEYS + SECRET_KEYS
@@ -88,12 +87,10 @@ def _bool(values: Mapping[str, object], key: str, source: str, default: bool) ->
 
 
 def _namespace(value: str, source: str) -> str:
-    if len(value) > 63 or not _DNS_LABEL.match(value):
-        raise StackConfigError(
-            f"{source}: {NAMESPACE}:jobsNamespace {value!r} is not a Kubernetes namespace name: "
-            "use lowercase letters, digits and '-'"
-        )
-    return value
+    try:
+        return names.dns_label(value)
+    except ValueError as exc:
+        raise StackConfigError(f"{source}: {NAMESPACE}:jobsNamespace: {exc}") from exc
 
 
 def _is_ciphertext(value: object) -> bool:

@@ -120,6 +120,21 @@ class ProgramRun:
         return match
 
 
+K8S_MANIFEST = """\
+plugins:
+  secrets:
+    type: k8s
+compute:
+  type: snowflake
+  connection_secret_ref: snowflake-credentials
+secrets:
+  snowflake-credentials:
+    keys:
+      SNOWFLAKE_USER: {config: true}
+      SNOWFLAKE_PASSWORD: {generate: {length: 24, special: false}}
+"""
+
+
 def default_config(stack: str) -> dict[str, Any]:
     return {
         "floe:environment": stack,

@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from conftest import K8S_MANIFEST as K8S
 from conftest import reference_file
 
 from floe_infra import ManifestError, StackConfigError, StackPlan, StackSettings, build_plan, load_manifest
@@ -27,21 +28,6 @@ def plan_for(tmp_path: Path, manifest: str | None = None, **settings: Any) -> St
     values: dict[str, Any] = {"stack": "dev", "environment": "dev", "operator_credentials_set": True}
     values.update(settings)
     return build_plan(load_manifest(path), StackSettings(**values))
-
-
-K8S = """\
-plugins:
-  secrets:
-    type: k8s
-compute:
-  type: snowflake
-  connection_secret_ref: snowflake-credentials
-secrets:
-  snowflake-credentials:
-    keys:
-      SNOWFLAKE_USER: {config: true}
-      SNOWFLAKE_PASSWORD: {generate: {length: 24, special: false}}
-"""
 
 
 def test_infisical_secret_spec_is_exact(tmp_path: Path) -> None:

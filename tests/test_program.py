@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, RunProgram, default_config
+from conftest import K8S_MANIFEST, ROOT, RunProgram, default_config
 
 from floe_infra import HelmRelease, KubeObject, StackSettings, build_plan, load_manifest
 
@@ -17,19 +17,6 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 PASSWORD = "random:index/randomPassword:RandomPassword"
 
-K8S_MANIFEST = """\
-plugins:
-  secrets:
-    type: k8s
-compute:
-  type: snowflake
-  connection_secret_ref: snowflake-credentials
-secrets:
-  snowflake-credentials:
-    keys:
-      SNOWFLAKE_USER: {config: true}
-      SNOWFLAKE_PASSWORD: {generate: {length: 24, special: false}}
-"""
 K8S_VALUES = {"snowflake-credentials": {"SNOWFLAKE_USER": "user-canary"}}
 
 
