@@ -56,9 +56,10 @@ def table(plan: StackPlan) -> str:
     body = rows(plan)
     header = Row("TYPE", "NAME", "NAMESPACE", "DETAIL")
     widths = [max(len(getattr(r, f)) for r in [header, *body]) for f in ("type", "name", "namespace")]
+    protected = ", every resource protected" if plan.settings.protect else ""
     lines = [
         f"Stack {plan.settings.stack}: Infisical environment {plan.settings.environment}, "
-        f"secrets type {plan.secrets_type}",
+        f"secrets type {plan.secrets_type}{protected}",
         "",
     ]
     for r in [header, *body]:
@@ -77,6 +78,7 @@ def as_json(plan: StackPlan, warnings: Sequence[str]) -> str:
         "stack": plan.settings.stack,
         "environment": plan.settings.environment,
         "secretsType": plan.secrets_type,
+        "protect": plan.settings.protect,
         "resources": [r.__dict__ for r in rows(plan)],
         "components": component_count(plan),
         "objects": [o.manifest() for o in plan.kube_objects()],

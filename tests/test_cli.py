@@ -79,6 +79,18 @@ def test_plan_json_and_out_dir(project: Path, capsys: pytest.CaptureFixture[str]
     assert CANARY not in everything
 
 
+def test_project_defaults_and_prod_protection(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pulumi_yaml = project / "Pulumi.yaml"
+    pulumi_yaml.write_text(pulumi_yaml.read_text().replace("default: floe-jobs", "default: etl"))
+    assert main(["secrets", "plan", "--stack", "prod"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == (
+        "Stack prod: Infisical environment prod, secrets type infisical, every resource protected"
+    )
+    catalog = [line.split()[1:3] for line in out.splitlines() if "catalog-credentials" in line]
+    assert catalog == [["catalog-credentials", "etl"]]
+
+
 def test_manifest_option_overrides_stack_config(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     other = project / "other.yaml"
     other.write_text("plugins: {secrets: {type: k8s}}\nsecrets: {only-one: {}}\n")
