@@ -149,4 +149,7 @@ def _config_section(path: Path, section: str) -> dict[str, object]:
     if not isinstance(config, dict):
         raise StackConfigError(f"{path}: {section}: expected a mapping of key: value; found {type(config).__name__}")
     prefix = NAMESPACE + ":"
-    return {str(k)[len(prefix) :]: v for k, v in config.items() if str(k).startswith(prefix)}
+    # In Pulumi.yaml a key without a namespace is in the project's namespace (our project is floe).
+    in_project = path.name == "Pulumi.yaml"
+    keys = {prefix + str(k) if in_project and ":" not in str(k) else str(k): v for k, v in config.items()}
+    return {k[len(prefix) :]: v for k, v in keys.items() if k.startswith(prefix)}
