@@ -11,12 +11,13 @@ from .components import PlatformArgs, SecretsPlatform, StackConfigSecrets
 from .desired import StackPlan
 from .errors import FloeError
 from .manifest import load_manifest
-from .stack import NAMESPACE, SCALAR_KEYS, StackSettings, parse_stack_config
+from .stack import KNOWN_KEYS, NAMESPACE, SCALAR_KEYS, StackSettings, parse_stack_config
 
 
 def settings_from_config(config: pulumi.Config) -> StackSettings:
     """Read ``floe:*`` through pulumi.Config; secrets only as presence and key names."""
     values: dict[str, object] = {k: v for k in SCALAR_KEYS if (v := config.get(k)) is not None}
+    values.update(dict.fromkeys(_unknown_keys(), "set"))
     for key in ("operatorClientId", "operatorClientSecret"):
         if config.get(key) is not None:
             values[key] = True
@@ -28,6 +29,15 @@ def settings_from_config(config: pulumi.Config) -> StackSettings:
             else []
         )
     return parse_stack_config(pulumi.get_stack(), values, f"stack {pulumi.get_stack()} config")
+
+
+def _unknown_keys() -> set[str]:
+    """``floe:*`` keys this program does not read, so a typo fails here as it does in plan."""
+    from pulumi.runtime.config import CONFIG, get_config_env
+
+    prefix = NAMESPACE + ":"
+    keys = {k.removeprefix(prefix) for k in (*get_config_env(), *CONFIG.get()) if k.startswith(prefix)}
+    return keys - set(KNOWN_KEYS)
 
 
 def plan_from_config(config: pulumi.Config, root: Path) -> StackPlan:
