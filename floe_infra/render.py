@@ -16,9 +16,6 @@ import yaml
 from .desired import HelmRelease, StackPlan
 from .errors import FloeError
 
-COMPONENT_TYPES = ("floe:secrets:Platform", "floe:secrets:InfisicalOperator", "floe:secrets:SecretReference")
-
-
 @dataclass(frozen=True)
 class Row:
     """One resource of the plan, as ``pulumi preview`` would list it."""

@@ -7,7 +7,6 @@ parent, dependencies, protect, secret inputs), which Pulumi's ``Mocks.new_resour
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -186,7 +185,4 @@ def run_program(tmp_path: Path) -> Iterator[RunProgram]:
             result.error = exc
         return result
 
-    old_env = dict(os.environ)
     yield run
-    os.environ.clear()
-    os.environ.update(old_env)
