@@ -16,6 +16,7 @@ import yaml
 from .desired import HelmRelease, StackPlan
 from .errors import FloeError
 
+
 @dataclass(frozen=True)
 class Row:
     """One resource of the plan, as ``pulumi preview`` would list it."""
