@@ -13,46 +13,42 @@ _INTERVAL = re.compile(r"^([0-9]+)([smhdw])$")
 _URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
 
-def dns_label(value: str) -> str:
-    if len(value) > 63 or not _DNS1123_LABEL.match(value):
-        raise ValueError(
-            f"{value!r} is not a DNS-1123 label: use at most 63 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit"
-        )
+def _require(pattern: re.Pattern[str], value: str, what: str, max_length: int | None = None) -> str:
+    """Return ``value`` if it matches; else a ValueError saying it is not ``what`` (which says the fix)."""
+    if (max_length is not None and len(value) > max_length) or not pattern.match(value):
+        raise ValueError(f"{value!r} is not {what}")
     return value
+
+
+def dns_label(value: str) -> str:
+    what = (
+        "a DNS-1123 label: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+    )
+    return _require(_DNS1123_LABEL, value, what, max_length=63)
 
 
 def dns_name(value: str) -> str:
-    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
-        raise ValueError(
-            f"{value!r} is not a DNS-1123 name: use lowercase letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit"
-        )
-    return value
+    what = "a DNS-1123 name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+    return _require(_DNS1123_SUBDOMAIN, value, what, max_length=253)
 
 
 def folder_path(value: str) -> str:
-    if not _FOLDER_PATH.match(value):
-        raise ValueError(
-            f"{value!r} is not an Infisical folder path: start with '/' and use segments of "
-            "letters, digits, '-' and '_' (like /compute/snowflake)"
-        )
-    return value
+    what = (
+        "an Infisical folder path: start with '/' and use segments of letters, digits, '-' and '_' "
+        "(like /compute/snowflake)"
+    )
+    return _require(_FOLDER_PATH, value, what)
 
 
 def env_var(value: str) -> str:
-    if not _ENV_VAR.match(value):
-        raise ValueError(
-            f"{value!r} is not an environment-variable name: use letters, digits and '_', "
-            "not starting with a digit (like SNOWFLAKE_PASSWORD)"
-        )
-    return value
+    what = (
+        "an environment-variable name: use letters, digits and '_', not starting with a digit (like SNOWFLAKE_PASSWORD)"
+    )
+    return _require(_ENV_VAR, value, what)
 
 
 def slug(value: str) -> str:
-    if not _SLUG.match(value):
-        raise ValueError(f"{value!r} is not an Infisical project slug: use lowercase letters, digits, '-' and '_'")
-    return value
+    return _require(_SLUG, value, "an Infisical project slug: use lowercase letters, digits, '-' and '_'")
 
 
 def interval(value: str) -> str:
@@ -65,6 +61,4 @@ def interval(value: str) -> str:
 
 
 def url(value: str) -> str:
-    if not _URL.match(value):
-        raise ValueError(f"{value!r} is not an http(s) URL: write it like https://infisical.company.com")
-    return value
+    return _require(_URL, value, "an http(s) URL: write it like https://infisical.company.com")
