@@ -127,16 +127,16 @@ def read_stack_files(project_dir: Path, stack: str) -> StackSettings:
             f"{stack_file}: not found: create the stack with `pulumi stack init {stack}` and "
             f"`{set_command(stack, 'environment', stack)}`, or pick another --stack"
         )
-    values: dict[str, object] = {}
-    for path, section in ((project_file, "config"), (stack_file, "config")):
-        for key, value in _config_section(path, section).items():
-            if path is project_file and isinstance(value, dict) and ("default" in value or "value" in value):
-                value = value.get("value", value.get("default"))
-            values[key] = value
+    values = {**_floe_config(project_file, project=True), **_floe_config(stack_file, project=False)}
     return parse_stack_config(stack, values, stack_file.name)
 
 
-def _config_section(path: Path, section: str) -> dict[str, object]:
+def _floe_config(path: Path, *, project: bool) -> dict[str, object]:
+    """The ``floe:*`` entries of a file's ``config:``, keys without the namespace.
+
+    In ``Pulumi.yaml`` (``project``) a key without a namespace is in the project's namespace (ours
+    is floe) and an entry may be a declaration ``{type, default}``: its default is the value.
+    """
     try:
         data = load_yaml(path).data
     except (OSError, UnicodeDecodeError, YamlSyntaxError) as exc:
@@ -145,11 +145,16 @@ def _config_section(path: Path, section: str) -> dict[str, object]:
         return {}
     if not isinstance(data, dict):
         raise StackConfigError(f"{path}: expected a mapping; found {type(data).__name__}")
-    config = data.get(section) or {}
+    config = data.get("config") or {}
     if not isinstance(config, dict):
-        raise StackConfigError(f"{path}: {section}: expected a mapping of key: value; found {type(config).__name__}")
+        raise StackConfigError(f"{path}: config: expected a mapping of key: value; found {type(config).__name__}")
     prefix = NAMESPACE + ":"
-    # In Pulumi.yaml a key without a namespace is in the project's namespace (our project is floe).
-    in_project = path.name == "Pulumi.yaml"
-    keys = {prefix + str(k) if in_project and ":" not in str(k) else str(k): v for k, v in config.items()}
-    return {k[len(prefix) :]: v for k, v in keys.items() if k.startswith(prefix)}
+    values: dict[str, object] = {}
+    for raw_key, value in config.items():
+        key = prefix + str(raw_key) if project and ":" not in str(raw_key) else str(raw_key)
+        if not key.startswith(prefix):
+            continue
+        if project and isinstance(value, dict) and ("default" in value or "value" in value):
+            value = value.get("value", value.get("default"))
+        values[key[len(prefix) :]] = value
+    return values
