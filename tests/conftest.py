@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,7 +146,7 @@ RunProgram = Callable[..., ProgramRun]
 
 
 @pytest.fixture
-def run_program(tmp_path: Path) -> Iterator[RunProgram]:
+def run_program(tmp_path: Path) -> RunProgram:
     """Evaluate the real Pulumi program under recording mocks: ``run(manifest_text, stack, config)``."""
 
     def run(
@@ -185,4 +185,4 @@ def run_program(tmp_path: Path) -> Iterator[RunProgram]:
             result.error = exc
         return result
 
-    yield run
+    return run

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import K8S_MANIFEST, ROOT, RunProgram, default_config
 
-from floe_infra import HelmRelease, KubeObject, StackSettings, build_plan, load_manifest
+from floe_infra import HelmRelease, KubeObject, build_plan, load_manifest, parse_stack_config
 
 CR = "kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret"
 SECRET = "kubernetes:core/v1:Secret"
@@ -166,14 +166,8 @@ def test_bad_input_creates_nothing_and_raises_run_error(
 
 
 def _plan_for(stack: str, config: dict[str, Any], manifest: Path) -> Any:
-    keys = config.get("floe:secretValues", {})
-    settings = StackSettings(
-        stack=stack,
-        environment=config["floe:environment"],
-        protect=config.get("floe:protect") == "true",
-        secret_value_keys={k: frozenset(v) for k, v in keys.items()},
-    )
-    return build_plan(load_manifest(manifest), settings)
+    values = {k.removeprefix("floe:"): v for k, v in config.items()}
+    return build_plan(load_manifest(manifest), parse_stack_config(stack, values, "test config"))
 
 
 @pytest.mark.parametrize(
