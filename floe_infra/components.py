@@ -57,51 +57,51 @@ class _Builder:
         self._values = values
         self.created: dict[str, pulumi.Resource] = dict(known)
 
-    def _opts(self, depends_on: tuple[str, ...], protect: bool) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(
-            parent=self._parent, depends_on=[self.created[d] for d in depends_on], protect=protect
-        )
-
     def add(self, desired: KubeObject | HelmRelease) -> pulumi.Resource:
-        resource = self._release(desired) if isinstance(desired, HelmRelease) else self._kube(desired)
-        self.created[desired.id] = resource
-        return resource
-
-    def _release(self, r: HelmRelease) -> pulumi.Resource:
-        return k8s.helm.v3.Release(
-            r.logical_name,
-            name=r.name,
-            namespace=r.namespace,
-            chart=r.chart,
-            version=r.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=r.repo),
-            values=dict(r.values),
-            create_namespace=False,
-            skip_crds=False,
-            opts=self._opts(r.depends_on, r.protect),
+        # One flat method rather than a dispatch to helpers: the SDK records every program frame
+        # under each registration, so call depth here is paid a thousand times in a large stack.
+        opts = pulumi.ResourceOptions(
+            parent=self._parent, depends_on=[self.created[d] for d in desired.depends_on], protect=desired.protect
         )
-
-    def _kube(self, obj: KubeObject) -> pulumi.Resource:
-        metadata = k8s.meta.v1.ObjectMetaArgs(name=obj.name, namespace=obj.namespace, labels=dict(obj.labels))
-        opts = self._opts(obj.depends_on, obj.protect)
-        if obj.kind == "Namespace":
-            return k8s.core.v1.Namespace(obj.logical_name, metadata=metadata, opts=opts)
-        if obj.kind == "Secret":
-            return k8s.core.v1.Secret(
-                obj.logical_name,
-                metadata=metadata,
-                type=str(obj.content["type"]),
-                string_data=self._secret_data(obj),
+        resource: pulumi.Resource
+        if isinstance(desired, HelmRelease):
+            resource = k8s.helm.v3.Release(
+                desired.logical_name,
+                name=desired.name,
+                namespace=desired.namespace,
+                chart=desired.chart,
+                version=desired.version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=desired.repo),
+                values=dict(desired.values),
+                create_namespace=False,
+                skip_crds=False,
                 opts=opts,
             )
-        return k8s.apiextensions.CustomResource(
-            obj.logical_name,
-            api_version=obj.api_version,
-            kind=obj.kind,
-            metadata=metadata,
-            spec=obj.content["spec"],
-            opts=opts,
-        )
+        else:
+            metadata = k8s.meta.v1.ObjectMetaArgs(
+                name=desired.name, namespace=desired.namespace, labels=dict(desired.labels)
+            )
+            if desired.kind == "Namespace":
+                resource = k8s.core.v1.Namespace(desired.logical_name, metadata=metadata, opts=opts)
+            elif desired.kind == "Secret":
+                resource = k8s.core.v1.Secret(
+                    desired.logical_name,
+                    metadata=metadata,
+                    type=str(desired.content["type"]),
+                    string_data=self._secret_data(desired),
+                    opts=opts,
+                )
+            else:
+                resource = k8s.apiextensions.CustomResource(
+                    desired.logical_name,
+                    api_version=desired.api_version,
+                    kind=desired.kind,
+                    metadata=metadata,
+                    spec=desired.content["spec"],
+                    opts=opts,
+                )
+        self.created[desired.id] = resource
+        return resource
 
     def _secret_data(self, obj: KubeObject) -> dict[str, pulumi.Output[str]]:
         generated = {
