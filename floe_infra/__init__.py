@@ -16,13 +16,22 @@ from .stack import StackSettings, parse_stack_config, read_stack_files
 
 if TYPE_CHECKING:
     from .components import InfisicalOperator, SecretReference, SecretsPlatform
+    from .secret_value import InfisicalSecretValue, InfisicalSecretValueProvider
 
-_LAZY = {"InfisicalOperator", "SecretReference", "SecretsPlatform"}
+_LAZY = {
+    "InfisicalOperator": "components",
+    "SecretReference": "components",
+    "SecretsPlatform": "components",
+    "InfisicalSecretValue": "secret_value",
+    "InfisicalSecretValueProvider": "secret_value",
+}
 
 __all__ = [
     "FloeError",
     "HelmRelease",
     "InfisicalOperator",
+    "InfisicalSecretValue",
+    "InfisicalSecretValueProvider",
     "KubeObject",
     "LoadedManifest",
     "Manifest",
@@ -44,7 +53,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import components
+        import importlib
 
-        return getattr(components, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

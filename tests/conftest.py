@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+from infisical_double import DoubleServer, InfisicalDouble, Project
+from pulumi.dynamic import ConfigureRequest
+from pulumi.dynamic.config import Config as DynamicConfig
 from pulumi.runtime import mocks, rpc
 
+from floe_infra._infisical import RetryPolicy, forget_connections
+from floe_infra.secret_value import InfisicalSecretValueProvider
 from floe_infra.stack import SECRET_KEYS
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -186,3 +191,39 @@ def run_program(tmp_path: Path) -> RunProgram:
         return result
 
     return run
+
+
+WRITER = ("writer-client-id", "writer-client-secret-canary")
+READER = ("reader-client-id", "reader-client-secret-canary")
+FAST = RetryPolicy(timeout=0.5, deadline=2.0, backoff=0.01, max_backoff=0.05)
+
+
+@dataclass
+class InfisicalFixture:
+    """A running Infisical double with project ``floe-platform``, a writer and a read-only identity."""
+
+    double: InfisicalDouble
+    project: Project
+
+    def provider(self, identity: tuple[str, str] = WRITER, policy: RetryPolicy = FAST) -> InfisicalSecretValueProvider:
+        """A provider configured as the engine would, from ``infisical:*`` stack config."""
+        provider = InfisicalSecretValueProvider(site_url="https://unused.example", policy=policy)
+        raw = {
+            "infisical:siteUrl": self.double.url,
+            "infisical:clientId": identity[0],
+            "infisical:clientSecret": identity[1],
+        }
+        provider.configure(ConfigureRequest(DynamicConfig(raw, "floe")))
+        return provider
+
+
+@pytest.fixture
+def infisical() -> Iterator[InfisicalFixture]:
+    double = InfisicalDouble()
+    double.add_identity(*WRITER)
+    double.add_identity(*READER, can_write=False)
+    project = double.add_project("floe-platform")
+    forget_connections()  # each test is a fresh provider process: its own login
+    with DoubleServer(double):
+        yield InfisicalFixture(double, project)
+    forget_connections()

@@ -1,0 +1,287 @@
+"""A logged-in infisicalsdk client with what the SDK leaves out, shared per process.
+
+infisicalsdk 1.0.18 sets no request timeout (a dead server hangs ``pulumi up`` forever), never logs
+in again when a token expires, does not retry 429 or 5xx, and caches secrets for 60 seconds (which
+would make a refresh lie). :class:`Connection` adds a timeout to every request, a bounded retry
+policy that honours ``Retry-After``, one re-login on an expired token, and ``cache_ttl=None``.
+
+Connections live in a process-level cache keyed by host and client id, never on an object that is
+pickled: Pulumi stores the dynamic provider in the state, so the provider holds no client or token.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import requests
+from infisical_sdk import InfisicalSDKClient
+from infisical_sdk.infisical_requests import APIError
+from requests.adapters import HTTPAdapter
+
+from .errors import FloeError
+
+T = TypeVar("T")
+
+HOST_ENV = "INFISICAL_HOST"
+CLIENT_ID_ENV = "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID"
+CLIENT_SECRET_ENV = "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"
+
+
+class InfisicalError(FloeError):
+    """Infisical refused or failed a request; the message says what to do and holds no secret."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long one operation may take: per-request timeout, backoff, and a total deadline."""
+
+    timeout: float = 30.0
+    deadline: float = 120.0
+    backoff: float = 1.0
+    max_backoff: float = 20.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        base = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
+        return base * random.uniform(0.8, 1.2)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The writer machine identity (Universal Auth). ``repr`` never shows the secret."""
+
+    host: str
+    client_id: str
+    client_secret: str = field(repr=False)
+
+    @classmethod
+    def resolve(cls, config: Callable[[str], Any], default_host: str | None = None) -> Credentials:
+        """From ``infisical:*`` stack config, else the environment Infisical's own tools read."""
+        host = config("infisical:siteUrl") or os.environ.get(HOST_ENV) or default_host
+        client_id = config("infisical:clientId") or os.environ.get(CLIENT_ID_ENV)
+        client_secret = config("infisical:clientSecret") or os.environ.get(CLIENT_SECRET_ENV)
+        missing = [
+            hint
+            for value, hint in (
+                (host, f"`pulumi config set infisical:siteUrl https://...` (or {HOST_ENV})"),
+                (client_id, f"`pulumi config set infisical:clientId <client-id>` (or {CLIENT_ID_ENV})"),
+                (
+                    client_secret,
+                    f"`pulumi config set --secret infisical:clientSecret <secret>` (or {CLIENT_SECRET_ENV})",
+                ),
+            )
+            if not value
+        ]
+        if missing:
+            raise InfisicalError("no Infisical writer identity to write secrets with: set " + " and ".join(missing))
+        return cls(str(host).rstrip("/"), str(client_id), str(client_secret))
+
+
+class _Transient(Exception):
+    """A failure worth retrying: no answer in time, a dropped connection, 429 or 5xx."""
+
+    def __init__(self, what: str, retry_after: float | None = None) -> None:
+        super().__init__(what)
+        self.retry_after = retry_after
+
+
+class _PolicyAdapter(HTTPAdapter):
+    """Gives every request a timeout and turns transient failures into :class:`_Transient`.
+
+    Raising here, below the SDK, keeps the SDK's own retry (fixed sleeps, no deadline, no 429) out
+    of the way: it only retries network exceptions, and ``_Transient`` is not one of them.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs["timeout"] = kwargs.get("timeout") or self._timeout
+        try:
+            response = super().send(request, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _Transient(f"{type(exc).__name__} from {request.method} {_path(request.url)}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _Transient(
+                f"HTTP {response.status_code} from {request.method} {_path(request.url)}",
+                _retry_after(response.headers),
+            )
+        return response
+
+
+def _path(url: str | None) -> str:
+    return (url or "").split("?", 1)[0]
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare from Infisical; fall back to backoff
+
+
+def error_kind(exc: APIError) -> str:
+    """The ``error`` field of an Infisical error body (``NotFound``, ``TokenError``, ...)."""
+    return str(exc.response.get("error", "")) if isinstance(exc.response, dict) else ""
+
+
+def error_message(exc: APIError) -> str:
+    body = exc.response if isinstance(exc.response, dict) else {}
+    message = body.get("message", "")
+    if isinstance(message, list):  # zod validation issues
+        message = "; ".join(f"{'.'.join(map(str, m.get('path', [])))}: {m.get('message')}" for m in message)
+    return f"{exc.status_code} {error_kind(exc) or 'error'}: {message}"
+
+
+class Connection:
+    """One logged-in client for one identity on one host, safe to share between threads."""
+
+    def __init__(self, credentials: Credentials, policy: RetryPolicy) -> None:
+        self.host = credentials.host
+        self.client_id = credentials.client_id
+        self.policy = policy
+        self._secret = credentials.client_secret
+        self.client = InfisicalSDKClient(host=credentials.host, cache_ttl=None)
+        adapter = _PolicyAdapter(policy.timeout)
+        self.client.api.session.mount("http://", adapter)
+        self.client.api.session.mount("https://", adapter)
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._project_ids: dict[str, str] = {}
+        self._folders: set[tuple[str, str, str]] = set()
+
+    def __getstate__(self) -> None:
+        raise TypeError("an Infisical connection holds a token and must never be pickled")
+
+    def _login(self, seen: int) -> None:
+        with self._lock:
+            if self._generation != seen:
+                return  # another thread logged in meanwhile
+            try:
+                self._retrying("log in", lambda: self.client.auth.universal_auth.login(self.client_id, self._secret))
+            except APIError as exc:
+                raise InfisicalError(self._login_failure(exc)) from None
+            self._generation += 1
+
+    def _login_failure(self, exc: APIError) -> str:
+        where = f"Infisical at {self.host} refused machine identity {self.client_id}"
+        if exc.status_code == 401:
+            return f"{where}: wrong client secret; set it with `pulumi config set --secret infisical:clientSecret`"
+        if exc.status_code == 404:
+            return f"{where}: no identity has this client id; check `infisical:clientId`"
+        return f"{where} ({error_message(exc)})"
+
+    def call(self, what: str, fn: Callable[[InfisicalSDKClient], T]) -> T:
+        """Run ``fn(client)`` logged in, within the retry policy; APIErrors other than an
+        expired token reach the caller, which knows what a 404 or 400 means for its operation."""
+        if self._generation == 0:
+            self._login(0)
+        relogged = False
+        while True:
+            seen = self._generation
+            try:
+                return self._retrying(what, lambda: fn(self.client))
+            except APIError as exc:
+                if exc.status_code == 403 and error_kind(exc) == "TokenError" and not relogged:
+                    relogged = True
+                    self._login(seen)
+                    continue
+                raise
+
+    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.policy.deadline
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except _Transient as exc:
+                attempt += 1
+                delay = self.policy.delay(attempt, exc.retry_after)
+                if time.monotonic() + delay > deadline:
+                    raise InfisicalError(
+                        f"could not {what}: Infisical at {self.host} kept failing for "
+                        f"{self.policy.deadline:.0f}s ({attempt} attempts, last: {exc}); nothing was changed "
+                        "by the failed attempts that Pulumi does not know of; run the command again later"
+                    ) from None
+                time.sleep(delay)
+
+    def denied(self, exc: APIError, action: str, scope: str, project: str, environment: str) -> InfisicalError:
+        """The message for a request Infisical refused for good (no retry can help)."""
+        if exc.status_code == 404 and "Folder not found" in str(exc.response.get("message", "")):
+            return InfisicalError(
+                f"could not {action} {scope}: Infisical has no environment {environment} or no such folder in "
+                f"project {project}; check the environment slug (floe:environment) against the project's environments"
+            )
+        if exc.status_code == 403 and error_kind(exc) == "PermissionDenied":
+            return InfisicalError(
+                f"machine identity {self.client_id} may not {action} {scope} on {self.host} "
+                f"({error_message(exc)}): give it a role with that permission in the project"
+            )
+        return InfisicalError(f"could not {action} {scope} on {self.host}: {error_message(exc)}")
+
+    def project_id(self, slug: str) -> str:
+        """Writes need the project id; ``GET /api/v2/workspace/{slug}`` gives it (no SDK method)."""
+        if slug not in self._project_ids:
+            try:
+                body = self.call(
+                    f"look up project {slug}",
+                    lambda c: c.api.get(path=f"/api/v2/workspace/{quote(slug, safe='')}", model=dict).data,
+                )
+            except APIError as exc:
+                raise InfisicalError(f"could not look up project {slug} on {self.host}: {error_message(exc)}") from None
+            self._project_ids[slug] = str(body["id"])
+        return self._project_ids[slug]
+
+    def ensure_folders(self, project: str, environment: str, path: str) -> None:
+        """Create every folder of ``path`` that this process has not seen (creating one that
+        exists returns it), because Infisical will not create a secret's folder for it."""
+        project_id = self.project_id(project)
+        parent = "/"
+        for name in [p for p in path.split("/") if p]:
+            folder = f"{parent.rstrip('/')}/{name}"
+            key = (project_id, environment, folder)
+            if key not in self._folders:
+
+                def create(client: InfisicalSDKClient, name: str = name, parent: str = parent) -> object:
+                    return client.folders.create_folder(
+                        name=name, environment_slug=environment, project_id=project_id, path=parent
+                    )
+
+                try:
+                    self.call(f"create folder {folder}", create)
+                except APIError as exc:
+                    raise self.denied(
+                        exc, "create", f"folder {folder} in environment {environment}", project, environment
+                    ) from None
+                self._folders.add(key)
+            parent = folder
+
+
+_CONNECTIONS: dict[tuple[str, str], Connection] = {}
+_CONNECTIONS_LOCK = threading.Lock()
+
+
+def connect(credentials: Credentials, policy: RetryPolicy | None = None) -> Connection:
+    """The process's connection for this identity and host: one login per process, not per call."""
+    key = (credentials.host, credentials.client_id)
+    with _CONNECTIONS_LOCK:
+        conn = _CONNECTIONS.get(key)
+        if conn is None or (policy is not None and conn.policy != policy):
+            conn = _CONNECTIONS[key] = Connection(credentials, policy or RetryPolicy())
+        return conn
+
+
+def forget_connections() -> None:
+    """Drop every cached connection (a new process, as far as logins go)."""
+    with _CONNECTIONS_LOCK:
+        _CONNECTIONS.clear()

@@ -1,0 +1,352 @@
+"""A test double of the Infisical API: an HTTP server on 127.0.0.1 that answers like the real one.
+
+It serves the paths infisicalsdk 1.0.18 calls, with the status codes and error bodies recorded
+against a self-hosted server (../shared/reference/infisical-api-recordings.json; a test replays
+them all). It counts requests and injects faults: latency, 429/5xx with Retry-After, dropped
+connections, expired tokens. It is a double: it lives in tests/ and nothing in floe_infra uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+NOW = "2026-11-29T04:21:03.610Z"
+JsonBody = dict[str, Any]
+
+
+def _error(status: int, message: Any, error: str) -> tuple[int, JsonBody]:
+    return status, {"statusCode": status, "message": message, "error": error}
+
+
+def _required(field_name: str) -> tuple[int, JsonBody]:
+    issue = {"code": "invalid_type", "expected": "string", "received": "undefined", "path": [field_name]}
+    return _error(401, [{**issue, "message": "Required"}], "ValidationFailure")
+
+
+FOLDER_NOT_FOUND = "Folder not found for the given environment slug & secret path"
+
+
+@dataclass
+class Fault:
+    """What the next matching requests get instead of an answer."""
+
+    status: int | None = None  # None: drop the connection without answering
+    retry_after: str | None = None
+    times: int = 1
+
+
+@dataclass
+class Project:
+    id: str
+    slug: str
+    environments: tuple[str, ...] = ("dev", "staging", "prod")
+
+
+@dataclass
+class Secret:
+    id: str
+    value: str
+    comment: str = ""
+    version: int = 1
+
+
+@dataclass
+class InfisicalDouble:
+    """State of a fake Infisical instance, plus the knobs tests turn."""
+
+    identities: dict[str, tuple[str, bool]] = field(default_factory=dict)  # client id -> (secret, can write)
+    projects: dict[str, Project] = field(default_factory=dict)
+    folders: set[tuple[str, str, str]] = field(default_factory=set)  # (project id, env, path)
+    secrets: dict[tuple[str, str, str, str], Secret] = field(default_factory=dict)
+    tokens: dict[str, tuple[str, bool]] = field(default_factory=dict)  # token -> (client id, expired)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    latency: float = 0.0
+    url: str = ""
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    # --- set-up and inspection -------------------------------------------------------------
+
+    def add_identity(self, client_id: str, client_secret: str, *, can_write: bool = True) -> None:
+        self.identities[client_id] = (client_secret, can_write)
+
+    def add_project(self, slug: str, environments: tuple[str, ...] = ("dev", "staging", "prod")) -> Project:
+        project = Project(str(uuid.uuid4()), slug, environments)
+        self.projects[slug] = project
+        for env in environments:
+            self.folders.add((project.id, env, "/"))
+        return project
+
+    def token_for(self, client_id: str) -> str:
+        token = f"tok-{uuid.uuid4().hex}"
+        self.tokens[token] = (client_id, False)
+        return token
+
+    def expire_tokens(self) -> None:
+        with self.lock:
+            self.tokens = {t: (c, True) for t, (c, _) in self.tokens.items()}
+
+    def inject(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    def count(self) -> Counter[str]:
+        """Requests by kind, e.g. ``POST /api/v3/secrets/raw`` (secret names dropped)."""
+        return Counter(f"{m} {_route(p)}" for m, p in self.requests)
+
+    def value(self, project: Project, env: str, path: str, key: str) -> str | None:
+        secret = self.secrets.get((project.id, env, path, key))
+        return secret.value if secret else None
+
+    # --- the API ----------------------------------------------------------------------------
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: JsonBody) -> tuple[int, JsonBody] | None:
+        url = urlsplit(target)
+        path = unquote(url.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        with self.lock:
+            self.requests.append((method, path))
+            if self.faults:
+                fault = self.faults[0]
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.pop(0)
+                if fault.status is None:
+                    return None
+                status, payload = _error(fault.status, "injected fault", "Injected")
+                if fault.retry_after is not None:
+                    payload["retryAfter"] = fault.retry_after
+                return status, payload
+            if method == "POST" and path == "/api/v1/auth/universal-auth/login":
+                return self._login(body)
+            caller = self._authenticate(headers.get("authorization"))
+            if isinstance(caller, tuple):
+                return caller
+            return self._route(method, path, query, body, caller)
+
+    def _login(self, body: JsonBody) -> tuple[int, JsonBody]:
+        known = self.identities.get(str(body.get("clientId")))
+        if known is None:
+            return _error(404, "No identity with specified client ID was found", "NotFound")
+        if known[0] != body.get("clientSecret"):
+            return _error(401, "Invalid credentials", "UnauthorizedError")
+        token = self.token_for(str(body["clientId"]))
+        return 200, {"accessToken": token, "expiresIn": 2592000, "accessTokenMaxTTL": 2592000, "tokenType": "Bearer"}
+
+    def _authenticate(self, header: str | None) -> tuple[int, JsonBody] | bool:
+        """The caller's write permission, or the error answer."""
+        if not header:
+            return _error(401, "Token missing", "UnauthorizedError")
+        token = header.removeprefix("Bearer ").strip()
+        if token not in self.tokens:
+            return _error(
+                403,
+                "The provided access token is malformed. Please use a valid token or generate a new one and try again.",
+                "TokenError",
+            )
+        client_id, expired = self.tokens[token]
+        if expired:
+            return _error(403, "Your token has expired. Please re-authenticate.", "TokenError")
+        return self.identities[client_id][1]
+
+    def _route(
+        self, method: str, path: str, query: dict[str, str], body: JsonBody, can_write: bool
+    ) -> tuple[int, JsonBody]:
+        if method == "GET" and path.startswith("/api/v2/workspace/"):
+            project = self.projects.get(path.rsplit("/", 1)[1])
+            if project is None:  # not recorded; the shape of every other NotFound
+                return _error(404, "Project not found", "NotFound")
+            return 200, self._project_body(project)
+        if path == "/api/v2/folders" and method == "POST":
+            return self._create_folder(body, can_write)
+        if path.startswith("/api/v2/folders/") and method == "DELETE":
+            return self._delete_folder(path.rsplit("/", 1)[1], body, can_write)
+        if path == "/api/v3/secrets/raw" and method == "GET":
+            return self._list(query)
+        if path.startswith("/api/v3/secrets/raw/"):
+            key = path.rsplit("/", 1)[1]
+            if method == "GET":
+                return self._get(key, query)
+            return self._write(method, key, body, can_write)
+        return _error(404, f"Route {method}:{path} not found", "Not Found")
+
+    def _project_body(self, p: Project) -> JsonBody:
+        envs = [
+            {"name": e.title(), "slug": e, "id": str(uuid.uuid5(uuid.NAMESPACE_URL, p.id + e))} for e in p.environments
+        ]
+        return {
+            "id": p.id, "name": p.slug.title(), "slug": p.slug, "autoCapitalization": True, "orgId": "org",
+            "createdAt": NOW, "updatedAt": NOW, "version": 3, "upgradeStatus": None, "pitVersionLimit": 10,
+            "kmsCertificateKeyId": None, "auditLogsRetentionDays": None, "_id": p.id, "environments": envs,
+        }  # fmt: skip
+
+    def _project_by_id(self, project_id: Any) -> Project | None:
+        return next((p for p in self.projects.values() if p.id == project_id), None)
+
+    def _project_by_query(self, query: dict[str, str]) -> Project | None:
+        if "workspaceId" in query:
+            return self._project_by_id(query["workspaceId"])
+        return self.projects.get(query.get("workspaceSlug", ""))
+
+    def _create_folder(self, body: JsonBody, can_write: bool) -> tuple[int, JsonBody]:
+        if not can_write:
+            return _error(403, "You are not allowed to create on secretFolders", "PermissionDenied")
+        project = self._project_by_id(body.get("projectId"))
+        env, parent, name = body.get("environment"), body.get("path", "/"), body.get("name")
+        if project is None or env not in project.environments or (project.id, env, parent) not in self.folders:
+            return _error(404, FOLDER_NOT_FOUND, "NotFound")  # not recorded for folders; secrets answer so
+        folder = f"{parent.rstrip('/')}/{name}"
+        self.folders.add((project.id, str(env), folder))
+        return 200, {"folder": self._folder_body(name, folder)}
+
+    def _delete_folder(self, name: str, body: JsonBody, can_write: bool) -> tuple[int, JsonBody]:
+        if not can_write:
+            return _error(403, "You are not allowed to delete on secretFolders", "PermissionDenied")
+        project = self._project_by_id(body.get("projectId"))
+        folder = f"{str(body.get('path', '/')).rstrip('/')}/{name}"
+        if project is None or (project.id, body.get("environment"), folder) not in self.folders:
+            return _error(404, "Folder not found", "NotFound")
+        self.folders = {f for f in self.folders if not (f[0] == project.id and f[2].startswith(folder))}
+        body_ = self._folder_body(name, folder)
+        del body_["path"]
+        return 200, {"folder": body_}
+
+    @staticmethod
+    def _folder_body(name: Any, path: str) -> JsonBody:
+        ids = {k: str(uuid.uuid5(uuid.NAMESPACE_URL, path + k)) for k in ("id", "env", "parent")}
+        return {
+            "id": ids["id"], "name": name, "version": 1, "createdAt": NOW, "updatedAt": NOW,
+            "envId": ids["env"], "parentId": ids["parent"], "isReserved": False, "path": path,
+        }  # fmt: skip
+
+    def _secret_body(self, project: Project, env: str, key: str, s: Secret) -> JsonBody:
+        return {
+            "id": s.id, "_id": s.id, "workspace": project.id, "environment": env, "version": s.version,
+            "type": "shared", "secretKey": key, "secretValue": s.value, "secretComment": s.comment,
+            "secretReminderNote": None, "secretReminderRepeatDays": None, "skipMultilineEncoding": False,
+            "metadata": None, "createdAt": NOW, "updatedAt": NOW,
+        }  # fmt: skip
+
+    def _list(self, query: dict[str, str]) -> tuple[int, JsonBody]:
+        project = self._project_by_query(query)
+        env, path = query.get("environment", ""), query.get("secretPath", "/")
+        if project is None or env not in project.environments:
+            return _error(404, FOLDER_NOT_FOUND, "Create secret")
+        found = [
+            {**self._secret_body(project, env, k, s), "secretPath": path, "tags": []}
+            for (pid, e, p, k), s in sorted(self.secrets.items(), key=lambda i: i[0])
+            if (pid, e, p) == (project.id, env, path)
+        ]
+        return 200, {"secrets": found, "imports": []}
+
+    def _get(self, key: str, query: dict[str, str]) -> tuple[int, JsonBody]:
+        project = self._project_by_query(query)
+        env, path = query.get("environment", ""), query.get("secretPath", "/")
+        if project is None or (project.id, env, path) not in self.folders:
+            return _error(404, FOLDER_NOT_FOUND, "Create secret")
+        secret = self.secrets.get((project.id, env, path, key))
+        if secret is None:
+            return _error(404, "Secret not found", "NotFound")
+        return 200, {"secret": {**self._secret_body(project, env, key, secret), "tags": []}}
+
+    def _write(self, method: str, key: str, body: JsonBody, can_write: bool) -> tuple[int, JsonBody]:
+        if "workspaceId" not in body:
+            return _required("workspaceId")
+        if method == "PATCH" and "secretValue" not in body:
+            return _required("secretValue")
+        verb = {"POST": "create", "PATCH": "edit", "DELETE": "delete"}[method]
+        if not can_write:
+            return _error(403, f"You are not allowed to {verb} on secrets", "PermissionDenied")
+        project = self._project_by_id(body["workspaceId"])
+        env, path = str(body.get("environment", "")), str(body.get("secretPath", "/"))
+        if project is None or (project.id, env, path) not in self.folders:
+            return _error(404, FOLDER_NOT_FOUND, "Create secret")
+        where = (project.id, env, path, key)
+        secret = self.secrets.get(where)
+        if method == "POST":
+            if secret is not None:
+                return _error(400, "Secret already exist", "BadRequest")
+            secret = self.secrets[where] = Secret(str(uuid.uuid4()), str(body.get("secretValue", "")))
+            secret.comment = str(body.get("secretComment") or "")
+            return 200, {"secret": self._secret_body(project, env, key, secret)}
+        if secret is None:
+            return _error(404, "Secret not found", "NotFound")
+        if method == "DELETE":
+            del self.secrets[where]
+            return 200, {"secret": self._secret_body(project, env, key, secret)}
+        secret.value, secret.version = str(body["secretValue"]), secret.version + 1
+        if body.get("secretComment") is not None:
+            secret.comment = str(body["secretComment"])
+        new_key = body.get("newSecretName") or key
+        del self.secrets[where]
+        self.secrets[(project.id, env, path, new_key)] = secret
+        return 200, {"secret": self._secret_body(project, env, new_key, secret)}
+
+
+def _route(path: str) -> str:
+    return "/api/v3/secrets/raw/{name}" if path.startswith("/api/v3/secrets/raw/") else path
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    double: InfisicalDouble
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else {}
+        if self.double.latency:
+            time.sleep(self.double.latency)
+        answer = self.double.handle(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        if answer is None:  # a dropped connection
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        status, payload = answer
+        retry_after = payload.pop("retryAfter", None)
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        if retry_after is not None:
+            self.send_header("Retry-After", str(retry_after))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that time out or drop keep-alive sockets are part of the tests, not errors."""
+
+
+class DoubleServer:
+    """Runs an :class:`InfisicalDouble` on 127.0.0.1 in a background thread."""
+
+    def __init__(self, double: InfisicalDouble) -> None:
+        handler = type("Handler", (_Handler,), {"double": double})
+        self.httpd = _Server(("127.0.0.1", 0), handler)
+        double.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self) -> DoubleServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

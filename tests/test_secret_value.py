@@ -1,0 +1,311 @@
+"""The InfisicalSecretValue dynamic provider, driven through the real infisicalsdk against the double."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from typing import Any
+
+import pytest
+from conftest import FAST, READER, WRITER, InfisicalFixture
+from infisical_double import Fault
+from pulumi.dynamic import ConfigureRequest
+from pulumi.dynamic.config import Config as DynamicConfig
+from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime import rpc
+
+from floe_infra import InfisicalSecretValueProvider
+from floe_infra._infisical import InfisicalError, RetryPolicy
+
+VALUE = "value-canary-7f3a"
+PROPS: dict[str, Any] = {
+    "project_slug": "floe-platform",
+    "environment": "dev",
+    "path": "/compute/snowflake",
+    "key": "SNOWFLAKE_PASSWORD",
+    "value": VALUE,
+    "comment": "",
+    "adopt": False,
+}
+ID = "floe-platform:dev:/compute/snowflake:SNOWFLAKE_PASSWORD"
+
+
+def stored(
+    infisical: InfisicalFixture, key: str = "SNOWFLAKE_PASSWORD", path: str = "/compute/snowflake"
+) -> str | None:
+    return infisical.double.value(infisical.project, "dev", path, key)
+
+
+# --- check and diff: no network ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "prop", "message"),
+    [
+        ({"key": "1BAD"}, "key", r"key: '1BAD' is not an environment-variable name"),
+        ({"path": "compute"}, "path", r"path: 'compute' is not an Infisical folder path: start with '/'"),
+        ({"project_slug": ""}, "project_slug", r"project_slug is required"),
+        ({"environment": None}, "environment", r"environment is required"),
+        ({"value": None}, "value", r"value is required"),
+    ],
+    ids=["key", "path", "empty-project", "missing-environment", "missing-value"],
+)
+def test_check_names_the_property_and_the_fix(change: dict[str, Any], prop: str, message: str) -> None:
+    result = InfisicalSecretValueProvider().check({}, {**PROPS, **change})
+    assert [f.property for f in result.failures] == [prop]
+    assert re.search(message, result.failures[0].reason)
+    assert VALUE not in " ".join(f.reason for f in result.failures)
+
+
+def test_check_accepts_unknowns_during_preview() -> None:
+    result = InfisicalSecretValueProvider().check({}, {**PROPS, "value": rpc.UNKNOWN, "path": rpc.UNKNOWN})
+    assert result.failures == []
+
+
+@pytest.mark.parametrize(
+    ("change", "changes", "replaces"),
+    [
+        ({}, False, []),
+        ({"value": "other"}, True, []),
+        ({"value": rpc.UNKNOWN}, True, []),
+        ({"comment": "rotated"}, True, []),
+        ({"key": "SNOWFLAKE_PASS"}, True, []),
+        ({"path": "/compute/other"}, True, ["path"]),
+        ({"environment": "prod"}, True, ["environment"]),
+        ({"project_slug": "other"}, True, ["project_slug"]),
+    ],
+    ids=["same", "value", "unknown-value", "comment", "rename-key", "path", "environment", "project"],
+)
+def test_diff(infisical: InfisicalFixture, change: dict[str, Any], changes: bool, replaces: list[str]) -> None:
+    result = infisical.provider().diff(ID, {**PROPS, "__provider": "old"}, {**PROPS, **change, "__provider": "new"})
+    assert (result.changes, result.replaces) == (changes, replaces)
+    assert infisical.double.requests == []
+
+
+# --- the lifecycle ------------------------------------------------------------------------
+
+
+def test_create_makes_the_folders_then_the_secret(infisical: InfisicalFixture) -> None:
+    result = infisical.provider().create(dict(PROPS))
+    assert result.id == ID
+    assert stored(infisical) == VALUE
+    counts = infisical.double.count()
+    assert counts["POST /api/v1/auth/universal-auth/login"] == 1
+    assert counts["POST /api/v2/folders"] == 2  # /compute, then /compute/snowflake
+    assert counts["POST /api/v3/secrets/raw/{name}"] == 1
+
+
+def test_one_login_per_process_and_folders_made_once(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider()
+    for key in ("A", "B", "C"):
+        provider.create({**PROPS, "key": key})
+    counts = infisical.double.count()
+    assert counts["POST /api/v1/auth/universal-auth/login"] == 1
+    assert counts["GET /api/v2/workspace/floe-platform"] == 1
+    assert counts["POST /api/v2/folders"] == 2
+    assert counts["POST /api/v3/secrets/raw/{name}"] == 3
+
+
+def test_create_refuses_a_key_it_does_not_own(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider()
+    provider.create(dict(PROPS))
+    with pytest.raises(InfisicalError, match=r"already has key SNOWFLAKE_PASSWORD in project floe-platform, "
+                       r"environment dev, path /compute/snowflake.*delete it there, or set adopt=True"):  # fmt: skip
+        provider.create({**PROPS, "value": "another-canary"})
+    assert stored(infisical) == VALUE
+
+
+def test_create_with_adopt_takes_the_key_over(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider()
+    provider.create(dict(PROPS))
+    provider.create({**PROPS, "value": "adopted", "adopt": True})
+    assert stored(infisical) == "adopted"
+
+
+def test_read_returns_the_live_value_so_drift_shows(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider()
+    provider.create(dict(PROPS))
+    infisical.double.secrets[
+        (infisical.project.id, "dev", "/compute/snowflake", "SNOWFLAKE_PASSWORD")
+    ].value = "drifted"
+    result = provider.read(ID, dict(PROPS))
+    assert result.id == ID and result.outs["value"] == "drifted"
+    assert provider.diff(ID, result.outs, dict(PROPS)).changes is True
+    assert infisical.double.count()["GET /api/v3/secrets/raw/{name}"] == 1
+
+
+def test_read_by_id_alone_imports(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider()
+    provider.create(dict(PROPS))
+    assert provider.read(ID, {}).outs == {**PROPS, "comment": ""}
+
+
+def test_read_of_a_secret_deleted_outside_pulumi_drops_it_from_state(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider()
+    provider.create(dict(PROPS))
+    infisical.double.secrets.clear()
+    result = provider.read(ID, dict(PROPS))
+    assert (result.id, result.outs) == ("", {})
+
+
+def test_update_is_one_request_and_renames_in_place(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider()
+    provider.create(dict(PROPS))
+    before = len(infisical.double.requests)
+    provider.update(ID, dict(PROPS), {**PROPS, "key": "SNOWFLAKE_PASS", "value": "new-value", "comment": "rotated"})
+    assert len(infisical.double.requests) == before + 1
+    assert stored(infisical) is None
+    assert stored(infisical, "SNOWFLAKE_PASS") == "new-value"
+
+
+def test_update_of_a_secret_deleted_outside_pulumi_says_refresh(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider()
+    provider.create(dict(PROPS))
+    infisical.double.secrets.clear()
+    with pytest.raises(InfisicalError, match=r"was deleted outside Pulumi: run `pulumi refresh`"):
+        provider.update(ID, dict(PROPS), {**PROPS, "value": "new-value"})
+
+
+def test_delete_is_one_request_and_a_missing_secret_counts_as_done(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider()
+    provider.create(dict(PROPS))
+    before = len(infisical.double.requests)
+    provider.delete(ID, dict(PROPS))
+    assert stored(infisical) is None
+    assert len(infisical.double.requests) == before + 1
+    provider.delete(ID, dict(PROPS))  # 404: already done
+
+
+# --- faults -------------------------------------------------------------------------------
+
+
+def test_an_expired_token_means_log_in_again_and_retry_once(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider()
+    provider.create(dict(PROPS))
+    infisical.double.expire_tokens()
+    assert provider.read(ID, dict(PROPS)).outs["value"] == VALUE
+    assert infisical.double.count()["POST /api/v1/auth/universal-auth/login"] == 2
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(status=429, retry_after="0"), Fault(status=503, times=2), Fault(status=None, times=2)],
+    ids=["429-retry-after", "503-twice", "dropped-connections"],
+)
+def test_transient_failures_are_retried(infisical: InfisicalFixture, fault: Fault) -> None:
+    provider = infisical.provider()
+    provider.create(dict(PROPS))
+    infisical.double.inject(fault)
+    assert provider.read(ID, dict(PROPS)).outs["value"] == VALUE
+
+
+def test_a_create_whose_answer_was_lost_is_not_a_conflict(infisical: InfisicalFixture) -> None:
+    """The first POST lands but its answer is lost (502 from a proxy): the retry finds the key."""
+    provider = infisical.provider()
+    provider.create({**PROPS, "key": "WARMUP"})
+    double = infisical.double
+    original = double.handle
+
+    def land_then_fail(method: str, target: str, headers: dict[str, str], body: dict[str, Any]) -> Any:
+        answer = original(method, target, headers, body)
+        if method == "POST" and target.endswith("/SNOWFLAKE_PASSWORD") and answer and answer[0] == 200 and not lost:
+            lost.append(True)
+            return 502, {"statusCode": 502, "message": "Bad Gateway", "error": "BadGateway"}
+        return answer
+
+    lost: list[bool] = []
+    double.handle = land_then_fail  # type: ignore[method-assign]
+    provider.create(dict(PROPS))
+    assert lost and stored(infisical) == VALUE
+
+
+def test_retries_stop_at_the_deadline(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider(policy=RetryPolicy(timeout=0.5, deadline=0.3, backoff=0.1, max_backoff=0.1))
+    provider.create(dict(PROPS))
+    infisical.double.inject(Fault(status=500, times=1000))
+    start = time.monotonic()
+    with pytest.raises(InfisicalError, match=r"could not read key SNOWFLAKE_PASSWORD .* kept failing for 0s"):
+        provider.read(ID, dict(PROPS))
+    assert time.monotonic() - start < 2
+
+
+def test_a_server_that_never_answers_times_out(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider(policy=RetryPolicy(timeout=0.2, deadline=0.5, backoff=0.05, max_backoff=0.05))
+    provider.create(dict(PROPS))
+    infisical.double.latency = 1.0
+    start = time.monotonic()
+    with pytest.raises(InfisicalError, match=r"ReadTimeout"):
+        provider.read(ID, dict(PROPS))
+    assert time.monotonic() - start < 3
+
+
+@pytest.mark.parametrize(
+    ("identity", "message"),
+    [
+        (READER, r"machine identity reader-client-id may not create folder /compute in environment dev .*"
+                 r"403 PermissionDenied: You are not allowed to create on secretFolders.*give it a role"),
+        ((WRITER[0], "wrong-secret"), r"refused machine identity writer-client-id: wrong client secret"),
+        (("nobody", "x"), r"refused machine identity nobody: no identity has this client id"),
+    ],
+    ids=["read-only", "wrong-secret", "unknown-client-id"],
+)  # fmt: skip
+def test_refusals_are_not_retried_and_say_which_identity(
+    infisical: InfisicalFixture, identity: tuple[str, str], message: str
+) -> None:
+    with pytest.raises(InfisicalError, match=message) as caught:
+        infisical.provider(identity).create(dict(PROPS))
+    assert identity[1] not in str(caught.value) and VALUE not in str(caught.value)
+    assert len(infisical.double.requests) <= 4  # login, project, folder: no retries
+    assert stored(infisical) is None
+
+
+def test_read_only_identity_cannot_write_the_secret(infisical: InfisicalFixture) -> None:
+    infisical.provider().create(dict(PROPS))
+    with pytest.raises(InfisicalError, match=r"reader-client-id may not update key SNOWFLAKE_PASSWORD .*"
+                       r"You are not allowed to edit on secrets"):  # fmt: skip
+        infisical.provider(READER).update(ID, dict(PROPS), {**PROPS, "value": "new-value"})
+    assert stored(infisical) == VALUE
+
+
+def test_unknown_environment_says_so(infisical: InfisicalFixture) -> None:
+    with pytest.raises(
+        InfisicalError, match=r"no environment qa or no such folder in project floe-platform.*floe:environment"
+    ):
+        infisical.provider().create({**PROPS, "environment": "qa"})
+
+
+# --- secrets stay secret ------------------------------------------------------------------
+
+
+def test_serialized_provider_holds_no_credential_token_or_value(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider()
+    provider.create(dict(PROPS))
+    provider.read(ID, dict(PROPS))
+    pickled = base64.b64decode(serialize_provider(provider))
+    tokens = list(infisical.double.tokens)
+    for secret in (WRITER[1], VALUE, *tokens):
+        assert secret.encode() not in pickled
+    assert WRITER[0].encode() not in pickled
+
+
+def test_configure_falls_back_to_the_environment(infisical: InfisicalFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFISICAL_HOST", infisical.double.url)
+    monkeypatch.setenv("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", WRITER[0])
+    monkeypatch.setenv("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET", WRITER[1])
+    provider = InfisicalSecretValueProvider(policy=FAST)
+    provider.configure(ConfigureRequest(DynamicConfig({}, "floe")))
+    provider.create(dict(PROPS))
+    assert stored(infisical) == VALUE
+
+
+def test_missing_credentials_name_the_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("INFISICAL_HOST", "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    provider = InfisicalSecretValueProvider(site_url="https://infisical.company.com")
+    expected = (
+        r"set `pulumi config set infisical:clientId <client-id>` \(or INFISICAL_UNIVERSAL_AUTH_CLIENT_ID\) "
+        r"and `pulumi config set --secret infisical:clientSecret"
+    )
+    with pytest.raises(InfisicalError, match=expected):
+        provider.configure(ConfigureRequest(DynamicConfig({}, "floe")))
