@@ -26,12 +26,11 @@ from infisical_sdk.infisical_requests import APIError
 from requests.adapters import HTTPAdapter
 
 from .errors import FloeError
+from .stack import WRITER_ENV
 
 T = TypeVar("T")
 
-HOST_ENV = "INFISICAL_HOST"
-CLIENT_ID_ENV = "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID"
-CLIENT_SECRET_ENV = "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"
+HOST_ENV, CLIENT_ID_ENV, CLIENT_SECRET_ENV = WRITER_ENV["siteUrl"], WRITER_ENV["clientId"], WRITER_ENV["clientSecret"]
 
 
 class InfisicalError(FloeError):

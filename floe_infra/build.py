@@ -13,6 +13,7 @@ from .desired import (
     MANAGED_BY,
     STACK_LABEL,
     HelmRelease,
+    InfisicalValue,
     KubeObject,
     OperatorPlan,
     ReferencePlan,
@@ -20,8 +21,8 @@ from .desired import (
     StackPlan,
 )
 from .errors import StackConfigError
-from .manifest import InfisicalSettings, LoadedManifest, Reference
-from .stack import StackSettings, set_command
+from .manifest import InfisicalSettings, KeyDecl, LoadedManifest, Reference
+from .stack import WRITER_ENV, WRITER_NAMESPACE, StackSettings, set_command
 
 INFISICAL_API_VERSION = "secrets.infisical.com/v1alpha1"
 CHART_NAME = "secrets-operator"
@@ -42,6 +43,7 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
         operator = None
         plans = tuple(_k8s_reference(r, settings, labels) for r in references)
     _check_secret_targets(manifest, operator, plans)
+    _check_value_targets(manifest, plans)
     namespaces = _namespaces(settings, labels, operator, plans)
     if settings.create_namespaces:
         plans = tuple(_with_namespace_dependency(p) for p in plans)
@@ -63,19 +65,25 @@ def secret_config_problems(plan: StackPlan) -> list[str]:
             f"`{set_command(settings.stack, 'operatorClientId', '<client-id>', secret=True)}` and "
             f"`{set_command(settings.stack, 'operatorClientSecret', '<client-secret>', secret=True)}`"
         )
+    if plan.infisical_values() and settings.writer_credentials_set is False:
+        client_id = set_command(settings.stack, "clientId", "<client-id>", namespace=WRITER_NAMESPACE)
+        secret = set_command(settings.stack, "clientSecret", "<client-secret>", secret=True, namespace=WRITER_NAMESPACE)
+        problems.append(
+            "the writer identity (it writes generate: and config: true keys into Infisical) is not set: run "
+            f"`{client_id}` and `{secret}` (or export {WRITER_ENV['clientId']} and {WRITER_ENV['clientSecret']})"
+        )
     keys = settings.secret_value_keys
     if keys is None:
         return problems
-    for obj in plan.kube_objects():
-        for source in obj.secret_data.values():
-            if source.config_key != "secretValues":
-                continue
-            ref, key = source.config_path
-            if key not in keys.get(ref, frozenset()):
-                problems.append(
-                    f"no value for key {key} of reference {ref}: run "
-                    f"`{set_command(settings.stack, f'secretValues.{ref}.{key}', '<value>', secret=True, path=True)}`"
-                )
+    for source in plan.secret_sources():
+        if source.config_key != "secretValues":
+            continue
+        ref, key = source.config_path
+        if key not in keys.get(ref, frozenset()):
+            problems.append(
+                f"no value for key {key} of reference {ref}: run "
+                f"`{set_command(settings.stack, f'secretValues.{ref}.{key}', '<value>', secret=True, path=True)}`"
+            )
     return problems
 
 
@@ -124,6 +132,21 @@ def _infisical_reference(
     operator: OperatorPlan | None,
 ) -> ReferencePlan:
     assert operator is not None
+    values = tuple(
+        InfisicalValue(
+            reference=ref.name,
+            project_slug=config.project_slug,
+            environment=settings.environment,
+            path=ref.path,
+            key=k.name,
+            source=_key_source(ref, k),
+            site_url=config.site_url,
+            adopt=k.adopt,
+            protect=settings.protect,
+        )
+        for k in ref.keys
+        if k.source != "manual"
+    )
     spec: dict[str, Any] = {
         "hostAPI": config.host_api,
         "syncConfig": {"resyncInterval": config.resync_interval},
@@ -156,22 +179,24 @@ def _infisical_reference(
         namespace=ref.namespace,
         labels=labels,
         content={"spec": spec},
-        depends_on=(operator.release.id, operator.identity.id),
+        # The values first, so the operator's first sync already finds them.
+        depends_on=(operator.release.id, operator.identity.id, *(v.id for v in values)),
         protect=settings.protect,
     )
     output = _output(ref)
     if ref.auto_reload:
         output["workloadAnnotations"] = {AUTO_RELOAD_ANNOTATION: "true"}
-    return ReferencePlan(reference=ref, objects=(cr,), output=output)
+    return ReferencePlan(reference=ref, objects=(*values, cr), output=output)
+
+
+def _key_source(ref: Reference, key: KeyDecl) -> SecretSource:
+    if key.source == "generate":
+        return SecretSource(generate_length=key.length, generate_special=key.special)
+    return SecretSource(config_key="secretValues", config_path=(ref.name, key.name))
 
 
 def _k8s_reference(ref: Reference, settings: StackSettings, labels: dict[str, str]) -> ReferencePlan:
-    sources = {
-        k.name: SecretSource(generate_length=k.length, generate_special=k.special)
-        if k.source == "generate"
-        else SecretSource(config_key="secretValues", config_path=(ref.name, k.name))
-        for k in ref.keys
-    }
+    sources = {k.name: _key_source(ref, k) for k in ref.keys}
     configured = (settings.secret_value_keys or {}).get(ref.name, frozenset())
     for key in sorted(configured - set(sources)):
         sources[key] = SecretSource(config_key="secretValues", config_path=(ref.name, key))
@@ -226,7 +251,9 @@ def _namespaces(
 
 def _with_namespace_dependency(plan: ReferencePlan) -> ReferencePlan:
     ns_id = f"Namespace:{plan.reference.namespace}"
-    objects = tuple(replace(o, depends_on=(ns_id, *o.depends_on)) for o in plan.objects)
+    objects = tuple(
+        replace(o, depends_on=(ns_id, *o.depends_on)) if isinstance(o, KubeObject) else o for o in plan.objects
+    )
     return replace(plan, objects=objects)
 
 
@@ -248,3 +275,19 @@ def _check_secret_targets(
                 f"{owners[target]} already targets: rename the reference or move it to another namespace",
             )
         owners[target] = ".".join(map(str, ref.declared_at))
+
+
+def _check_value_targets(manifest: LoadedManifest, plans: tuple[ReferencePlan, ...]) -> None:
+    """Two references writing one Infisical key would overwrite each other on every ``up``."""
+    writers: dict[tuple[str, str], str] = {}
+    for plan in plans:
+        for value in plan.objects:
+            if not isinstance(value, InfisicalValue):
+                continue
+            first = writers.setdefault((value.path, value.key), value.reference)
+            if first != value.reference:
+                raise manifest.error(
+                    plan.reference.declared_at,
+                    f"references {first!r} and {value.reference!r} both write key {value.key} into Infisical "
+                    f"folder {value.path}: declare generate:/config: on one of them only (both still read it)",
+                )

@@ -15,7 +15,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from .desired import HelmRelease, KubeObject, OperatorPlan, ReferencePlan, SecretSource, StackPlan
+from .desired import (
+    Desired,
+    HelmRelease,
+    InfisicalValue,
+    KubeObject,
+    OperatorPlan,
+    ReferencePlan,
+    SecretSource,
+    StackPlan,
+)
+from .secret_value import InfisicalSecretValue
 
 TYPE_PREFIX = "floe:secrets"
 
@@ -57,14 +67,29 @@ class _Builder:
         self._values = values
         self.created: dict[str, pulumi.Resource] = dict(known)
 
-    def add(self, desired: KubeObject | HelmRelease) -> pulumi.Resource:
+    def add(self, desired: Desired) -> pulumi.Resource:
         # One flat method rather than a dispatch to helpers: the SDK records every program frame
         # under each registration, so call depth here is paid a thousand times in a large stack.
         opts = pulumi.ResourceOptions(
             parent=self._parent, depends_on=[self.created[d] for d in desired.depends_on], protect=desired.protect
         )
         resource: pulumi.Resource
-        if isinstance(desired, HelmRelease):
+        if isinstance(desired, InfisicalValue):
+            source = desired.source
+            resource = InfisicalSecretValue(
+                desired.logical_name,
+                project_slug=desired.project_slug,
+                environment=desired.environment,
+                path=desired.path,
+                key=desired.key,
+                value=self._password(desired.logical_name, source, desired.protect)
+                if source.generate_length is not None
+                else self._values.config_value(source),
+                opts=opts,
+                adopt=desired.adopt,
+                site_url=desired.site_url,
+            )
+        elif isinstance(desired, HelmRelease):
             resource = k8s.helm.v3.Release(
                 desired.logical_name,
                 name=desired.name,

@@ -7,7 +7,7 @@ comes from, so rendering shows a placeholder and the Pulumi layer fetches the re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -109,7 +109,39 @@ class HelmRelease:
     pulumi_type = "kubernetes:helm.sh/v3:Release"
 
 
-Desired = KubeObject | HelmRelease
+@dataclass(frozen=True)
+class InfisicalValue:
+    """One key this stack writes into Infisical (``generate:`` or ``config: true``), so that the
+    reference's InfisicalSecret finds it on its first sync. ``site_url`` is the manifest's, which
+    the writer uses unless ``infisical:siteUrl`` says otherwise."""
+
+    reference: str
+    project_slug: str
+    environment: str
+    path: str
+    key: str
+    source: SecretSource
+    site_url: str
+    adopt: bool = False
+    protect: bool = False
+    depends_on: tuple[str, ...] = ()
+    kind: Literal["SecretValue"] = "SecretValue"
+
+    pulumi_type = "pulumi-python:dynamic/infisical:SecretValue"
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.logical_name}"
+
+    @property
+    def logical_name(self) -> str:
+        return f"{self.reference}/{self.key}"
+
+    def generated(self) -> dict[str, SecretSource]:
+        return {self.logical_name: self.source} if self.source.generate_length is not None else {}
+
+
+Desired = KubeObject | HelmRelease | InfisicalValue
 
 
 @dataclass(frozen=True)
@@ -130,7 +162,7 @@ class ReferencePlan:
     """One secret reference: the object that makes its Kubernetes Secret, and what pods use."""
 
     reference: Reference
-    objects: tuple[KubeObject, ...]
+    objects: tuple[KubeObject | InfisicalValue, ...]
     output: Mapping[str, Any]
 
 
@@ -150,6 +182,17 @@ class StackPlan:
 
     def kube_objects(self) -> tuple[KubeObject, ...]:
         return tuple(r for r in self.resources() if isinstance(r, KubeObject))
+
+    def secret_sources(self) -> Iterator[SecretSource]:
+        """Every secret value the stack needs, wherever it goes (Kubernetes or Infisical)."""
+        for r in self.resources():
+            if isinstance(r, KubeObject):
+                yield from r.secret_data.values()
+            elif isinstance(r, InfisicalValue):
+                yield r.source
+
+    def infisical_values(self) -> tuple[InfisicalValue, ...]:
+        return tuple(r for r in self.resources() if isinstance(r, InfisicalValue))
 
     def outputs(self) -> dict[str, Any]:
         """The stack output ``secrets``: per reference, what a workload needs to consume it."""

@@ -82,11 +82,16 @@ class Generate(_Model):
 class KeySpec(_Model):
     config: bool = False
     generate: Generate | None = None
+    adopt: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> KeySpec:
         if self.config and self.generate is not None:
             raise ValueError("generate and config: true are mutually exclusive: keep one of them")
+        if self.adopt and not (self.config or self.generate):
+            raise ValueError(
+                "adopt: true takes over a key this stack writes: add generate: or config: true, or remove adopt"
+            )
         return self
 
 
@@ -122,6 +127,7 @@ class KeyDecl:
     source: KeySource
     length: int = 32
     special: bool = True
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,7 @@ def _resolve(manifest: LoadedManifest, default_namespace: str) -> tuple[Referenc
                 source="generate" if spec.generate else "config" if spec.config else "manual",
                 length=spec.generate.length if spec.generate else 32,
                 special=spec.generate.special if spec.generate else True,
+                adopt=spec.adopt,
             )
             for key, spec in sorted(entry.keys.items())
         )

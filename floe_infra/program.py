@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pulumi
@@ -11,7 +12,15 @@ from .components import PlatformArgs, SecretsPlatform, StackConfigSecrets
 from .desired import StackPlan
 from .errors import FloeError
 from .manifest import load_manifest
-from .stack import KNOWN_KEYS, NAMESPACE, SCALAR_KEYS, StackSettings, parse_stack_config
+from .stack import (
+    KNOWN_KEYS,
+    NAMESPACE,
+    SCALAR_KEYS,
+    WRITER_NAMESPACE,
+    StackSettings,
+    parse_stack_config,
+    writer_credentials_present,
+)
 
 
 def settings_from_config(config: pulumi.Config) -> StackSettings:
@@ -28,7 +37,9 @@ def settings_from_config(config: pulumi.Config) -> StackSettings:
             if isinstance(secret_values, dict) and all(isinstance(v, dict) for v in secret_values.values())
             else []
         )
-    return parse_stack_config(pulumi.get_stack(), values, f"stack {pulumi.get_stack()} config")
+    settings = parse_stack_config(pulumi.get_stack(), values, f"stack {pulumi.get_stack()} config")
+    writer = pulumi.Config(WRITER_NAMESPACE)
+    return replace(settings, writer_credentials_set=writer_credentials_present(writer.get))
 
 
 def _unknown_keys() -> set[str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .desired import HelmRelease, StackPlan
+from .desired import HelmRelease, InfisicalValue, StackPlan
 from .errors import FloeError
 
 
@@ -35,6 +35,10 @@ def rows(plan: StackPlan) -> list[Row]:
             continue
         for name, source in r.generated().items():
             out.append(Row("random:index/randomPassword:RandomPassword", name, "", source.placeholder))
+        if isinstance(r, InfisicalValue):
+            where = f"{r.project_slug}/{r.environment}{r.path} {r.key} = {r.source.placeholder}"
+            out.append(Row(r.pulumi_type, r.logical_name, "", where + (" (adopt)" if r.adopt else "")))
+            continue
         if r.kind == "InfisicalSecret":
             scope = r.content["spec"]["authentication"]["universalAuth"]["secretsScope"]
             detail = f"{scope['projectSlug']}/{scope['envSlug']}{scope['secretsPath']}"

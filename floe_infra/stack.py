@@ -8,8 +8,9 @@ and which keys ``floe:secretValues`` holds, so checks can name what is missing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import names
@@ -17,6 +18,14 @@ from ._yaml import YamlSyntaxError, load_yaml
 from .errors import StackConfigError
 
 NAMESPACE = "floe"
+WRITER_NAMESPACE = "infisical"
+WRITER_ENV = {
+    "siteUrl": "INFISICAL_HOST",
+    "clientId": "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID",
+    "clientSecret": "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET",
+}
+"""The writer identity's ``infisical:*`` keys and the environment variables Infisical's CLI and
+Terraform provider read instead (the site URL defaults to the manifest's)."""
 SCALAR_KEYS = ("environment", "manifest", "jobsNamespace", "createNamespaces", "protect")
 SECRET_KEYS = ("operatorClientId", "operatorClientSecret", "secretValues")
 KNOWN_KEYS = SCALAR_KEYS + SECRET_KEYS
@@ -34,13 +43,27 @@ class StackSettings:
     protect: bool = False
     operator_credentials_set: bool | None = None
     secret_value_keys: Mapping[str, frozenset[str]] | None = None
+    writer_credentials_set: bool | None = None
     source: str = "stack config"
 
 
-def set_command(stack: str, key: str, value: str = "<value>", *, secret: bool = False, path: bool = False) -> str:
+def writer_credentials_present(config: Callable[[str], object | None]) -> bool:
+    """Whether the writer identity is set, in ``infisical:*`` config (``config(key)``) or the environment."""
+    return all(config(k) is not None or os.environ.get(WRITER_ENV[k]) for k in ("clientId", "clientSecret"))
+
+
+def set_command(
+    stack: str,
+    key: str,
+    value: str = "<value>",
+    *,
+    secret: bool = False,
+    path: bool = False,
+    namespace: str = NAMESPACE,
+) -> str:
     """The exact ``pulumi config set`` command that fixes a missing key."""
     flags = (" --secret" if secret else "") + (" --path" if path else "")
-    return f"pulumi config set{flags} --stack {stack} '{NAMESPACE}:{key}' {value}"
+    return f"pulumi config set{flags} --stack {stack} '{namespace}:{key}' {value}"
 
 
 def parse_stack_config(stack: str, values: Mapping[str, object], source: str) -> StackSettings:
@@ -127,12 +150,14 @@ def read_stack_files(project_dir: Path, stack: str) -> StackSettings:
             f"{stack_file}: not found: create the stack with `pulumi stack init {stack}` and "
             f"`{set_command(stack, 'environment', stack)}`, or pick another --stack"
         )
-    values = {**_floe_config(project_file, project=True), **_floe_config(stack_file, project=False)}
-    return parse_stack_config(stack, values, stack_file.name)
+    values = {**_config(project_file, NAMESPACE, project=True), **_config(stack_file, NAMESPACE, project=False)}
+    settings = parse_stack_config(stack, values, stack_file.name)
+    writer = _config(stack_file, WRITER_NAMESPACE, project=False)
+    return replace(settings, writer_credentials_set=writer_credentials_present(writer.get))
 
 
-def _floe_config(path: Path, *, project: bool) -> dict[str, object]:
-    """The ``floe:*`` entries of a file's ``config:``, keys without the namespace.
+def _config(path: Path, namespace: str, *, project: bool) -> dict[str, object]:
+    """The ``<namespace>:*`` entries of a file's ``config:``, keys without the namespace.
 
     In ``Pulumi.yaml`` (``project``) a key without a namespace is in the project's namespace (ours
     is floe) and an entry may be a declaration ``{type, default}``: its default is the value.
@@ -148,10 +173,10 @@ def _floe_config(path: Path, *, project: bool) -> dict[str, object]:
     config = data.get("config") or {}
     if not isinstance(config, dict):
         raise StackConfigError(f"{path}: config: expected a mapping of key: value; found {type(config).__name__}")
-    prefix = NAMESPACE + ":"
+    prefix = namespace + ":"
     values: dict[str, object] = {}
     for raw_key, value in config.items():
-        key = prefix + str(raw_key) if project and ":" not in str(raw_key) else str(raw_key)
+        key = NAMESPACE + ":" + str(raw_key) if project and ":" not in str(raw_key) else str(raw_key)
         if not key.startswith(prefix):
             continue
         if project and isinstance(value, dict) and ("default" in value or "value" in value):

@@ -22,7 +22,7 @@ from pulumi.runtime import mocks, rpc
 
 from floe_infra._infisical import RetryPolicy, forget_connections
 from floe_infra.secret_value import InfisicalSecretValueProvider
-from floe_infra.stack import SECRET_KEYS
+from floe_infra.stack import SECRET_KEYS, WRITER_ENV
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,10 +140,14 @@ secrets:
 
 
 def default_config(stack: str) -> dict[str, Any]:
+    """Stack config for the example manifest: operator identity, writer identity, config values."""
     return {
         "floe:environment": stack,
         "floe:operatorClientId": "client-id-canary",
         "floe:operatorClientSecret": "client-secret-canary",
+        "floe:secretValues": {"snowflake-credentials": {"SNOWFLAKE_USER": "user-canary"}},
+        "infisical:clientId": "writer-client-id",
+        "infisical:clientSecret": "writer-secret-canary",
     }
 
 
@@ -151,8 +155,10 @@ RunProgram = Callable[..., ProgramRun]
 
 
 @pytest.fixture
-def run_program(tmp_path: Path) -> RunProgram:
+def run_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunProgram:
     """Evaluate the real Pulumi program under recording mocks: ``run(manifest_text, stack, config)``."""
+    for var in WRITER_ENV.values():  # only the config a test passes may count
+        monkeypatch.delenv(var, raising=False)
 
     def run(
         manifest: str | None = None,
@@ -171,7 +177,7 @@ def run_program(tmp_path: Path) -> RunProgram:
         pulumi.runtime.settings.ROOT.set(None)  # a fresh stack resource per run, named after its stack
         pulumi.runtime.set_mocks(monitor.mocks, project="floe", stack=stack, preview=False, monitor=monitor)
         pulumi.runtime.settings.SETTINGS.root_directory = str(project)
-        secret_keys = [k for k in values if k.removeprefix("floe:") in SECRET_KEYS]
+        secret_keys = [k for k in values if k.removeprefix("floe:") in SECRET_KEYS or k == "infisical:clientSecret"]
         pulumi.runtime.set_all_config(
             {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}, secret_keys
         )

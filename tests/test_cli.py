@@ -33,7 +33,10 @@ def add_secret_config(project: Path, stack: str, extra: dict[str, object]) -> No
     path.write_text(yaml.safe_dump(doc))
 
 
-def test_plan_table_lists_every_resource_and_counts(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_table_lists_every_resource_and_counts(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", raising=False)
     assert main(["secrets", "plan", "--stack", "dev"]) == 0
     out = capsys.readouterr()
     lines = out.out.splitlines()
@@ -45,20 +48,41 @@ def test_plan_table_lists_every_resource_and_counts(project: Path, capsys: pytes
     )
     crs = [line.split()[:3] for line in lines if line.startswith("kubernetes:secrets.infisical.com")]
     assert [c[1:] for c in crs] == [["catalog-credentials", "floe-jobs"], ["snowflake-credentials", "floe-jobs"]]
-    assert lines[-1] == "6 resources, in 4 components (11 to create in `pulumi preview`, counting the stack)"
+    assert lines[-1] == "9 resources, in 4 components (14 to create in `pulumi preview`, counting the stack)"
+    values = [line.split(None, 2) for line in lines if line.startswith("pulumi-python:dynamic/infisical:SecretValue")]
+    assert [(v[1], v[2]) for v in values] == [
+        (
+            "snowflake-credentials/SNOWFLAKE_PASSWORD",
+            "floe-platform/dev/compute/snowflake SNOWFLAKE_PASSWORD = <generated: 32 characters>",
+        ),
+        (
+            "snowflake-credentials/SNOWFLAKE_USER",
+            "floe-platform/dev/compute/snowflake SNOWFLAKE_USER = "
+            "<secret from floe:secretValues.snowflake-credentials.SNOWFLAKE_USER>",
+        ),
+    ]
     assert "warning: `pulumi up` would stop: the operator's machine identity is not set" in out.err
+    assert "warning: `pulumi up` would stop: the writer identity" in out.err
 
 
 def test_plan_json_and_out_dir(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     add_secret_config(
-        project, "prod", {"floe:operatorClientId": {"secure": CANARY}, "floe:operatorClientSecret": {"secure": CANARY}}
+        project,
+        "prod",
+        {
+            "floe:operatorClientId": {"secure": CANARY},
+            "floe:operatorClientSecret": {"secure": CANARY},
+            "floe:secretValues": {"snowflake-credentials": {"SNOWFLAKE_USER": {"secure": CANARY}}},
+            "infisical:clientId": "writer-client-id",
+            "infisical:clientSecret": {"secure": CANARY},
+        },
     )
     out_dir = project / "rendered"
     assert main(["secrets", "plan", "--stack", "prod", "--format", "json", "--out", str(out_dir)]) == 0
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
     assert doc["environment"] == "prod" and doc["warnings"] == []
-    assert len(doc["resources"]) == 6
+    assert len(doc["resources"]) == 9
     assert doc["outputs"]["secrets"]["catalog-credentials"]["podSpec"] == {
         "envFrom": [{"secretRef": {"name": "catalog-credentials"}}]
     }

@@ -82,6 +82,11 @@ BAD = [
         r"line 10: secrets\.a\.keys\.K: generate and config: true are mutually exclusive",
     ),
     (
+        "adopt-a-manual-key",
+        HEAD + "secrets:\n  a:\n    keys:\n      K: {adopt: true}\n",
+        r"line 10: secrets\.a\.keys\.K: adopt: true takes over a key this stack writes: add generate: or config: true",
+    ),
+    (
         "short-generate",
         HEAD + "secrets:\n  a:\n    keys:\n      K: {generate: {length: 4}}\n",
         r"secrets\.a\.keys\.K\.generate\.length: Input should be greater than or equal to 8; found 4",

@@ -68,6 +68,8 @@ def test_infisical_secret_spec_is_exact(tmp_path: Path) -> None:
         "Namespace:floe-jobs",
         "Release:infisical/infisical-secrets-operator",
         "Secret:infisical/infisical-machine-identity",
+        "SecretValue:snowflake-credentials/SNOWFLAKE_PASSWORD",
+        "SecretValue:snowflake-credentials/SNOWFLAKE_USER",
     )
 
 
@@ -164,6 +166,39 @@ def test_reference_may_not_overwrite_the_identity_secret(tmp_path: Path) -> None
         r"infisical/infisical-machine-identity, which plugins\.secrets\.config\.identity_secret",
     ):
         plan_for(tmp_path, text)
+
+
+def test_two_references_may_not_write_one_infisical_key(tmp_path: Path) -> None:
+    text = (ROOT / "manifest.yaml").read_text() + (
+        "  snowflake-admin:\n    path: /compute/snowflake\n    keys:\n      SNOWFLAKE_PASSWORD: {generate: {}}\n"
+    )
+    with pytest.raises(
+        ManifestError,
+        match=r"line \d+: secrets\.snowflake-credentials: references 'snowflake-admin' and 'snowflake-credentials' "
+        r"both write key SNOWFLAKE_PASSWORD into Infisical folder /compute/snowflake",
+    ):
+        plan_for(tmp_path, text)
+
+
+def test_missing_writer_identity_names_the_commands(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, writer_credentials_set=False)
+    (problem,) = [p for p in secret_config_problems(plan) if "writer" in p]
+    assert "pulumi config set --stack dev 'infisical:clientId' <client-id>" in problem
+    assert "pulumi config set --secret --stack dev 'infisical:clientSecret' <client-secret>" in problem
+
+
+def test_values_written_into_infisical(tmp_path: Path) -> None:
+    values = {v.key: v for v in plan_for(tmp_path).infisical_values()}
+    assert set(values) == {"SNOWFLAKE_PASSWORD", "SNOWFLAKE_USER"}  # SNOWFLAKE_ACCOUNT is set by hand
+    password, user = values["SNOWFLAKE_PASSWORD"], values["SNOWFLAKE_USER"]
+    assert (password.project_slug, password.environment, password.path) == (
+        "floe-platform",
+        "dev",
+        "/compute/snowflake",
+    )
+    assert (password.source.generate_length, password.source.generate_special) == (32, False)
+    assert user.source.config_path == ("snowflake-credentials", "SNOWFLAKE_USER")
+    assert password.site_url == "https://infisical.company.com"
 
 
 def _strict(schema: Any) -> Any:

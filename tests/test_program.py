@@ -9,13 +9,15 @@ from typing import Any
 import pytest
 from conftest import K8S_MANIFEST, ROOT, RunProgram, default_config
 
-from floe_infra import HelmRelease, KubeObject, build_plan, load_manifest, parse_stack_config
+from floe_infra import HelmRelease, build_plan, load_manifest, parse_stack_config
+from floe_infra.desired import InfisicalValue
 
 CR = "kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret"
 SECRET = "kubernetes:core/v1:Secret"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 PASSWORD = "random:index/randomPassword:RandomPassword"
+VALUE = "pulumi-python:dynamic/infisical:SecretValue"
 
 K8S_VALUES = {"snowflake-credentials": {"SNOWFLAKE_USER": "user-canary"}}
 
@@ -40,6 +42,9 @@ def test_resource_types_names_and_parents(run_program: RunProgram, stack: str) -
             (NAMESPACE, "floe-jobs", "floe-secrets"),
             (CR, "floe-jobs/catalog-credentials", "catalog-credentials"),
             (CR, "floe-jobs/snowflake-credentials", "snowflake-credentials"),
+            (VALUE, "snowflake-credentials/SNOWFLAKE_PASSWORD", "snowflake-credentials"),
+            (VALUE, "snowflake-credentials/SNOWFLAKE_USER", "snowflake-credentials"),
+            (PASSWORD, "snowflake-credentials/SNOWFLAKE_PASSWORD", "snowflake-credentials"),
         ]
     )
     cr = run.named(CR, "floe-jobs/snowflake-credentials").plain("spec")
@@ -51,8 +56,10 @@ def test_each_custom_resource_depends_on_release_identity_and_namespace(run_prog
     release = run.named(RELEASE, "infisical/infisical-secrets-operator")
     identity = run.named(SECRET, "infisical/infisical-machine-identity")
     jobs = run.named(NAMESPACE, "floe-jobs")
-    for cr in run.of_type(CR):
-        assert set(cr.dependencies) == {release.urn, identity.urn, jobs.urn}
+    values = {r.urn for r in run.of_type(VALUE)}
+    assert set(run.named(CR, "floe-jobs/catalog-credentials").dependencies) == {release.urn, identity.urn, jobs.urn}
+    snowflake = run.named(CR, "floe-jobs/snowflake-credentials")
+    assert set(snowflake.dependencies) == {release.urn, identity.urn, jobs.urn, *values}
     operator_ns = run.named(NAMESPACE, "infisical")
     assert release.dependencies == [operator_ns.urn]
     assert identity.dependencies == [operator_ns.urn]
@@ -119,6 +126,36 @@ def test_k8s_type_secret_values_are_secret_and_generated(run_program: RunProgram
     assert run.named(NAMESPACE, "floe-jobs").urn in secret.dependencies
 
 
+def test_generated_and_config_keys_are_written_into_infisical_as_secrets(run_program: RunProgram) -> None:
+    run = run_program()
+    password = run.named(VALUE, "snowflake-credentials/SNOWFLAKE_PASSWORD")
+    user = run.named(VALUE, "snowflake-credentials/SNOWFLAKE_USER")
+    generator = run.named(PASSWORD, "snowflake-credentials/SNOWFLAKE_PASSWORD")
+    assert (generator.plain("length"), generator.plain("special")) == (32, False)
+    assert {k: password.plain(k) for k in ("project_slug", "environment", "path", "key", "adopt")} == {
+        "project_slug": "floe-platform",
+        "environment": "dev",
+        "path": "/compute/snowflake",
+        "key": "SNOWFLAKE_PASSWORD",
+        "adopt": False,
+    }
+    assert password.plain("value") == "generated-snowflake-credentials/SNOWFLAKE_PASSWORD"
+    assert user.plain("value") == "user-canary"
+    for value in (password, user):
+        assert {"value", "__provider"} <= value.secret_inputs()
+        assert "value" in value.additional_secret_outputs
+    assert password.dependencies == [generator.urn]
+
+
+def test_adopt_reaches_the_provider(run_program: RunProgram) -> None:
+    manifest = (
+        (ROOT / "manifest.yaml")
+        .read_text()
+        .replace("SNOWFLAKE_USER: {config: true}", "SNOWFLAKE_USER: {config: true, adopt: true}")
+    )
+    assert run_program(manifest).named(VALUE, "snowflake-credentials/SNOWFLAKE_USER").plain("adopt") is True
+
+
 BAD_INPUT = [
     (
         "missing-environment",
@@ -136,6 +173,18 @@ BAD_INPUT = [
         "missing-k8s-value",
         K8S_MANIFEST,
         {"floe:environment": "dev"},
+        r"no value for key SNOWFLAKE_USER of reference snowflake-credentials: run `pulumi config set --secret --path",
+    ),
+    (
+        "missing-writer",
+        None,
+        {k: v for k, v in default_config("dev").items() if not k.startswith("infisical:")},
+        r"the writer identity .* is not set: run `pulumi config set --stack dev 'infisical:clientId' <client-id>`",
+    ),
+    (
+        "missing-infisical-value",
+        None,
+        {**default_config("dev"), "floe:secretValues": {}},
         r"no value for key SNOWFLAKE_USER of reference snowflake-credentials: run `pulumi config set --secret --path",
     ),
     (
@@ -166,7 +215,7 @@ def test_bad_input_creates_nothing_and_raises_run_error(
 
 
 def _plan_for(stack: str, config: dict[str, Any], manifest: Path) -> Any:
-    values = {k.removeprefix("floe:"): v for k, v in config.items()}
+    values = {k.removeprefix("floe:"): v for k, v in config.items() if k.startswith("floe:")}
     return build_plan(load_manifest(manifest), parse_stack_config(stack, values, "test config"))
 
 
@@ -190,7 +239,7 @@ def test_program_registers_exactly_the_plan(
     plan = _plan_for(stack, config, path)
 
     expected_names = {(r.pulumi_type, r.logical_name) for r in plan.resources()}
-    expected_names |= {(PASSWORD, n) for o in plan.kube_objects() for n in o.generated()}
+    expected_names |= {(PASSWORD, n) for o in plan.resources() if not isinstance(o, HelmRelease) for n in o.generated()}
     registered = {(r.type, r.name) for r in run.registrations if not r.type.startswith("floe:")}
     assert registered == expected_names
 
@@ -201,8 +250,12 @@ def test_program_registers_exactly_the_plan(
             continue
         assert reg.protect == desired.protect
         deps = {run.by_urn(u).name for u in reg.dependencies}
-        passwords = set(desired.generated()) if isinstance(desired, KubeObject) else set()
+        passwords = set(desired.generated()) if not isinstance(desired, HelmRelease) else set()
         assert deps == {d.split(":", 1)[1] for d in desired.depends_on} | passwords
+        if isinstance(desired, InfisicalValue):
+            scope = ("project_slug", "environment", "path", "key", "adopt")
+            assert {k: reg.plain(k) for k in scope} == {k: getattr(desired, k) for k in scope}
+            continue
         if isinstance(desired, HelmRelease):
             assert (reg.plain("chart"), reg.plain("version"), reg.plain("values")) == (
                 desired.chart,
