@@ -275,7 +275,10 @@ def connect(credentials: Credentials, policy: RetryPolicy | None = None) -> Conn
     key = (credentials.host, credentials.client_id)
     with _CONNECTIONS_LOCK:
         conn = _CONNECTIONS.get(key)
-        if conn is None or (policy is not None and conn.policy != policy):
+        stale = conn is not None and (
+            conn._secret != credentials.client_secret or (policy is not None and conn.policy != policy)
+        )
+        if conn is None or stale:
             conn = _CONNECTIONS[key] = Connection(credentials, policy or RetryPolicy())
         return conn
 

@@ -158,26 +158,26 @@ def test_missing_operator_identity_names_both_commands(tmp_path: Path) -> None:
     assert "pulumi config set --secret --stack dev 'floe:operatorClientSecret' <client-secret>" in problem
 
 
-def test_reference_may_not_overwrite_the_identity_secret(tmp_path: Path) -> None:
-    text = (ROOT / "manifest.yaml").read_text() + "  infisical-machine-identity:\n    namespace: infisical\n"
-    with pytest.raises(
-        ManifestError,
-        match=r"reference 'infisical-machine-identity' would write Secret "
+TARGET_CONFLICTS = [
+    (
+        "reference-over-identity-secret",
+        "  infisical-machine-identity:\n    namespace: infisical\n",
+        r"reference 'infisical-machine-identity' would write Secret "
         r"infisical/infisical-machine-identity, which plugins\.secrets\.config\.identity_secret",
-    ):
-        plan_for(tmp_path, text)
-
-
-def test_two_references_may_not_write_one_infisical_key(tmp_path: Path) -> None:
-    text = (ROOT / "manifest.yaml").read_text() + (
-        "  snowflake-admin:\n    path: /compute/snowflake\n    keys:\n      SNOWFLAKE_PASSWORD: {generate: {}}\n"
-    )
-    with pytest.raises(
-        ManifestError,
-        match=r"line \d+: secrets\.snowflake-credentials: references 'snowflake-admin' and 'snowflake-credentials' "
+    ),
+    (
+        "two-writers-of-one-infisical-key",
+        "  snowflake-admin:\n    path: /compute/snowflake\n    keys:\n      SNOWFLAKE_PASSWORD: {generate: {}}\n",
+        r"line \d+: secrets\.snowflake-credentials: references 'snowflake-admin' and 'snowflake-credentials' "
         r"both write key SNOWFLAKE_PASSWORD into Infisical folder /compute/snowflake",
-    ):
-        plan_for(tmp_path, text)
+    ),
+]
+
+
+@pytest.mark.parametrize(("extra", "match"), [c[1:] for c in TARGET_CONFLICTS], ids=[c[0] for c in TARGET_CONFLICTS])
+def test_two_writers_of_one_target_are_rejected(tmp_path: Path, extra: str, match: str) -> None:
+    with pytest.raises(ManifestError, match=match):
+        plan_for(tmp_path, (ROOT / "manifest.yaml").read_text() + extra)
 
 
 def test_missing_writer_identity_names_the_commands(tmp_path: Path) -> None:
