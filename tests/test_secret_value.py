@@ -200,6 +200,15 @@ def test_transient_failures_are_retried(infisical: InfisicalFixture, fault: Faul
     assert provider.read(ID, dict(PROPS)).outs["value"] == VALUE
 
 
+def test_retry_after_is_honoured(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider()  # backoff of 10 ms: only Retry-After explains a 1 s wait
+    provider.create(dict(PROPS))
+    infisical.double.inject(Fault(status=429, retry_after="1"))
+    start = time.monotonic()
+    provider.read(ID, dict(PROPS))
+    assert time.monotonic() - start >= 0.9
+
+
 def test_a_create_whose_answer_was_lost_is_not_a_conflict(infisical: InfisicalFixture) -> None:
     """The first POST lands but its answer is lost (502 from a proxy): the retry finds the key."""
     provider = infisical.provider()
