@@ -62,25 +62,24 @@ class Credentials:
     client_secret: str = field(repr=False)
 
     @classmethod
-    def resolve(cls, config: Callable[[str], Any], default_host: str | None = None) -> Credentials:
-        """From ``infisical:*`` stack config, else the environment Infisical's own tools read."""
+    def resolve(
+        cls, config: Callable[[str], Any], default_host: str | None = None, *, for_cli: bool = False
+    ) -> Credentials:
+        """From ``infisical:*`` stack config, else the environment Infisical's own tools read.
+
+        ``for_cli``: there is no stack config, so the message names only the variables.
+        """
         host = config("infisical:siteUrl") or os.environ.get(HOST_ENV) or default_host
         client_id = config("infisical:clientId") or os.environ.get(CLIENT_ID_ENV)
         client_secret = config("infisical:clientSecret") or os.environ.get(CLIENT_SECRET_ENV)
-        missing = [
-            hint
-            for value, hint in (
-                (host, f"`pulumi config set infisical:siteUrl https://...` (or {HOST_ENV})"),
-                (client_id, f"`pulumi config set infisical:clientId <client-id>` (or {CLIENT_ID_ENV})"),
-                (
-                    client_secret,
-                    f"`pulumi config set --secret infisical:clientSecret <secret>` (or {CLIENT_SECRET_ENV})",
-                ),
-            )
-            if not value
-        ]
+        wanted = (
+            (host, "`pulumi config set infisical:siteUrl https://...`", HOST_ENV),
+            (client_id, "`pulumi config set infisical:clientId <client-id>`", CLIENT_ID_ENV),
+            (client_secret, "`pulumi config set --secret infisical:clientSecret <secret>`", CLIENT_SECRET_ENV),
+        )
+        missing = [env if for_cli else f"{command} (or {env})" for value, command, env in wanted if not value]
         if missing:
-            raise InfisicalError("no Infisical writer identity to write secrets with: set " + " and ".join(missing))
+            raise InfisicalError("no Infisical machine identity to use: set " + " and ".join(missing))
         return cls(str(host).rstrip("/"), str(client_id), str(client_secret))
 
 

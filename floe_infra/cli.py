@@ -1,25 +1,43 @@
-"""The ``floe`` command. It parses arguments and delegates; it never imports pulumi."""
+"""The ``floe`` command. It parses arguments and delegates; it never imports pulumi.
+
+The day-2 commands (validate, list, status) and the clients they need load on use, so
+``floe --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .build import build_plan, secret_config_problems
 from .errors import FloeError
-from .manifest import load_manifest
-from .render import as_json, table, write_objects
-from .stack import read_stack_files
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+def _common(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--stack", required=True, help="stack name, as in Pulumi.<STACK>.yaml")
+    command.add_argument("--manifest", type=Path, help="manifest path (default: floe:manifest, else manifest.yaml)")
+    command.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _cluster(command: argparse.ArgumentParser, *, namespaces: bool) -> None:
+    command.add_argument("--context", help="kubeconfig context (default: the current one)")
+    if namespaces:
+        scope = command.add_mutually_exclusive_group()
+        scope.add_argument("--namespace", "-n", help="only this namespace")
+        scope.add_argument("--all-namespaces", "-A", action="store_true", help="every namespace (the default)")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="floe", description="floe platform tooling.")
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-    secrets = groups.add_parser("secrets", help="secrets management (Infisical operator or Kubernetes Secrets)")
+    secrets = groups.add_parser(
+        "secrets",
+        help="secrets management (Infisical operator or Kubernetes Secrets)",
+        description="Exit codes: 0 all good, 1 a check found a problem, 2 bad usage or input.",
+    )
     commands = secrets.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     plan = commands.add_parser(
         "plan",
@@ -28,14 +46,43 @@ def _parser() -> argparse.ArgumentParser:
         "print every resource the stack would have. Needs no cluster, no credentials and no Pulumi CLI; "
         "encrypted config is never decrypted.",
     )
-    plan.add_argument("--stack", required=True, help="stack name, as in Pulumi.<STACK>.yaml")
-    plan.add_argument("--manifest", type=Path, help="manifest path (default: floe:manifest, else manifest.yaml)")
+    _common(plan)
     plan.add_argument("--out", type=Path, metavar="DIR", help="also write every Kubernetes object as YAML under DIR")
-    plan.add_argument("--format", choices=("table", "json"), default="table")
+    validate = commands.add_parser(
+        "validate",
+        help="check that every secret reference exists in its backend with its declared keys",
+        description="Ask the secrets backend (Infisical: one list per folder, values not requested; k8s: the "
+        "Secrets) whether each reference's secrets exist and hold every key declared under keys:. Infisical "
+        "credentials: INFISICAL_UNIVERSAL_AUTH_CLIENT_ID and INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET; host: the "
+        "manifest's site_url, or INFISICAL_HOST.",
+    )
+    _common(validate)
+    _cluster(validate, namespaces=False)
+    listing = commands.add_parser(
+        "list",
+        help="the stack's synced resources in the cluster and their sync status",
+        description="Synced, Failed: <reason>, Pending (not reconciled yet), or Missing (in the manifest, not in "
+        "the cluster). Cluster access: KUBECONFIG, ~/.kube/config or in-cluster config.",
+    )
+    _common(listing)
+    _cluster(listing, namespaces=True)
+    status = commands.add_parser(
+        "status",
+        help="when each reference last synced, and why not when it did not",
+        description="LAST SYNC is the last time the operator wrote the resource's status (it records no "
+        "per-sync time).",
+    )
+    _common(status)
+    _cluster(status, namespaces=True)
     return parser
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from .build import build_plan, secret_config_problems
+    from .manifest import load_manifest
+    from .render import as_json, table, write_objects
+    from .stack import read_stack_files
+
     project_dir = Path.cwd()
     settings = read_stack_files(project_dir, args.stack)
     manifest_path = args.manifest if args.manifest is not None else project_dir / settings.manifest
@@ -50,10 +97,33 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _day2(args: argparse.Namespace) -> int:
+    from . import day2
+
+    stack = day2.open_stack(Path.cwd(), args.stack, args.manifest and str(args.manifest), args.context)
+    namespace = getattr(args, "namespace", None)
+    if args.command == "validate":
+        report = day2.validate(stack)
+    elif args.command == "list":
+        report = day2.list_resources(stack, namespace)
+    else:
+        report = day2.status(stack, namespace)
+    day2.render(report, args.format)
+    return report.exit_code
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "plan": _plan,
+    "validate": _day2,
+    "list": _day2,
+    "status": _day2,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _plan(args)
+        return COMMANDS[args.command](args)
     except FloeError as exc:
         print(f"floe: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -7,6 +7,7 @@ parent, dependencies, protect, secret inputs), which Pulumi's ``Mocks.new_resour
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -233,3 +234,12 @@ def infisical() -> Iterator[InfisicalFixture]:
     with DoubleServer(double):
         yield InfisicalFixture(double, project)
     forget_connections()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the project's Pulumi files and example manifest, as the current directory."""
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml", "manifest.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

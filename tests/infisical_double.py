@@ -240,8 +240,10 @@ class InfisicalDouble:
         env, path = query.get("environment", ""), query.get("secretPath", "/")
         if project is None or env not in project.environments:
             return _error(404, FOLDER_NOT_FOUND, "Create secret")
+        hidden = query.get("viewSecretValue") == "false"  # the server then omits values
         found = [
             {**self._secret_body(project, env, k, s), "secretPath": path, "tags": []}
+            | ({"secretValue": "<hidden-by-infisical>", "secretValueHidden": True} if hidden else {})
             for (pid, e, p, k), s in sorted(self.secrets.items(), key=lambda i: i[0])
             if (pid, e, p) == (project.id, env, path)
         ]

@@ -1,0 +1,180 @@
+"""``floe secrets validate | list | status``: the checks, as data, and how they print.
+
+Each command builds a :class:`Report` (rows, problems, exit code) from the stack's references and
+its plugin; the CLI only parses arguments and prints. Nothing here holds a secret value: plugins
+return key names and sync states, never values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from .build import build_plan
+from .manifest import Reference, load_manifest
+from .plugin import PluginContext, SecretsPlugin, SyncState, load_plugin
+from .stack import read_stack_files
+
+OK, PROBLEM = 0, 1
+
+
+@dataclass(frozen=True)
+class Stack:
+    """What the day-2 commands read: the stack's references and its secrets plugin."""
+
+    name: str
+    environment: str
+    manifest: str
+    references: tuple[Reference, ...]
+    plugin: SecretsPlugin
+
+
+def open_stack(project_dir: Path, stack: str, manifest: str | None, kube_context: str | None) -> Stack:
+    settings = read_stack_files(project_dir, stack)
+    path = project_dir / (manifest or settings.manifest)
+    loaded = load_manifest(path)
+    plan = build_plan(loaded, settings)
+    plugin_settings = loaded.model.plugins.secrets
+    context = PluginContext(stack, settings.environment, plugin_settings.config, kube_context)
+    return Stack(
+        name=stack,
+        environment=settings.environment,
+        manifest=str(manifest or settings.manifest),
+        references=tuple(r.reference for r in plan.references),
+        plugin=load_plugin(plugin_settings.type, context),
+    )
+
+
+@dataclass
+class Report:
+    """A command's result: a title, table rows, and whether anything was wrong."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    exit_code: int = OK
+
+
+def validate(stack: Stack) -> Report:
+    """Every reference's source exists and holds every key the manifest declares."""
+    report = Report(f"Validating secret references in {stack.manifest}...", ("status", "reference", "detail"))
+    declared = {r.name: {k.name for k in r.keys} for r in stack.references}
+    for found in stack.plugin.key_reports(stack.references):
+        if found.keys is None:
+            ok, detail = False, f"no secrets at {found.location}"
+        elif missing := sorted(declared[found.reference] - found.keys):
+            ok, detail = False, f"missing keys {', '.join(missing)} at {found.location}"
+        else:
+            ok, detail = True, f"exists, {len(found.keys)} keys"
+        report.rows.append({"status": "ok" if ok else "problem", "reference": found.reference, "detail": detail})
+        if not ok:
+            report.exit_code = PROBLEM
+    return report
+
+
+def _states(stack: Stack, namespace: str | None) -> tuple[list[SyncState], list[Reference]]:
+    """Resources in the cluster, and references with none (in the namespaces looked at)."""
+    states = stack.plugin.sync_states(namespace)
+    present = {(s.namespace, s.name) for s in states}
+    missing = [
+        r
+        for r in stack.references
+        if (namespace is None or r.namespace == namespace) and (r.namespace, r.name) not in present
+    ]
+    return states, missing
+
+
+def list_resources(stack: Stack, namespace: str | None) -> Report:
+    report = Report("", ("name", "namespace", "type", "sync_status"))
+    states, missing = _states(stack, namespace)
+    for s in sorted(states, key=lambda s: (s.namespace, s.name)):
+        shown = s.status if s.status != "Failed" else f"Failed: {s.message}"
+        report.rows.append({"name": s.name, "namespace": s.namespace, "type": s.kind, "sync_status": shown})
+    for r in missing:
+        report.rows.append({"name": r.name, "namespace": r.namespace, "type": "-", "sync_status": "Missing"})
+    if missing or any(s.status == "Failed" for s in states):
+        report.exit_code = PROBLEM
+    return report
+
+
+def status(stack: Stack, namespace: str | None, now: datetime | None = None) -> Report:
+    report = Report("", ("name", "project", "env", "last_sync", "message"))
+    now = now or datetime.now(UTC)
+    states, missing = _states(stack, namespace)
+    for s in sorted(states, key=lambda s: (s.namespace, s.name)):
+        report.rows.append(
+            {
+                "name": s.name,
+                "project": s.project or "-",
+                "env": s.environment or stack.environment,
+                "last_sync": ago(s.last_sync, now),
+                "last_sync_time": s.last_sync.isoformat() if s.last_sync else None,
+                "message": "" if s.status == "Synced" else f"{s.status}: {s.message}",
+            }
+        )
+    for r in missing:
+        report.rows.append(
+            {"name": r.name, "project": "-", "env": stack.environment, "last_sync": "never",
+             "last_sync_time": None, "message": "Missing: no resource in the cluster"}
+        )  # fmt: skip
+    if missing or any(s.status == "Failed" for s in states):
+        report.exit_code = PROBLEM
+    return report
+
+
+def ago(then: datetime | None, now: datetime) -> str:
+    if then is None:
+        return "never"
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+# --- printing -----------------------------------------------------------------------------
+
+
+def fancy(stream: TextIO) -> bool:
+    """Symbols and colour only for a person at a terminal that has not asked for none."""
+    return stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def render(report: Report, fmt: str, stream: TextIO | None = None) -> None:
+    stream = sys.stdout if stream is None else stream
+    if fmt == "json":
+        json.dump({"rows": report.rows, "ok": report.exit_code == OK}, stream, indent=2)
+        stream.write("\n")
+        return
+    if report.columns[0] == "status":
+        _render_checks(report, stream)
+    else:
+        _render_table(report.rows, report.columns, stream)
+
+
+def _render_checks(report: Report, stream: TextIO) -> None:
+    color = fancy(stream)
+    marks = (
+        {"ok": ("✓", "\033[32m"), "problem": ("✗", "\033[31m")}
+        if color
+        else {"ok": ("OK", ""), "problem": ("FAIL", "")}
+    )
+    stream.write(report.title + "\n")
+    for row in report.rows:
+        mark, colour = marks[row["status"]]
+        text = f"{mark} {row['reference']}: {row['detail']}"
+        stream.write(f"{colour}{text}\033[0m\n" if colour else text + "\n")
+
+
+def _render_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], stream: TextIO) -> None:
+    headers = [c.upper().replace("_", " ") for c in columns]
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(headers, *cells, strict=False)]
+    for line in (headers, *cells):
+        stream.write("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n")

@@ -1,0 +1,152 @@
+"""A test double of the Kubernetes API server: Secrets and InfisicalSecrets, on 127.0.0.1.
+
+It serves what the official client asks of a real API server for the day-2 commands: list
+(namespaced or cluster-wide, with equality ``labelSelector``), get and create, JSON ``Status``
+bodies on errors, bearer-token auth, and a plain-text 404 for the whole
+``secrets.infisical.com`` group when the operator's CRD is not installed, as an API server
+answers for a group it does not serve. It is a double: it lives in tests/ only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+TOKEN = "kube-double-token"
+GROUP_PREFIX = "/apis/secrets.infisical.com/v1alpha1"
+
+
+def _status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}  # fmt: skip
+
+
+def _matches(obj: dict[str, Any], selector: str) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+@dataclass
+class KubeDouble:
+    """Objects by (plural, namespace, name); ``crd_installed`` toggles the Infisical group."""
+
+    objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    crd_installed: bool = True
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    url: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, plural: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        self.objects[(plural, meta["namespace"], meta["name"])] = obj
+
+    def kubeconfig(self, directory: Path, context: str = "double") -> Path:
+        path = directory / "kubeconfig"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": context,
+            "clusters": [{"name": "double", "cluster": {"server": self.url}}],
+            "users": [{"name": "double", "user": {"token": TOKEN}}],
+            "contexts": [{"name": context, "context": {"cluster": "double", "user": "double"}}],
+        }))  # fmt: skip
+        return path
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
+        url = urlsplit(target)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        with self.lock:
+            self.requests.append((method, url.path))
+        if headers.get("authorization") != f"Bearer {TOKEN}":
+            return 401, _status(401, "Unauthorized", "Unauthorized")
+        path = url.path
+        if path.startswith(GROUP_PREFIX):
+            if not self.crd_installed:
+                return 404, "404 page not found\n"
+            path = path[len(GROUP_PREFIX) :]
+        elif path.startswith("/api/v1"):
+            path = path[len("/api/v1") :]
+        else:
+            return 404, "404 page not found\n"
+        parts = [p for p in path.split("/") if p]
+        namespace = None
+        if parts[:1] == ["namespaces"] and len(parts) >= 3:
+            namespace, parts = parts[1], parts[2:]
+        plural = parts[0] if parts else ""
+        if plural not in ("secrets", "infisicalsecrets"):
+            return 404, _status(404, "NotFound", "the server could not find the requested resource")
+        kind = "Secret" if plural == "secrets" else "InfisicalSecret"
+        if len(parts) == 2 and method == "GET":
+            obj = self.objects.get((plural, str(namespace), parts[1]))
+            if obj is None:
+                return 404, _status(404, "NotFound", f'{plural} "{parts[1]}" not found')
+            return 200, obj
+        if len(parts) == 1 and method == "GET":
+            selector = query.get("labelSelector", "")
+            items = [
+                o for (p, ns, _), o in sorted(self.objects.items(), key=lambda i: i[0])
+                if p == plural and (namespace is None or ns == namespace) and _matches(o, selector)
+            ]  # fmt: skip
+            return 200, {
+                "kind": f"{kind}List",
+                "apiVersion": "v1",
+                "metadata": {"resourceVersion": "1"},
+                "items": items,
+            }
+        if len(parts) == 1 and method == "POST" and namespace is not None:
+            name = body["metadata"]["name"]
+            if (plural, namespace, name) in self.objects:
+                return 409, _status(409, "AlreadyExists", f'{plural} "{name}" already exists')
+            self.objects[(plural, namespace, name)] = body
+            return 201, body
+        return 405, _status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    double: KubeDouble
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        status, payload = self.double.handle(
+            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
+        )
+        text = isinstance(payload, str)
+        data = payload.encode() if text else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8" if text else "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class KubeServer:
+    """Runs a :class:`KubeDouble` on 127.0.0.1 in a background thread."""
+
+    def __init__(self, double: KubeDouble) -> None:
+        handler = type("Handler", (_Handler,), {"double": double})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        double.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self) -> KubeServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

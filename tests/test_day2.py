@@ -1,0 +1,352 @@
+"""`floe secrets validate | list | status` through the real clients against the Infisical and Kubernetes doubles."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import WRITER
+from infisical_double import DoubleServer, InfisicalDouble, Secret
+from kube_double import KubeDouble, KubeServer
+
+from floe_infra._infisical import forget_connections
+from floe_infra.cli import main
+from floe_infra.desired import MANAGED_BY, STACK_LABEL
+from floe_infra.plugin import PluginContext, SecretsPlugin, load_plugin, plugin_types
+
+CANARY = "value-canary-9d1c"
+NOW = datetime.now(UTC)
+LABELS = {**MANAGED_BY, STACK_LABEL: "dev"}
+READY = "secrets.infisical.com/ReadyToSyncSecrets"
+SYNCED_3 = "Infisical controller has started syncing your secrets. Last reconcile synced 3 secrets"
+
+
+def _time(delta: timedelta) -> str:
+    return (NOW - delta).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def infisical_secret(
+    name: str, path: str, conditions: list[dict[str, str]], status_written: timedelta | None = None
+) -> dict[str, Any]:
+    managed = (
+        [{"manager": "manager", "operation": "Update", "subresource": "status", "time": _time(status_written)}]
+        if status_written
+        else []
+    )
+    scope = {"projectSlug": "floe-platform", "envSlug": "dev", "secretsPath": path}
+    return {
+        "apiVersion": "secrets.infisical.com/v1alpha1", "kind": "InfisicalSecret",
+        "metadata": {"name": name, "namespace": "floe-jobs", "labels": LABELS, "managedFields": managed},
+        "spec": {"authentication": {"universalAuth": {"secretsScope": scope}}},
+        "status": {"conditions": conditions},
+    }  # fmt: skip
+
+
+def condition(kind: str, status: str, reason: str, message: str, ago: timedelta) -> dict[str, str]:
+    return {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": _time(ago)}
+
+
+@dataclass
+class World:
+    infisical: InfisicalDouble
+    kube: KubeDouble
+    project: Path
+
+
+@pytest.fixture
+def world(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    infisical = InfisicalDouble()
+    infisical.add_identity(*WRITER)
+    proj = infisical.add_project("floe-platform")
+    for folder in ("/compute", "/compute/snowflake", "/catalog", "/catalog/polaris"):
+        infisical.folders.add((proj.id, "dev", folder))
+    for key in ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_PASSWORD"):
+        infisical.secrets[(proj.id, "dev", "/compute/snowflake", key)] = Secret(key, CANARY)
+    infisical.secrets[(proj.id, "dev", "/catalog/polaris", "POLARIS_CLIENT_ID")] = Secret("id", CANARY)
+    kube = KubeDouble()
+    kube.add("infisicalsecrets", infisical_secret(
+        "snowflake-credentials", "/compute/snowflake",
+        [condition(READY, "True", "OK", SYNCED_3, timedelta(hours=5))],
+        status_written=timedelta(minutes=2),
+    ))  # fmt: skip
+    kube.add("infisicalsecrets", infisical_secret(
+        "catalog-credentials", "/catalog/polaris",
+        [condition(READY, "False", "Error", "Failed to sync secrets. Error: 403 forbidden", timedelta(minutes=7))],
+    ))  # fmt: skip
+    forget_connections()
+    with DoubleServer(infisical), KubeServer(kube):
+        monkeypatch.setenv("INFISICAL_HOST", infisical.url)
+        monkeypatch.setenv("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", WRITER[0])
+        monkeypatch.setenv("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET", WRITER[1])
+        monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig(project)))
+        monkeypatch.delenv("NO_COLOR", raising=False)
+        yield World(infisical, kube, project)
+    forget_connections()
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["secrets", *args, "--stack", "dev"])
+    out = capsys.readouterr()
+    assert CANARY not in out.out + out.err
+    return code, out.out, out.err
+
+
+def declare(project: Path, extra: str) -> None:
+    (project / "manifest.yaml").write_text((project / "manifest.yaml").read_text() + extra)
+
+
+# --- validate -----------------------------------------------------------------------------
+
+
+def test_validate_all_present(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "validate")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "Validating secret references in manifest.yaml...",
+        "OK catalog-credentials: exists, 1 keys",
+        "OK snowflake-credentials: exists, 3 keys",
+    ]
+    counts = world.infisical.count()
+    assert counts["POST /api/v1/auth/universal-auth/login"] == 1
+    assert counts["GET /api/v3/secrets/raw"] == 2  # one list per folder, none per key
+    assert len(world.infisical.requests) == 3
+
+
+def test_validate_names_missing_keys_and_empty_folders(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = "  catalog-credentials:\n    keys:\n      POLARIS_CLIENT_ID: {}\n      POLARIS_CLIENT_SECRET: {}\n"
+    declare(world.project, catalog + "  warehouse-credentials:\n    keys:\n      TOKEN: {}\n")
+    code, out, _ = run(capsys, "validate")
+    assert code == 1
+    assert (
+        "FAIL catalog-credentials: missing keys POLARIS_CLIENT_SECRET at /catalog/polaris in floe-platform/dev" in out
+    )
+    assert "FAIL warehouse-credentials: no secrets at /warehouse-credentials in floe-platform/dev" in out
+    assert "OK snowflake-credentials: exists, 3 keys" in out
+
+
+def test_validate_json(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "validate", "--format", "json")
+    doc = json.loads(out)
+    assert code == 0 and doc["ok"] is True
+    assert doc["rows"][1] == {"status": "ok", "reference": "snowflake-credentials", "detail": "exists, 3 keys"}
+
+
+def test_validate_symbols_only_on_a_terminal(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from floe_infra import day2
+
+    class Tty(list[str]):
+        def write(self, text: str) -> None:
+            self.append(text)
+
+        def isatty(self) -> bool:
+            return True
+
+    stack = day2.open_stack(world.project, "dev", None, None)
+    report = day2.validate(stack)
+    tty = Tty()
+    day2.render(report, "table", tty)  # type: ignore[arg-type]
+    assert "✓ snowflake-credentials: exists, 3 keys" in "".join(tty)
+    monkeypatch.setenv("NO_COLOR", "1")
+    plain = Tty()
+    day2.render(report, "table", plain)  # type: ignore[arg-type]
+    assert "OK snowflake-credentials" in "".join(plain) and "\033" not in "".join(plain)
+
+
+@pytest.mark.parametrize("variable", ["INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"])
+def test_validate_without_credentials_names_the_variable(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.delenv(variable)
+    code, out, err = run(capsys, "validate")
+    assert code == 2 and out == ""
+    assert err == f"floe: error: no Infisical machine identity to use: set {variable}\n"
+
+
+# --- list and status ----------------------------------------------------------------------
+
+
+def test_list_shows_sync_status_and_missing(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.kube.add("infisicalsecrets", infisical_secret("fresh", "/fresh", []))
+    declare(world.project, "  warehouse-credentials: {}\n")
+    code, out, _ = run(capsys, "list", "--namespace", "floe-jobs")
+    assert code == 1
+    assert out.splitlines() == [
+        "NAME                   NAMESPACE  TYPE             SYNC STATUS",
+        "catalog-credentials    floe-jobs  InfisicalSecret  Failed: Error: Failed to sync secrets. "
+        "Error: 403 forbidden",
+        "fresh                  floe-jobs  InfisicalSecret  Pending",
+        "snowflake-credentials  floe-jobs  InfisicalSecret  Synced",
+        "warehouse-credentials  floe-jobs  -                Missing",
+    ]
+    assert ("GET", "/apis/secrets.infisical.com/v1alpha1/namespaces/floe-jobs/infisicalsecrets") in world.kube.requests
+
+
+def test_list_all_namespaces_json_and_exit_zero_when_synced(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.kube.objects.pop(("infisicalsecrets", "floe-jobs", "catalog-credentials"))
+    world.kube.add("infisicalsecrets", infisical_secret(
+        "catalog-credentials", "/catalog/polaris",
+        [condition(READY, "True", "OK", "Last reconcile synced 1 secrets", timedelta(minutes=1))],
+    ))  # fmt: skip
+    code, out, _ = run(capsys, "list", "--all-namespaces", "--format", "json")
+    assert code == 0
+    assert [(r["name"], r["sync_status"]) for r in json.loads(out)["rows"]] == [
+        ("catalog-credentials", "Synced"),
+        ("snowflake-credentials", "Synced"),
+    ]
+    assert ("GET", "/apis/secrets.infisical.com/v1alpha1/infisicalsecrets") in world.kube.requests
+
+
+def test_status_last_sync_and_reasons(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "status")
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "PROJECT", "ENV", "LAST", "SYNC", "MESSAGE"]
+    assert lines[1].split()[:5] == ["catalog-credentials", "floe-platform", "dev", "7m", "ago"]
+    assert "Failed: Error: Failed to sync secrets. Error: 403 forbidden" in lines[1]
+    # The status was last written 2 minutes ago, though the condition turned True 5 hours ago.
+    assert lines[2].split() == ["snowflake-credentials", "floe-platform", "dev", "2m", "ago"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("closed-port", r"floe: error: cannot reach the Kubernetes API at http://127\.0\.0\.1:1: "),
+        ("no-crd", r"floe: error: the cluster at http://127\.0\.0\.1:\d+ has no infisicalsecrets "
+                   r"\(secrets\.infisical\.com/v1alpha1\): is the operator installed\?"),
+        ("no-config", r"floe: error: no Kubernetes configuration: set KUBECONFIG, create ~/\.kube/config"),
+        ("bad-context", r"floe: error: cannot use Kubernetes context 'nope'"),
+    ],
+    ids=["unreachable", "missing-crd", "no-kubeconfig", "unknown-context"],
+)  # fmt: skip
+def test_cluster_problems_are_one_line(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, setup: str, message: str
+) -> None:
+    args = ["list"]
+    if setup == "closed-port":
+        config = world.project / "kubeconfig"
+        config.write_text(config.read_text().replace(world.kube.url, "http://127.0.0.1:1"))
+    elif setup == "no-crd":
+        world.kube.crd_installed = False
+    elif setup == "no-config":
+        monkeypatch.setenv("KUBECONFIG", str(world.project / "absent"))
+        monkeypatch.setenv("HOME", str(world.project))
+    else:
+        args += ["--context", "nope"]
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    import re
+
+    assert re.match(message, err)
+
+
+# --- type k8s -----------------------------------------------------------------------------
+
+
+def k8s_secret(name: str, keys: dict[str, str]) -> dict[str, Any]:
+    import base64
+
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": name, "namespace": "floe-jobs", "labels": LABELS,
+                     "creationTimestamp": _time(timedelta(hours=3)),
+                     "managedFields": [{"manager": "pulumi-kubernetes", "time": _time(timedelta(minutes=30))}]},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in keys.items()},
+    }  # fmt: skip
+
+
+def test_k8s_type_validates_and_lists_secrets(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import K8S_MANIFEST
+
+    (world.project / "manifest.yaml").write_text(K8S_MANIFEST)
+    world.kube.add("secrets", k8s_secret("snowflake-credentials", {"SNOWFLAKE_USER": CANARY}))
+    code, out, _ = run(capsys, "validate")
+    assert code == 1
+    assert (
+        "FAIL snowflake-credentials: missing keys SNOWFLAKE_PASSWORD at Secret floe-jobs/snowflake-credentials" in out
+    )
+    code, out, _ = run(capsys, "status")
+    assert out.splitlines()[1].split() == ["snowflake-credentials", "-", "dev", "30m", "ago"]
+    assert world.infisical.requests == []
+
+
+# --- the plugin interface -----------------------------------------------------------------
+
+
+def test_plugins_are_found_through_the_registry_and_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    assert {"infisical", "k8s"} <= set(plugin_types())
+    fake = EntryPoint("vault", "test_day2:VaultPlugin", "floe.secrets")
+    monkeypatch.setattr("floe_infra.plugin.entry_points", lambda group: [fake] if group == "floe.secrets" else [])
+    plugin = load_plugin("vault", PluginContext("dev", "dev"))
+    assert isinstance(plugin, VaultPlugin)
+    assert plugin.inject_env_vars(["a", "b"]) == {
+        "envFrom": [{"secretRef": {"name": "a"}}, {"secretRef": {"name": "b"}}]
+    }
+    with pytest.raises(Exception, match=r"no secrets plugin 'consul': installed are infisical, k8s, vault"):
+        load_plugin("consul", PluginContext("dev", "dev"))
+
+
+class VaultPlugin(SecretsPlugin):
+    """A third-party plugin as a package would ship it."""
+
+    def get_secret(self, name: str, namespace: str) -> dict[str, str] | None:
+        return None
+
+    def create_secret(self, name: str, namespace: str, data: Any) -> None:
+        pass
+
+    def key_reports(self, references: Any) -> list[Any]:
+        return []
+
+    def sync_states(self, namespace: str | None) -> list[Any]:
+        return []
+
+
+def test_infisical_plugin_reads_and_writes_a_folder(world: World) -> None:
+    from floe_infra.manifest import load_manifest
+
+    settings = load_manifest(world.project / "manifest.yaml").model.plugins.secrets.config
+    plugin = load_plugin("infisical", PluginContext("dev", "dev", settings))
+    plugin.create_secret("snowflake", "/warehouse", {"TOKEN": "t-1"})
+    assert plugin.get_secret("snowflake", "/warehouse") == {"TOKEN": "t-1"}
+    assert plugin.get_secret("nothing", "/") is None
+    assert plugin.generate_secret_mounts("snowflake-credentials") == {
+        "volumes": [{"name": "secret-snowflake-credentials", "secret": {"secretName": "snowflake-credentials"}}],
+        "volumeMounts": [
+            {
+                "name": "secret-snowflake-credentials",
+                "mountPath": "/etc/floe/secrets/snowflake-credentials",
+                "readOnly": True,
+            }
+        ],
+    }
+
+
+def test_k8s_plugin_reads_and_writes_a_secret(world: World) -> None:
+    plugin = load_plugin("k8s", PluginContext("dev", "dev"))
+    plugin.create_secret("app", "floe-jobs", {"TOKEN": "t-1"})
+    stored = world.kube.objects[("secrets", "floe-jobs", "app")]
+    assert stored["stringData"] == {"TOKEN": "t-1"} and stored["metadata"]["labels"] == LABELS
+    world.kube.add("secrets", k8s_secret("other", {"K": "v"}))
+    assert plugin.get_secret("other", "floe-jobs") == {"K": "v"}
+    assert plugin.get_secret("absent", "floe-jobs") is None
+
+
+def test_help_is_fast_because_it_imports_no_client() -> None:
+    code = (
+        "import sys\nfrom floe_infra.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('pulumi', 'kubernetes', 'infisical_sdk', 'requests') if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
