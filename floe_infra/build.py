@@ -39,16 +39,26 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
         assert plugin.config is not None  # the model requires it for this type
         operator: OperatorPlan | None = _operator(plugin.config, settings, labels)
         plans = tuple(_infisical_reference(r, plugin.config, settings, labels, operator) for r in references)
-    else:
+    elif plugin.type == "k8s":
         operator = None
         plans = tuple(_k8s_reference(r, settings, labels) for r in references)
+    else:
+        raise manifest.error(
+            ("plugins", "secrets", "type"),
+            f"{plugin.type!r} is a plugin of the floe CLI (validate, list, status); this Pulumi program deploys "
+            "types infisical and k8s only",
+        )
     _check_secret_targets(manifest, operator, plans)
     _check_value_targets(manifest, plans)
     namespaces = _namespaces(settings, labels, operator, plans)
     if settings.create_namespaces:
         plans = tuple(_with_namespace_dependency(p) for p in plans)
     return StackPlan(
-        settings=settings, secrets_type=plugin.type, namespaces=namespaces, operator=operator, references=plans
+        settings=settings,
+        secrets_type="infisical" if operator else "k8s",
+        namespaces=namespaces,
+        operator=operator,
+        references=plans,
     )
 
 

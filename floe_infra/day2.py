@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .build import build_plan
 from .manifest import Reference, load_manifest
 from .plugin import PluginContext, SecretsPlugin, SyncState, load_plugin
 from .stack import read_stack_files
@@ -37,17 +36,15 @@ class Stack:
 
 def open_stack(project_dir: Path, stack: str, manifest: str | None, kube_context: str | None) -> Stack:
     settings = read_stack_files(project_dir, stack)
-    path = project_dir / (manifest or settings.manifest)
-    loaded = load_manifest(path)
-    plan = build_plan(loaded, settings)
-    plugin_settings = loaded.model.plugins.secrets
-    context = PluginContext(stack, settings.environment, plugin_settings.config, kube_context)
+    loaded = load_manifest(project_dir / (manifest or settings.manifest))
+    secrets = loaded.model.plugins.secrets
+    context = PluginContext(stack, settings.environment, secrets.config, kube_context, secrets.options)
     return Stack(
         name=stack,
         environment=settings.environment,
         manifest=str(manifest or settings.manifest),
-        references=tuple(r.reference for r in plan.references),
-        plugin=load_plugin(plugin_settings.type, context),
+        references=loaded.references(settings.jobs_namespace),
+        plugin=load_plugin(secrets.type, context),
     )
 
 
@@ -71,7 +68,7 @@ def validate(stack: Stack) -> Report:
         elif missing := sorted(declared[found.reference] - found.keys):
             ok, detail = False, f"missing keys {', '.join(missing)} at {found.location}"
         else:
-            ok, detail = True, f"exists, {len(found.keys)} keys"
+            ok, detail = True, f"exists, {len(found.keys)} key{'' if len(found.keys) == 1 else 's'}"
         report.rows.append({"status": "ok" if ok else "problem", "reference": found.reference, "detail": detail})
         if not ok:
             report.exit_code = PROBLEM

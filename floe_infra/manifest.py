@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from . import names
 from ._yaml import LoadedYaml, PathKey, YamlSyntaxError, load_yaml
 from .errors import ManifestError
+from .registry import BUILT_IN, ENTRY_POINT_GROUP, plugin_types
 
 SECRET_REF_SUFFIX = "_secret_ref"
 
@@ -57,8 +58,31 @@ class InfisicalSettings(_Model):
 
 
 class SecretsPluginSettings(_Model):
-    type: Literal["infisical", "k8s"] = "infisical"
+    """``plugins.secrets``: ``config`` is typed for infisical; any other plugin gets it raw (as
+    ``options``) and validates it itself, so a third-party plugin needs no change here."""
+
+    type: str = "infisical"
     config: InfisicalSettings | None = None
+    options: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _raw_config_for_other_plugins(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "options" in data:
+            raise ValueError("unknown key options: plugin settings go under config")
+        if isinstance(data, dict) and data.get("type", "infisical") != "infisical" and "config" in data:
+            data = {k: v for k, v in data.items() if k != "config"} | {"options": data["config"]}
+        return data
+
+    @field_validator("type")
+    @classmethod
+    def _known_plugin(cls, value: str) -> str:
+        if value not in BUILT_IN and value not in (known := plugin_types()):
+            raise ValueError(
+                f"{value!r} is not a secrets plugin: use infisical or k8s, or install the package that provides "
+                f"it (entry point group {ENTRY_POINT_GROUP}; installed: {', '.join(sorted(known))})"
+            )
+        return value
 
     @model_validator(mode="after")
     def _config_for_infisical(self) -> SecretsPluginSettings:
@@ -67,6 +91,8 @@ class SecretsPluginSettings(_Model):
                 "type infisical needs a config section: add plugins.secrets.config with "
                 "site_url and project_slug (or set type: k8s)"
             )
+        if self.type == "k8s" and self.options:
+            raise ValueError("type k8s takes no config: remove plugins.secrets.config")
         return self
 
 

@@ -13,20 +13,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any, Literal
 
 from .errors import FloeError
 from .manifest import InfisicalSettings, Reference
+from .registry import ENTRY_POINT_GROUP, plugin_types
 
-ENTRY_POINT_GROUP = "floe.secrets"
-BUILT_IN = {
-    "infisical": "floe_infra.plugin_infisical:InfisicalPlugin",
-    "k8s": "floe_infra.plugin_k8s:KubernetesPlugin",
-}
 MOUNT_ROOT = "/etc/floe/secrets"
 
 SyncStatus = Literal["Synced", "Failed", "Pending", "Missing"]
@@ -44,6 +39,8 @@ class PluginContext:
     environment: str
     infisical: InfisicalSettings | None = None
     kube_context: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """A third-party plugin's ``plugins.secrets.config``, for it to validate."""
 
 
 @dataclass(frozen=True)
@@ -115,14 +112,6 @@ def parse_time(value: object) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-
-
-def plugin_types() -> dict[str, str]:
-    """Plugin name → ``module:Class``: the built-ins, and whatever installed packages add."""
-    found = dict(BUILT_IN)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)
-    return found
 
 
 def load_plugin(type_name: str, context: PluginContext) -> SecretsPlugin:

@@ -19,7 +19,7 @@ from kube_double import KubeDouble, KubeServer
 from floe_infra._infisical import forget_connections
 from floe_infra.cli import main
 from floe_infra.desired import MANAGED_BY, STACK_LABEL
-from floe_infra.plugin import PluginContext, SecretsPlugin, load_plugin, plugin_types
+from floe_infra.plugin import KeyReport, PluginContext, SecretsPlugin, load_plugin, plugin_types
 
 CANARY = "value-canary-9d1c"
 NOW = datetime.now(UTC)
@@ -110,7 +110,7 @@ def test_validate_all_present(world: World, capsys: pytest.CaptureFixture[str]) 
     assert (code, err) == (0, "")
     assert out.splitlines() == [
         "Validating secret references in manifest.yaml...",
-        "OK catalog-credentials: exists, 1 keys",
+        "OK catalog-credentials: exists, 1 key",
         "OK snowflake-credentials: exists, 3 keys",
     ]
     counts = world.infisical.count()
@@ -280,12 +280,17 @@ def test_k8s_type_validates_and_lists_secrets(world: World, capsys: pytest.Captu
 # --- the plugin interface -----------------------------------------------------------------
 
 
-def test_plugins_are_found_through_the_registry_and_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def vault_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A third-party package's entry point, as ``pip install floe-vault`` would add it."""
     from importlib.metadata import EntryPoint
 
-    assert {"infisical", "k8s"} <= set(plugin_types())
     fake = EntryPoint("vault", "test_day2:VaultPlugin", "floe.secrets")
-    monkeypatch.setattr("floe_infra.plugin.entry_points", lambda group: [fake] if group == "floe.secrets" else [])
+    monkeypatch.setattr("floe_infra.registry.entry_points", lambda group: [fake] if group == "floe.secrets" else [])
+
+
+def test_plugins_are_found_through_the_registry_and_entry_points(vault_installed: None) -> None:
+    assert {"infisical", "k8s", "vault"} <= set(plugin_types())
     plugin = load_plugin("vault", PluginContext("dev", "dev"))
     assert isinstance(plugin, VaultPlugin)
     assert plugin.inject_env_vars(["a", "b"]) == {
@@ -293,6 +298,20 @@ def test_plugins_are_found_through_the_registry_and_entry_points(monkeypatch: py
     }
     with pytest.raises(Exception, match=r"no secrets plugin 'consul': installed are infisical, k8s, vault"):
         load_plugin("consul", PluginContext("dev", "dev"))
+
+
+def test_a_third_party_plugin_serves_the_cli_without_changes_here(
+    project: Path, vault_installed: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "manifest.yaml").write_text(
+        "plugins:\n  secrets:\n    type: vault\n    config: {address: https://vault.example}\n"
+        "secrets:\n  app-credentials:\n    keys:\n      TOKEN: {}\n"
+    )
+    code, out, _ = run(capsys, "validate")
+    assert code == 0 and "OK app-credentials: exists, 1 key" in out
+    code, _, err = run(capsys, "plan")
+    assert code == 2
+    assert "'vault' is a plugin of the floe CLI (validate, list, status); this Pulumi program deploys" in err
 
 
 class VaultPlugin(SecretsPlugin):
@@ -304,8 +323,9 @@ class VaultPlugin(SecretsPlugin):
     def create_secret(self, name: str, namespace: str, data: Any) -> None:
         pass
 
-    def key_reports(self, references: Any) -> list[Any]:
-        return []
+    def key_reports(self, references: Any) -> list[KeyReport]:
+        where = self.context.options["address"]
+        return [KeyReport(r.name, where, frozenset(k.name for k in r.keys)) for r in references]
 
     def sync_states(self, namespace: str | None) -> list[Any]:
         return []

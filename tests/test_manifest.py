@@ -54,7 +54,7 @@ BAD = [
     (
         "unknown-type",
         "plugins:\n  secrets:\n    type: vault\n",
-        r"plugins\.secrets\.type: Input should be 'infisical' or 'k8s'; found 'vault'",
+        r"plugins\.secrets\.type: 'vault' is not a secrets plugin: use infisical or k8s, or install the package",
     ),
     (
         "bad-reference-name",
