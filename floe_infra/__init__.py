@@ -1,59 +1,58 @@
 """floe-infra: secrets management for the floe data platform, as a Pulumi program.
 
-The public surface is re-exported here. Names that need the Pulumi SDK load lazily, so the
-``floe`` CLI (which never needs Pulumi) starts fast.
+The public surface is re-exported here, lazily: importing the package (as the ``floe`` command
+does) loads nothing else, so ``floe --help`` answers before pydantic, Pulumi or any client loads.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .build import build_plan, secret_config_problems
-from .desired import HelmRelease, KubeObject, SecretSource, StackPlan
-from .errors import FloeError, ManifestError, StackConfigError
-from .manifest import LoadedManifest, Manifest, Reference, load_manifest
-from .stack import StackSettings, parse_stack_config, read_stack_files
-
 if TYPE_CHECKING:
+    from .build import build_plan, secret_config_problems
     from .components import InfisicalOperator, SecretReference, SecretsPlatform
+    from .desired import HelmRelease, InfisicalValue, KubeObject, SecretSource, StackPlan
+    from .errors import FloeError, ManifestError, StackConfigError
+    from .manifest import LoadedManifest, Manifest, Reference, load_manifest
+    from .plugin import PluginContext, SecretsPlugin, load_plugin
+    from .registry import plugin_types
     from .secret_value import InfisicalSecretValue, InfisicalSecretValueProvider
+    from .stack import StackSettings, parse_stack_config, read_stack_files
 
-_LAZY = {
+_EXPORTS = {
+    "build_plan": "build",
+    "secret_config_problems": "build",
     "InfisicalOperator": "components",
     "SecretReference": "components",
     "SecretsPlatform": "components",
+    "HelmRelease": "desired",
+    "InfisicalValue": "desired",
+    "KubeObject": "desired",
+    "SecretSource": "desired",
+    "StackPlan": "desired",
+    "FloeError": "errors",
+    "ManifestError": "errors",
+    "StackConfigError": "errors",
+    "LoadedManifest": "manifest",
+    "Manifest": "manifest",
+    "Reference": "manifest",
+    "load_manifest": "manifest",
+    "PluginContext": "plugin",
+    "SecretsPlugin": "plugin",
+    "load_plugin": "plugin",
+    "plugin_types": "registry",
     "InfisicalSecretValue": "secret_value",
     "InfisicalSecretValueProvider": "secret_value",
+    "StackSettings": "stack",
+    "parse_stack_config": "stack",
+    "read_stack_files": "stack",
 }
 
-__all__ = [
-    "FloeError",
-    "HelmRelease",
-    "InfisicalOperator",
-    "InfisicalSecretValue",
-    "InfisicalSecretValueProvider",
-    "KubeObject",
-    "LoadedManifest",
-    "Manifest",
-    "ManifestError",
-    "Reference",
-    "SecretReference",
-    "SecretSource",
-    "SecretsPlatform",
-    "StackConfigError",
-    "StackPlan",
-    "StackSettings",
-    "build_plan",
-    "load_manifest",
-    "parse_stack_config",
-    "read_stack_files",
-    "secret_config_problems",
-]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
