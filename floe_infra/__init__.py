@@ -49,7 +49,34 @@ _EXPORTS = {
     "read_stack_files": "stack",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "FloeError",
+    "HelmRelease",
+    "InfisicalOperator",
+    "InfisicalSecretValue",
+    "InfisicalSecretValueProvider",
+    "InfisicalValue",
+    "KubeObject",
+    "LoadedManifest",
+    "Manifest",
+    "ManifestError",
+    "PluginContext",
+    "Reference",
+    "SecretReference",
+    "SecretSource",
+    "SecretsPlatform",
+    "SecretsPlugin",
+    "StackConfigError",
+    "StackPlan",
+    "StackSettings",
+    "build_plan",
+    "load_manifest",
+    "load_plugin",
+    "parse_stack_config",
+    "plugin_types",
+    "read_stack_files",
+    "secret_config_problems",
+]
 
 
 def __getattr__(name: str) -> Any:
