@@ -214,6 +214,17 @@ def test_status_last_sync_and_reasons(world: World, capsys: pytest.CaptureFixtur
     assert lines[2].split() == ["snowflake-credentials", "floe-platform", "dev", "2m", "ago"]
 
 
+def test_status_json_carries_the_time(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "status", "--format", "json")
+    rows = {r["name"]: r for r in json.loads(out)["rows"]}
+    assert code == 1
+    snowflake = rows["snowflake-credentials"]
+    assert (snowflake["project"], snowflake["env"], snowflake["message"]) == ("floe-platform", "dev", "")
+    written = datetime.fromisoformat(snowflake["last_sync_time"])
+    assert timedelta(minutes=1) < NOW - written < timedelta(minutes=3)
+    assert rows["catalog-credentials"]["message"].startswith("Failed: Error: Failed to sync secrets.")
+
+
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
