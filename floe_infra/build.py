@@ -23,8 +23,8 @@ from .desired import (
 from .errors import StackConfigError
 from .manifest import InfisicalSettings, KeyDecl, LoadedManifest, Reference
 from .stack import WRITER_ENV, WRITER_NAMESPACE, StackSettings, set_command
+from .sync import eso_release, sync_objects, v1beta1_auth
 
-INFISICAL_API_VERSION = "secrets.infisical.com/v1alpha1"
 CHART_NAME = "secrets-operator"
 RELEASE_NAME = "infisical-secrets-operator"
 AUTO_RELOAD_ANNOTATION = "secrets.infisical.com/auto-reload"
@@ -37,10 +37,18 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
     labels = {**MANAGED_BY, STACK_LABEL: settings.stack}
     if plugin.type == "infisical":
         assert plugin.config is not None  # the model requires it for this type
-        operator: OperatorPlan | None = _operator(plugin.config, settings, labels)
+        eso_used = any(r.via == "eso" for r in references)
+        operator: OperatorPlan | None = _operator(plugin.config, settings, labels, eso_used)
         plans = tuple(_infisical_reference(r, plugin.config, settings, labels, operator) for r in references)
     elif plugin.type == "k8s":
         operator = None
+        for ref in references:
+            if ref.via == "eso":
+                raise manifest.error(
+                    (*ref.declared_at, "via"),
+                    "via: eso reads Infisical through External Secrets Operator: it needs type infisical; "
+                    "remove via for type k8s",
+                )
         plans = tuple(_k8s_reference(r, settings, labels) for r in references)
     else:
         raise manifest.error(
@@ -106,7 +114,9 @@ def require_secret_config(plan: StackPlan) -> None:
         )
 
 
-def _operator(config: InfisicalSettings, settings: StackSettings, labels: dict[str, str]) -> OperatorPlan:
+def _operator(
+    config: InfisicalSettings, settings: StackSettings, labels: dict[str, str], eso_used: bool
+) -> OperatorPlan:
     op = config.operator
     namespace = _namespace(op.namespace, labels, settings) if settings.create_namespaces else None
     deps = (namespace.id,) if namespace else ()
@@ -131,7 +141,15 @@ def _operator(config: InfisicalSettings, settings: StackSettings, labels: dict[s
         deps,
         settings.protect,
     )
-    return OperatorPlan(namespace=namespace, release=release, identity=identity)
+    plan = OperatorPlan(namespace=namespace, release=release, identity=identity)
+    if op.api == "v1beta1":
+        connection, auth = v1beta1_auth(config, release, identity, labels, settings.protect)
+        plan = replace(plan, connection=connection, auth=auth)
+    if eso_used and config.eso.install:
+        eso_ns = _namespace(config.eso.namespace, labels, settings) if settings.create_namespaces else None
+        eso = eso_release(config, (eso_ns.id,) if eso_ns else (), settings.protect)
+        plan = replace(plan, eso=eso, eso_namespace=eso_ns)
+    return plan
 
 
 def _infisical_reference(
@@ -157,46 +175,21 @@ def _infisical_reference(
         for k in ref.keys
         if k.source != "manual"
     )
-    spec: dict[str, Any] = {
-        "hostAPI": config.host_api,
-        "syncConfig": {"resyncInterval": config.resync_interval},
-        "authentication": {
-            "universalAuth": {
-                "credentialsRef": {
-                    "secretName": operator.identity.name,
-                    "secretNamespace": operator.identity.namespace,
-                },
-                "secretsScope": {
-                    "projectSlug": config.project_slug,
-                    "envSlug": settings.environment,
-                    "secretsPath": ref.path,
-                },
-            }
-        },
-        "managedKubeSecretReferences": [
-            {
-                "secretName": ref.name,
-                "secretNamespace": ref.namespace,
-                "creationPolicy": "Owner",
-                "secretType": "Opaque",
-            }
-        ],
-    }
-    cr = KubeObject(
-        api_version=INFISICAL_API_VERSION,
-        kind="InfisicalSecret",
-        name=ref.name,
-        namespace=ref.namespace,
-        labels=labels,
-        content={"spec": spec},
-        # The values first, so the operator's first sync already finds them.
-        depends_on=(operator.release.id, operator.identity.id, *(v.id for v in values)),
-        protect=settings.protect,
+    # The values first, so the first sync already finds them.
+    objects = sync_objects(
+        ref,
+        config,
+        settings.environment,
+        operator,
+        labels,
+        tuple(v.id for v in values),
+        settings.stack,
+        settings.protect,
     )
     output = _output(ref)
     if ref.auto_reload:
         output["workloadAnnotations"] = {AUTO_RELOAD_ANNOTATION: "true"}
-    return ReferencePlan(reference=ref, objects=(*values, cr), output=output)
+    return ReferencePlan(reference=ref, objects=(*values, *objects), output=output)
 
 
 def _key_source(ref: Reference, key: KeyDecl) -> SecretSource:
@@ -254,15 +247,17 @@ def _namespaces(
 ) -> tuple[KubeObject, ...]:
     if not settings.create_namespaces:
         return ()
-    taken = {operator.namespace.name} if operator and operator.namespace else set()
+    taken = {n.name for n in (operator.namespace, operator.eso_namespace) if n} if operator else set()
     wanted = sorted({p.reference.namespace for p in plans} - taken)
     return tuple(_namespace(n, labels, settings) for n in wanted)
 
 
 def _with_namespace_dependency(plan: ReferencePlan) -> ReferencePlan:
     ns_id = f"Namespace:{plan.reference.namespace}"
+    in_namespace = [isinstance(o, KubeObject) and o.namespace == plan.reference.namespace for o in plan.objects]
     objects = tuple(
-        replace(o, depends_on=(ns_id, *o.depends_on)) if isinstance(o, KubeObject) else o for o in plan.objects
+        replace(o, depends_on=(ns_id, *o.depends_on)) if inside else o
+        for o, inside in zip(plan.objects, in_namespace, strict=True)
     )
     return replace(plan, objects=objects)
 

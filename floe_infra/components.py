@@ -104,7 +104,10 @@ class _Builder:
             )
         else:
             metadata = k8s.meta.v1.ObjectMetaArgs(
-                name=desired.name, namespace=desired.namespace, labels=dict(desired.labels)
+                name=desired.name,
+                namespace=desired.namespace,
+                labels=dict(desired.labels),
+                annotations=dict(desired.annotations) or None,
             )
             if desired.kind == "Namespace":
                 resource = k8s.core.v1.Namespace(desired.logical_name, metadata=metadata, opts=opts)

@@ -47,6 +47,7 @@ class KubeObject:
     labels: Mapping[str, str]
     content: Mapping[str, Any] = field(default_factory=dict)
     secret_data: Mapping[str, SecretSource] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     protect: bool = False
 
@@ -73,6 +74,8 @@ class KubeObject:
         if self.namespace:
             meta["namespace"] = self.namespace
         meta["labels"] = dict(self.labels)
+        if self.annotations:
+            meta["annotations"] = dict(self.annotations)
         return meta
 
     def manifest(self) -> dict[str, Any]:
@@ -146,15 +149,21 @@ Desired = KubeObject | HelmRelease | InfisicalValue
 
 @dataclass(frozen=True)
 class OperatorPlan:
-    """The Infisical operator install: its namespace (if created), release and identity Secret."""
+    """The Infisical operator install: its namespace (if created), release and identity Secret; with
+    operator API v1beta1 its connection and auth objects; and External Secrets Operator if installed."""
 
     namespace: KubeObject | None
     release: HelmRelease
     identity: KubeObject
+    connection: KubeObject | None = None
+    auth: KubeObject | None = None
+    eso: HelmRelease | None = None
+    eso_namespace: KubeObject | None = None
 
     def resources(self) -> tuple[Desired, ...]:
-        head: tuple[Desired, ...] = (self.namespace,) if self.namespace else ()
-        return (*head, self.release, self.identity)
+        optional = (self.namespace, self.release, self.identity, self.connection, self.auth)
+        eso = (self.eso_namespace, self.eso)
+        return tuple(r for r in (*optional, *eso) if r is not None)
 
 
 @dataclass(frozen=True)

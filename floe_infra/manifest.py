@@ -32,6 +32,8 @@ Url = Annotated[str, AfterValidator(names.url)]
 
 DEFAULT_CHART_REPO = "https://dl.cloudsmith.io/public/infisical/helm-charts/helm/charts/"
 DEFAULT_CHART_VERSION = "v0.11.5"
+ESO_CHART_REPO = "https://charts.external-secrets.io"
+ESO_CHART_VERSION = "1.3.1"  # serves external-secrets.io/v1 (v1beta1 is no longer served)
 
 
 class _Model(BaseModel):
@@ -42,6 +44,16 @@ class OperatorSettings(_Model):
     namespace: DnsLabel = "infisical"
     chart_version: Annotated[str, Field(min_length=1)] = DEFAULT_CHART_VERSION
     chart_repo: Url = DEFAULT_CHART_REPO
+    api: Literal["v1alpha1", "v1beta1"] = "v1alpha1"
+
+
+class EsoSettings(_Model):
+    """External Secrets Operator, for references with ``via: eso``; installed only if asked."""
+
+    install: bool = False
+    namespace: DnsLabel = "external-secrets"
+    chart_version: Annotated[str, Field(min_length=1)] = ESO_CHART_VERSION
+    chart_repo: Url = ESO_CHART_REPO
 
 
 class InfisicalSettings(_Model):
@@ -50,6 +62,7 @@ class InfisicalSettings(_Model):
     identity_secret: DnsName = "infisical-machine-identity"
     resync_interval: Interval = "60s"
     operator: OperatorSettings = OperatorSettings()
+    eso: EsoSettings = EsoSettings()
 
     @property
     def host_api(self) -> str:
@@ -121,10 +134,14 @@ class KeySpec(_Model):
         return self
 
 
+Via = Literal["operator", "eso"]
+
+
 class SecretEntry(_Model):
     path: FolderPath | None = None
     namespace: DnsLabel | None = None
     auto_reload: bool = True
+    via: Via = "operator"
     keys: dict[EnvVarName, KeySpec] = {}
 
 
@@ -166,6 +183,7 @@ class Reference:
     auto_reload: bool
     keys: tuple[KeyDecl, ...]
     declared_at: PathKey
+    via: Via = "operator"
 
 
 @dataclass(frozen=True)
@@ -315,6 +333,7 @@ def _resolve(manifest: LoadedManifest, default_namespace: str) -> tuple[Referenc
                 path=entry.path or default_path,
                 namespace=entry.namespace or default_namespace,
                 auto_reload=entry.auto_reload,
+                via=entry.via,
                 keys=keys,
                 declared_at=("secrets", name) if name in manifest.model.secrets else where,
             )

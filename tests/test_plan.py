@@ -40,6 +40,8 @@ def test_infisical_secret_spec_is_exact(tmp_path: Path) -> None:
             "name": "snowflake-credentials",
             "namespace": "floe-jobs",
             "labels": {"app.kubernetes.io/managed-by": "floe-infra", "floe-infra/stack": "dev"},
+            # Deleting it (removing or moving the reference) must leave the Secret pods use.
+            "annotations": {"pulumi.com/deletionPropagationPolicy": "orphan"},
         },
         "spec": {
             "hostAPI": "https://infisical.company.com/api",

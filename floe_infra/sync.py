@@ -1,0 +1,214 @@
+"""The objects that sync one Infisical folder into one Kubernetes Secret, per mechanism.
+
+Three ways lead to the same Secret (named after the reference, in its namespace): the operator's
+``InfisicalSecret`` (v1alpha1, the default), its ``InfisicalStaticSecret`` (v1beta1, with a shared
+``InfisicalConnection`` and ``InfisicalAuth``), or External Secrets Operator (``via: eso``: a
+``ClusterSecretStore`` and an ``ExternalSecret``). Pure functions, like the rest of the plan.
+
+Switching a reference between them must never leave pods without their Secret, so every sync
+object carries ``pulumi.com/deletionPropagationPolicy: orphan``: when Pulumi deletes the old one
+(after creating the new one: an update creates before it deletes), Kubernetes keeps the Secret
+instead of garbage-collecting it with its owner, and the new syncer updates it in place.
+ExternalSecrets create their target with ``creationPolicy: Orphan`` for the same reason; the
+operator only sets itself as owner when it creates the Secret, and updates an existing one as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .desired import HelmRelease, KubeObject, OperatorPlan
+from .manifest import InfisicalSettings, Reference
+
+V1ALPHA1 = "secrets.infisical.com/v1alpha1"
+V1BETA1 = "secrets.infisical.com/v1beta1"
+ESO_API = "external-secrets.io/v1"
+ORPHAN_ON_DELETE = {"pulumi.com/deletionPropagationPolicy": "orphan"}
+ESO_RELEASE, ESO_CHART = "external-secrets", "external-secrets"
+CONNECTION_NAME, AUTH_NAME = "infisical", "infisical-universal"
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def seconds(interval: str) -> str:
+    """A manifest interval (``60s``, ``1d``) as Go's duration syntax, which has no days or weeks."""
+    return f"{int(interval[:-1]) * _UNIT_SECONDS[interval[-1]]}s"
+
+
+def _credential(identity: KubeObject, key: str) -> dict[str, str]:
+    assert identity.namespace is not None
+    return {"name": identity.name, "namespace": identity.namespace, "key": key}
+
+
+def _sync_object(
+    api_version: str,
+    kind: str,
+    name: str,
+    namespace: str | None,
+    labels: Mapping[str, str],
+    spec: dict[str, Any],
+    depends_on: tuple[str, ...],
+    protect: bool,
+) -> KubeObject:
+    return KubeObject(
+        api_version=api_version,
+        kind=kind,
+        name=name,
+        namespace=namespace,
+        labels=labels,
+        annotations=ORPHAN_ON_DELETE,
+        content={"spec": spec},
+        depends_on=depends_on,
+        protect=protect,
+    )
+
+
+def v1beta1_auth(
+    config: InfisicalSettings, release: HelmRelease, identity: KubeObject, labels: Mapping[str, str], protect: bool
+) -> tuple[KubeObject, KubeObject]:
+    """The InfisicalConnection and the universal-auth InfisicalAuth every static secret uses."""
+    ns = config.operator.namespace
+    connection = KubeObject(
+        api_version=V1BETA1,
+        kind="InfisicalConnection",
+        name=CONNECTION_NAME,
+        namespace=ns,
+        labels=labels,
+        content={"spec": {"address": config.site_url.rstrip("/")}},
+        depends_on=(release.id,),
+        protect=protect,
+    )
+    auth = KubeObject(
+        api_version=V1BETA1,
+        kind="InfisicalAuth",
+        name=AUTH_NAME,
+        namespace=ns,
+        labels=labels,
+        content={
+            "spec": {
+                "method": "universal",
+                "infisicalConnectionRef": {"name": CONNECTION_NAME, "namespace": ns},
+                "universal": {
+                    "clientIdRef": _credential(identity, "clientId"),
+                    "clientSecretRef": _credential(identity, "clientSecret"),
+                },
+            }
+        },
+        depends_on=(release.id, identity.id, connection.id),
+        protect=protect,
+    )
+    return connection, auth
+
+
+def eso_release(config: InfisicalSettings, depends_on: tuple[str, ...], protect: bool) -> HelmRelease:
+    eso = config.eso
+    return HelmRelease(
+        name=ESO_RELEASE,
+        namespace=eso.namespace,
+        chart=ESO_CHART,
+        version=eso.chart_version,
+        repo=eso.chart_repo,
+        values={"installCRDs": True},
+        depends_on=depends_on,
+        protect=protect,
+    )
+
+
+def _target(ref: Reference) -> dict[str, str]:
+    return {"name": ref.name, "namespace": ref.namespace}
+
+
+def sync_objects(
+    ref: Reference,
+    config: InfisicalSettings,
+    environment: str,
+    operator: OperatorPlan,
+    labels: Mapping[str, str],
+    values: tuple[str, ...],
+    stack: str,
+    protect: bool,
+) -> tuple[KubeObject, ...]:
+    """The objects that fill ``ref``'s Secret; each depends on ``values`` (ids written first)."""
+    identity = operator.identity
+    if ref.via == "eso":
+        store_deps = (identity.id, operator.eso.id) if operator.eso else (identity.id,)
+        store = _sync_object(
+            ESO_API,
+            "ClusterSecretStore",
+            f"floe-{stack}-{ref.name}",
+            None,
+            labels,
+            {
+                "provider": {
+                    "infisical": {
+                        "hostAPI": config.site_url.rstrip("/"),
+                        "auth": {
+                            "universalAuthCredentials": {
+                                "clientId": _credential(identity, "clientId"),
+                                "clientSecret": _credential(identity, "clientSecret"),
+                            }
+                        },
+                        "secretsScope": {
+                            "projectSlug": config.project_slug,
+                            "environmentSlug": environment,
+                            "secretsPath": ref.path,
+                        },
+                    }
+                }
+            },
+            store_deps,
+            protect,
+        )
+        external = _sync_object(
+            ESO_API,
+            "ExternalSecret",
+            ref.name,
+            ref.namespace,
+            labels,
+            {
+                "refreshInterval": seconds(config.resync_interval),
+                "secretStoreRef": {"kind": "ClusterSecretStore", "name": store.name},
+                "target": {"name": ref.name, "creationPolicy": "Orphan", "deletionPolicy": "Retain"},
+                "dataFrom": [{"find": {"name": {"regexp": ".*"}}}],
+            },
+            (store.id, *values),
+            protect,
+        )
+        return store, external
+    if config.operator.api == "v1beta1":
+        assert operator.auth is not None
+        auth = operator.auth
+        spec: dict[str, Any] = {
+            "infisicalAuthRef": {"name": auth.name, "namespace": auth.namespace},
+            "sources": [{"projectSlug": config.project_slug, "environmentSlug": environment, "secretPath": ref.path}],
+            "syncOptions": {"refreshInterval": seconds(config.resync_interval)},
+            "targets": [{"kind": "Secret", **_target(ref), "creationPolicy": "Owner", "secretType": "Opaque"}],
+        }
+        deps = (operator.release.id, auth.id, *values)
+        return (_sync_object(V1BETA1, "InfisicalStaticSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
+    assert identity.namespace is not None
+    spec = {
+        "hostAPI": config.host_api,
+        "syncConfig": {"resyncInterval": config.resync_interval},
+        "authentication": {
+            "universalAuth": {
+                "credentialsRef": {"secretName": identity.name, "secretNamespace": identity.namespace},
+                "secretsScope": {
+                    "projectSlug": config.project_slug,
+                    "envSlug": environment,
+                    "secretsPath": ref.path,
+                },
+            }
+        },
+        "managedKubeSecretReferences": [
+            {
+                "secretName": ref.name,
+                "secretNamespace": ref.namespace,
+                "creationPolicy": "Owner",
+                "secretType": "Opaque",
+            }
+        ],
+    }
+    deps = (operator.release.id, identity.id, *values)
+    return (_sync_object(V1ALPHA1, "InfisicalSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
