@@ -1,0 +1,166 @@
+"""Moving between sync mechanisms: operator v1beta1 (InfisicalStaticSecret) and External Secrets Operator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, RunProgram, default_config
+from test_plan import crd_validator, plan_for
+
+from floe_infra import KubeObject, ManifestError
+from floe_infra.sync import ORPHAN_ON_DELETE, seconds
+
+EXAMPLE = (ROOT / "manifest.yaml").read_text()
+V1BETA1 = EXAMPLE.replace("        chart_version: v0.11.5\n", "        chart_version: v0.11.5\n        api: v1beta1\n")
+ESO = EXAMPLE.replace("    auto_reload: true\n", "    auto_reload: true\n    via: eso\n")
+ESO_INSTALLED = ESO.replace("      operator:\n", "      eso: {install: true}\n      operator:\n")
+ES = "kubernetes:external-secrets.io/v1:ExternalSecret"
+STORE = "kubernetes:external-secrets.io/v1:ClusterSecretStore"
+CR = "kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret"
+
+
+def objects(tmp_path: Path, manifest: str, kind: str) -> list[KubeObject]:
+    return [o for o in plan_for(tmp_path, manifest).kube_objects() if o.kind == kind]
+
+
+# --- operator v1beta1 ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "crd", "count"),
+    [
+        ("InfisicalConnection", "infisicalconnection-crd.yaml", 1),
+        ("InfisicalAuth", "infisicalauth-crd.yaml", 1),
+        ("InfisicalStaticSecret", "infisicalstaticsecret-crd.yaml", 2),
+    ],
+    ids=["connection", "auth", "static-secret"],
+)
+def test_v1beta1_objects_validate_against_the_operator_crds(tmp_path: Path, kind: str, crd: str, count: int) -> None:
+    validator = crd_validator(crd)
+    found = objects(tmp_path, V1BETA1, kind)
+    assert len(found) == count
+    for obj in found:
+        assert [e.message for e in validator.iter_errors(obj.manifest())] == []
+
+
+def test_v1beta1_replaces_infisical_secrets(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, V1BETA1)
+    assert [o for o in plan.kube_objects() if o.kind == "InfisicalSecret"] == []
+    (static,) = [
+        o for o in plan.kube_objects() if o.kind == "InfisicalStaticSecret" and o.name == "snowflake-credentials"
+    ]
+    spec = static.content["spec"]
+    assert spec["infisicalAuthRef"] == {"name": "infisical-universal", "namespace": "infisical"}
+    assert spec["sources"] == [
+        {"projectSlug": "floe-platform", "environmentSlug": "dev", "secretPath": "/compute/snowflake"}
+    ]
+    assert spec["targets"] == [
+        {"kind": "Secret", "name": "snowflake-credentials", "namespace": "floe-jobs",
+         "creationPolicy": "Owner", "secretType": "Opaque"}
+    ]  # fmt: skip
+    assert spec["syncOptions"] == {"refreshInterval": "60s"}
+    assert "InfisicalAuth:infisical/infisical-universal" in static.depends_on
+    assert plan.outputs() == plan_for(tmp_path, EXAMPLE).outputs()  # pods see no difference
+    auth = next(o for o in plan.kube_objects() if o.kind == "InfisicalAuth")
+    assert auth.content["spec"]["universal"]["clientSecretRef"] == {
+        "name": "infisical-machine-identity", "namespace": "infisical", "key": "clientSecret"
+    }  # fmt: skip
+    connection = next(o for o in plan.kube_objects() if o.kind == "InfisicalConnection")
+    assert connection.content["spec"] == {"address": "https://infisical.company.com"}
+
+
+@pytest.mark.parametrize(("interval", "go"), [("60s", "60s"), ("5m", "300s"), ("1d", "86400s"), ("2w", "1209600s")])
+def test_intervals_become_go_durations(interval: str, go: str) -> None:
+    assert seconds(interval) == go
+
+
+# --- External Secrets Operator ------------------------------------------------------------
+
+
+def test_eso_reference_gets_a_store_and_an_external_secret_for_the_same_secret(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, ESO)
+    (store,) = [o for o in plan.kube_objects() if o.kind == "ClusterSecretStore"]
+    (external,) = [o for o in plan.kube_objects() if o.kind == "ExternalSecret"]
+    assert [o.name for o in plan.kube_objects() if o.kind == "InfisicalSecret"] == ["catalog-credentials"]
+    assert (store.api_version, external.api_version) == ("external-secrets.io/v1", "external-secrets.io/v1")
+    assert store.namespace is None and store.name == "floe-dev-snowflake-credentials"
+    assert store.content["spec"]["provider"]["infisical"] == {
+        "hostAPI": "https://infisical.company.com",
+        "auth": {"universalAuthCredentials": {
+            "clientId": {"name": "infisical-machine-identity", "namespace": "infisical", "key": "clientId"},
+            "clientSecret": {"name": "infisical-machine-identity", "namespace": "infisical", "key": "clientSecret"},
+        }},
+        "secretsScope": {"projectSlug": "floe-platform", "environmentSlug": "dev", "secretsPath": "/compute/snowflake"},
+    }  # fmt: skip
+    assert external.namespace == "floe-jobs"
+    assert external.content["spec"]["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": store.name}
+    assert external.content["spec"]["target"] == {
+        "name": "snowflake-credentials", "creationPolicy": "Orphan", "deletionPolicy": "Retain"
+    }  # fmt: skip
+    assert set(external.depends_on) >= {store.id, "SecretValue:snowflake-credentials/SNOWFLAKE_PASSWORD"}
+    assert plan.outputs() == plan_for(tmp_path, EXAMPLE).outputs()
+
+
+def test_eso_is_installed_only_when_asked(tmp_path: Path) -> None:
+    assert plan_for(tmp_path, ESO).operator.eso is None  # type: ignore[union-attr]
+    plan = plan_for(tmp_path, ESO_INSTALLED)
+    assert plan.operator is not None and plan.operator.eso is not None
+    release = plan.operator.eso
+    assert (release.chart, release.version, release.namespace) == ("external-secrets", "1.3.1", "external-secrets")
+    store = next(o for o in plan.kube_objects() if o.kind == "ClusterSecretStore")
+    assert release.id in store.depends_on
+    assert "external-secrets" in [n.name for n in plan.kube_objects() if n.kind == "Namespace"]
+
+
+def test_eso_needs_type_infisical(tmp_path: Path) -> None:
+    text = "plugins:\n  secrets:\n    type: k8s\nsecrets:\n  app:\n    via: eso\n"
+    with pytest.raises(
+        ManifestError, match=r"line 6: secrets\.app\.via: via: eso reads Infisical .* needs type infisical"
+    ):
+        plan_for(tmp_path, text)
+
+
+# --- the switch, under Pulumi's mocks -----------------------------------------------------
+
+
+def _sync_of(run: Any, name: str) -> list[Any]:
+    return [r for r in run.registrations if r.type in (CR, ES) and r.name == f"floe-jobs/{name}"]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"), [(EXAMPLE, ESO), (ESO, EXAMPLE)], ids=["operator-to-eso", "eso-to-operator"]
+)
+def test_switching_a_reference_keeps_the_secret_its_pods_use(run_program: RunProgram, before: str, after: str) -> None:
+    """Both syncers write the same Secret, neither owns it away from the other, and deleting the
+    old one (Pulumi deletes after it creates) orphans the Secret instead of deleting it."""
+    old, new = run_program(before), run_program(after)
+    (old_sync,), (new_sync,) = _sync_of(old, "snowflake-credentials"), _sync_of(new, "snowflake-credentials")
+    assert old_sync.type != new_sync.type
+    for sync in (old_sync, new_sync):
+        assert sync.plain("metadata")["annotations"] == ORPHAN_ON_DELETE
+    target = {
+        CR: lambda r: {(t["secretName"], t["secretNamespace"]) for t in r.plain("spec")["managedKubeSecretReferences"]},
+        ES: lambda r: {(r.plain("spec")["target"]["name"], r.plain("metadata")["namespace"])},
+    }
+    assert (
+        target[old_sync.type](old_sync) == target[new_sync.type](new_sync) == {("snowflake-credentials", "floe-jobs")}
+    )
+    if new_sync.type == ES:
+        assert new_sync.plain("spec")["target"]["creationPolicy"] == "Orphan"
+        store = new.named(STORE, "floe-dev-snowflake-credentials")
+        assert store.urn in new_sync.dependencies
+    assert old.outputs == new.outputs  # the envFrom fragment workloads use does not change
+    # The other reference is untouched by the switch.
+    assert _sync_of(old, "catalog-credentials")[0].inputs == _sync_of(new, "catalog-credentials")[0].inputs
+
+
+def test_program_registers_v1beta1_and_eso_as_planned(run_program: RunProgram) -> None:
+    both = V1BETA1.replace("    auto_reload: true\n", "    auto_reload: true\n    via: eso\n")
+    run = run_program(both, config=default_config("dev"))
+    kinds = sorted({r.type.rsplit(":", 1)[1] for r in run.registrations if r.type.startswith("kubernetes:")})
+    assert kinds == sorted(
+        ["Namespace", "Release", "Secret", "InfisicalConnection", "InfisicalAuth", "InfisicalStaticSecret",
+         "ClusterSecretStore", "ExternalSecret"]
+    )  # fmt: skip
