@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .desired import HelmRelease, InfisicalValue, StackPlan
+from .desired import HelmRelease, InfisicalValue, KubeObject, StackPlan
 from .errors import FloeError
 
 
@@ -39,15 +39,29 @@ def rows(plan: StackPlan) -> list[Row]:
             where = f"{r.project_slug}/{r.environment}{r.path} {r.key} = {r.source.placeholder}"
             out.append(Row(r.pulumi_type, r.logical_name, "", where + (" (adopt)" if r.adopt else "")))
             continue
-        if r.kind == "InfisicalSecret":
-            scope = r.content["spec"]["authentication"]["universalAuth"]["secretsScope"]
-            detail = f"{scope['projectSlug']}/{scope['envSlug']}{scope['secretsPath']}"
-        elif r.secret_data:
-            detail = "keys " + ", ".join(r.secret_data)
-        else:
-            detail = ""
+        detail = _detail(r)
         out.append(Row(r.pulumi_type, r.name, r.namespace or "", detail))
     return out
+
+
+def _detail(obj: KubeObject) -> str:
+    """Where a sync object reads from (project/environment/path), or which keys a Secret holds."""
+    spec = obj.content.get("spec", {})
+    scope: dict[str, str] = {}
+    if obj.kind == "InfisicalSecret":
+        raw = spec["authentication"]["universalAuth"]["secretsScope"]
+        scope = {"project": raw["projectSlug"], "env": raw["envSlug"], "path": raw["secretsPath"]}
+    elif obj.kind == "InfisicalStaticSecret":
+        raw = spec["sources"][0]
+        scope = {"project": raw["projectSlug"], "env": raw["environmentSlug"], "path": raw["secretPath"]}
+    elif obj.kind == "ClusterSecretStore":
+        raw = spec["provider"]["infisical"]["secretsScope"]
+        scope = {"project": raw["projectSlug"], "env": raw["environmentSlug"], "path": raw["secretsPath"]}
+    elif obj.kind == "ExternalSecret":
+        return f"Secret {spec['target']['name']} from store {spec['secretStoreRef']['name']}"
+    elif obj.secret_data:
+        return "keys " + ", ".join(obj.secret_data)
+    return f"{scope['project']}/{scope['env']}{scope['path']}" if scope else ""
 
 
 def component_count(plan: StackPlan) -> int:
