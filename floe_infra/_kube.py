@@ -13,7 +13,6 @@ from typing import Any
 
 from .plugin import PluginError
 
-INFISICAL_GROUP, INFISICAL_VERSION, INFISICAL_PLURAL = "secrets.infisical.com", "v1alpha1", "infisicalsecrets"
 TIMEOUT = (5.0, 20.0)  # connect, read: an unreachable cluster is an error, not a hang
 
 
@@ -75,13 +74,16 @@ class Cluster:
             raise PluginError(f"cannot reach the Kubernetes API at {self.server}: {reason}") from None
 
     def list(
-        self, group_version: str, plural: str, namespace: str | None, labels: dict[str, str]
+        self, group_version: str, plural: str, namespace: str | None, labels: dict[str, str], *, required: bool = True
     ) -> list[dict[str, Any]]:
-        """Objects of one kind (``v1``/``secrets`` or ``group/version``/``plural``) with these labels."""
+        """Objects of one kind (``v1``/``secrets`` or ``group/version``/``plural``) with these labels;
+        a kind the cluster does not serve is an error if ``required``, else no objects."""
         prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
         scope = f"/namespaces/{namespace}" if namespace else ""
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         found = self._call("GET", f"{prefix}{scope}/{plural}", [("labelSelector", selector)] if selector else None)
+        if found is None and not required:
+            return []
         if found is None:
             raise PluginError(
                 f"the cluster at {self.server} has no {plural} ({group_version}): "

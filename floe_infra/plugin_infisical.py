@@ -15,53 +15,86 @@ from typing import Any
 from infisical_sdk.infisical_requests import APIError
 
 from ._infisical import Connection, Credentials, connect
-from ._kube import INFISICAL_GROUP, INFISICAL_PLURAL, INFISICAL_VERSION, Cluster
+from ._kube import Cluster
 from .desired import MANAGED_BY, STACK_LABEL
 from .manifest import InfisicalSettings, Reference
 from .plugin import KeyReport, PluginError, SecretsPlugin, SyncState, SyncStatus, parse_time
+from .sync import ESO_API, V1ALPHA1, V1BETA1
 
 READY = "secrets.infisical.com/ReadyToSyncSecrets"
 TOKEN = "secrets.infisical.com/LoadedInfisicalToken"
+STATIC_STATUS = "secrets.infisical.com/LastReconcileStatus"
+STATIC_SYNCED_AT = "secrets.infisical.com/LastSuccessfulReconcileAt"
 
 
 def _folder(name: str, namespace: str) -> str:
     return f"{namespace.rstrip('/')}/{name}" if name else namespace
 
 
-def sync_state(obj: Mapping[str, Any]) -> SyncState:
-    """Status of one InfisicalSecret from the operator's conditions.
+def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {c.get("type"): c for c in obj.get("status", {}).get("conditions") or []}
 
-    The operator records no per-sync time: its status holds only conditions, and it sets them
-    with ``meta.SetStatusCondition``, which moves ``lastTransitionTime`` only when a condition's
-    status flips. The most precise time it leaves is the last write of the status subresource
-    (``metadata.managedFields``), made when a condition's status or message (which carries the
-    synced-secret count) last changed; the condition's transition time is the fallback.
-    """
-    meta, spec = obj.get("metadata", {}), obj.get("spec", {})
-    conditions = {c.get("type"): c for c in obj.get("status", {}).get("conditions") or []}
-    ready, token = conditions.get(READY), conditions.get(TOKEN)
-    status: SyncStatus
-    if token is not None and token.get("status") == "False":
-        status, message = "Failed", f"{token.get('reason', 'Error')}: {token.get('message', '')}"
-    elif ready is None or ready.get("status") == "Unknown":
-        status, message = "Pending", "the operator has not reconciled it yet"
-    elif ready.get("status") == "True":
-        status, message = "Synced", str(ready.get("message", ""))
-    else:
-        status, message = "Failed", f"{ready.get('reason', 'Error')}: {ready.get('message', '')}"
-    times = [parse_time(c.get("lastTransitionTime")) for c in (ready, token) if c]
-    times += [parse_time(f.get("time")) for f in meta.get("managedFields") or [] if f.get("subresource") == "status"]
-    scope = spec.get("authentication", {}).get("universalAuth", {}).get("secretsScope", {})
+
+def _from(condition: Mapping[str, Any] | None, ok: str) -> tuple[SyncStatus, str]:
+    """Synced/Failed/Pending from one condition (None or Unknown: not reconciled yet)."""
+    if condition is None or condition.get("status") == "Unknown":
+        return "Pending", "not reconciled yet"
+    if condition.get("status") == "True":
+        return "Synced", str(condition.get("message", ok))
+    return "Failed", f"{condition.get('reason', 'Error')}: {condition.get('message', '')}"
+
+
+def _state(obj: Mapping[str, Any], kind: str, status: tuple[SyncStatus, str], project: str, env: str,
+           times: list[object]) -> SyncState:  # fmt: skip
+    meta = obj.get("metadata", {})
+    parsed = [t for t in map(parse_time, times) if t is not None]
     return SyncState(
         name=str(meta.get("name", "")),
         namespace=str(meta.get("namespace", "")),
-        kind="InfisicalSecret",
-        status=status,
-        message=message,
-        project=str(scope.get("projectSlug", "")),
-        environment=str(scope.get("envSlug", "")),
-        last_sync=max((t for t in times if t is not None), default=None),
+        kind=kind,
+        status=status[0],
+        message=status[1],
+        project=project,
+        environment=env,
+        last_sync=max(parsed, default=None),
     )
+
+
+def sync_state(obj: Mapping[str, Any]) -> SyncState:
+    """Status of one InfisicalSecret (v1alpha1) from the operator's conditions.
+
+    The operator records no per-sync time for it: its status holds only conditions, set with
+    ``meta.SetStatusCondition``, which moves ``lastTransitionTime`` only when a status flips. The
+    most precise time left is the last write of the status subresource (``managedFields``), made
+    when a condition's status or message (which carries the synced count) last changed.
+    """
+    conditions = _conditions(obj)
+    ready, token = conditions.get(READY), conditions.get(TOKEN)
+    failed_token = token is not None and token.get("status") == "False"
+    status = _from(token, "") if failed_token else _from(ready, "")
+    times: list[object] = [c.get("lastTransitionTime") for c in (ready, token) if c]
+    fields = obj.get("metadata", {}).get("managedFields") or []
+    times += [f.get("time") for f in fields if f.get("subresource") == "status"]
+    scope = obj.get("spec", {}).get("authentication", {}).get("universalAuth", {}).get("secretsScope", {})
+    return _state(obj, "InfisicalSecret", status, scope.get("projectSlug", ""), scope.get("envSlug", ""), times)
+
+
+def static_sync_state(obj: Mapping[str, Any]) -> SyncState:
+    """An InfisicalStaticSecret (v1beta1): its operator records the last successful reconcile
+    time itself (the message of ``LastSuccessfulReconcileAt``), which is as precise as it gets."""
+    conditions = _conditions(obj)
+    synced_at = conditions.get(STATIC_SYNCED_AT)
+    times: list[object] = [synced_at.get("message")] if synced_at else []
+    source = (obj.get("spec", {}).get("sources") or [{}])[0]
+    status = _from(conditions.get(STATIC_STATUS), "")
+    project, env = source.get("projectSlug", ""), source.get("environmentSlug", "")
+    return _state(obj, "InfisicalStaticSecret", status, project, env, times)
+
+
+def external_sync_state(obj: Mapping[str, Any], project: str, env: str) -> SyncState:
+    """An ESO ExternalSecret: condition ``Ready``; ESO records ``status.refreshTime`` per sync."""
+    status = _from(_conditions(obj).get("Ready"), "")
+    return _state(obj, "ExternalSecret", status, project, env, [obj.get("status", {}).get("refreshTime")])
 
 
 class InfisicalPlugin(SecretsPlugin):
@@ -133,7 +166,14 @@ class InfisicalPlugin(SecretsPlugin):
         ]
 
     def sync_states(self, namespace: str | None) -> list[SyncState]:
+        """The operator's objects of the configured API, and ESO ExternalSecrets if ESO is there."""
+        settings = self._settings()
         cluster = Cluster.connect(self.context.kube_context)
         labels = {**MANAGED_BY, STACK_LABEL: self.context.stack}
-        objects = cluster.list(f"{INFISICAL_GROUP}/{INFISICAL_VERSION}", INFISICAL_PLURAL, namespace, labels)
-        return [sync_state(o) for o in objects]
+        if settings.operator.api == "v1beta1":
+            found = cluster.list(V1BETA1, "infisicalstaticsecrets", namespace, labels)
+            states = [static_sync_state(o) for o in found]
+        else:
+            states = [sync_state(o) for o in cluster.list(V1ALPHA1, "infisicalsecrets", namespace, labels)]
+        external = cluster.list(ESO_API, "externalsecrets", namespace, labels, required=False)
+        return states + [external_sync_state(o, settings.project_slug, self.context.environment) for o in external]

@@ -20,7 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 TOKEN = "kube-double-token"
-GROUP_PREFIX = "/apis/secrets.infisical.com/v1alpha1"
+SERVED = {
+    "/apis/secrets.infisical.com/v1alpha1": {"infisicalsecrets": "InfisicalSecret"},
+    "/apis/secrets.infisical.com/v1beta1": {"infisicalstaticsecrets": "InfisicalStaticSecret"},
+    "/apis/external-secrets.io/v1": {"externalsecrets": "ExternalSecret"},
+    "/api/v1": {"secrets": "Secret"},
+}
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -40,6 +45,7 @@ class KubeDouble:
 
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     crd_installed: bool = True
+    eso_installed: bool = True
     requests: list[tuple[str, str]] = field(default_factory=list)
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -65,23 +71,21 @@ class KubeDouble:
             self.requests.append((method, url.path))
         if headers.get("authorization") != f"Bearer {TOKEN}":
             return 401, _status(401, "Unauthorized", "Unauthorized")
-        path = url.path
-        if path.startswith(GROUP_PREFIX):
-            if not self.crd_installed:
-                return 404, "404 page not found\n"
-            path = path[len(GROUP_PREFIX) :]
-        elif path.startswith("/api/v1"):
-            path = path[len("/api/v1") :]
-        else:
+        prefix = next((p for p in SERVED if url.path.startswith(p + "/")), None)
+        if (
+            prefix is None
+            or (not self.crd_installed and "secrets.infisical.com" in prefix)
+            or (not self.eso_installed and "external-secrets.io" in prefix)
+        ):
             return 404, "404 page not found\n"
-        parts = [p for p in path.split("/") if p]
+        parts = [p for p in url.path[len(prefix) :].split("/") if p]
         namespace = None
         if parts[:1] == ["namespaces"] and len(parts) >= 3:
             namespace, parts = parts[1], parts[2:]
         plural = parts[0] if parts else ""
-        if plural not in ("secrets", "infisicalsecrets"):
+        if plural not in SERVED[prefix]:
             return 404, _status(404, "NotFound", "the server could not find the requested resource")
-        kind = "Secret" if plural == "secrets" else "InfisicalSecret"
+        kind = SERVED[prefix][plural]
         if len(parts) == 2 and method == "GET":
             obj = self.objects.get((plural, str(namespace), parts[1]))
             if obj is None:

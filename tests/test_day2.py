@@ -258,6 +258,45 @@ def test_cluster_problems_are_one_line(
     assert re.match(message, err)
 
 
+def test_list_and_status_read_v1beta1_and_eso_conditions(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = world.project / "manifest.yaml"
+    text = manifest.read_text().replace(
+        "        chart_version: v0.11.5\n", "        chart_version: v0.11.5\n        api: v1beta1\n"
+    )
+    manifest.write_text(text.replace("    auto_reload: true\n", "    auto_reload: true\n    via: eso\n"))
+    world.kube.objects.clear()
+    world.kube.add("infisicalstaticsecrets", {
+        "apiVersion": "secrets.infisical.com/v1beta1", "kind": "InfisicalStaticSecret",
+        "metadata": {"name": "catalog-credentials", "namespace": "floe-jobs", "labels": LABELS},
+        "spec": {"sources": [{"projectSlug": "floe-platform", "environmentSlug": "dev", "secretPath": "/catalog/polaris"}]},
+        "status": {"conditions": [
+            condition("secrets.infisical.com/LastReconcileStatus", "True", "OK", "Reconciliation successful", timedelta(days=2)),
+            {**condition("secrets.infisical.com/LastSuccessfulReconcileAt", "True", "OK", "", timedelta(days=2)),
+             "message": _time(timedelta(minutes=3))},
+        ]},
+    })  # fmt: skip
+    world.kube.add("externalsecrets", {
+        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+        "metadata": {"name": "snowflake-credentials", "namespace": "floe-jobs", "labels": LABELS},
+        "status": {"refreshTime": _time(timedelta(hours=1)), "conditions": [
+            condition("Ready", "False", "SecretSyncedError", "could not get secret data from provider", timedelta(hours=1)),
+        ]},
+    })  # fmt: skip
+    code, out, _ = run(capsys, "list")
+    assert code == 1
+    assert out.splitlines()[1:] == [
+        "catalog-credentials    floe-jobs  InfisicalStaticSecret  Synced",
+        "snowflake-credentials  floe-jobs  ExternalSecret         "
+        "Failed: SecretSyncedError: could not get secret data from provider",
+    ]
+    code, out, _ = run(capsys, "status")
+    rows = [line.split()[:5] for line in out.splitlines()[1:]]
+    assert rows == [
+        ["catalog-credentials", "floe-platform", "dev", "3m", "ago"],
+        ["snowflake-credentials", "floe-platform", "dev", "1h", "ago"],
+    ]
+
+
 # --- type k8s -----------------------------------------------------------------------------
 
 
