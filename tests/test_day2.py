@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ CANARY = "value-canary-9d1c"
 NOW = datetime.now(UTC)
 LABELS = {**MANAGED_BY, STACK_LABEL: "dev"}
 READY = "secrets.infisical.com/ReadyToSyncSecrets"
+STATIC_STATUS = "secrets.infisical.com/LastReconcileStatus"
 SYNCED_3 = "Infisical controller has started syncing your secrets. Last reconcile synced 3 secrets"
 
 
@@ -253,8 +255,6 @@ def test_cluster_problems_are_one_line(
     code, out, err = run(capsys, *args)
     assert code == 2 and out == ""
     assert len(err.splitlines()) == 1 and "Traceback" not in err
-    import re
-
     assert re.match(message, err)
 
 
@@ -268,9 +268,10 @@ def test_list_and_status_read_v1beta1_and_eso_conditions(world: World, capsys: p
     world.kube.add("infisicalstaticsecrets", {
         "apiVersion": "secrets.infisical.com/v1beta1", "kind": "InfisicalStaticSecret",
         "metadata": {"name": "catalog-credentials", "namespace": "floe-jobs", "labels": LABELS},
-        "spec": {"sources": [{"projectSlug": "floe-platform", "environmentSlug": "dev", "secretPath": "/catalog/polaris"}]},
+        "spec": {"sources": [{"projectSlug": "floe-platform", "environmentSlug": "dev",
+                              "secretPath": "/catalog/polaris"}]},
         "status": {"conditions": [
-            condition("secrets.infisical.com/LastReconcileStatus", "True", "OK", "Reconciliation successful", timedelta(days=2)),
+            condition(STATIC_STATUS, "True", "OK", "Reconciliation successful", timedelta(days=2)),
             {**condition("secrets.infisical.com/LastSuccessfulReconcileAt", "True", "OK", "", timedelta(days=2)),
              "message": _time(timedelta(minutes=3))},
         ]},
@@ -279,7 +280,8 @@ def test_list_and_status_read_v1beta1_and_eso_conditions(world: World, capsys: p
         "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
         "metadata": {"name": "snowflake-credentials", "namespace": "floe-jobs", "labels": LABELS},
         "status": {"refreshTime": _time(timedelta(hours=1)), "conditions": [
-            condition("Ready", "False", "SecretSyncedError", "could not get secret data from provider", timedelta(hours=1)),
+            condition("Ready", "False", "SecretSyncedError", "could not get secret data from provider",
+                      timedelta(hours=1)),
         ]},
     })  # fmt: skip
     code, out, _ = run(capsys, "list")
