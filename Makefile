@@ -19,10 +19,10 @@ plan: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check floe_infra tests bench __main__.py
+	$(BIN)/ruff check floe_infra tests bench policy __main__.py
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict floe_infra
+	$(BIN)/mypy --strict floe_infra policy/floe_policies.py
 
 unit: $(STAMP)
 	$(BIN)/pytest

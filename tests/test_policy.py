@@ -1,0 +1,127 @@
+"""The CrossGuard policies in policy/, called directly with passing and failing resources."""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from conftest import ROOT, RunProgram, default_config
+
+sys.path.insert(0, str(ROOT / "policy"))
+
+from floe_policies import (
+    chart_violations,
+    environment_violations,
+    plaintext_keys,
+    protection_violations,
+    secret_remediation,
+    stack_of,
+)
+from pulumi_policy.secret import Secret, secrets_preserving_proxy
+
+CR = "kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret"
+STATIC = "kubernetes:secrets.infisical.com/v1beta1:InfisicalStaticSecret"
+STORE = "kubernetes:external-secrets.io/v1:ClusterSecretStore"
+
+
+def cr_spec(env: str) -> dict[str, Any]:
+    return {"spec": {"authentication": {"universalAuth": {"secretsScope": {"envSlug": env}}}}}
+
+
+@pytest.mark.parametrize(
+    ("props", "plain"),
+    [
+        ({"stringData": Secret({"A": "x"})}, []),
+        ({"stringData": {"A": Secret("x"), "B": "literal"}}, ["stringData.B"]),
+        ({"data": {"A": "eA=="}, "type": "Opaque"}, ["data.A"]),
+        ({"type": "Opaque"}, []),
+    ],
+    ids=["whole-secret", "one-literal", "literal-data", "no-data"],
+)
+def test_plaintext_keys_as_a_remediation_sees_them(props: dict[str, Any], plain: list[str]) -> None:
+    assert plaintext_keys(secrets_preserving_proxy(props)) == plain
+
+
+def test_remediation_makes_literal_values_secret() -> None:
+    args = SimpleNamespace(resource_type="kubernetes:core/v1:Secret", props=secrets_preserving_proxy(
+        {"stringData": {"A": "literal"}, "type": "Opaque"}))  # fmt: skip
+    fixed = secret_remediation(args)  # type: ignore[arg-type]
+    assert fixed is not None and isinstance(fixed["stringData"], Secret)
+    assert fixed["stringData"].value == {"A": "literal"} and fixed["type"] == "Opaque"
+    args.props = secrets_preserving_proxy({"stringData": Secret({"A": "x"})})
+    assert secret_remediation(args) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("typ", "props", "stack", "environments", "violations"),
+    [
+        (CR, cr_spec("prod"), "prod", {}, 0),
+        (CR, cr_spec("dev"), "prod", {}, 1),
+        (CR, cr_spec("production"), "prod", {"prod": "production"}, 0),
+        (STATIC, {"spec": {"sources": [{"environmentSlug": "dev"}, {"environmentSlug": "prod"}]}}, "dev", {}, 1),
+        (STORE, {"spec": {"provider": {"infisical": {"secretsScope": {"environmentSlug": "staging"}}}}},
+         "staging", {}, 0),
+        ("kubernetes:core/v1:Secret", {}, "prod", {}, 0),
+    ],
+    ids=["same", "other-env", "mapped", "static-one-wrong", "eso-store", "not-a-sync-object"],
+)  # fmt: skip
+def test_sync_objects_read_their_own_stacks_environment(
+    typ: str, props: dict[str, Any], stack: str, environments: dict[str, str], violations: int
+) -> None:
+    found = environment_violations(typ, props, stack, environments)
+    assert len(found) == violations
+    if found:
+        assert "set floe:environment for this stack" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("typ", "protected", "stack", "violations"),
+    [
+        ("kubernetes:core/v1:Secret", False, "prod", 1),
+        ("kubernetes:core/v1:Secret", True, "prod", 0),
+        ("kubernetes:core/v1:Secret", False, "dev", 0),
+        ("floe:secrets:Platform", False, "prod", 0),
+        ("pulumi:providers:kubernetes", False, "prod", 0),
+    ],
+    ids=["prod-unprotected", "prod-protected", "dev", "component", "provider"],
+)
+def test_prod_resources_are_protected(typ: str, protected: bool, stack: str, violations: int) -> None:
+    assert len(protection_violations(typ, protected, stack, ["prod"])) == violations
+
+
+@pytest.mark.parametrize(
+    ("chart", "version", "ok"),
+    [
+        ("secrets-operator", "v0.11.5", True),
+        ("external-secrets", "1.3.1", True),
+        ("secrets-operator", "^0.11.0", False),
+        ("secrets-operator", "", False),
+        ("secrets-operator", "0.11", False),
+        ("secrets-operator", ">=0.11.0", False),
+        ("some-other-chart", "", True),
+    ],
+    ids=["exact", "eso-exact", "caret", "empty", "partial", "range", "not-ours"],
+)
+def test_operator_chart_is_pinned(chart: str, version: str, ok: bool) -> None:
+    found = chart_violations("kubernetes:helm.sh/v3:Release", {"chart": chart, "version": version})
+    assert (found == []) is ok
+
+
+def test_stack_of_urn() -> None:
+    assert stack_of("urn:pulumi:prod::floe::floe:secrets:Platform$kubernetes:core/v1:Secret::x") == "prod"
+
+
+def test_the_program_passes_every_policy_in_prod(run_program: RunProgram) -> None:
+    run = run_program(stack="prod", config={**default_config("prod"), "floe:protect": "true"})
+    for reg in run.registrations:
+        props = {k: reg.plain(k) for k in reg.inputs}
+        assert environment_violations(reg.type, props, "prod", {}) == []
+        assert protection_violations(reg.type, reg.protect, "prod", ["prod"]) == []
+        assert chart_violations(reg.type, props) == []
+
+
+def test_an_unprotected_prod_stack_fails(run_program: RunProgram) -> None:
+    run = run_program(stack="prod", config=default_config("prod"))
+    assert any(protection_violations(r.type, r.protect, "prod", ["prod"]) for r in run.registrations)
