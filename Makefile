@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STACK ?= dev
 
-.PHONY: plan test lint typecheck unit bench clean
+PLAN_ARGS ?=
+
+.PHONY: install policy-install plan test lint typecheck unit bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,8 +15,15 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+install: $(STAMP)
+
+# The policy pack's own virtualenv (PulumiPolicy.yaml: virtualenv venv).
+policy-install:
+	test -x policy/venv/bin/python || $(PYTHON) -m venv policy/venv
+	policy/venv/bin/python -m pip install --quiet -r policy/requirements.txt
+
 plan: $(STAMP)
-	$(BIN)/floe secrets plan --stack $(STACK)
+	$(BIN)/floe secrets plan --stack $(STACK) $(PLAN_ARGS)
 
 test: lint typecheck unit
 
@@ -33,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/cli.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) policy/venv .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common(validate)
     _cluster(validate, namespaces=False)
+    validate.add_argument(
+        "--pre-deploy",
+        action="store_true",
+        help="before `pulumi up`: keys the stack writes itself (generate:, config: true) may be missing",
+    )
     listing = commands.add_parser(
         "list",
         help="the stack's synced resources in the cluster and their sync status",
@@ -103,7 +108,7 @@ def _day2(args: argparse.Namespace) -> int:
     stack = day2.open_stack(Path.cwd(), args.stack, args.manifest and str(args.manifest), args.context)
     namespace = getattr(args, "namespace", None)
     if args.command == "validate":
-        report = day2.validate(stack)
+        report = day2.validate(stack, pre_deploy=args.pre_deploy)
     elif args.command == "list":
         report = day2.list_resources(stack, namespace)
     else:

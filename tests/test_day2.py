@@ -133,6 +133,17 @@ def test_validate_names_missing_keys_and_empty_folders(world: World, capsys: pyt
     assert "OK snowflake-credentials: exists, 3 keys" in out
 
 
+def test_validate_before_the_first_up_needs_only_keys_set_by_hand(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key in ("SNOWFLAKE_PASSWORD", "SNOWFLAKE_USER"):  # generate: and config: true keys
+        del world.infisical.secrets[(world.infisical.projects["floe-platform"].id, "dev", "/compute/snowflake", key)]
+    code, out, _ = run(capsys, "validate")
+    assert code == 1 and "FAIL snowflake-credentials: missing keys SNOWFLAKE_PASSWORD, SNOWFLAKE_USER" in out
+    code, out, _ = run(capsys, "validate", "--pre-deploy")
+    assert code == 0 and "OK snowflake-credentials: exists, 1 key" in out
+
+
 def test_validate_json(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "validate", "--format", "json")
     doc = json.loads(out)
