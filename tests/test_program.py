@@ -19,6 +19,13 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 PASSWORD = "random:index/randomPassword:RandomPassword"
 VALUE = "pulumi-python:dynamic/infisical:SecretValue"
 
+V1BETA1_AND_ESO = (
+    (ROOT / "manifest.yaml")
+    .read_text()
+    .replace("        chart_version: v0.11.5\n", "        chart_version: v0.11.5\n        api: v1beta1\n")
+    .replace("      operator:\n", "      eso: {install: true}\n      operator:\n")
+    .replace("    auto_reload: true\n", "    auto_reload: true\n    via: eso\n")
+)
 K8S_VALUES = {"snowflake-credentials": {"SNOWFLAKE_USER": "user-canary"}}
 
 
@@ -225,8 +232,9 @@ def _plan_for(stack: str, config: dict[str, Any], manifest: Path) -> Any:
         (None, "dev", default_config("dev")),
         (None, "prod", {**default_config("prod"), "floe:protect": "true"}),
         (K8S_MANIFEST, "staging", k8s_config("staging")),
+        (V1BETA1_AND_ESO, "dev", default_config("dev")),
     ],
-    ids=["infisical-dev", "infisical-prod", "k8s-staging"],
+    ids=["infisical-dev", "infisical-prod", "k8s-staging", "v1beta1-and-eso-installed"],
 )
 def test_program_registers_exactly_the_plan(
     run_program: RunProgram, tmp_path: Path, manifest: str | None, stack: str, config: dict[str, Any]
