@@ -8,15 +8,15 @@ connections, expired tokens. It is a double: it lives in tests/ and nothing in f
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from local_server import JsonHandler, LocalServer
 
 NOW = "2026-11-29T04:21:03.610Z"
 JsonBody = dict[str, Any]
@@ -297,59 +297,27 @@ def _route(path: str) -> str:
     return "/api/v3/secrets/raw/{name}" if path.startswith("/api/v3/secrets/raw/") else path
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
+class _Handler(JsonHandler):
     double: InfisicalDouble
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        body = json.loads(raw) if raw else {}
+        body = self.read_json() or {}
         if self.double.latency:
             time.sleep(self.double.latency)
-        answer = self.double.handle(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        answer = self.double.handle(self.command, self.path, self.lower_headers(), body)
         if answer is None:  # a dropped connection
             self.close_connection = True
             self.connection.shutdown(2)
             return
         status, payload = answer
         retry_after = payload.pop("retryAfter", None)
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        if retry_after is not None:
-            self.send_header("Retry-After", str(retry_after))
-        self.end_headers()
-        self.wfile.write(data)
+        self.answer(status, payload, {"Retry-After": str(retry_after)} if retry_after is not None else None)
 
     do_GET = do_POST = do_PATCH = do_DELETE = _serve
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that time out or drop keep-alive sockets are part of the tests, not errors."""
-
-
-class DoubleServer:
+class DoubleServer(LocalServer):
     """Runs an :class:`InfisicalDouble` on 127.0.0.1 in a background thread."""
 
     def __init__(self, double: InfisicalDouble) -> None:
-        handler = type("Handler", (_Handler,), {"double": double})
-        self.httpd = _Server(("127.0.0.1", 0), handler)
-        double.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> DoubleServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(double, _Handler)

@@ -9,15 +9,14 @@ answers for a group it does not serve. It is a double: it lives in tests/ only.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
+from local_server import JsonHandler, LocalServer
 
 TOKEN = "kube-double-token"
 SERVED = {
@@ -112,45 +111,18 @@ class KubeDouble:
         return 405, _status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Handler(JsonHandler):
     double: KubeDouble
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length)) if length else None
-        status, payload = self.double.handle(
-            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
-        )
-        text = isinstance(payload, str)
-        data = payload.encode() if text else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8" if text else "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        status, payload = self.double.handle(self.command, self.path, self.lower_headers(), self.read_json())
+        self.answer(status, payload)
 
     do_GET = do_POST = _serve
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
-
-class KubeServer:
+class KubeServer(LocalServer):
     """Runs a :class:`KubeDouble` on 127.0.0.1 in a background thread."""
 
     def __init__(self, double: KubeDouble) -> None:
-        handler = type("Handler", (_Handler,), {"double": double})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        double.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> KubeServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(double, _Handler)
