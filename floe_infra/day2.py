@@ -65,9 +65,7 @@ def validate(stack: Stack, *, pre_deploy: bool = False) -> Report:
     ``config: true``) may not exist yet; only keys set by hand must.
     """
     report = Report(f"Validating secret references in {stack.manifest}...", ("status", "reference", "detail"))
-    declared = {
-        r.name: {k.name for k in r.keys if not (pre_deploy and k.source != "manual")} for r in stack.references
-    }
+    declared = {r.name: {k.name for k in r.keys if not (pre_deploy and k.source != "manual")} for r in stack.references}
     for found in stack.plugin.key_reports(stack.references):
         if found.keys is None and not declared[found.reference] and pre_deploy:
             ok, detail = True, "nothing yet; `pulumi up` writes its keys"

@@ -41,7 +41,7 @@ def _credential(identity: KubeObject, key: str) -> dict[str, str]:
     return {"name": identity.name, "namespace": identity.namespace, "key": key}
 
 
-def _sync_object(
+def _object(
     api_version: str,
     kind: str,
     name: str,
@@ -50,14 +50,16 @@ def _sync_object(
     spec: dict[str, Any],
     depends_on: tuple[str, ...],
     protect: bool,
+    annotations: Mapping[str, str] = ORPHAN_ON_DELETE,
 ) -> KubeObject:
+    """A spec-carrying object; sync objects (the default) orphan their Secret when deleted."""
     return KubeObject(
         api_version=api_version,
         kind=kind,
         name=name,
         namespace=namespace,
         labels=labels,
-        annotations=ORPHAN_ON_DELETE,
+        annotations=annotations,
         content={"spec": spec},
         depends_on=depends_on,
         protect=protect,
@@ -69,35 +71,20 @@ def v1beta1_auth(
 ) -> tuple[KubeObject, KubeObject]:
     """The InfisicalConnection and the universal-auth InfisicalAuth every static secret uses."""
     ns = config.operator.namespace
-    connection = KubeObject(
-        api_version=V1BETA1,
-        kind="InfisicalConnection",
-        name=CONNECTION_NAME,
-        namespace=ns,
-        labels=labels,
-        content={"spec": {"address": config.site_url.rstrip("/")}},
-        depends_on=(release.id,),
-        protect=protect,
+    address = {"address": config.site_url.rstrip("/")}
+    connection = _object(
+        V1BETA1, "InfisicalConnection", CONNECTION_NAME, ns, labels, address, (release.id,), protect, {}
     )
-    auth = KubeObject(
-        api_version=V1BETA1,
-        kind="InfisicalAuth",
-        name=AUTH_NAME,
-        namespace=ns,
-        labels=labels,
-        content={
-            "spec": {
-                "method": "universal",
-                "infisicalConnectionRef": {"name": CONNECTION_NAME, "namespace": ns},
-                "universal": {
-                    "clientIdRef": _credential(identity, "clientId"),
-                    "clientSecretRef": _credential(identity, "clientSecret"),
-                },
-            }
+    auth_spec = {
+        "method": "universal",
+        "infisicalConnectionRef": {"name": CONNECTION_NAME, "namespace": ns},
+        "universal": {
+            "clientIdRef": _credential(identity, "clientId"),
+            "clientSecretRef": _credential(identity, "clientSecret"),
         },
-        depends_on=(release.id, identity.id, connection.id),
-        protect=protect,
-    )
+    }
+    deps = (release.id, identity.id, connection.id)
+    auth = _object(V1BETA1, "InfisicalAuth", AUTH_NAME, ns, labels, auth_spec, deps, protect, {})
     return connection, auth
 
 
@@ -133,7 +120,7 @@ def sync_objects(
     identity = operator.identity
     if ref.via == "eso":
         store_deps = (identity.id, operator.eso.id) if operator.eso else (identity.id,)
-        store = _sync_object(
+        store = _object(
             ESO_API,
             "ClusterSecretStore",
             f"floe-{stack}-{ref.name}",
@@ -160,7 +147,7 @@ def sync_objects(
             store_deps,
             protect,
         )
-        external = _sync_object(
+        external = _object(
             ESO_API,
             "ExternalSecret",
             ref.name,
@@ -186,7 +173,7 @@ def sync_objects(
             "targets": [{"kind": "Secret", **_target(ref), "creationPolicy": "Owner", "secretType": "Opaque"}],
         }
         deps = (operator.release.id, auth.id, *values)
-        return (_sync_object(V1BETA1, "InfisicalStaticSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
+        return (_object(V1BETA1, "InfisicalStaticSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
     assert identity.namespace is not None
     spec = {
         "hostAPI": config.host_api,
@@ -211,4 +198,4 @@ def sync_objects(
         ],
     }
     deps = (operator.release.id, identity.id, *values)
-    return (_sync_object(V1ALPHA1, "InfisicalSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
+    return (_object(V1ALPHA1, "InfisicalSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
