@@ -208,8 +208,8 @@ class Connection:
                 if time.monotonic() + delay > deadline:
                     raise InfisicalError(
                         f"could not {what}: Infisical at {self.host} kept failing for "
-                        f"{self.policy.deadline:.0f}s ({attempt} attempts, last: {exc}); nothing was changed "
-                        "by the failed attempts that Pulumi does not know of; run the command again later"
+                        f"{self.policy.deadline:.0f}s ({attempt} attempts, last: {exc}); Pulumi keeps only what "
+                        "succeeded, so run the same command again once Infisical answers"
                     ) from None
                 time.sleep(delay)
 
