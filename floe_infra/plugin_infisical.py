@@ -35,12 +35,12 @@ def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {c.get("type"): c for c in obj.get("status", {}).get("conditions") or []}
 
 
-def _from(condition: Mapping[str, Any] | None, ok: str) -> tuple[SyncStatus, str]:
+def _from(condition: Mapping[str, Any] | None) -> tuple[SyncStatus, str]:
     """Synced/Failed/Pending from one condition (None or Unknown: not reconciled yet)."""
     if condition is None or condition.get("status") == "Unknown":
         return "Pending", "not reconciled yet"
     if condition.get("status") == "True":
-        return "Synced", str(condition.get("message", ok))
+        return "Synced", str(condition.get("message", ""))
     return "Failed", f"{condition.get('reason', 'Error')}: {condition.get('message', '')}"
 
 
@@ -71,7 +71,7 @@ def sync_state(obj: Mapping[str, Any]) -> SyncState:
     conditions = _conditions(obj)
     ready, token = conditions.get(READY), conditions.get(TOKEN)
     failed_token = token is not None and token.get("status") == "False"
-    status = _from(token, "") if failed_token else _from(ready, "")
+    status = _from(token) if failed_token else _from(ready)
     times: list[object] = [c.get("lastTransitionTime") for c in (ready, token) if c]
     fields = obj.get("metadata", {}).get("managedFields") or []
     times += [f.get("time") for f in fields if f.get("subresource") == "status"]
@@ -86,14 +86,14 @@ def static_sync_state(obj: Mapping[str, Any]) -> SyncState:
     synced_at = conditions.get(STATIC_SYNCED_AT)
     times: list[object] = [synced_at.get("message")] if synced_at else []
     source = (obj.get("spec", {}).get("sources") or [{}])[0]
-    status = _from(conditions.get(STATIC_STATUS), "")
+    status = _from(conditions.get(STATIC_STATUS))
     project, env = source.get("projectSlug", ""), source.get("environmentSlug", "")
     return _state(obj, "InfisicalStaticSecret", status, project, env, times)
 
 
 def external_sync_state(obj: Mapping[str, Any], project: str, env: str) -> SyncState:
     """An ESO ExternalSecret: condition ``Ready``; ESO records ``status.refreshTime`` per sync."""
-    status = _from(_conditions(obj).get("Ready"), "")
+    status = _from(_conditions(obj).get("Ready"))
     return _state(obj, "ExternalSecret", status, project, env, [obj.get("status", {}).get("refreshTime")])
 
 
