@@ -253,11 +253,12 @@ def _namespaces(
 
 
 def _with_namespace_dependency(plan: ReferencePlan) -> ReferencePlan:
-    ns_id = f"Namespace:{plan.reference.namespace}"
-    in_namespace = [isinstance(o, KubeObject) and o.namespace == plan.reference.namespace for o in plan.objects]
+    ns = plan.reference.namespace
     objects = tuple(
-        replace(o, depends_on=(ns_id, *o.depends_on)) if inside else o
-        for o, inside in zip(plan.objects, in_namespace, strict=True)
+        replace(o, depends_on=(f"Namespace:{ns}", *o.depends_on))
+        if isinstance(o, KubeObject) and o.namespace == ns
+        else o
+        for o in plan.objects
     )
     return replace(plan, objects=objects)
 

@@ -150,14 +150,21 @@ def read_stack_files(project_dir: Path, stack: str) -> StackSettings:
             f"{stack_file}: not found: create the stack with `pulumi stack init {stack}` and "
             f"`{set_command(stack, 'environment', stack)}`, or pick another --stack"
         )
-    values = {**_config(project_file, NAMESPACE, project=True), **_config(stack_file, NAMESPACE, project=False)}
+    stack_entries = _config(stack_file, project=False)
+    values = {**_in(_config(project_file, project=True), NAMESPACE), **_in(stack_entries, NAMESPACE)}
     settings = parse_stack_config(stack, values, stack_file.name)
-    writer = _config(stack_file, WRITER_NAMESPACE, project=False)
+    writer = _in(stack_entries, WRITER_NAMESPACE)
     return replace(settings, writer_credentials_set=writer_credentials_present(writer.get))
 
 
-def _config(path: Path, namespace: str, *, project: bool) -> dict[str, object]:
-    """The ``<namespace>:*`` entries of a file's ``config:``, keys without the namespace.
+def _in(entries: Mapping[str, object], namespace: str) -> dict[str, object]:
+    """The ``<namespace>:*`` entries, keys without the namespace."""
+    prefix = namespace + ":"
+    return {k[len(prefix) :]: v for k, v in entries.items() if k.startswith(prefix)}
+
+
+def _config(path: Path, *, project: bool) -> dict[str, object]:
+    """A file's ``config:`` entries by namespaced key.
 
     In ``Pulumi.yaml`` (``project``) a key without a namespace is in the project's namespace (ours
     is floe) and an entry may be a declaration ``{type, default}``: its default is the value.
@@ -173,13 +180,10 @@ def _config(path: Path, namespace: str, *, project: bool) -> dict[str, object]:
     config = data.get("config") or {}
     if not isinstance(config, dict):
         raise StackConfigError(f"{path}: config: expected a mapping of key: value; found {type(config).__name__}")
-    prefix = namespace + ":"
     values: dict[str, object] = {}
     for raw_key, value in config.items():
         key = NAMESPACE + ":" + str(raw_key) if project and ":" not in str(raw_key) else str(raw_key)
-        if not key.startswith(prefix):
-            continue
         if project and isinstance(value, dict) and ("default" in value or "value" in value):
             value = value.get("value", value.get("default"))
-        values[key[len(prefix) :]] = value
+        values[key] = value
     return values
