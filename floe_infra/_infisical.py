@@ -133,6 +133,13 @@ def error_kind(exc: APIError) -> str:
     return str(exc.response.get("error", "")) if isinstance(exc.response, dict) else ""
 
 
+def answered(exc: APIError, status: int, text: str) -> bool:
+    """Whether Infisical answered ``status`` with ``text`` in its message: the message, not the
+    status, tells a missing folder from a missing secret (both 404) or a duplicate key (400)."""
+    message = exc.response.get("message", "") if isinstance(exc.response, dict) else ""
+    return bool(exc.status_code == status and text in str(message))
+
+
 def error_message(exc: APIError) -> str:
     body = exc.response if isinstance(exc.response, dict) else {}
     message = body.get("message", "")
@@ -215,7 +222,7 @@ class Connection:
 
     def denied(self, exc: APIError, action: str, scope: str, project: str, environment: str) -> InfisicalError:
         """The message for a request Infisical refused for good (no retry can help)."""
-        if exc.status_code == 404 and "Folder not found" in str(exc.response.get("message", "")):
+        if answered(exc, 404, "Folder not found"):
             return InfisicalError(
                 f"could not {action} {scope}: Infisical has no environment {environment} or no such folder in "
                 f"project {project}; check the environment slug (floe:environment) against the project's environments"

@@ -27,7 +27,7 @@ from pulumi.dynamic import (
 from pulumi.runtime import rpc
 
 from . import names
-from ._infisical import Connection, Credentials, InfisicalError, RetryPolicy, connect, error_kind
+from ._infisical import Connection, Credentials, InfisicalError, RetryPolicy, answered, connect, error_kind
 
 SCOPE = ("project_slug", "environment", "path")
 """Inputs that name where the secret lives: changing one moves it (replace)."""
@@ -58,11 +58,6 @@ def _where(props: dict[str, Any]) -> str:
         f"key {props['key']} in project {props['project_slug']}, environment {props['environment']}, "
         f"path {props['path']}"
     )
-
-
-def _is(exc: APIError, status: int, text: str) -> bool:
-    message = exc.response.get("message", "") if isinstance(exc.response, dict) else ""
-    return exc.status_code == status and text in str(message)
 
 
 class InfisicalSecretValueProvider(ResourceProvider):
@@ -136,7 +131,7 @@ class InfisicalSecretValueProvider(ResourceProvider):
                 )
             except APIError as exc:
                 # An earlier attempt may have landed before its answer was lost: that one is ours.
-                if _is(exc, 400, "already exist") and (attempts > 1 or props.get("adopt")):
+                if answered(exc, 400, "already exist") and (attempts > 1 or props.get("adopt")):
                     return False
                 raise
             return True
@@ -144,7 +139,7 @@ class InfisicalSecretValueProvider(ResourceProvider):
         try:
             created = conn.call(f"create {where}", create)
         except APIError as exc:
-            if _is(exc, 400, "already exist"):
+            if answered(exc, 400, "already exist"):
                 raise InfisicalError(
                     f"Infisical already has {where}, not created by this stack: delete it there, or set "
                     "adopt=True on this InfisicalSecretValue (adopt: true on the manifest key) to take it over"
