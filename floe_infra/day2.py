@@ -81,36 +81,45 @@ def validate(stack: Stack, *, pre_deploy: bool = False) -> Report:
     return report
 
 
-def _states(stack: Stack, namespace: str | None) -> tuple[list[SyncState], list[Reference]]:
-    """Resources in the cluster, and references with none (in the namespaces looked at)."""
-    states = stack.plugin.sync_states(namespace)
+@dataclass(frozen=True)
+class _Cluster:
+    """The stack's resources in the cluster (sorted), and references with none there."""
+
+    states: list[SyncState]
+    missing: list[Reference]
+
+    @property
+    def exit_code(self) -> int:
+        return PROBLEM if self.missing or any(s.status == "Failed" for s in self.states) else OK
+
+
+def _cluster(stack: Stack, namespace: str | None) -> _Cluster:
+    states = sorted(stack.plugin.sync_states(namespace), key=lambda s: (s.namespace, s.name))
     present = {(s.namespace, s.name) for s in states}
     missing = [
         r
         for r in stack.references
         if (namespace is None or r.namespace == namespace) and (r.namespace, r.name) not in present
     ]
-    return states, missing
+    return _Cluster(states, missing)
 
 
 def list_resources(stack: Stack, namespace: str | None) -> Report:
-    report = Report("", ("name", "namespace", "type", "sync_status"))
-    states, missing = _states(stack, namespace)
-    for s in sorted(states, key=lambda s: (s.namespace, s.name)):
+    found = _cluster(stack, namespace)
+    report = Report("", ("name", "namespace", "type", "sync_status"), exit_code=found.exit_code)
+    for s in found.states:
         shown = s.status if s.status != "Failed" else f"Failed: {s.message}"
         report.rows.append({"name": s.name, "namespace": s.namespace, "type": s.kind, "sync_status": shown})
-    for r in missing:
+    for r in found.missing:
         report.rows.append({"name": r.name, "namespace": r.namespace, "type": "-", "sync_status": "Missing"})
-    if missing or any(s.status == "Failed" for s in states):
-        report.exit_code = PROBLEM
     return report
 
 
 def status(stack: Stack, namespace: str | None, now: datetime | None = None) -> Report:
-    report = Report("", ("name", "project", "env", "last_sync", "message"))
+    found = _cluster(stack, namespace)
+    report = Report("", ("name", "project", "env", "last_sync", "message"), exit_code=found.exit_code)
     now = now or datetime.now(UTC)
-    states, missing = _states(stack, namespace)
-    for s in sorted(states, key=lambda s: (s.namespace, s.name)):
+    for s in found.states:
         report.rows.append(
             {
                 "name": s.name,
@@ -121,13 +130,11 @@ def status(stack: Stack, namespace: str | None, now: datetime | None = None) -> 
                 "message": "" if s.status == "Synced" else f"{s.status}: {s.message}",
             }
         )
-    for r in missing:
+    for r in found.missing:
         report.rows.append(
             {"name": r.name, "project": "-", "env": stack.environment, "last_sync": "never",
              "last_sync_time": None, "message": "Missing: no resource in the cluster"}
         )  # fmt: skip
-    if missing or any(s.status == "Failed" for s in states):
-        report.exit_code = PROBLEM
     return report
 
 
