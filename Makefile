@@ -28,7 +28,7 @@ plan: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check floe_infra tests bench policy __main__.py
+	$(BIN)/ruff check floe_infra tests bench policy tools __main__.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict floe_infra policy/floe_policies.py

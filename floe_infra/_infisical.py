@@ -156,10 +156,7 @@ class Connection:
         self.client_id = credentials.client_id
         self.policy = policy
         self._secret = credentials.client_secret
-        self.client = InfisicalSDKClient(host=credentials.host, cache_ttl=None)
-        adapter = _PolicyAdapter(policy.timeout)
-        self.client.api.session.mount("http://", adapter)
-        self.client.api.session.mount("https://", adapter)
+        self.client = self._new_client()
         self._lock = threading.Lock()
         self._generation = 0
         self._project_ids: dict[str, str] = {}
@@ -168,10 +165,21 @@ class Connection:
     def __getstate__(self) -> None:
         raise TypeError("an Infisical connection holds a token and must never be pickled")
 
+    def _new_client(self) -> InfisicalSDKClient:
+        client = InfisicalSDKClient(host=self.host, cache_ttl=None)
+        adapter = _PolicyAdapter(self.policy.timeout)
+        client.api.session.mount("http://", adapter)
+        client.api.session.mount("https://", adapter)
+        return client
+
     def _login(self, seen: int) -> None:
         with self._lock:
             if self._generation != seen:
                 return  # another thread logged in meanwhile
+            if self._generation:
+                # The SDK sends its last token with every request, the login included, and Infisical
+                # refuses a login that carries an expired one (403 TokenError): log in from a new client.
+                self.client = self._new_client()
             try:
                 self._retrying("log in", lambda: self.client.auth.universal_auth.login(self.client_id, self._secret))
             except APIError as exc:

@@ -13,7 +13,6 @@ from typing import Any, Protocol
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from .desired import (
     Desired,
@@ -25,6 +24,7 @@ from .desired import (
     SecretSource,
     StackPlan,
 )
+from .password import GeneratedPassword
 from .secret_value import InfisicalSecretValue
 
 TYPE_PREFIX = "floe:secrets"
@@ -139,7 +139,7 @@ class _Builder:
 
     def _password(self, name: str, source: SecretSource, protect: bool) -> pulumi.Output[str]:
         assert source.generate_length is not None
-        password = random.RandomPassword(
+        password = GeneratedPassword(
             name,
             length=source.generate_length,
             special=source.generate_special,

@@ -15,6 +15,8 @@ from .manifest import Reference
 from .stack import StackSettings
 
 SecretsType = Literal["infisical", "k8s"]
+PASSWORD_TYPE = "pulumi-python:dynamic/floe:GeneratedPassword"
+"""The Pulumi type of :class:`floe_infra.password.GeneratedPassword` (which imports Pulumi)."""
 MANAGED_BY = {"app.kubernetes.io/managed-by": "floe-infra"}
 STACK_LABEL = "floe-infra/stack"
 
@@ -66,7 +68,7 @@ class KubeObject:
         return f"kubernetes:{group_version}:{self.kind}"
 
     def generated(self) -> dict[str, SecretSource]:
-        """The keys whose values a RandomPassword makes, by the password's resource name."""
+        """The keys whose values a GeneratedPassword makes, by the password's resource name."""
         return {f"{self.logical_name}/{k}": s for k, s in self.secret_data.items() if s.generate_length is not None}
 
     def metadata(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .desired import HelmRelease, InfisicalValue, KubeObject, StackPlan
+from .desired import PASSWORD_TYPE, HelmRelease, InfisicalValue, KubeObject, StackPlan
 from .errors import FloeError
 
 
@@ -34,7 +34,7 @@ def rows(plan: StackPlan) -> list[Row]:
             out.append(Row(r.pulumi_type, r.name, r.namespace, f"chart {r.chart} {r.version} from {r.repo}"))
             continue
         for name, source in r.generated().items():
-            out.append(Row("random:index/randomPassword:RandomPassword", name, "", source.placeholder))
+            out.append(Row(PASSWORD_TYPE, name, "", source.placeholder))
         if isinstance(r, InfisicalValue):
             where = f"{r.project_slug}/{r.environment}{r.path} {r.key} = {r.source.placeholder}"
             out.append(Row(r.pulumi_type, r.logical_name, "", where + (" (adopt)" if r.adopt else "")))

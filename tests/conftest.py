@@ -22,6 +22,7 @@ from pulumi.dynamic.config import Config as DynamicConfig
 from pulumi.runtime import mocks, rpc
 
 from floe_infra._infisical import RetryPolicy, forget_connections
+from floe_infra.desired import PASSWORD_TYPE
 from floe_infra.secret_value import InfisicalSecretValueProvider
 from floe_infra.stack import SECRET_KEYS, WRITER_ENV
 
@@ -74,7 +75,7 @@ def _unwrap(value: Any) -> Any:
 class _EchoMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         outputs = dict(args.inputs)
-        if args.typ == "random:index/randomPassword:RandomPassword":
+        if args.typ == PASSWORD_TYPE:
             outputs["result"] = "generated-" + args.name
         return f"{args.name}-id", outputs
 

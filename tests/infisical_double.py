@@ -125,9 +125,12 @@ class InfisicalDouble:
                 if fault.retry_after is not None:
                     payload["retryAfter"] = fault.retry_after
                 return status, payload
-            if method == "POST" and path == "/api/v1/auth/universal-auth/login":
-                return self._login(body)
             caller = self._authenticate(headers.get("authorization"))
+            if method == "POST" and path == "/api/v1/auth/universal-auth/login":
+                # The real server checks a bearer token even on the login: a stale one is refused.
+                if isinstance(caller, tuple) and headers.get("authorization"):
+                    return caller
+                return self._login(body)
             if isinstance(caller, tuple):
                 return caller
             return self._route(method, path, query, body, caller)

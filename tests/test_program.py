@@ -10,13 +10,13 @@ import pytest
 from conftest import K8S_MANIFEST, ROOT, RunProgram, default_config
 
 from floe_infra import HelmRelease, build_plan, load_manifest, parse_stack_config
-from floe_infra.desired import InfisicalValue
+from floe_infra.desired import PASSWORD_TYPE, InfisicalValue
 
 CR = "kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret"
 SECRET = "kubernetes:core/v1:Secret"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 RELEASE = "kubernetes:helm.sh/v3:Release"
-PASSWORD = "random:index/randomPassword:RandomPassword"
+PASSWORD = PASSWORD_TYPE
 VALUE = "pulumi-python:dynamic/infisical:SecretValue"
 
 V1BETA1_AND_ESO = (

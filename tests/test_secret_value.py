@@ -180,7 +180,7 @@ def test_delete_is_one_request_and_a_missing_secret_counts_as_done(infisical: In
 # --- faults -------------------------------------------------------------------------------
 
 
-def test_an_expired_token_means_log_in_again_and_retry_once(infisical: InfisicalFixture) -> None:
+def test_relogin_after_expiry_drops_the_stale_token_the_server_refuses(infisical: InfisicalFixture) -> None:
     provider = infisical.provider()
     provider.create(dict(PROPS))
     infisical.double.expire_tokens()

@@ -1,0 +1,50 @@
+"""GeneratedPassword: the provider behind generate: keys (what random.RandomPassword did)."""
+
+from __future__ import annotations
+
+import pickle
+import string
+
+import pytest
+
+from floe_infra.password import SPECIAL, GeneratedPasswordProvider
+
+
+@pytest.mark.parametrize(
+    ("special", "alphabet"),
+    [(True, string.ascii_letters + string.digits + SPECIAL), (False, string.ascii_letters + string.digits)],
+    ids=["special", "letters-and-digits"],
+)
+def test_create_draws_length_characters_from_the_alphabet(special: bool, alphabet: str) -> None:
+    results = {GeneratedPasswordProvider().create({"length": 64, "special": special}).outs["result"] for _ in range(20)}
+    assert len(results) == 20
+    assert all(len(r) == 64 and set(r) <= set(alphabet) for r in results)
+
+
+@pytest.mark.parametrize(
+    ("olds", "news", "replaces"),
+    [
+        ({"length": 32, "special": True}, {"length": 32, "special": True}, []),
+        ({"length": 32, "special": True}, {"length": 40, "special": True}, ["length"]),
+        ({"length": 32, "special": True}, {"length": 32, "special": False}, ["special"]),
+    ],
+    ids=["same-spec-keeps-the-value", "length-replaces", "special-replaces"],
+)
+def test_only_a_spec_change_makes_a_new_value(
+    olds: dict[str, object], news: dict[str, object], replaces: list[str]
+) -> None:
+    diff = GeneratedPasswordProvider().diff("id", {**olds, "result": "x"}, news)
+    assert diff.changes is bool(replaces)
+    assert diff.replaces == replaces
+
+
+@pytest.mark.parametrize("length", [0, 5000, "32", True], ids=["zero", "huge", "string", "bool"])
+def test_check_refuses_a_bad_length(length: object) -> None:
+    failures = GeneratedPasswordProvider().check({}, {"length": length, "special": True}).failures
+    assert [f.property for f in failures] == ["length"]
+
+
+def test_the_pickled_provider_carries_no_value() -> None:
+    provider = GeneratedPasswordProvider()
+    result = provider.create({"length": 48, "special": False}).outs["result"]
+    assert result.encode() not in pickle.dumps(provider)

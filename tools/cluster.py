@@ -1,0 +1,281 @@
+"""A Kubernetes control plane on loopback, from the binaries tools/build.sh builds.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (one fake node whose pods
+become Ready), all bound to 127.0.0.1, with a generated CA, serving certificate and client
+certificates. `up` is a no-op while the cluster it recorded is healthy; `down` stops exactly the
+processes `up` started (their pids are in STATE_DIR/pids.json) and removes STATE_DIR.
+
+    python tools/cluster.py up   STATE_DIR BIN_DIR   # prints the kubeconfig path
+    python tools/cluster.py down STATE_DIR
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HOST = "127.0.0.1"
+NODE = """\
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-0
+  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
+  labels: {kubernetes.io/hostname: kwok-node-0, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok}
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+"""
+
+
+class ClusterError(RuntimeError):
+    """The control plane did not come up; the message names the component and its log."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _certs(pki: Path) -> None:
+    """CA, API server serving cert (127.0.0.1), admin client cert, service-account key pair."""
+    pki.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+             "-days", "30", "-subj", "/CN=floe-local-ca", cwd=pki)
+
+    def issue(name: str, subject: str, ext: str) -> None:
+        (pki / f"{name}.ext").write_text(ext)
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", subject, cwd=pki)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext", cwd=pki)
+
+    issue("apiserver", "/CN=kube-apiserver",
+          "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n")
+    issue("admin", "/O=system:masters/CN=floe-admin", "extendedKeyUsage=clientAuth\n")
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    for key in pki.glob("*.key"):
+        key.chmod(0o600)
+
+
+def _kubeconfig(path: Path, server: str, pki: Path) -> None:
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "floe-local",
+        "clusters": [{"name": "floe-local", "cluster": {
+            "server": server, "certificate-authority": str(pki / "ca.crt")}}],
+        "users": [{"name": "floe-admin", "user": {
+            "client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")}}],
+        "contexts": [{"name": "floe-local", "context": {"cluster": "floe-local", "user": "floe-admin"}}],
+    }, indent=2))
+    path.chmod(0o600)
+
+
+class LocalCluster:
+    def __init__(self, state_dir: Path, bin_dir: Path | None = None) -> None:
+        self.state_dir = state_dir.resolve()
+        self.bin_dir = bin_dir
+        self.kubeconfig = self.state_dir / "kubeconfig"
+        self._pids_file = self.state_dir / "pids.json"
+        self._pki = self.state_dir / "pki"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def up(self, timeout: float = 120.0) -> Path:
+        if self.healthy():
+            return self.kubeconfig
+        if self._pids_file.exists():  # a dead or half-dead cluster from before
+            self.down()
+        assert self.bin_dir is not None, "bin_dir is needed to start a cluster"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "logs").mkdir(exist_ok=True)
+        _certs(self._pki)
+        pids: dict[str, int] = {}
+        try:
+            self._start_all(pids, timeout)
+        except BaseException:
+            self._stop(pids)
+            raise
+        return self.kubeconfig
+
+    def down(self) -> None:
+        pids: dict[str, int] = {}
+        if self._pids_file.exists():
+            pids = json.loads(self._pids_file.read_text())
+        self._stop(pids)
+        if self.state_dir.exists():
+            subprocess.run(["rm", "-rf", str(self.state_dir)], check=True)
+
+    def healthy(self) -> bool:
+        if not (self._pids_file.exists() and self.kubeconfig.exists()):
+            return False
+        pids = json.loads(self._pids_file.read_text())
+        if not all(_alive(pid) for pid in pids.values()):
+            return False
+        server = json.loads(self.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+        return self._ready(server)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _start_all(self, pids: dict[str, int], timeout: float) -> None:
+        etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
+        etcd_url = f"http://{HOST}:{etcd_port}"
+        peer_url = f"http://{HOST}:{peer_port}"
+        pids["etcd"] = self._spawn("etcd", [
+            "--name", "floe", "--data-dir", str(self.state_dir / "etcd"),
+            "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
+            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"floe={peer_url}", "--log-level", "warn",
+        ])
+        self._wait("etcd", lambda: _http_ok(f"{etcd_url}/health"), timeout)
+
+        server = f"https://{HOST}:{api_port}"
+        pki = self._pki
+        pids["kube-apiserver"] = self._spawn("kube-apiserver", [
+            "--bind-address", HOST, "--advertise-address", HOST, "--secure-port", str(api_port),
+            "--etcd-servers", etcd_url,
+            "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
+            "--client-ca-file", str(pki / "ca.crt"),
+            "--service-account-key-file", str(pki / "sa.pub"),
+            "--service-account-signing-key-file", str(pki / "sa.key"),
+            "--service-account-issuer", "https://kubernetes.default.svc",
+            "--service-cluster-ip-range", "10.96.0.0/16",
+            "--authorization-mode", "Node,RBAC",
+            "--endpoint-reconciler-type", "none",
+        ])
+        self._wait("kube-apiserver", lambda: self._ready(server), timeout)
+        _kubeconfig(self.kubeconfig, server, pki)
+
+        kubeconfig = str(self.kubeconfig)
+        pids["kube-controller-manager"] = self._spawn("kube-controller-manager", [
+            "--kubeconfig", kubeconfig, "--bind-address", HOST, "--secure-port", "0",
+            "--leader-elect=false", "--use-service-account-credentials=false",
+            "--service-account-private-key-file", str(pki / "sa.key"), "--root-ca-file", str(pki / "ca.crt"),
+            "--controllers", "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller",
+        ])
+        pids["kube-scheduler"] = self._spawn("kube-scheduler", [
+            "--kubeconfig", kubeconfig, "--bind-address", HOST, "--secure-port", "0", "--leader-elect=false",
+        ])
+        stages = sorted(str(p) for p in (self._bin("kwok-stages")).glob("*.yaml"))
+        pids["kwok"] = self._spawn("kwok", [
+            *[arg for s in stages for arg in ("-c", s)],
+            "--kubeconfig", kubeconfig, "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
+            "--node-ip", HOST, "--cidr", "10.244.0.1/16",
+        ])
+        self._pids_file.write_text(json.dumps(pids))
+        self.kubectl("apply", "-f", "-", input=NODE)
+        self._wait("kwok", self._node_ready, timeout)
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        result = subprocess.run(
+            [str(self._bin("kubectl")), "--kubeconfig", str(self.kubeconfig), *args],
+            input=input, capture_output=True, text=True, timeout=60,
+        )
+        if result.returncode:
+            raise ClusterError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def _node_ready(self) -> bool:
+        with contextlib.suppress(ClusterError, subprocess.TimeoutExpired):
+            node = json.loads(self.kubectl("get", "node", "kwok-node-0", "-o", "json"))
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+        return False
+
+    def _bin(self, name: str) -> Path:
+        assert self.bin_dir is not None
+        return self.bin_dir / name
+
+    def _spawn(self, name: str, args: list[str]) -> int:
+        log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        proc = subprocess.Popen([str(self._bin(name)), *args], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        log.close()
+        self._procs = getattr(self, "_procs", {})
+        self._procs[name] = proc
+        return proc.pid
+
+    def _wait(self, name: str, check: object, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        proc = getattr(self, "_procs", {}).get(name)
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise ClusterError(f"{name} exited with {proc.returncode}; see {self.state_dir}/logs/{name}.log")
+            if check():  # type: ignore[operator]
+                return
+            time.sleep(0.25)
+        raise ClusterError(f"{name} not ready after {timeout:.0f}s; see {self.state_dir}/logs/{name}.log")
+
+    def _ready(self, server: str) -> bool:
+        ctx = ssl.create_default_context(cafile=str(self._pki / "ca.crt"))
+        ctx.load_cert_chain(str(self._pki / "admin.crt"), str(self._pki / "admin.key"))
+        return _http_ok(f"{server}/readyz", ctx)
+
+    @staticmethod
+    def _stop(pids: dict[str, int]) -> None:
+        for pid in reversed(list(pids.values())):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for pid in pids.values():
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return False
+    except ChildProcessError:
+        pass  # not our child (a cluster started by another process): ask the kernel
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "up":
+        cluster = LocalCluster(Path(argv[1]), Path(argv[2]))
+        try:
+            print(cluster.up())
+        except ClusterError as exc:
+            print(f"cluster: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if len(argv) == 2 and argv[0] == "down":
+        LocalCluster(Path(argv[1])).down()
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
