@@ -7,7 +7,7 @@ STACK ?= dev
 
 PLAN_ARGS ?=
 
-.PHONY: install policy-install plan test lint typecheck unit bench clean
+.PHONY: install policy-install plan test lint typecheck unit bench clean tools tools-bin cluster cluster-down e2e
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,26 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict floe_infra policy/floe_policies.py
 
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=tests/e2e
+
+# The real engine, providers and control plane, built from Go modules (tools/build.sh), cached in
+# $${FLOE_TOOLS:-~/.cache/floe-tools}/<key>/bin outside the tree.
+tools:
+	tools/build.sh
+
+tools-bin:
+	@tools/build.sh --dir
+
+# A control plane on 127.0.0.1 that stays up; kubeconfig in .local-cluster/kubeconfig.
+cluster: tools
+	$(PYTHON) tools/cluster.py up .local-cluster "$$(tools/build.sh --dir)"
+
+cluster-down:
+	$(PYTHON) tools/cluster.py down .local-cluster
+
+# The program under the real CLI against a cluster and Infisical that the tests start and stop.
+e2e: $(STAMP) tools policy-install
+	$(BIN)/pytest tests/e2e -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python bench/program_scale.py

@@ -22,11 +22,14 @@ class GeneratedPasswordProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         length = news.get("length")
         failures = []
+        # The engine sends every number as a float (a protobuf Struct): 32 arrives as 32.0.
+        if isinstance(length, float) and length.is_integer():
+            length = int(length)
         if not isinstance(length, int) or isinstance(length, bool) or not 1 <= length <= 4096:
             failures.append(CheckFailure("length", f"length must be a whole number from 1 to 4096, found {length!r}"))
         if not isinstance(news.get("special"), bool):
             failures.append(CheckFailure("special", "special must be true or false"))
-        return CheckResult({k: news.get(k) for k in _SPEC}, failures)
+        return CheckResult({"length": length, "special": news.get("special")}, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in _SPEC if olds.get(k) != news.get(k)]
@@ -34,7 +37,7 @@ class GeneratedPasswordProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         alphabet = string.ascii_letters + string.digits + (SPECIAL if props["special"] else "")
-        result = "".join(secrets.choice(alphabet) for _ in range(props["length"]))
+        result = "".join(secrets.choice(alphabet) for _ in range(int(props["length"])))
         return CreateResult(secrets.token_hex(8), {**props, "result": result})
 
 

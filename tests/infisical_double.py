@@ -324,3 +324,34 @@ class DoubleServer(LocalServer):
 
     def __init__(self, double: InfisicalDouble) -> None:
         super().__init__(double, _Handler)
+
+
+def main(argv: list[str]) -> int:
+    """Serve a double as its own process (the e2e harness does): one line, the URL, on stdout.
+
+    python tests/infisical_double.py PROJECT_SLUG WRITER_ID:SECRET VIEWER_ID:SECRET
+    The writer may write; the viewer (the operator's identity) may only read. Stops on SIGTERM.
+    """
+    import signal
+    import sys
+
+    slug, writer, viewer = argv
+    double = InfisicalDouble()
+    writer_id, writer_secret = writer.split(":", 1)
+    viewer_id, viewer_secret = viewer.split(":", 1)
+    double.add_identity(writer_id, writer_secret)
+    double.add_identity(viewer_id, viewer_secret, can_write=False)
+    double.add_project(slug)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with DoubleServer(double):
+        print(double.url, flush=True)
+        stop.wait()
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -16,7 +16,8 @@ from floe_infra.password import SPECIAL, GeneratedPasswordProvider
     ids=["special", "letters-and-digits"],
 )
 def test_create_draws_length_characters_from_the_alphabet(special: bool, alphabet: str) -> None:
-    results = {GeneratedPasswordProvider().create({"length": 64, "special": special}).outs["result"] for _ in range(20)}
+    # 64.0: every number reaches a dynamic provider as a float.
+    results = {GeneratedPasswordProvider().create({"length": 64.0, "special": special}).outs["result"] for _ in range(20)}
     assert len(results) == 20
     assert all(len(r) == 64 and set(r) <= set(alphabet) for r in results)
 
@@ -38,7 +39,13 @@ def test_only_a_spec_change_makes_a_new_value(
     assert diff.replaces == replaces
 
 
-@pytest.mark.parametrize("length", [0, 5000, "32", True], ids=["zero", "huge", "string", "bool"])
+def test_check_takes_the_float_the_engine_sends_for_a_whole_number() -> None:
+    checked = GeneratedPasswordProvider().check({}, {"length": 32.0, "special": False})
+    assert checked.failures == []
+    assert checked.inputs == {"length": 32, "special": False}
+
+
+@pytest.mark.parametrize("length", [0, 5000, "32", True, 3.5], ids=["zero", "huge", "string", "bool", "fraction"])
 def test_check_refuses_a_bad_length(length: object) -> None:
     failures = GeneratedPasswordProvider().check({}, {"length": length, "special": True}).failures
     assert [f.property for f in failures] == ["length"]

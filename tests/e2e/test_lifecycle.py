@@ -1,0 +1,320 @@
+"""The program under the real engine: preview, up, refresh and drift, errors, policies, protect,
+destroy, against a real API server and Infisical. Steps run in order on one stack, as a platform
+team's would; each asserts what the cluster, Infisical and the state hold afterwards."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, Infisical, Pulumi, make_project, pulumi_env
+
+from cluster import LocalCluster
+
+pytestmark = pytest.mark.e2e
+
+ENV = "dev"
+MANIFEST = """\
+plugins:
+  secrets:
+    type: infisical
+    config:
+      site_url: {host}
+      project_slug: {project}
+      resync_interval: 10s
+      operator:
+        chart_repo: {chart_repo}
+        api: {api}
+compute:
+  type: snowflake
+  connection_secret_ref: snowflake-credentials
+catalog:
+  type: polaris
+  connection_secret_ref: catalog-credentials
+secrets:
+  snowflake-credentials:
+    path: /{prefix}/compute/snowflake
+    keys:
+      SNOWFLAKE_ACCOUNT: {{}}
+      SNOWFLAKE_USER: {{config: true}}
+      SNOWFLAKE_PASSWORD: {{generate: {{length: 32, special: false}}}}
+  catalog-credentials:
+    path: /{prefix}/catalog/polaris
+    namespace: floe-catalog
+    keys:
+      POLARIS_TOKEN: {{generate: {{length: 24}}}}
+  dagster-db:
+    path: /{prefix}/dagster
+    auto_reload: false
+    keys:
+      DATABASE_URL: {{config: true}}
+"""
+SNOWFLAKE = "/{prefix}/compute/snowflake"
+# Which object each reference becomes, and where: (kind, namespace, name).
+OBJECTS = [
+    ("namespace", "", "infisical"),
+    ("namespace", "", "floe-jobs"),
+    ("namespace", "", "floe-catalog"),
+    ("secret", "infisical", "infisical-machine-identity"),
+    ("infisicalsecret", "floe-jobs", "snowflake-credentials"),
+    ("infisicalsecret", "floe-catalog", "catalog-credentials"),
+    ("infisicalsecret", "floe-jobs", "dagster-db"),
+    ("deployment", "infisical", None),
+]
+
+
+@dataclass
+class Stack:
+    pulumi: Pulumi
+    cluster: LocalCluster
+    infisical: Infisical
+    canaries: dict[str, str]
+
+    def path(self, template: str) -> str:
+        return template.format(prefix=self.infisical.prefix)
+
+    def kube(self, kind: str, namespace: str, name: str | None = None) -> list[dict[str, Any]]:
+        """Objects of ``kind`` in the API server (``[]`` when the kind or object does not exist)."""
+        args = ["get", kind, *([name] if name else []), "-o", "json", "--ignore-not-found"]
+        if namespace:
+            args += ["-n", namespace]
+        try:
+            out = self.cluster.kubectl(*args)
+        except Exception as exc:
+            if "the server doesn't have a resource type" in str(exc):
+                return []
+            raise
+        if not out.strip():
+            return []
+        data = json.loads(out)
+        return list(data["items"]) if "items" in data else [data]
+
+
+def manifest(infisical: Infisical, chart_repo: str, api: str = "v1alpha1") -> str:
+    return MANIFEST.format(
+        host=infisical.host, project=infisical.project_slug, chart_repo=chart_repo, api=api, prefix=infisical.prefix
+    )
+
+
+def configure(pulumi: Pulumi, infisical: Infisical, canaries: dict[str, str]) -> None:
+    pulumi("stack", "init", pulumi.stack)
+    pulumi.config_set("floe:environment", ENV)
+    pulumi.config_set("floe:operatorClientId", infisical.viewer[0], secret=True)
+    pulumi.config_set("floe:operatorClientSecret", infisical.viewer[1], secret=True)
+    pulumi.config_set("infisical:clientId", infisical.writer[0])
+    pulumi.config_set("infisical:clientSecret", infisical.writer[1], secret=True)
+    pulumi.config_set("floe:secretValues.snowflake-credentials.SNOWFLAKE_USER", canaries["user"], secret=True, path=True)
+    pulumi.config_set("floe:secretValues.dagster-db.DATABASE_URL", canaries["database"], secret=True, path=True)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    project = make_project(tmp, tools_bin, cluster.kubeconfig, manifest(infisical, chart_repo))
+    pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
+    canaries = {
+        "user": f"canary-user-{secrets.token_hex(8)}",
+        "database": f"postgres://canary-{secrets.token_hex(8)}@db/floe",
+        "account": f"canary-account-{secrets.token_hex(8)}",
+    }
+    configure(pulumi, infisical, canaries)
+    # Set by a person in Infisical before the first run (a key with neither generate nor config).
+    infisical.set(ENV, SNOWFLAKE.format(prefix=infisical.prefix), "SNOWFLAKE_ACCOUNT", canaries["account"])
+    yield Stack(pulumi, cluster, infisical, canaries)
+    pulumi("destroy", "--yes", "--remove", check=False)
+
+
+def _engine_resources(preview: dict[str, Any]) -> set[tuple[str, str]]:
+    """(type, name) of every custom resource a `pulumi preview --json` would create."""
+    out = set()
+    for step in preview["steps"]:
+        urn = step["urn"]
+        typ = urn.split("::")[2].split("$")[-1]
+        if typ.startswith("pulumi:") or typ.startswith("floe:secrets:"):
+            continue
+        out.add((typ, urn.split("::")[3]))
+    return out
+
+
+def _plan_resources(project: Path, env: dict[str, str]) -> set[tuple[str, str]]:
+    import subprocess
+
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "floe"), "secrets", "plan", "--stack", ENV, "--format", "json"],
+        cwd=project, env=env, capture_output=True, text=True, check=True,
+    )
+    plan = json.loads(result.stdout)
+    return {(r["type"], f"{r['namespace']}/{r['name']}" if r["namespace"] else r["name"]) for r in plan["resources"]}
+
+
+def test_1_preview_on_an_empty_cluster_shows_the_plan(stack: Stack) -> None:
+    assert stack.kube("crd", "", "infisicalsecrets.secrets.infisical.com") == []
+    preview = stack.pulumi.preview_json()
+    engine = _engine_resources(preview)
+    assert engine == _plan_resources(stack.pulumi.project, stack.pulumi.env)
+    assert all(step["op"] == "create" for step in preview["steps"])
+
+
+def test_2_up_creates_the_objects_and_writes_infisical(stack: Stack) -> None:
+    stack.pulumi.up()
+    for kind, namespace, name in OBJECTS:
+        assert stack.kube(kind, namespace, name), f"{kind} {namespace}/{name} is not in the API server"
+    (snowflake,) = stack.kube("infisicalsecret", "floe-jobs", "snowflake-credentials")
+    scope = snowflake["spec"]["authentication"]["universalAuth"]["secretsScope"]
+    assert scope == {
+        "projectSlug": stack.infisical.project_slug, "envSlug": ENV, "secretsPath": stack.path(SNOWFLAKE),
+    }
+    (deployment,) = stack.kube("deployment", "infisical")
+    assert deployment["status"].get("readyReplicas") == 1, "the operator Deployment is not Ready"
+    get = stack.infisical.get
+    assert get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_USER") == stack.canaries["user"]
+    assert get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_ACCOUNT") == stack.canaries["account"]
+    password = get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_PASSWORD")
+    assert password and len(password) == 32 and set(password) <= set(string.ascii_letters + string.digits)
+    token = get(ENV, stack.path("/{prefix}/catalog/polaris"), "POLARIS_TOKEN")
+    assert token and len(token) == 24
+    assert get(ENV, stack.path("/{prefix}/dagster"), "DATABASE_URL") == stack.canaries["database"]
+    outputs = stack.pulumi.outputs()["secrets"]
+    assert outputs["snowflake-credentials"]["podSpec"] == {"envFrom": [{"secretRef": {"name": "snowflake-credentials"}}]}
+
+
+def test_3_a_second_preview_and_a_refresh_see_no_changes(stack: Stack) -> None:
+    stack.pulumi("preview", "--expect-no-changes")
+    stack.pulumi("refresh", "--yes", "--expect-no-changes")
+
+
+def test_4_config_change_updates_in_place(stack: Stack) -> None:
+    new_user = f"canary-user-{secrets.token_hex(8)}"
+    stack.canaries["user-2"] = new_user
+    stack.pulumi.config_set("floe:secretValues.snowflake-credentials.SNOWFLAKE_USER", new_user, secret=True, path=True)
+    steps = stack.pulumi.preview_json()["steps"]
+    changed = {(s["op"], s["urn"].split("::")[-1]) for s in steps if s["op"] != "same"}
+    assert changed == {("update", "snowflake-credentials/SNOWFLAKE_USER")}
+    stack.pulumi.up()
+    assert stack.infisical.get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_USER") == new_user
+
+
+def test_4_a_value_changed_in_infisical_is_drift_on_refresh(stack: Stack) -> None:
+    where = (ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_USER")
+    stack.infisical.set(*where, "changed-by-hand")
+    drift = stack.pulumi("refresh", "--preview-only", "--expect-no-changes", check=False)
+    assert drift.returncode != 0
+    assert "snowflake-credentials/SNOWFLAKE_USER" in drift.stdout
+    stack.pulumi("refresh", "--yes")
+    stack.pulumi.up()  # the stack's config wins again
+    assert stack.infisical.get(*where) == stack.canaries["user-2"]
+
+
+def test_4_a_value_deleted_in_infisical_is_recreated_by_refresh_and_up(stack: Stack) -> None:
+    where = (ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_PASSWORD")
+    before = stack.infisical.get(*where)
+    stack.infisical.delete(*where)
+    stack.pulumi("refresh", "--yes")
+    stack.pulumi.up()
+    after = stack.infisical.get(*where)
+    assert after is not None and len(after) == 32
+    assert before is not None
+
+
+def test_5_a_broken_manifest_stops_preview_with_one_line(stack: Stack) -> None:
+    manifest_file = stack.pulumi.project / "manifest.yaml"
+    good = manifest_file.read_text()
+    manifest_file.write_text(good.replace("auto_reload: false", 'auto_reload: "no"'))
+    try:
+        result = stack.pulumi("preview", check=False)
+    finally:
+        manifest_file.write_text(good)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    assert re.search(r"manifest\.yaml.*auto_reload", output), output[-2000:]
+
+
+def test_5_missing_secret_config_stops_preview_and_creates_nothing(stack: Stack) -> None:
+    fresh = Pulumi(stack.pulumi.bin_dir, stack.pulumi.project, stack.pulumi.env, stack="missing")
+    fresh("stack", "init", "missing")
+    try:
+        fresh.config_set("floe:environment", ENV)
+        result = fresh("up", "--yes", "--skip-preview", check=False)
+        assert result.returncode != 0
+        output = result.stdout + result.stderr
+        assert "Traceback" not in output
+        assert "pulumi config set --secret --stack missing 'floe:operatorClientId'" in output
+        state = json.loads(fresh("stack", "export").stdout)
+        resources = state["deployment"].get("resources") or []
+        assert [r["type"] for r in resources if r["type"] != "pulumi:pulumi:Stack"] == []
+    finally:
+        fresh("stack", "rm", "--yes", "--force", check=False)
+
+
+def test_6_the_policy_pack_runs_and_a_violation_fails_preview(stack: Stack) -> None:
+    policy = str(ROOT / "policy")
+    stack.pulumi("preview", "--policy-pack", policy)
+    stack.pulumi.config_set("floe:environment", "staging")
+    try:
+        result = stack.pulumi("preview", "--policy-pack", policy, check=False)
+    finally:
+        stack.pulumi.config_set("floe:environment", ENV)
+    assert result.returncode != 0
+    assert "infisical-environment-matches-stack" in result.stdout
+
+
+def test_7_the_state_holds_no_secret_in_plaintext(stack: Stack) -> None:
+    state = stack.pulumi.state()
+    values = [stack.canaries[k] for k in ("user", "user-2", "database", "account")]
+    values += [stack.infisical.viewer[1], stack.infisical.writer[1]]
+    values += [
+        v for v in (
+            stack.infisical.get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_PASSWORD"),
+            stack.infisical.get(ENV, stack.path("/{prefix}/catalog/polaris"), "POLARIS_TOKEN"),
+        ) if v
+    ]
+    leaked = [v for v in values if v in state]
+    assert leaked == [], "plaintext secret values in the state file"
+    assert '"4dabf18193072939515e22adb298388d"' in state  # Pulumi's secret signature: they are there, encrypted
+
+
+def test_8_a_protected_stack_refuses_destroy(stack: Stack) -> None:
+    stack.pulumi.config_set("floe:protect", "true")
+    stack.pulumi.up()
+    result = stack.pulumi("destroy", "--yes", check=False)
+    assert result.returncode != 0
+    assert "protected" in (result.stdout + result.stderr)
+    assert stack.kube("infisicalsecret", "floe-jobs", "snowflake-credentials")
+    stack.pulumi.config_set("floe:protect", "false")
+    stack.pulumi.up()
+
+
+def test_8_destroy_on_dev_leaves_what_the_readme_says(stack: Stack) -> None:
+    stack.pulumi("destroy", "--yes")
+    for kind, namespace, name in OBJECTS:
+        if kind != "namespace":
+            assert not stack.kube(kind, namespace, name), f"{kind} {namespace}/{name} survived destroy"
+    get = stack.infisical.get
+    # Keys the stack wrote are deleted; keys people set by hand are theirs and stay.
+    assert get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_USER") is None
+    assert get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_PASSWORD") is None
+    assert get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_ACCOUNT") == stack.canaries["account"]
+
+
+def test_9_v1beta1_objects_are_accepted_by_the_api_server(
+    stack: Stack, chart_repo: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    (stack.pulumi.project / "manifest.yaml").write_text(manifest(stack.infisical, chart_repo, api="v1beta1"))
+    stack.pulumi.up()
+    assert stack.kube("infisicalconnection", "infisical")
+    assert stack.kube("infisicalauth", "infisical")
+    static = stack.kube("infisicalstaticsecret", "floe-jobs", "snowflake-credentials")
+    assert static, "the InfisicalStaticSecret is not in the API server"
+    assert not stack.kube("infisicalsecret", "floe-jobs", "snowflake-credentials")
+    stack.pulumi("destroy", "--yes")
