@@ -17,7 +17,8 @@ from floe_infra.password import SPECIAL, GeneratedPasswordProvider
 )
 def test_create_draws_length_characters_from_the_alphabet(special: bool, alphabet: str) -> None:
     # 64.0: every number reaches a dynamic provider as a float.
-    results = {GeneratedPasswordProvider().create({"length": 64.0, "special": special}).outs["result"] for _ in range(20)}
+    provider = GeneratedPasswordProvider()
+    results = {provider.create({"length": 64.0, "special": special}).outs["result"] for _ in range(20)}
     assert len(results) == 20
     assert all(len(r) == 64 and set(r) <= set(alphabet) for r in results)
 

@@ -89,7 +89,8 @@ def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (root / name).write_bytes(data)
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    entry = {**meta, "urls": [f"{url}/{name}"], "digest": hashlib.sha256(data).hexdigest(), "created": "2026-07-21T00:00:00Z"}
+    digest = hashlib.sha256(data).hexdigest()
+    entry = {**meta, "urls": [f"{url}/{name}"], "digest": digest, "created": "2026-07-21T00:00:00Z"}
     index = {"apiVersion": "v1", "entries": {meta["name"]: [entry]}, "generated": "2026-07-21T00:00:00Z"}
     (root / "index.yaml").write_text(yaml.safe_dump(index))
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Infisical, Pulumi, make_project, pulumi_env
-
 from cluster import LocalCluster
+from conftest import ROOT, Infisical, Pulumi, make_project, pulumi_env
 
 pytestmark = pytest.mark.e2e
 
@@ -110,7 +109,8 @@ def configure(pulumi: Pulumi, infisical: Infisical, canaries: dict[str, str]) ->
     pulumi.config_set("floe:operatorClientSecret", infisical.viewer[1], secret=True)
     pulumi.config_set("infisical:clientId", infisical.writer[0])
     pulumi.config_set("infisical:clientSecret", infisical.writer[1], secret=True)
-    pulumi.config_set("floe:secretValues.snowflake-credentials.SNOWFLAKE_USER", canaries["user"], secret=True, path=True)
+    values = "floe:secretValues.snowflake-credentials.SNOWFLAKE_USER"
+    pulumi.config_set(values, canaries["user"], secret=True, path=True)
     pulumi.config_set("floe:secretValues.dagster-db.DATABASE_URL", canaries["database"], secret=True, path=True)
 
 
@@ -196,7 +196,8 @@ def test_3_a_second_preview_and_a_refresh_see_no_changes(stack: Stack) -> None:
 def test_4_config_change_updates_in_place(stack: Stack) -> None:
     new_user = f"canary-user-{secrets.token_hex(8)}"
     stack.canaries["user-2"] = new_user
-    stack.pulumi.config_set("floe:secretValues.snowflake-credentials.SNOWFLAKE_USER", new_user, secret=True, path=True)
+    key = "floe:secretValues.snowflake-credentials.SNOWFLAKE_USER"
+    stack.pulumi.config_set(key, new_user, secret=True, path=True)
     steps = stack.pulumi.preview_json()["steps"]
     changed = {(s["op"], s["urn"].split("::")[-1]) for s in steps if s["op"] != "same"}
     assert changed == {("update", "snowflake-credentials/SNOWFLAKE_USER")}
