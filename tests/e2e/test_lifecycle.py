@@ -185,7 +185,8 @@ def test_2_up_creates_the_objects_and_writes_infisical(stack: Stack) -> None:
     assert token and len(token) == 24
     assert get(ENV, stack.path("/{prefix}/dagster"), "DATABASE_URL") == stack.canaries["database"]
     outputs = stack.pulumi.outputs()["secrets"]
-    assert outputs["snowflake-credentials"]["podSpec"] == {"envFrom": [{"secretRef": {"name": "snowflake-credentials"}}]}
+    env_from = {"envFrom": [{"secretRef": {"name": "snowflake-credentials"}}]}
+    assert outputs["snowflake-credentials"]["podSpec"] == env_from
 
 
 def test_3_a_second_preview_and_a_refresh_see_no_changes(stack: Stack) -> None:
