@@ -84,11 +84,17 @@ class Credentials:
 
 
 class _Transient(Exception):
-    """A failure worth retrying: no answer in time, a dropped connection, 429 or 5xx."""
+    """A failure worth retrying: no answer in time, a dropped connection, 429 or 5xx.
 
-    def __init__(self, what: str, retry_after: float | None = None) -> None:
+    ``may_have_landed``: the server may have done what was asked (the request went out and no
+    definite answer came back: a read timeout, a connection lost after sending, a 5xx). A refused
+    connection, a connect timeout and a 429 are definite: nothing happened.
+    """
+
+    def __init__(self, what: str, retry_after: float | None = None, *, may_have_landed: bool) -> None:
         super().__init__(what)
         self.retry_after = retry_after
+        self.may_have_landed = may_have_landed
 
 
 class _PolicyAdapter(HTTPAdapter):
@@ -107,11 +113,15 @@ class _PolicyAdapter(HTTPAdapter):
         try:
             response = super().send(request, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Transient(f"{type(exc).__name__} from {request.method} {_path(request.url)}") from None
+            not_sent = isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc)
+            raise _Transient(
+                f"{type(exc).__name__} from {request.method} {_path(request.url)}", may_have_landed=not not_sent
+            ) from None
         if response.status_code == 429 or response.status_code >= 500:
             raise _Transient(
                 f"HTTP {response.status_code} from {request.method} {_path(request.url)}",
                 _retry_after(response.headers),
+                may_have_landed=response.status_code != 429,
             )
         return response
 
@@ -194,16 +204,19 @@ class Connection:
             return f"{where}: no identity has this client id; check `infisical:clientId`"
         return f"{where} ({error_message(exc)})"
 
-    def call(self, what: str, fn: Callable[[InfisicalSDKClient], T]) -> T:
+    def call(
+        self, what: str, fn: Callable[[InfisicalSDKClient], T], on_retry: Callable[[bool], None] | None = None
+    ) -> T:
         """Run ``fn(client)`` logged in, within the retry policy; APIErrors other than an
-        expired token reach the caller, which knows what a 404 or 400 means for its operation."""
+        expired token reach the caller, which knows what a 404 or 400 means for its operation.
+        ``on_retry(may_have_landed)`` hears of each failed attempt that is retried."""
         if self._generation == 0:
             self._login(0)
         relogged = False
         while True:
             seen = self._generation
             try:
-                return self._retrying(what, lambda: fn(self.client))
+                return self._retrying(what, lambda: fn(self.client), on_retry)
             except APIError as exc:
                 if exc.status_code == 403 and error_kind(exc) == "TokenError" and not relogged:
                     relogged = True
@@ -211,7 +224,7 @@ class Connection:
                     continue
                 raise
 
-    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
+    def _retrying(self, what: str, fn: Callable[[], T], on_retry: Callable[[bool], None] | None = None) -> T:
         deadline = time.monotonic() + self.policy.deadline
         attempt = 0
         while True:
@@ -219,6 +232,8 @@ class Connection:
                 return fn()
             except _Transient as exc:
                 attempt += 1
+                if on_retry is not None:
+                    on_retry(exc.may_have_landed)
                 delay = self.policy.delay(attempt, exc.retry_after)
                 if time.monotonic() + delay > deadline:
                     raise InfisicalError(

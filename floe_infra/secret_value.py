@@ -115,11 +115,13 @@ class InfisicalSecretValueProvider(ResourceProvider):
         where = _where(props)
         project_id = conn.project_id(props["project_slug"])
         conn.ensure_folders(props["project_slug"], props["environment"], props["path"])
-        attempts = 0
+        maybe_landed = False  # an earlier attempt went out and got no definite answer
+
+        def retried(may_have_landed: bool) -> None:
+            nonlocal maybe_landed
+            maybe_landed = maybe_landed or may_have_landed
 
         def create(client: Any) -> bool:
-            nonlocal attempts
-            attempts += 1
             try:
                 client.secrets.create_secret_by_name(
                     secret_name=props["key"],
@@ -130,14 +132,15 @@ class InfisicalSecretValueProvider(ResourceProvider):
                     secret_comment=props.get("comment") or None,
                 )
             except APIError as exc:
-                # An earlier attempt may have landed before its answer was lost: that one is ours.
-                if answered(exc, 400, "already exist") and (attempts > 1 or props.get("adopt")):
+                # Only an attempt whose outcome is unknown can have made the key: then it is ours.
+                # One that was answered (429, an expired token, any 4xx) did nothing.
+                if answered(exc, 400, "already exist") and (maybe_landed or props.get("adopt")):
                     return False
                 raise
             return True
 
         try:
-            created = conn.call(f"create {where}", create)
+            created = conn.call(f"create {where}", create, retried)
         except APIError as exc:
             if answered(exc, 400, "already exist"):
                 raise InfisicalError(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from conftest import FAST, READER, WRITER, InfisicalFixture
-from infisical_double import Fault
+from infisical_double import Fault, InfisicalDouble
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config as DynamicConfig
 from pulumi.dynamic.dynamic import serialize_provider
@@ -227,6 +228,28 @@ def test_a_create_whose_answer_was_lost_is_not_a_conflict(infisical: InfisicalFi
     double.handle = land_then_fail  # type: ignore[method-assign]
     provider.create(dict(PROPS))
     assert lost and stored(infisical) == VALUE
+
+
+@pytest.mark.parametrize(
+    "answered_first",
+    [
+        lambda d: d.expire_tokens(),
+        lambda d: d.inject(Fault(status=429, retry_after="0")),
+    ],
+    ids=["expired-token-then-relogin", "429-then-retry"],
+)
+def test_no_silent_takeover_after_an_answered_attempt(
+    infisical: InfisicalFixture, answered_first: Callable[[InfisicalDouble], None]
+) -> None:
+    """An attempt that got an answer (403 TokenError, 429) did nothing, so "already exists" on
+    the next one is someone else's key: refuse, and leave their value alone."""
+    provider = infisical.provider()
+    provider.create({**PROPS, "value": "theirs"})  # someone else's key, where ours would go
+    provider.create({**PROPS, "key": "WARMUP"})
+    answered_first(infisical.double)
+    with pytest.raises(InfisicalError, match="not created by this stack"):
+        provider.create(dict(PROPS))
+    assert stored(infisical) == "theirs"
 
 
 def test_retries_stop_at_the_deadline(infisical: InfisicalFixture) -> None:

@@ -59,7 +59,6 @@ build_kubernetes_provider() {
 	# module on its committed schema.json and mapping, in a scratch copy of our module.
 	local work mod
 	work=$(mktemp -d)
-	trap 'rm -rf "$work"' RETURN
 	cp "$here/kubernetes/"{go.mod,go.sum,main.go} "$work/"
 	cd "$work"
 	mod=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes
@@ -68,6 +67,7 @@ build_kubernetes_provider() {
 	go build -trimpath \
 		-ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$KUBERNETES_PROVIDER_VERSION" \
 		-o "$out/pulumi-resource-kubernetes" .
+	rm -rf "$work"
 }
 
 build_control_plane() {
