@@ -72,7 +72,7 @@ def _timed(pulumi: Pulumi, *args: str) -> float:
 
 
 def _arm(pulumi: Pulumi, config: dict[str, str]) -> tuple[float, float]:
-    pulumi("stack", "init", pulumi.stack)
+    pulumi("stack", "init")
     for key, value in config.items():
         pulumi.config_set(key, value, secret=key.endswith(("ClientId", "ClientSecret")))
     preview = _timed(pulumi, "preview")

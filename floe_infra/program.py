@@ -58,13 +58,26 @@ def plan_from_config(config: pulumi.Config, root: Path) -> StackPlan:
     return plan
 
 
+class BadInput(SystemExit):
+    """Bad manifest or stack config, already shown to the user as one error. Exit code 32 tells
+    Pulumi's language host so, and it adds nothing (a ``RunError`` would add "Program exited with
+    non-zero exit code: 1")."""
+
+    SHOWN_TO_USER = 32
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.SHOWN_TO_USER)
+        self.message = message
+
+
 def run() -> SecretsPlatform:
     """Entry point of ``__main__.py``: validate everything first, so bad input creates nothing."""
     config = pulumi.Config(NAMESPACE)
     try:
         plan = plan_from_config(config, Path(pulumi.runtime.get_root_directory()))
     except FloeError as exc:
-        raise pulumi.RunError(str(exc)) from exc
+        pulumi.log.error(str(exc))
+        raise BadInput(str(exc)) from None
     platform = SecretsPlatform("floe-secrets", PlatformArgs(plan, StackConfigSecrets(config)))
     pulumi.export("secrets", platform.outputs)
     return platform

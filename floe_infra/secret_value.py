@@ -8,6 +8,7 @@ state, so it carries nothing but the manifest's site URL: credentials come from 
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 from . import names
@@ -53,6 +55,30 @@ def _unknown(value: Any) -> bool:
     return bool(value == rpc.UNKNOWN)
 
 
+def _plain_value(value: Any) -> Any:
+    if rpc.is_rpc_secret(value):
+        inner = rpc.unwrap_rpc_secret(value)
+        # The SDK's deserializer turns a secret unknown into a secret None: nobody sends that.
+        return rpc.UNKNOWN if inner is None else _plain_value(inner)
+    if isinstance(value, Unknown):
+        return rpc.UNKNOWN
+    if isinstance(value, pulumi.Output):
+        loop = asyncio.new_event_loop()
+        try:
+            known = loop.run_until_complete(value.is_known())
+            return _plain_value(loop.run_until_complete(value.future())) if known else rpc.UNKNOWN
+        finally:
+            loop.close()
+    return value
+
+
+def _plain(props: dict[str, Any]) -> dict[str, Any]:
+    """``props`` as plain values, unknowns as ``rpc.UNKNOWN``: the engine sends ``check`` and
+    ``diff`` a secret wrapped, an unknown (a value from a resource not yet created, in preview)
+    as ``Unknown``, and either of them possibly as an output value."""
+    return {name: _plain_value(value) for name, value in props.items()}
+
+
 def _where(props: dict[str, Any]) -> str:
     return (
         f"key {props['key']} in project {props['project_slug']}, environment {props['environment']}, "
@@ -77,7 +103,8 @@ class InfisicalSecretValueProvider(ResourceProvider):
             credentials = _CREDENTIALS[self] = Credentials.resolve(lambda _: None, self.site_url)
         return connect(credentials, self.policy)
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, _olds: dict[str, Any], given: dict[str, Any]) -> CheckResult:
+        news = _plain(given)
         rules: dict[str, Callable[[str], str]] = {
             "project_slug": names.slug,
             "environment": names.slug,
@@ -102,10 +129,11 @@ class InfisicalSecretValueProvider(ResourceProvider):
         comment = news.get("comment")
         if comment is not None and not _unknown(comment) and not isinstance(comment, str):
             failures.append(CheckFailure("comment", "comment must be a string"))
-        inputs = {**news, "comment": comment or "", "adopt": bool(news.get("adopt", False))}
+        inputs = {**given, "comment": comment or "", "adopt": bool(news.get("adopt", False))}
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        olds, news = _plain(olds), _plain(news)
         changed = [k for k in (*SCOPE, *_IN_PLACE) if _unknown(news.get(k)) or olds.get(k) != news.get(k)]
         replaces = [k for k in changed if k in SCOPE]
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)

@@ -192,7 +192,7 @@ def run_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunProgram:
 
         try:
             evaluate()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             if not expect_error:
                 raise
             result.error = exc

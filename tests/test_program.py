@@ -210,14 +210,15 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("manifest", "config", "match"), [b[1:] for b in BAD_INPUT], ids=[b[0] for b in BAD_INPUT])
-def test_bad_input_creates_nothing_and_raises_run_error(
+def test_bad_input_creates_nothing_and_stops_with_one_error(
     run_program: RunProgram, manifest: str | None, config: dict[str, Any], match: str
 ) -> None:
-    import pulumi
+    from floe_infra.program import BadInput
 
     run = run_program(manifest, config=config, expect_error=True)
-    assert isinstance(run.error, pulumi.RunError)
-    assert re.search(match, str(run.error), re.DOTALL)
+    assert isinstance(run.error, BadInput)
+    assert run.error.code == 32  # the language host's "already shown to the user"
+    assert re.search(match, run.error.message, re.DOTALL)
     assert run.registrations == []
 
 

@@ -14,6 +14,7 @@ from infisical_double import Fault, InfisicalDouble
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config as DynamicConfig
 from pulumi.dynamic.dynamic import serialize_provider
+from google.protobuf import struct_pb2
 from pulumi.runtime import rpc
 
 from floe_infra import InfisicalSecretValueProvider
@@ -62,6 +63,37 @@ def test_check_names_the_property_and_the_fix(change: dict[str, Any], prop: str,
 def test_check_accepts_unknowns_during_preview() -> None:
     result = InfisicalSecretValueProvider().check({}, {**PROPS, "value": rpc.UNKNOWN, "path": rpc.UNKNOWN})
     assert result.failures == []
+
+
+def _as_engine_sends(props: dict[str, Any]) -> dict[str, Any]:
+    """Properties through the SDK's own deserializer, from the struct the engine sends."""
+    struct = struct_pb2.Struct()
+    struct.update(props)
+    return dict(rpc.deserialize_properties(struct, True))
+
+
+OUTPUT = {rpc._special_sig_key: rpc._special_output_value_sig, "secret": True}
+SECRET = {rpc._special_sig_key: rpc._special_secret_sig}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{**SECRET, "value": rpc.UNKNOWN}, rpc.UNKNOWN, OUTPUT],
+    ids=["secret-unknown", "unknown", "unknown-output-value"],
+)
+def test_check_accepts_what_preview_sends_for_a_value_not_known_yet(value: Any) -> None:
+    """A value from a resource not created yet (a GeneratedPassword), as the engine sends it."""
+    news = _as_engine_sends({**PROPS, "value": value})
+    assert InfisicalSecretValueProvider().check({}, news).failures == []
+
+
+@pytest.mark.parametrize(
+    "value", [{**SECRET, "value": VALUE}, {**OUTPUT, "value": VALUE}], ids=["secret", "secret-output-value"]
+)
+def test_diff_sees_no_change_in_the_same_secret_value(value: Any) -> None:
+    news = _as_engine_sends({**PROPS, "value": value})
+    diff = InfisicalSecretValueProvider().diff(ID, {**PROPS, "comment": "", "adopt": False}, news)
+    assert diff.changes is False
 
 
 @pytest.mark.parametrize(

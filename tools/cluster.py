@@ -164,7 +164,7 @@ class LocalCluster:
             "--kubeconfig", kubeconfig, "--bind-address", HOST, "--secure-port", "0",
             "--leader-elect=false", "--use-service-account-credentials=false",
             "--service-account-private-key-file", str(pki / "sa.key"), "--root-ca-file", str(pki / "ca.crt"),
-            "--controllers", "*,-node-ipam-controller,-node-lifecycle-controller",
+            "--controllers", "*,-node-ipam-controller",
         ])
         pids["kube-scheduler"] = self._spawn("kube-scheduler", [
             "--kubeconfig", kubeconfig, "--bind-address", HOST, "--secure-port", "0", "--leader-elect=false",
