@@ -217,7 +217,13 @@ class InfisicalDouble:
         folder = f"{str(body.get('path', '/')).rstrip('/')}/{name}"
         if project is None or (project.id, body.get("environment"), folder) not in self.folders:
             return _error(404, "Folder not found", "NotFound")
-        self.folders = {f for f in self.folders if not (f[0] == project.id and f[2].startswith(folder))}
+        env = body.get("environment")
+
+        def inside(pid: str, e: Any, path: str) -> bool:  # the folder, its subfolders, their secrets
+            return pid == project.id and e == env and (path == folder or path.startswith(folder + "/"))
+
+        self.folders = {f for f in self.folders if not inside(*f)}
+        self.secrets = {k: v for k, v in self.secrets.items() if not inside(*k[:3])}
         body_ = self._folder_body(name, folder)
         del body_["path"]
         return 200, {"folder": body_}
