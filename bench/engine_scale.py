@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests" / "e2e"), str(ROOT / "tests")]
 
 from cluster import LocalCluster  # noqa: E402
-from conftest import CHART, Pulumi, package_chart, pulumi_env  # noqa: E402
+from conftest import CHART, Pulumi, QuietHandler, package_chart, pulumi_env  # noqa: E402
 
 MANIFEST = """\
 plugins:
@@ -101,14 +101,13 @@ def main() -> int:
             import functools
             import hashlib
             import threading
-            from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+            from http.server import ThreadingHTTPServer
 
             import yaml
 
             name, data, meta = package_chart(CHART)
             (charts / name).write_bytes(data)
-            server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler,
-                                                                              directory=str(charts)))
+            server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(charts)))
             url = f"http://127.0.0.1:{server.server_address[1]}"
             entry = {**meta, "urls": [f"{url}/{name}"], "digest": hashlib.sha256(data).hexdigest()}
             (charts / "index.yaml").write_text(yaml.safe_dump({"apiVersion": "v1",

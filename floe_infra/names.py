@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -62,3 +63,14 @@ def interval(value: str) -> str:
 
 def url(value: str) -> str:
     return _require(_URL, value, "an http(s) URL: write it like https://infisical.company.com")
+
+
+def object_name(*parts: str, max_length: int = 253) -> str:
+    """``parts`` joined with '-' as a DNS-1123 name (lowercase; other characters become '-'). One
+    longer than ``max_length`` is cut and ends in a hash of the whole, so two long names differ."""
+    whole = "-".join(parts)
+    name = re.sub(r"[^a-z0-9.-]+", "-", whole.lower()).strip("-.")
+    if len(name) <= max_length:
+        return name
+    digest = hashlib.sha256(whole.encode()).hexdigest()[:8]
+    return f"{name[: max_length - 9].rstrip('-.')}-{digest}"

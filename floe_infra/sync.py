@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import names
 from .desired import HelmRelease, KubeObject, OperatorPlan
 from .manifest import InfisicalSettings, Reference
 
@@ -123,10 +124,13 @@ def sync_objects(
         store = _object(
             ESO_API,
             "ClusterSecretStore",
-            f"floe-{stack}-{ref.name}",
+            names.object_name("floe", stack, ref.name),
             None,
             labels,
             {
+                # A ClusterSecretStore serves every namespace unless told otherwise: this one serves
+                # only the reference's, so no other namespace can read the folder through it.
+                "conditions": [{"namespaces": [ref.namespace]}],
                 "provider": {
                     "infisical": {
                         "hostAPI": config.site_url.rstrip("/"),

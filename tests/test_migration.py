@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, RunProgram, default_config
 from test_plan import crd_validator, plan_for
 
-from floe_infra import KubeObject, ManifestError
+from floe_infra import KubeObject, ManifestError, names
 from floe_infra.sync import ORPHAN_ON_DELETE, seconds
 
 EXAMPLE = (ROOT / "manifest.yaml").read_text()
@@ -95,12 +95,32 @@ def test_eso_reference_gets_a_store_and_an_external_secret_for_the_same_secret(t
         "secretsScope": {"projectSlug": "floe-platform", "environmentSlug": "dev", "secretsPath": "/compute/snowflake"},
     }  # fmt: skip
     assert external.namespace == "floe-jobs"
+    assert store.content["spec"]["conditions"] == [{"namespaces": ["floe-jobs"]}]
     assert external.content["spec"]["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": store.name}
     assert external.content["spec"]["target"] == {
         "name": "snowflake-credentials", "creationPolicy": "Orphan", "deletionPolicy": "Retain"
     }  # fmt: skip
     assert set(external.depends_on) >= {store.id, "SecretValue:snowflake-credentials/SNOWFLAKE_PASSWORD"}
     assert plan.outputs() == plan_for(tmp_path, EXAMPLE).outputs()
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        (("floe", "dev", "snowflake-credentials"), "floe-dev-snowflake-credentials"),
+        (("floe", "Dev_Stack", "app"), "floe-dev-stack-app"),
+        (("floe", "s" * 100, "r" * 253), None),
+    ],
+    ids=["plain", "stack-name-with-capitals-and-underscore", "too-long-is-cut-with-a-hash"],
+)
+def test_store_names_are_valid_kubernetes_names(parts: tuple[str, ...], expected: str | None) -> None:
+    name = names.object_name(*parts)
+    assert names.dns_name(name) == name
+    if expected is not None:
+        assert name == expected
+    else:
+        assert len(name) == 253
+        assert name != names.object_name("floe", "s" * 100, "r" * 252 + "x")
 
 
 def test_eso_is_installed_only_when_asked(tmp_path: Path) -> None:

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from conftest import FAST, READER, WRITER, InfisicalFixture
+from google.protobuf import struct_pb2
 from infisical_double import Fault, InfisicalDouble
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config as DynamicConfig
 from pulumi.dynamic.dynamic import serialize_provider
-from google.protobuf import struct_pb2
 from pulumi.runtime import rpc
 
 from floe_infra import InfisicalSecretValueProvider

@@ -12,6 +12,7 @@ export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 PULUMI_VERSION=v3.259.0                     # pulumi==3.259.0
 KUBERNETES_PROVIDER_VERSION=4.25.0-alpha.1768448096 # pulumi-kubernetes==4.25.0a1768448096
 KUBE_VERSION=v1.34.4
+ESO_VERSION=v1.3.2 # the CRDs only (the proxy serves v1.3.2 and v0.16.2; the chart pin is 1.3.1)
 
 key=$( (cd "$here" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' -o -name '*.sh' \) \
 	-print0 | sort -z | xargs -0 sha256sum; go env GOVERSION) | sha256sum | cut -c1-16)
@@ -95,11 +96,22 @@ build_kwok() {
 		"$stages/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" "$stages/pod/fast/"pod-*.yaml "$out/kwok-stages/"
 }
 
+eso_crds() {
+	# External Secrets Operator's own CRDs, so the API server validates the ESO objects we create.
+	local dir
+	dir=$(cd "$root" && go mod download -json "github.com/external-secrets/external-secrets@$ESO_VERSION" |
+		sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+	mkdir -p "$out/eso-crds"
+	install -m 0644 "$dir/config/crds/bases/external-secrets.io_"{clustersecretstores,secretstores,externalsecrets}.yaml \
+		"$out/eso-crds/"
+}
+
 step pulumi build_pulumi
 step pulumi-language-python build_python_host
 step pulumi-resource-kubernetes build_kubernetes_provider
 step control-plane build_control_plane
 step kwok build_kwok
+step eso-crds eso_crds
 
 mv "$out" "$bin"
 touch "$root/complete"

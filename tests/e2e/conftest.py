@@ -86,7 +86,7 @@ def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("charts")
     name, data, meta = package_chart(CHART)
     (root / name).write_bytes(data)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
     url = f"http://127.0.0.1:{server.server_address[1]}"
     digest = hashlib.sha256(data).hexdigest()
     entry = {**meta, "urls": [f"{url}/{name}"], "digest": digest, "created": "2026-07-21T00:00:00Z"}
@@ -101,7 +101,7 @@ def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.server_close()
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
+class QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
