@@ -48,7 +48,7 @@ import pulumi_kubernetes as k8s
 # and the identity Secret), each a bare CustomResource: ConfigMaps, which need no CRD.
 for i in range({n} + 4):
     k8s.apiextensions.CustomResource(f"object-{{i}}", api_version="v1", kind="ConfigMap",
-                                     metadata={{"namespace": "default"}}, data={{"spec": "x"}})
+                                     metadata={{"namespace": "default"}})
 """
 
 def _project(root: Path, name: str, program: str, manifest: str | None) -> Path:

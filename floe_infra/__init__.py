@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .build import build_plan, secret_config_problems
+    from .build import build_plan, deploy_config_problems
     from .components import InfisicalOperator, SecretReference, SecretsPlatform
     from .desired import HelmRelease, InfisicalValue, KubeObject, SecretSource, StackPlan
     from .errors import FloeError, ManifestError, StackConfigError
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "build_plan": "build",
-    "secret_config_problems": "build",
+    "deploy_config_problems": "build",
     "InfisicalOperator": "components",
     "SecretReference": "components",
     "SecretsPlatform": "components",
@@ -75,7 +75,7 @@ __all__ = [
     "parse_stack_config",
     "plugin_types",
     "read_stack_files",
-    "secret_config_problems",
+    "deploy_config_problems",
 ]
 
 

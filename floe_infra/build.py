@@ -70,13 +70,19 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
     )
 
 
-def secret_config_problems(plan: StackPlan) -> list[str]:
-    """Secret stack config the plan needs but is not set, each with the command that sets it.
+def deploy_config_problems(plan: StackPlan) -> list[str]:
+    """Stack config a deployment needs but is not set (secrets, the cluster of a protected stack),
+    each with the command that sets it.
 
     The Pulumi program treats these as errors; ``floe secrets plan`` cannot always see encrypted
     config (or CI has none), so it prints them as warnings.
     """
     settings, problems = plan.settings, []
+    if settings.protect and settings.kube_context is None:
+        problems.append(
+            "it is protected (floe:protect: true) but does not name its cluster, so it would deploy to whatever "
+            f"kubeconfig context is current: run `{set_command(settings.stack, 'kubeContext', '<kubeconfig-context>')}`"
+        )
     if plan.operator is not None and settings.operator_credentials_set is False:
         problems.append(
             "the operator's machine identity is not set: run "
@@ -105,12 +111,12 @@ def secret_config_problems(plan: StackPlan) -> list[str]:
     return problems
 
 
-def require_secret_config(plan: StackPlan) -> None:
-    problems = secret_config_problems(plan)
+def require_deploy_config(plan: StackPlan) -> None:
+    problems = deploy_config_problems(plan)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise StackConfigError(
-            f"{plan.settings.source}: stack {plan.settings.stack} is missing secret config:\n{lines}"
+            f"{plan.settings.source}: stack {plan.settings.stack} is missing config:\n{lines}"
         )
 
 

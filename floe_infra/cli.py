@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .build import build_plan, secret_config_problems
+    from .build import build_plan, deploy_config_problems
     from .manifest import load_manifest
     from .render import as_json, table, write_objects
     from .stack import read_stack_files
@@ -92,7 +92,7 @@ def _plan(args: argparse.Namespace) -> int:
     settings = read_stack_files(project_dir, args.stack)
     manifest_path = args.manifest if args.manifest is not None else project_dir / settings.manifest
     plan = build_plan(load_manifest(manifest_path), settings)
-    warnings = [f"`pulumi up` would stop: {p}" for p in secret_config_problems(plan)]
+    warnings = [f"`pulumi up` would stop: {p}" for p in deploy_config_problems(plan)]
     sys.stdout.write(as_json(plan, warnings) if args.format == "json" else table(plan))
     if args.out is not None:
         files = write_objects(plan, args.out)

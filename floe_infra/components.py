@@ -62,16 +62,26 @@ def _dig(value: Any, path: tuple[str, ...]) -> str:
 class _Builder:
     """Creates resources for desired objects under one parent, resolving depends_on by id."""
 
-    def __init__(self, parent: pulumi.Resource, values: SecretValues, known: Mapping[str, pulumi.Resource]) -> None:
+    def __init__(
+        self,
+        parent: pulumi.Resource,
+        values: SecretValues,
+        known: Mapping[str, pulumi.Resource],
+        cluster: k8s.Provider,
+    ) -> None:
         self._parent = parent
         self._values = values
+        self._cluster = cluster
         self.created: dict[str, pulumi.Resource] = dict(known)
 
     def add(self, desired: Desired) -> pulumi.Resource:
         # One flat method rather than a dispatch to helpers: the SDK records every program frame
         # under each registration, so call depth here is paid a thousand times in a large stack.
         opts = pulumi.ResourceOptions(
-            parent=self._parent, depends_on=[self.created[d] for d in desired.depends_on], protect=desired.protect
+            parent=self._parent,
+            depends_on=[self.created[d] for d in desired.depends_on],
+            protect=desired.protect,
+            provider=None if isinstance(desired, InfisicalValue) else self._cluster,
         )
         resource: pulumi.Resource
         if isinstance(desired, InfisicalValue):
@@ -152,6 +162,7 @@ class _Builder:
 class OperatorArgs:
     plan: OperatorPlan
     values: SecretValues
+    cluster: k8s.Provider
 
 
 class InfisicalOperator(pulumi.ComponentResource):
@@ -159,7 +170,7 @@ class InfisicalOperator(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: OperatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{TYPE_PREFIX}:InfisicalOperator", name, None, opts)
-        builder = _Builder(self, args.values, {})
+        builder = _Builder(self, args.values, {}, args.cluster)
         for desired in args.plan.resources():
             builder.add(desired)
         self.resources = builder.created
@@ -175,6 +186,7 @@ class ReferenceArgs:
     plan: ReferencePlan
     values: SecretValues
     known: Mapping[str, pulumi.Resource]
+    cluster: k8s.Provider
 
 
 class SecretReference(pulumi.ComponentResource):
@@ -182,7 +194,7 @@ class SecretReference(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ReferenceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{TYPE_PREFIX}:SecretReference", name, None, opts)
-        builder = _Builder(self, args.values, args.known)
+        builder = _Builder(self, args.values, args.known, args.cluster)
         for obj in args.plan.objects:
             builder.add(obj)
         self.register_outputs(dict(args.plan.output))
@@ -200,19 +212,24 @@ class SecretsPlatform(pulumi.ComponentResource):
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{TYPE_PREFIX}:Platform", name, None, opts)
         plan = args.plan
+        # Every Kubernetes object goes through this provider: the cluster is the stack's
+        # floe:kubeContext (required when protected), never whatever context happens to be current.
+        cluster = k8s.Provider("cluster", context=plan.settings.kube_context, opts=pulumi.ResourceOptions(parent=self))
         known: dict[str, pulumi.Resource] = {}
         if plan.operator is not None:
             operator = InfisicalOperator(
-                "infisical-operator", OperatorArgs(plan.operator, args.values), pulumi.ResourceOptions(parent=self)
+                "infisical-operator",
+                OperatorArgs(plan.operator, args.values, cluster),
+                pulumi.ResourceOptions(parent=self),
             )
             known.update(operator.resources)
-        builder = _Builder(self, args.values, known)
+        builder = _Builder(self, args.values, known, cluster)
         for namespace in plan.namespaces:
             builder.add(namespace)
         for ref in plan.references:
             SecretReference(
                 ref.reference.name,
-                ReferenceArgs(ref, args.values, builder.created),
+                ReferenceArgs(ref, args.values, builder.created, cluster),
                 pulumi.ResourceOptions(parent=self),
             )
         self.outputs = plan.outputs()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pulumi
 
-from .build import build_plan, require_secret_config
+from .build import build_plan, require_deploy_config
 from .components import PlatformArgs, SecretsPlatform, StackConfigSecrets
 from .desired import StackPlan
 from .errors import FloeError
@@ -54,7 +54,7 @@ def _unknown_keys() -> set[str]:
 def plan_from_config(config: pulumi.Config, root: Path) -> StackPlan:
     settings = settings_from_config(config)
     plan = build_plan(load_manifest(root / settings.manifest), settings)
-    require_secret_config(plan)
+    require_deploy_config(plan)
     return plan
 
 

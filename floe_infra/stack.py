@@ -26,7 +26,7 @@ WRITER_ENV = {
 }
 """The writer identity's ``infisical:*`` keys and the environment variables Infisical's CLI and
 Terraform provider read instead (the site URL defaults to the manifest's)."""
-SCALAR_KEYS = ("environment", "manifest", "jobsNamespace", "createNamespaces", "protect")
+SCALAR_KEYS = ("environment", "manifest", "jobsNamespace", "createNamespaces", "protect", "kubeContext")
 SECRET_KEYS = ("operatorClientId", "operatorClientSecret", "secretValues")
 KNOWN_KEYS = SCALAR_KEYS + SECRET_KEYS
 
@@ -41,6 +41,7 @@ class StackSettings:
     jobs_namespace: str = "floe-jobs"
     create_namespaces: bool = True
     protect: bool = False
+    kube_context: str | None = None
     operator_credentials_set: bool | None = None
     secret_value_keys: Mapping[str, frozenset[str]] | None = None
     writer_credentials_set: bool | None = None
@@ -87,6 +88,7 @@ def parse_stack_config(stack: str, values: Mapping[str, object], source: str) ->
         jobs_namespace=_namespace(_string(values, "jobsNamespace", source, "floe-jobs"), source),
         create_namespaces=_bool(values, "createNamespaces", source, True),
         protect=_bool(values, "protect", source, False),
+        kube_context=_string(values, "kubeContext", source) if values.get("kubeContext") is not None else None,
         operator_credentials_set=_credentials_set(values),
         secret_value_keys=_secret_value_keys(values.get("secretValues"), source),
         source=source,

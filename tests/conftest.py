@@ -49,6 +49,7 @@ class Registration:
     protect: bool
     additional_secret_outputs: list[str]
     inputs: dict[str, Any]
+    provider: str = ""
 
     def secret_inputs(self) -> set[str]:
         """Top-level input names the engine was told are secret."""
@@ -101,6 +102,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     protect=bool(request.protect),
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+                    provider=request.provider,
                 )
             )
         return response

@@ -15,7 +15,7 @@ from conftest import K8S_MANIFEST as K8S
 from conftest import reference_file
 
 from floe_infra import ManifestError, StackConfigError, StackPlan, StackSettings, build_plan, load_manifest
-from floe_infra.build import require_secret_config, secret_config_problems
+from floe_infra.build import require_deploy_config, deploy_config_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,7 +137,7 @@ def test_k8s_type_makes_plain_secrets_without_operator(tmp_path: Path) -> None:
     }
     assert list(secret.generated()) == ["floe-jobs/snowflake-credentials/SNOWFLAKE_PASSWORD"]
     assert "workloadAnnotations" not in plan.outputs()["snowflake-credentials"]
-    assert secret_config_problems(plan) == []
+    assert deploy_config_problems(plan) == []
 
 
 def test_k8s_missing_value_names_the_exact_command(tmp_path: Path) -> None:
@@ -150,12 +150,12 @@ def test_k8s_missing_value_names_the_exact_command(tmp_path: Path) -> None:
             "'floe:secretValues.snowflake-credentials.SNOWFLAKE_USER' <value>`"
         ),
     ):
-        require_secret_config(plan)
+        require_deploy_config(plan)
 
 
 def test_missing_operator_identity_names_both_commands(tmp_path: Path) -> None:
     plan = plan_for(tmp_path, operator_credentials_set=False)
-    (problem,) = secret_config_problems(plan)
+    (problem,) = deploy_config_problems(plan)
     assert "pulumi config set --secret --stack dev 'floe:operatorClientId' <client-id>" in problem
     assert "pulumi config set --secret --stack dev 'floe:operatorClientSecret' <client-secret>" in problem
 
@@ -184,7 +184,7 @@ def test_two_writers_of_one_target_are_rejected(tmp_path: Path, extra: str, matc
 
 def test_missing_writer_identity_names_the_commands(tmp_path: Path) -> None:
     plan = plan_for(tmp_path, writer_credentials_set=False)
-    (problem,) = [p for p in secret_config_problems(plan) if "writer" in p]
+    (problem,) = [p for p in deploy_config_problems(plan) if "writer" in p]
     assert "pulumi config set --stack dev 'infisical:clientId' <client-id>" in problem
     assert "pulumi config set --secret --stack dev 'infisical:clientSecret' <client-secret>" in problem
 

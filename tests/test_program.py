@@ -18,6 +18,7 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 PASSWORD = PASSWORD_TYPE
 VALUE = "pulumi-python:dynamic/infisical:SecretValue"
+CLUSTER = "pulumi:providers:kubernetes"
 
 V1BETA1_AND_ESO = (
     (ROOT / "manifest.yaml")
@@ -40,6 +41,7 @@ def test_resource_types_names_and_parents(run_program: RunProgram, stack: str) -
     assert summary == sorted(
         [
             ("floe:secrets:Platform", "floe-secrets", f"floe-{stack}"),
+            (CLUSTER, "cluster", "floe-secrets"),
             ("floe:secrets:InfisicalOperator", "infisical-operator", "floe-secrets"),
             ("floe:secrets:SecretReference", "catalog-credentials", "floe-secrets"),
             ("floe:secrets:SecretReference", "snowflake-credentials", "floe-secrets"),
@@ -94,13 +96,27 @@ def test_identity_secret_values_are_pulumi_secrets(run_program: RunProgram) -> N
 
 @pytest.mark.parametrize(
     ("stack", "config", "protected"),
-    [("dev", {}, False), ("prod", {"floe:protect": "true"}, True)],
+    [("dev", {}, False), ("prod", {"floe:protect": "true", "floe:kubeContext": "floe-prod"}, True)],
     ids=["dev-unprotected", "prod-protected"],
 )
 def test_protect_flag(run_program: RunProgram, stack: str, config: dict[str, Any], protected: bool) -> None:
     run = run_program(stack=stack, config={**default_config(stack), **config})
-    custom = [r for r in run.registrations if not r.type.startswith("floe:")]
+    custom = [r for r in run.registrations if not r.type.startswith(("floe:", "pulumi:providers:"))]
     assert custom and {r.protect for r in custom} == {protected}
+
+
+@pytest.mark.parametrize(("context", "expected"), [({}, None), ({"floe:kubeContext": "floe-prod"}, "floe-prod")],
+                         ids=["current-context", "named-context"])
+def test_every_kubernetes_object_goes_through_the_stacks_cluster_provider(
+    run_program: RunProgram, context: dict[str, Any], expected: str | None
+) -> None:
+    """Not the default provider: `pulumi up -s prod` must not deploy to whatever context is current."""
+    run = run_program(config={**default_config("dev"), **context})
+    (cluster,) = run.of_type(CLUSTER)
+    assert cluster.plain("context") == expected
+    kube = [r for r in run.registrations if r.type.startswith("kubernetes:")]
+    assert kube and {r.provider.rsplit("::", 1)[0] for r in kube} == {cluster.urn}  # provider ref: urn::id
+    assert all(r.provider == "" for r in run.registrations if r.type.startswith("pulumi-python:"))
 
 
 def test_create_namespaces_false_creates_none(run_program: RunProgram) -> None:
@@ -195,6 +211,13 @@ BAD_INPUT = [
         r"no value for key SNOWFLAKE_USER of reference snowflake-credentials: run `pulumi config set --secret --path",
     ),
     (
+        "protected-stack-without-its-cluster",
+        None,
+        {**default_config("dev"), "floe:protect": "true"},
+        r"protected \(floe:protect: true\) but does not name its cluster.*"
+        r"run `pulumi config set --stack dev 'floe:kubeContext' <kubeconfig-context>`",
+    ),
+    (
         "bad-manifest",
         "plugins: {secrets: {type: vault}}\n",
         default_config("dev"),
@@ -231,7 +254,7 @@ def _plan_for(stack: str, config: dict[str, Any], manifest: Path) -> Any:
     ("manifest", "stack", "config"),
     [
         (None, "dev", default_config("dev")),
-        (None, "prod", {**default_config("prod"), "floe:protect": "true"}),
+        (None, "prod", {**default_config("prod"), "floe:protect": "true", "floe:kubeContext": "floe-prod"}),
         (K8S_MANIFEST, "staging", k8s_config("staging")),
         (V1BETA1_AND_ESO, "dev", default_config("dev")),
     ],
@@ -249,7 +272,7 @@ def test_program_registers_exactly_the_plan(
 
     expected_names = {(r.pulumi_type, r.logical_name) for r in plan.resources()}
     expected_names |= {(PASSWORD, n) for o in plan.resources() if not isinstance(o, HelmRelease) for n in o.generated()}
-    registered = {(r.type, r.name) for r in run.registrations if not r.type.startswith("floe:")}
+    registered = {(r.type, r.name) for r in run.registrations if not r.type.startswith(("floe:", "pulumi:providers:"))}
     assert registered == expected_names
 
     by_id = {(r.pulumi_type, r.logical_name): r for r in plan.resources()}
