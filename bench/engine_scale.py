@@ -3,10 +3,10 @@
 For each size (references), on the local control plane (tools/cluster.py) with the tools that
 `make tools` built:
 - program: the project with a manifest of N references (the operator chart from a local chart
-  repository, Infisical's double for the site URL: references with no keys make no Infisical call);
+  repository; a site URL nobody answers: references with no keys make no Infisical call);
 - floor: the same engine, provider and cluster, and the same number of Kubernetes objects as bare
-  `CustomResource`s (ConfigMaps) from a few lines of Python: what the engine and the provider cost
-  whatever the program does. The program's Helm release (chart download, install, waiting for the
+  `CustomResource`s (InfisicalSecrets, whose CRD the program's run installed) from a few lines of
+  Python: what the engine and the provider cost whatever the program does. The program's Helm release (chart download, install, waiting for the
   operator Deployment) is work the floor does not do: it counts against the program.
 Each arm is a fresh stack: `pulumi preview`, then `pulumi up --skip-preview`, wall time; then
 `pulumi destroy`. Target: program at most 1.3x the floor.
@@ -45,11 +45,13 @@ FLOOR = """\
 import pulumi_kubernetes as k8s
 
 # As many objects as the program's N references make (N InfisicalSecrets, 2 namespaces, the release
-# and the identity Secret), each a bare CustomResource: ConfigMaps, which need no CRD.
+# and the identity Secret), each a bare CustomResource (the program's run installed the CRD).
 for i in range({n} + 4):
-    k8s.apiextensions.CustomResource(f"object-{{i}}", api_version="v1", kind="ConfigMap",
-                                     metadata={{"namespace": "default"}})
+    k8s.apiextensions.CustomResource(f"object-{{i}}", api_version="secrets.infisical.com/v1alpha1",
+                                     kind="InfisicalSecret", metadata={{"namespace": "default"}},
+                                     spec={{"hostAPI": "http://127.0.0.1:9/api"}})
 """
+
 
 def _project(root: Path, name: str, program: str, manifest: str | None) -> Path:
     project = root / name

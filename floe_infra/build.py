@@ -243,8 +243,16 @@ def _output(ref: Reference) -> dict[str, Any]:
 
 
 def _namespace(name: str, labels: dict[str, str], settings: StackSettings) -> KubeObject:
+    """Kept in the cluster when the stack stops managing it (its last reference goes, createNamespaces
+    turns false, destroy): deleting a namespace deletes every workload in it, not only ours."""
     return KubeObject(
-        api_version="v1", kind="Namespace", name=name, namespace=None, labels=labels, protect=settings.protect
+        api_version="v1",
+        kind="Namespace",
+        name=name,
+        namespace=None,
+        labels=labels,
+        protect=settings.protect,
+        retain_on_delete=True,
     )
 
 

@@ -81,6 +81,7 @@ class _Builder:
             parent=self._parent,
             depends_on=[self.created[d] for d in desired.depends_on],
             protect=desired.protect,
+            retain_on_delete=desired.retain_on_delete,
             provider=None if isinstance(desired, InfisicalValue) else self._cluster,
         )
         resource: pulumi.Resource

@@ -52,6 +52,7 @@ class KubeObject:
     annotations: Mapping[str, str] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     protect: bool = False
+    retain_on_delete: bool = False
 
     @property
     def id(self) -> str:
@@ -101,6 +102,7 @@ class HelmRelease:
     values: Mapping[str, Any]
     depends_on: tuple[str, ...] = ()
     protect: bool = False
+    retain_on_delete: bool = False
     kind: Literal["Release"] = "Release"
 
     @property
@@ -129,6 +131,7 @@ class InfisicalValue:
     site_url: str
     adopt: bool = False
     protect: bool = False
+    retain_on_delete: bool = False
     depends_on: tuple[str, ...] = ()
     kind: Literal["SecretValue"] = "SecretValue"
 

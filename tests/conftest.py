@@ -50,6 +50,7 @@ class Registration:
     additional_secret_outputs: list[str]
     inputs: dict[str, Any]
     provider: str = ""
+    retain_on_delete: bool = False
 
     def secret_inputs(self) -> set[str]:
         """Top-level input names the engine was told are secret."""
@@ -103,6 +104,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
                     provider=request.provider,
+                    retain_on_delete=bool(request.retainOnDelete),
                 )
             )
         return response

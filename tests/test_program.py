@@ -119,6 +119,15 @@ def test_every_kubernetes_object_goes_through_the_stacks_cluster_provider(
     assert all(r.provider == "" for r in run.registrations if r.type.startswith("pulumi-python:"))
 
 
+def test_namespaces_are_retained_when_the_stack_lets_go_of_them(run_program: RunProgram) -> None:
+    """Deleting a namespace deletes every workload in it: removing the last reference, turning
+    createNamespaces off or destroying the stack must leave it in the cluster."""
+    run = run_program()
+    namespaces = run.of_type(NAMESPACE)
+    assert namespaces and all(n.retain_on_delete for n in namespaces)
+    assert not any(r.retain_on_delete for r in run.registrations if r.type not in (NAMESPACE,))
+
+
 def test_create_namespaces_false_creates_none(run_program: RunProgram) -> None:
     run = run_program(config={**default_config("dev"), "floe:createNamespaces": "false"})
     assert run.of_type(NAMESPACE) == []

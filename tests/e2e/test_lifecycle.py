@@ -107,6 +107,7 @@ def manifest(infisical: Infisical, chart_repo: str, api: str = "v1alpha1", via: 
 def configure(pulumi: Pulumi, infisical: Infisical, canaries: dict[str, str]) -> None:
     pulumi("stack", "init")
     pulumi.config_set("floe:environment", ENV)
+    pulumi.config_set("floe:kubeContext", "floe-local")
     pulumi.config_set("floe:operatorClientId", infisical.viewer[0], secret=True)
     pulumi.config_set("floe:operatorClientSecret", infisical.viewer[1], secret=True)
     pulumi.config_set("infisical:clientId", infisical.writer[0])
@@ -123,7 +124,15 @@ def stack(
 ) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("lifecycle")
     project = make_project(tmp, tools_bin, cluster.kubeconfig, manifest(infisical, chart_repo))
-    pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
+    # The kubeconfig's current context is a cluster that is not there: every step must reach the
+    # local cluster through the stack's floe:kubeContext alone.
+    kubeconfig = json.loads(cluster.kubeconfig.read_text())
+    kubeconfig["clusters"].append({"name": "elsewhere", "cluster": {"server": "https://127.0.0.1:9"}})
+    kubeconfig["contexts"].append({"name": "elsewhere", "context": {"cluster": "elsewhere", "user": "floe-admin"}})
+    kubeconfig["current-context"] = "elsewhere"
+    elsewhere = tmp / "kubeconfig"
+    elsewhere.write_text(json.dumps(kubeconfig))
+    pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, elsewhere))
     canaries = {
         "user": f"canary-user-{secrets.token_hex(8)}",
         "database": f"postgres://canary-{secrets.token_hex(8)}@db/floe",
@@ -303,7 +312,9 @@ def test_8_a_protected_stack_refuses_destroy(stack: Stack) -> None:
 def test_8_destroy_on_dev_leaves_what_the_readme_says(stack: Stack) -> None:
     stack.pulumi("destroy", "--yes")
     for kind, namespace, name in OBJECTS:
-        if kind != "namespace":
+        if kind == "namespace":  # kept: deleting one would delete every workload in it
+            assert stack.kube(kind, namespace, name), f"namespace {name} was deleted"
+        else:
             assert not stack.kube(kind, namespace, name), f"{kind} {namespace}/{name} survived destroy"
     get = stack.infisical.get
     # Keys the stack wrote are deleted; keys people set by hand are theirs and stay.
