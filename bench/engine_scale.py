@@ -6,8 +6,9 @@ For each size (references), on the local control plane (tools/cluster.py) with t
   repository; a site URL nobody answers: references with no keys make no Infisical call);
 - floor: the same engine, provider and cluster, and the same number of Kubernetes objects as bare
   `CustomResource`s (InfisicalSecrets, whose CRD the program's run installed) from a few lines of
-  Python: what the engine and the provider cost whatever the program does. The program's Helm release (chart download, install, waiting for the
-  operator Deployment) is work the floor does not do: it counts against the program.
+  Python: what the engine and the provider cost whatever the program does. The program's Helm
+  release (chart download, install, waiting for the operator Deployment) is work the floor does
+  not do: it counts against the program.
 Each arm is a fresh stack: `pulumi preview`, then `pulumi up --skip-preview`, wall time; then
 `pulumi destroy`. Target: program at most 1.3x the floor.
 
