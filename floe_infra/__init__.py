@@ -70,12 +70,12 @@ __all__ = [
     "StackPlan",
     "StackSettings",
     "build_plan",
+    "deploy_config_problems",
     "load_manifest",
     "load_plugin",
     "parse_stack_config",
     "plugin_types",
     "read_stack_files",
-    "deploy_config_problems",
 ]
 
 

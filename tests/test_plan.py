@@ -15,7 +15,7 @@ from conftest import K8S_MANIFEST as K8S
 from conftest import reference_file
 
 from floe_infra import ManifestError, StackConfigError, StackPlan, StackSettings, build_plan, load_manifest
-from floe_infra.build import require_deploy_config, deploy_config_problems
+from floe_infra.build import deploy_config_problems, require_deploy_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
