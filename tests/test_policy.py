@@ -114,7 +114,8 @@ def test_stack_of_urn() -> None:
 
 
 def test_the_program_passes_every_policy_in_prod(run_program: RunProgram) -> None:
-    run = run_program(stack="prod", config={**default_config("prod"), "floe:protect": "true", "floe:kubeContext": "floe-prod"})
+    config = {**default_config("prod"), "floe:protect": "true", "floe:kubeContext": "floe-prod"}
+    run = run_program(stack="prod", config=config)
     for reg in run.registrations:
         props = {k: reg.plain(k) for k in reg.inputs}
         assert environment_violations(reg.type, props, "prod", {}) == []
