@@ -176,6 +176,7 @@ def _infisical_reference(
             source=_key_source(ref, k),
             site_url=config.site_url,
             adopt=k.adopt,
+            renamed_from=k.renamed_from,
             protect=settings.protect,
         )
         for k in ref.keys

@@ -7,6 +7,7 @@ secrets, so ``pulumi preview`` shows exactly what ``floe secrets plan`` printed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from .desired import (
 )
 from .password import GeneratedPassword
 from .secret_value import InfisicalSecretValue
+from .stack import WRITER_ENV, WRITER_NAMESPACE
 
 TYPE_PREFIX = "floe:secrets"
 
@@ -35,6 +37,11 @@ class SecretValues(Protocol):
 
     def config_value(self, source: SecretSource) -> pulumi.Output[str]: ...
 
+    def writer_host(self, manifest_site_url: str) -> str:
+        """Where the writer identity writes: ``infisical:siteUrl``, else ``INFISICAL_HOST``, else
+        the manifest's site_url (the provider's own order)."""
+        ...
+
 
 class StackConfigSecrets:
     """SecretValues read from the ``floe`` stack config, decrypted by the engine, kept secret."""
@@ -42,6 +49,10 @@ class StackConfigSecrets:
     def __init__(self, config: pulumi.Config) -> None:
         self._config = config
         self._objects: dict[str, pulumi.Output[Any]] = {}
+
+    def writer_host(self, manifest_site_url: str) -> str:
+        host = pulumi.Config(WRITER_NAMESPACE).get("siteUrl") or os.environ.get(WRITER_ENV["siteUrl"])
+        return (host or manifest_site_url).rstrip("/")
 
     def config_value(self, source: SecretSource) -> pulumi.Output[str]:
         assert source.config_key is not None
@@ -77,12 +88,16 @@ class _Builder:
     def add(self, desired: Desired) -> pulumi.Resource:
         # One flat method rather than a dispatch to helpers: the SDK records every program frame
         # under each registration, so call depth here is paid a thousand times in a large stack.
+        value = isinstance(desired, InfisicalValue)
+        previous_name = desired.previous_name if isinstance(desired, InfisicalValue) else None
+        previous = [pulumi.Alias(name=previous_name)] if previous_name else None
         opts = pulumi.ResourceOptions(
             parent=self._parent,
             depends_on=[self.created[d] for d in desired.depends_on],
             protect=desired.protect,
             retain_on_delete=desired.retain_on_delete,
-            provider=None if isinstance(desired, InfisicalValue) else self._cluster,
+            provider=None if value else self._cluster,
+            aliases=previous,
         )
         resource: pulumi.Resource
         if isinstance(desired, InfisicalValue):
@@ -93,12 +108,12 @@ class _Builder:
                 environment=desired.environment,
                 path=desired.path,
                 key=desired.key,
-                value=self._password(desired.logical_name, source, desired.protect)
+                value=self._password(desired.logical_name, source, desired.protect, previous)
                 if source.generate_length is not None
                 else self._values.config_value(source),
                 opts=opts,
                 adopt=desired.adopt,
-                site_url=desired.site_url,
+                site_url=self._values.writer_host(desired.site_url),
             )
         elif isinstance(desired, HelmRelease):
             resource = k8s.helm.v3.Release(
@@ -148,13 +163,15 @@ class _Builder:
         }
         return {k: generated.get(k) or self._values.config_value(s) for k, s in obj.secret_data.items()}
 
-    def _password(self, name: str, source: SecretSource, protect: bool) -> pulumi.Output[str]:
+    def _password(
+        self, name: str, source: SecretSource, protect: bool, aliases: list[pulumi.Alias] | None = None
+    ) -> pulumi.Output[str]:
         assert source.generate_length is not None
         password = GeneratedPassword(
             name,
             length=source.generate_length,
             special=source.generate_special,
-            opts=pulumi.ResourceOptions(parent=self._parent, protect=protect),
+            opts=pulumi.ResourceOptions(parent=self._parent, protect=protect, aliases=aliases),
         )
         return password.result
 

@@ -120,7 +120,12 @@ class HelmRelease:
 class InfisicalValue:
     """One key this stack writes into Infisical (``generate:`` or ``config: true``), so that the
     reference's InfisicalSecret finds it on its first sync. ``site_url`` is the manifest's, which
-    the writer uses unless ``infisical:siteUrl`` says otherwise."""
+    the writer uses unless ``infisical:siteUrl`` says otherwise.
+
+    Its Pulumi name is what it manages, ``<path>:<KEY>`` (project and environment are the stack's),
+    not the reference's name: renaming a reference keeps every value's URN, so nothing is created
+    twice or deleted. A key renamed with ``renamed_from`` keeps its URN through an alias, and the
+    provider renames it in place."""
 
     reference: str
     project_slug: str
@@ -130,6 +135,7 @@ class InfisicalValue:
     source: SecretSource
     site_url: str
     adopt: bool = False
+    renamed_from: str | None = None
     protect: bool = False
     retain_on_delete: bool = False
     depends_on: tuple[str, ...] = ()
@@ -143,7 +149,12 @@ class InfisicalValue:
 
     @property
     def logical_name(self) -> str:
-        return f"{self.reference}/{self.key}"
+        return f"{self.path}:{self.key}"
+
+    @property
+    def previous_name(self) -> str | None:
+        """The name before a ``renamed_from`` rename (an alias), else None."""
+        return f"{self.path}:{self.renamed_from}" if self.renamed_from else None
 
     def generated(self) -> dict[str, SecretSource]:
         return {self.logical_name: self.source} if self.source.generate_length is not None else {}

@@ -122,6 +122,7 @@ class KeySpec(_Model):
     config: bool = False
     generate: Generate | None = None
     adopt: bool = False
+    renamed_from: EnvVarName | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> KeySpec:
@@ -130,6 +131,10 @@ class KeySpec(_Model):
         if self.adopt and not (self.config or self.generate):
             raise ValueError(
                 "adopt: true takes over a key this stack writes: add generate: or config: true, or remove adopt"
+            )
+        if self.renamed_from and not (self.config or self.generate):
+            raise ValueError(
+                "renamed_from renames a key this stack writes: add generate: or config: true, or remove renamed_from"
             )
         return self
 
@@ -143,6 +148,16 @@ class SecretEntry(_Model):
     auto_reload: bool = True
     via: Via = "operator"
     keys: dict[EnvVarName, KeySpec] = {}
+
+    @model_validator(mode="after")
+    def _renames_name_gone_keys(self) -> SecretEntry:
+        for key, spec in self.keys.items():
+            if spec.renamed_from is not None and spec.renamed_from in self.keys:
+                raise ValueError(
+                    f"{key} is renamed_from {spec.renamed_from}, which is still a key here: remove "
+                    f"{spec.renamed_from}, or drop renamed_from"
+                )
+        return self
 
 
 class Manifest(BaseModel):
@@ -171,6 +186,7 @@ class KeyDecl:
     length: int = 32
     special: bool = True
     adopt: bool = False
+    renamed_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -324,6 +340,7 @@ def _resolve(manifest: LoadedManifest, default_namespace: str) -> tuple[Referenc
                 length=spec.generate.length if spec.generate else 32,
                 special=spec.generate.special if spec.generate else True,
                 adopt=spec.adopt,
+                renamed_from=spec.renamed_from,
             )
             for key, spec in sorted(entry.keys.items())
         )

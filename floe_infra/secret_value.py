@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pulumi
@@ -31,8 +32,9 @@ from pulumi.runtime import rpc
 from . import names
 from ._infisical import Connection, Credentials, InfisicalError, RetryPolicy, answered, connect, error_kind
 
-SCOPE = ("project_slug", "environment", "path")
-"""Inputs that name where the secret lives: changing one moves it (replace)."""
+SCOPE = ("site_url", "project_slug", "environment", "path")
+"""Inputs that name where the secret lives: changing one moves it (replace). ``site_url`` is the
+Infisical host: the same project slug on another server is another secret."""
 
 _IN_PLACE = ("key", "value", "comment")
 
@@ -97,10 +99,12 @@ class InfisicalSecretValueProvider(ResourceProvider):
     def configure(self, req: ConfigureRequest) -> None:
         _CREDENTIALS[self] = Credentials.resolve(req.config.get, self.site_url)
 
-    def _connection(self) -> Connection:
+    def _connection(self, props: dict[str, Any]) -> Connection:
         credentials = _CREDENTIALS.get(self)
         if credentials is None:  # not configured by an engine: environment variables only
             credentials = _CREDENTIALS[self] = Credentials.resolve(lambda _: None, self.site_url)
+        if props.get("site_url"):  # the resource's own host (an import has none: the configured one)
+            credentials = replace(credentials, host=str(props["site_url"]).rstrip("/"))
         return connect(credentials, self.policy)
 
     def check(self, _olds: dict[str, Any], given: dict[str, Any]) -> CheckResult:
@@ -123,6 +127,12 @@ class InfisicalSecretValueProvider(ResourceProvider):
                 rule(value)
             except ValueError as exc:
                 failures.append(CheckFailure(prop, f"{prop}: {exc}"))
+        site_url = news.get("site_url")
+        if site_url is not None and not _unknown(site_url):
+            try:
+                names.url(str(site_url))
+            except ValueError as exc:
+                failures.append(CheckFailure("site_url", f"site_url: {exc}"))
         value = news.get("value")
         if not _unknown(value) and not isinstance(value, str):
             failures.append(CheckFailure("value", "value is required: pass a string (a secret Output)"))
@@ -139,7 +149,7 @@ class InfisicalSecretValueProvider(ResourceProvider):
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        conn = self._connection()
+        conn = self._connection(props)
         where = _where(props)
         project_id = conn.project_id(props["project_slug"])
         conn.ensure_folders(props["project_slug"], props["environment"], props["path"])
@@ -183,7 +193,7 @@ class InfisicalSecretValueProvider(ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         if not props.get("key"):  # `pulumi import` / `get`: the id is all there is
             props = {**_parse_id(id_), "comment": "", "adopt": False, **props}
-        conn = self._connection()
+        conn = self._connection(props)
         try:
             secret = conn.call(
                 f"read {_where(props)}",
@@ -204,7 +214,7 @@ class InfisicalSecretValueProvider(ResourceProvider):
         return ReadResult(id_, {**props, "value": secret.secretValue, "comment": secret.secretComment or ""})
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        conn = self._connection()
+        conn = self._connection(news)
         project_id = conn.project_id(news["project_slug"])
         self._write(conn, news, project_id, olds.get("key", news["key"]), _where(news))
         return UpdateResult(news)
@@ -232,7 +242,7 @@ class InfisicalSecretValueProvider(ResourceProvider):
             raise self._failure(conn, exc, "update", props) from None
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        conn = self._connection()
+        conn = self._connection(props)
         project_id = conn.project_id(props["project_slug"])
         try:
             conn.call(
@@ -263,6 +273,7 @@ class InfisicalSecretValue(pulumi.dynamic.Resource, module="infisical", name="Se
     value: pulumi.Output[str]
     comment: pulumi.Output[str]
     adopt: pulumi.Output[bool]
+    site_url: pulumi.Output[str]
 
     def __init__(
         self,
@@ -287,6 +298,8 @@ class InfisicalSecretValue(pulumi.dynamic.Resource, module="infisical", name="Se
             "comment": comment or "",
             "adopt": adopt,
         }
+        if site_url:
+            props["site_url"] = site_url.rstrip("/")
         secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["value"])
         super().__init__(
             InfisicalSecretValueProvider(site_url), name, props, pulumi.ResourceOptions.merge(opts, secret_opts)

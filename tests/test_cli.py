@@ -43,11 +43,11 @@ def test_plan_table_lists_every_resource_and_counts(
     values = [line.split(None, 2) for line in lines if line.startswith("pulumi-python:dynamic/infisical:SecretValue")]
     assert [(v[1], v[2]) for v in values] == [
         (
-            "snowflake-credentials/SNOWFLAKE_PASSWORD",
+            "/compute/snowflake:SNOWFLAKE_PASSWORD",
             "floe-platform/dev/compute/snowflake SNOWFLAKE_PASSWORD = <generated: 32 characters>",
         ),
         (
-            "snowflake-credentials/SNOWFLAKE_USER",
+            "/compute/snowflake:SNOWFLAKE_USER",
             "floe-platform/dev/compute/snowflake SNOWFLAKE_USER = "
             "<secret from floe:secretValues.snowflake-credentials.SNOWFLAKE_USER>",
         ),

@@ -97,6 +97,16 @@ BAD = [
         r"resync_interval: Input should be a valid string; found 60",
     ),
     (
+        "renamed-from-a-key-that-is-still-there",
+        HEAD + "secrets:\n  a-ref:\n    keys:\n      A: {config: true}\n      B: {config: true, renamed_from: A}\n",
+        r"line 8: secrets\.a-ref: B is renamed_from A, which is still a key here: remove A, or drop renamed_from",
+    ),
+    (
+        "renamed-from-on-a-hand-set-key",
+        HEAD + "secrets:\n  a-ref:\n    keys:\n      B: {renamed_from: A}\n",
+        r"secrets\.a-ref\.keys\.B: .*renamed_from renames a key this stack writes",
+    ),
+    (
         "bad-interval-unit",
         HEAD + "      resync_interval: 1y\n",
         r"'1y' is not an interval: write a whole number and a unit",

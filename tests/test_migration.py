@@ -100,7 +100,7 @@ def test_eso_reference_gets_a_store_and_an_external_secret_for_the_same_secret(t
     assert external.content["spec"]["target"] == {
         "name": "snowflake-credentials", "creationPolicy": "Orphan", "deletionPolicy": "Retain"
     }  # fmt: skip
-    assert set(external.depends_on) >= {store.id, "SecretValue:snowflake-credentials/SNOWFLAKE_PASSWORD"}
+    assert set(external.depends_on) >= {store.id, "SecretValue:/compute/snowflake:SNOWFLAKE_PASSWORD"}
     assert plan.outputs() == plan_for(tmp_path, EXAMPLE).outputs()
 
 

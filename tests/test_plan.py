@@ -70,8 +70,8 @@ def test_infisical_secret_spec_is_exact(tmp_path: Path) -> None:
         "Namespace:floe-jobs",
         "Release:infisical/infisical-secrets-operator",
         "Secret:infisical/infisical-machine-identity",
-        "SecretValue:snowflake-credentials/SNOWFLAKE_PASSWORD",
-        "SecretValue:snowflake-credentials/SNOWFLAKE_USER",
+        "SecretValue:/compute/snowflake:SNOWFLAKE_PASSWORD",
+        "SecretValue:/compute/snowflake:SNOWFLAKE_USER",
     )
 
 

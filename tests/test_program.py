@@ -51,9 +51,9 @@ def test_resource_types_names_and_parents(run_program: RunProgram, stack: str) -
             (NAMESPACE, "floe-jobs", "floe-secrets"),
             (CR, "floe-jobs/catalog-credentials", "catalog-credentials"),
             (CR, "floe-jobs/snowflake-credentials", "snowflake-credentials"),
-            (VALUE, "snowflake-credentials/SNOWFLAKE_PASSWORD", "snowflake-credentials"),
-            (VALUE, "snowflake-credentials/SNOWFLAKE_USER", "snowflake-credentials"),
-            (PASSWORD, "snowflake-credentials/SNOWFLAKE_PASSWORD", "snowflake-credentials"),
+            (VALUE, "/compute/snowflake:SNOWFLAKE_PASSWORD", "snowflake-credentials"),
+            (VALUE, "/compute/snowflake:SNOWFLAKE_USER", "snowflake-credentials"),
+            (PASSWORD, "/compute/snowflake:SNOWFLAKE_PASSWORD", "snowflake-credentials"),
         ]
     )
     cr = run.named(CR, "floe-jobs/snowflake-credentials").plain("spec")
@@ -128,6 +128,29 @@ def test_namespaces_are_retained_when_the_stack_lets_go_of_them(run_program: Run
     assert not any(r.retain_on_delete for r in run.registrations if r.type not in (NAMESPACE,))
 
 
+def test_renaming_a_reference_keeps_every_value_and_password(run_program: RunProgram) -> None:
+    """A value is named by what it manages (<path>:<KEY>): renaming the reference that holds it
+    changes no URN, so `pulumi up` neither creates it again ("already exists") nor deletes it."""
+    manifest = (ROOT / "manifest.yaml").read_text()
+    before = run_program(manifest)
+    config = {**default_config("dev"), "floe:secretValues": {"snowflake-creds": {"SNOWFLAKE_USER": "user-canary"}}}
+    after = run_program(manifest.replace("snowflake-credentials", "snowflake-creds"), config=config)
+    assert after.of_type(CR) and {r.name for r in after.of_type(CR)} >= {"floe-jobs/snowflake-creds"}
+    urns = {r.urn for r in before.registrations if r.type in (VALUE, PASSWORD)}
+    assert len(urns) == 3
+    assert urns == {r.urn for r in after.registrations if r.type in (VALUE, PASSWORD)}
+
+
+def test_renamed_from_aliases_the_value_and_its_password_to_the_old_key(run_program: RunProgram) -> None:
+    manifest = (ROOT / "manifest.yaml").read_text().replace(
+        "SNOWFLAKE_PASSWORD: {generate:", "SNOWFLAKE_PASS: {renamed_from: SNOWFLAKE_PASSWORD, generate:"
+    )
+    run = run_program(manifest)
+    for typ in (VALUE, PASSWORD):
+        assert run.named(typ, "/compute/snowflake:SNOWFLAKE_PASS").aliases == ["/compute/snowflake:SNOWFLAKE_PASSWORD"]
+    assert run.named(VALUE, "/compute/snowflake:SNOWFLAKE_USER").aliases == []
+
+
 def test_create_namespaces_false_creates_none(run_program: RunProgram) -> None:
     run = run_program(config={**default_config("dev"), "floe:createNamespaces": "false"})
     assert run.of_type(NAMESPACE) == []
@@ -160,9 +183,9 @@ def test_k8s_type_secret_values_are_secret_and_generated(run_program: RunProgram
 
 def test_generated_and_config_keys_are_written_into_infisical_as_secrets(run_program: RunProgram) -> None:
     run = run_program()
-    password = run.named(VALUE, "snowflake-credentials/SNOWFLAKE_PASSWORD")
-    user = run.named(VALUE, "snowflake-credentials/SNOWFLAKE_USER")
-    generator = run.named(PASSWORD, "snowflake-credentials/SNOWFLAKE_PASSWORD")
+    password = run.named(VALUE, "/compute/snowflake:SNOWFLAKE_PASSWORD")
+    user = run.named(VALUE, "/compute/snowflake:SNOWFLAKE_USER")
+    generator = run.named(PASSWORD, "/compute/snowflake:SNOWFLAKE_PASSWORD")
     assert (generator.plain("length"), generator.plain("special")) == (32, False)
     assert {k: password.plain(k) for k in ("project_slug", "environment", "path", "key", "adopt")} == {
         "project_slug": "floe-platform",
@@ -171,7 +194,7 @@ def test_generated_and_config_keys_are_written_into_infisical_as_secrets(run_pro
         "key": "SNOWFLAKE_PASSWORD",
         "adopt": False,
     }
-    assert password.plain("value") == "generated-snowflake-credentials/SNOWFLAKE_PASSWORD"
+    assert password.plain("value") == "generated-/compute/snowflake:SNOWFLAKE_PASSWORD"
     assert user.plain("value") == "user-canary"
     for value in (password, user):
         assert {"value", "__provider"} <= value.secret_inputs()
@@ -185,7 +208,7 @@ def test_adopt_reaches_the_provider(run_program: RunProgram) -> None:
         .read_text()
         .replace("SNOWFLAKE_USER: {config: true}", "SNOWFLAKE_USER: {config: true, adopt: true}")
     )
-    assert run_program(manifest).named(VALUE, "snowflake-credentials/SNOWFLAKE_USER").plain("adopt") is True
+    assert run_program(manifest).named(VALUE, "/compute/snowflake:SNOWFLAKE_USER").plain("adopt") is True
 
 
 BAD_INPUT = [

@@ -107,8 +107,9 @@ def test_diff_sees_no_change_in_the_same_secret_value(value: Any) -> None:
         ({"path": "/compute/other"}, True, ["path"]),
         ({"environment": "prod"}, True, ["environment"]),
         ({"project_slug": "other"}, True, ["project_slug"]),
+        ({"site_url": "https://other-infisical.example.com"}, True, ["site_url"]),
     ],
-    ids=["same", "value", "unknown-value", "comment", "rename-key", "path", "environment", "project"],
+    ids=["same", "value", "unknown-value", "comment", "rename-key", "path", "environment", "project", "other-host"],
 )
 def test_diff(infisical: InfisicalFixture, change: dict[str, Any], changes: bool, replaces: list[str]) -> None:
     result = infisical.provider().diff(ID, {**PROPS, "__provider": "old"}, {**PROPS, **change, "__provider": "new"})
@@ -351,6 +352,26 @@ def test_serialized_provider_holds_no_credential_token_or_value(infisical: Infis
     for secret in (WRITER[1], VALUE, *tokens):
         assert secret.encode() not in pickled
     assert WRITER[0].encode() not in pickled
+
+
+def test_the_provider_class_stays_importable_where_existing_states_pickled_it() -> None:
+    """Every stack's state holds the pickled provider by module path: moving the class would break
+    refresh and destroy of every existing stack."""
+    import pickle
+
+    from floe_infra.secret_value import InfisicalSecretValueProvider as at_its_path
+
+    provider = at_its_path(site_url="https://infisical.company.com")
+    pickled = base64.b64decode(serialize_provider(provider))
+    assert b"floe_infra.secret_value" in pickled
+    assert type(pickle.loads(pickled)) is at_its_path
+
+
+def test_a_value_writes_to_its_own_host(infisical: InfisicalFixture) -> None:
+    """site_url is the resource's: a provider configured for another host still writes there."""
+    provider = infisical.provider()
+    provider.create({**PROPS, "site_url": infisical.double.url})
+    assert stored(infisical) == VALUE
 
 
 def test_configure_falls_back_to_the_environment(infisical: InfisicalFixture, monkeypatch: pytest.MonkeyPatch) -> None:

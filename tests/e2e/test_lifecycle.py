@@ -212,7 +212,7 @@ def test_4_config_change_updates_in_place(stack: Stack) -> None:
     stack.pulumi.config_set(key, new_user, secret=True, path=True)
     steps = stack.pulumi.preview_json()["steps"]
     changed = {(s["op"], s["urn"].split("::")[-1]) for s in steps if s["op"] != "same"}
-    assert changed == {("update", "snowflake-credentials/SNOWFLAKE_USER")}
+    assert changed == {("update", stack.path(SNOWFLAKE) + ":SNOWFLAKE_USER")}
     stack.pulumi.up()
     assert stack.infisical.get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_USER") == new_user
 
@@ -222,7 +222,7 @@ def test_4_a_value_changed_in_infisical_is_drift_on_refresh(stack: Stack) -> Non
     stack.infisical.set(*where, "changed-by-hand")
     drift = stack.pulumi("refresh", "--preview-only", "--expect-no-changes", check=False)
     assert drift.returncode != 0
-    assert "snowflake-credentials/SNOWFLAKE_USER" in drift.stdout
+    assert stack.path(SNOWFLAKE) + ":SNOWFLAKE_USER" in drift.stdout
     stack.pulumi("refresh", "--yes")
     stack.pulumi.up()  # the stack's config wins again
     assert stack.infisical.get(*where) == stack.canaries["user-2"]
@@ -237,6 +237,49 @@ def test_4_a_value_deleted_in_infisical_is_recreated_by_refresh_and_up(stack: St
     after = stack.infisical.get(*where)
     assert after is not None and len(after) == 32
     assert before is not None
+
+
+def _changes(stack: Stack) -> set[tuple[str, str, str]]:
+    """(operation, type, name) of every step a preview proposes beyond "same"."""
+    steps = stack.pulumi.preview_json()["steps"]
+    return {(s["op"], s["urn"].split("::")[2].split("$")[-1], s["urn"].split("::")[-1]) for s in steps
+            if s["op"] != "same"}
+
+
+def test_4_renaming_a_reference_or_a_key_keeps_every_value(stack: Stack) -> None:
+    manifest_file = stack.pulumi.project / "manifest.yaml"
+    original = manifest_file.read_text()
+    get = stack.infisical.get
+    catalog = stack.path("/{prefix}/catalog/polaris")
+    token = get(ENV, catalog, "POLARIS_TOKEN")
+    value = "pulumi-python:dynamic/infisical:SecretValue"
+    # A reference renamed (same folder): its values keep their URNs; only its sync object moves.
+    key = "floe:secretValues.dagster-database.DATABASE_URL"
+    stack.pulumi.config_set(key, stack.canaries["database"], secret=True, path=True)
+    renamed_ref = original.replace("  dagster-db:\n", "  dagster-database:\n")
+    manifest_file.write_text(renamed_ref)
+    changes = _changes(stack)
+    assert not any("dynamic" in typ for _, typ, _ in changes), changes
+    stack.pulumi.up()
+    assert get(ENV, stack.path("/{prefix}/dagster"), "DATABASE_URL") == stack.canaries["database"]
+    assert stack.kube("infisicalsecret", "floe-jobs", "dagster-database")
+    # A key renamed with renamed_from: renamed in place in Infisical, the generated value kept.
+    manifest_file.write_text(
+        renamed_ref.replace("POLARIS_TOKEN: {", "POLARIS_API_TOKEN: {renamed_from: POLARIS_TOKEN, ")
+    )
+    assert _changes(stack) == {("update", value, f"{catalog}:POLARIS_API_TOKEN")}
+    stack.pulumi.up()
+    assert get(ENV, catalog, "POLARIS_API_TOKEN") == token
+    assert get(ENV, catalog, "POLARIS_TOKEN") is None
+    # And back, the same ways, so the later steps start from the original manifest.
+    manifest_file.write_text(
+        renamed_ref.replace("POLARIS_TOKEN: {", "POLARIS_TOKEN: {renamed_from: POLARIS_API_TOKEN, ")
+    )
+    stack.pulumi.up()
+    manifest_file.write_text(original)
+    stack.pulumi.up()
+    stack.pulumi("preview", "--expect-no-changes")
+    assert get(ENV, catalog, "POLARIS_TOKEN") == token
 
 
 def test_5_a_broken_manifest_stops_preview_with_one_line(stack: Stack) -> None:
