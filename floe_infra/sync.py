@@ -174,7 +174,7 @@ def sync_objects(
             "infisicalAuthRef": {"name": auth.name, "namespace": auth.namespace},
             "sources": [{"projectSlug": config.project_slug, "environmentSlug": environment, "secretPath": ref.path}],
             "syncOptions": {"refreshInterval": seconds(config.resync_interval)},
-            "targets": [{"kind": "Secret", **_target(ref), "creationPolicy": "Owner", "secretType": "Opaque"}],
+            "targets": [{"kind": "Secret", **_target(ref), "creationPolicy": "Orphan", "secretType": "Opaque"}],
         }
         deps = (operator.release.id, auth.id, *values)
         return (_object(V1BETA1, "InfisicalStaticSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
@@ -196,10 +196,13 @@ def sync_objects(
             {
                 "secretName": ref.name,
                 "secretNamespace": ref.namespace,
-                "creationPolicy": "Owner",
+                "creationPolicy": "Orphan",
                 "secretType": "Opaque",
             }
         ],
     }
+    # creationPolicy Orphan (the CRD's default): the Secret carries no owner reference, so nothing
+    # that deletes the InfisicalSecret (a CRD removed with its Helm release, a namespace switch of the
+    # release) garbage-collects the Secret that pods read; a new InfisicalSecret resumes syncing it.
     deps = (operator.release.id, identity.id, *values)
     return (_object(V1ALPHA1, "InfisicalSecret", ref.name, ref.namespace, labels, spec, deps, protect),)

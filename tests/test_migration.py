@@ -58,7 +58,7 @@ def test_v1beta1_replaces_infisical_secrets(tmp_path: Path) -> None:
     ]
     assert spec["targets"] == [
         {"kind": "Secret", "name": "snowflake-credentials", "namespace": "floe-jobs",
-         "creationPolicy": "Owner", "secretType": "Opaque"}
+         "creationPolicy": "Orphan", "secretType": "Opaque"}
     ]  # fmt: skip
     assert spec["syncOptions"] == {"refreshInterval": "60s"}
     assert "InfisicalAuth:infisical/infisical-universal" in static.depends_on

@@ -60,7 +60,7 @@ def test_infisical_secret_spec_is_exact(tmp_path: Path) -> None:
                 {
                     "secretName": "snowflake-credentials",
                     "secretNamespace": "floe-jobs",
-                    "creationPolicy": "Owner",
+                    "creationPolicy": "Orphan",
                     "secretType": "Opaque",
                 }
             ],
