@@ -7,6 +7,7 @@ parent, dependencies, protect, secret inputs), which Pulumi's ``Mocks.new_resour
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
@@ -16,6 +17,7 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from infisical_double import DoubleServer, InfisicalDouble, Project
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config as DynamicConfig
@@ -29,6 +31,25 @@ from floe_infra.stack import SECRET_KEYS, WRITER_ENV
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_SIG = rpc._special_secret_sig
+
+
+CRDS_ENV = "FLOE_OPERATOR_CRDS"
+
+
+def operator_crd(kind: str) -> dict[str, Any]:
+    """The operator's CRD for ``kind``: from the file ``$FLOE_OPERATOR_CRDS`` names (what `helm
+    template` renders from the pinned chart, as the GitHub workflow does), else from
+    ../shared/reference, else skip."""
+    rendered = os.environ.get(CRDS_ENV)
+    if rendered:
+        docs = [d for d in yaml.safe_load_all(Path(rendered).read_text()) if isinstance(d, dict)]
+        matches = [
+            d for d in docs if d.get("kind") == "CustomResourceDefinition" and d["spec"]["names"]["kind"] == kind
+        ]
+        if not matches:
+            raise AssertionError(f"{rendered} ({CRDS_ENV}) has no CustomResourceDefinition for {kind}")
+        return dict(matches[0])
+    return dict(yaml.safe_load(reference_file(f"{kind.lower()}-crd.yaml").read_text()))
 
 
 def reference_file(name: str) -> Path:

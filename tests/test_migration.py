@@ -29,16 +29,12 @@ def objects(tmp_path: Path, manifest: str, kind: str) -> list[KubeObject]:
 
 
 @pytest.mark.parametrize(
-    ("kind", "crd", "count"),
-    [
-        ("InfisicalConnection", "infisicalconnection-crd.yaml", 1),
-        ("InfisicalAuth", "infisicalauth-crd.yaml", 1),
-        ("InfisicalStaticSecret", "infisicalstaticsecret-crd.yaml", 2),
-    ],
+    ("kind", "count"),
+    [("InfisicalConnection", 1), ("InfisicalAuth", 1), ("InfisicalStaticSecret", 2)],
     ids=["connection", "auth", "static-secret"],
 )
-def test_v1beta1_objects_validate_against_the_operator_crds(tmp_path: Path, kind: str, crd: str, count: int) -> None:
-    validator = crd_validator(crd)
+def test_v1beta1_objects_validate_against_the_operator_crds(tmp_path: Path, kind: str, count: int) -> None:
+    validator = crd_validator(kind)
     found = objects(tmp_path, V1BETA1, kind)
     assert len(found) == count
     for obj in found:

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 from conftest import K8S_MANIFEST as K8S
-from conftest import reference_file
+from conftest import operator_crd, reference_file
 
 from floe_infra import ManifestError, StackConfigError, StackPlan, StackSettings, build_plan, load_manifest
 from floe_infra.build import deploy_config_problems, require_deploy_config
@@ -218,8 +218,8 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
-def crd_validator(name: str) -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load(reference_file(name).read_text())
+def crd_validator(kind: str) -> jsonschema.Draft7Validator:
+    crd = operator_crd(kind)
     (version,) = [v for v in crd["spec"]["versions"] if v["served"]]
     schema = _strict(version["schema"]["openAPIV3Schema"])
     schema["properties"]["metadata"] = {"type": "object"}
@@ -228,7 +228,7 @@ def crd_validator(name: str) -> jsonschema.Draft7Validator:
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_every_infisical_secret_validates_against_the_operator_crd(tmp_path: Path, stack: str) -> None:
-    validator = crd_validator("infisicalsecret-crd.yaml")
+    validator = crd_validator("InfisicalSecret")
     objects = [
         o.manifest() for o in plan_for(tmp_path, environment=stack).kube_objects() if o.kind == "InfisicalSecret"
     ]
@@ -241,7 +241,7 @@ def test_every_infisical_secret_validates_against_the_operator_crd(tmp_path: Pat
 
 
 def test_crd_check_would_catch_a_deprecated_or_misspelt_field(tmp_path: Path) -> None:
-    validator = crd_validator("infisicalsecret-crd.yaml")
+    validator = crd_validator("InfisicalSecret")
     obj = next(o.manifest() for o in plan_for(tmp_path).kube_objects() if o.kind == "InfisicalSecret")
     obj["spec"]["resyncIntervall"] = "60s"
     obj["spec"]["authentication"]["universalAuth"]["secretsScope"].pop("envSlug")
@@ -258,3 +258,17 @@ def test_chart_defaults_match_the_reference_chart() -> None:
 
     assert (chart["name"], chart["version"]) == (CHART_NAME, DEFAULT_CHART_VERSION)
     assert {"installCRDs", "hostAPI"} <= set(values)
+
+
+def test_crds_come_from_a_rendered_chart_when_the_workflow_provides_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On GitHub there is no ../shared: the workflow renders the pinned chart's CRDs (helm template)
+    into one multi-document file and names it in FLOE_OPERATOR_CRDS; the schema tests read that."""
+    docs = [reference_file(f"{k.lower()}-crd.yaml").read_text() for k in ("InfisicalAuth", "InfisicalSecret")]
+    rendered = tmp_path / "operator-crds.yaml"
+    rendered.write_text("---\n# Source: secrets-operator/templates/x.yaml\n" + "\n---\n".join(docs))
+    monkeypatch.setenv("FLOE_OPERATOR_CRDS", str(rendered))
+    assert operator_crd("InfisicalSecret")["metadata"]["name"] == "infisicalsecrets.secrets.infisical.com"
+    with pytest.raises(AssertionError, match="has no CustomResourceDefinition for InfisicalStaticSecret"):
+        operator_crd("InfisicalStaticSecret")
