@@ -126,6 +126,9 @@ class _Builder:
                 values=dict(desired.values),
                 create_namespace=False,
                 skip_crds=False,
+                # A failed install is purged and a failed upgrade rolled back, with what it created.
+                atomic=True,
+                cleanup_on_fail=True,
                 opts=opts,
             )
         else:

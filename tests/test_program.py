@@ -151,6 +151,11 @@ def test_renamed_from_aliases_the_value_and_its_password_to_the_old_key(run_prog
     assert run.named(VALUE, "/compute/snowflake:SNOWFLAKE_USER").aliases == []
 
 
+def test_a_failed_release_install_or_upgrade_is_undone(run_program: RunProgram) -> None:
+    release = run_program().named(RELEASE, "infisical/infisical-secrets-operator")
+    assert (release.plain("atomic"), release.plain("cleanupOnFail")) == (True, True)
+
+
 def test_create_namespaces_false_creates_none(run_program: RunProgram) -> None:
     run = run_program(config={**default_config("dev"), "floe:createNamespaces": "false"})
     assert run.of_type(NAMESPACE) == []
