@@ -70,7 +70,7 @@ def _project(root: Path, name: str, program: str, manifest: str | None) -> Path:
 
 def _timed(pulumi: Pulumi, *args: str) -> float:
     start = time.perf_counter()
-    pulumi(*args)
+    pulumi(*args, timeout=3600)
     return time.perf_counter() - start
 
 
@@ -129,10 +129,11 @@ def main() -> int:
                 p_times = _arm(p, {"floe:environment": "dev", "floe:operatorClientId": "bench",
                                    "floe:operatorClientSecret": "bench"})
                 f_times = _arm(f, {})
-                f("destroy", "--yes")
-                p("destroy", "--yes")
+                f("destroy", "--yes", timeout=3600)
+                p("destroy", "--yes", timeout=3600)
                 rows.append((n, p_times, f_times))
-                print(f"  measured {n} references", file=sys.stderr, flush=True)
+                print(f"  {n} references: program preview {p_times[0]:.1f} s, up {p_times[1]:.1f} s; "
+                      f"floor preview {f_times[0]:.1f} s, up {f_times[1]:.1f} s", file=sys.stderr, flush=True)
             server.shutdown()
         finally:
             cluster.down()
