@@ -1,21 +1,33 @@
 # Two entry points for a fresh machine: `make plan` and `make test`. Both create .venv if needed.
+# Two virtualenvs: venv/ is the Pulumi program's runtime (Pulumi.yaml), requirements.txt only;
+# .venv/ adds the test and lint tools (requirements-dev.txt).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUNTIME_STAMP := venv/.installed
 STACK ?= dev
 
 PLAN_ARGS ?=
 
-.PHONY: install policy-install plan test lint typecheck unit bench clean tools tools-bin cluster cluster-down e2e
+.PHONY: install runtime policy-install plan test lint typecheck unit bench clean tools tools-bin cluster cluster-down e2e
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+$(RUNTIME_STAMP): requirements.txt pyproject.toml
+	test -x venv/bin/python || $(PYTHON) -m venv venv
+	venv/bin/python -m pip install --quiet --upgrade pip
+	venv/bin/python -m pip install --quiet -r requirements.txt
+	touch $(RUNTIME_STAMP)
+
 install: $(STAMP)
+
+# What `pulumi preview/up` runs the program with.
+runtime: $(RUNTIME_STAMP)
 
 # The policy pack's own virtualenv (PulumiPolicy.yaml: virtualenv venv).
 policy-install:
@@ -52,7 +64,7 @@ cluster-down:
 	$(PYTHON) tools/cluster.py down .local-cluster
 
 # The program under the real CLI against a cluster and Infisical that the tests start and stop.
-e2e: $(STAMP) tools policy-install
+e2e: $(STAMP) $(RUNTIME_STAMP) tools policy-install
 	$(BIN)/pytest tests/e2e -p no:cacheprovider
 
 bench: $(STAMP)
@@ -61,4 +73,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/cli.py
 
 clean:
-	rm -rf $(VENV) policy/venv .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) venv policy/venv .pytest_cache .mypy_cache .ruff_cache build *.egg-info

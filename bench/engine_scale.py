@@ -59,10 +59,10 @@ def _project(root: Path, name: str, program: str, manifest: str | None) -> Path:
     project.mkdir()
     (project / "Pulumi.yaml").write_text(
         (ROOT / "Pulumi.yaml").read_text() if manifest else
-        f"name: {name}\nruntime:\n  name: python\n  options:\n    virtualenv: .venv\n"
+        f"name: {name}\nruntime:\n  name: python\n  options:\n    virtualenv: venv\n"
     )
     (project / "__main__.py").write_text(program)
-    (project / ".venv").symlink_to(ROOT / ".venv")
+    (project / "venv").symlink_to(ROOT / "venv")
     if manifest:
         (project / "manifest.yaml").write_text(manifest)
     return project

@@ -44,10 +44,15 @@ class SecretValues(Protocol):
 
 
 class StackConfigSecrets:
-    """SecretValues read from the ``floe`` stack config, decrypted by the engine, kept secret."""
+    """SecretValues read from the ``floe`` stack config, decrypted by the engine, kept secret.
 
-    def __init__(self, config: pulumi.Config) -> None:
+    ``missing_as_unknown`` (a preview without secrets): a value that is not set is an unknown
+    secret, as a value from a resource not created yet would be, instead of an error.
+    """
+
+    def __init__(self, config: pulumi.Config, *, missing_as_unknown: bool = False) -> None:
         self._config = config
+        self._missing_as_unknown = missing_as_unknown
         self._objects: dict[str, pulumi.Output[Any]] = {}
 
     def writer_host(self, manifest_site_url: str) -> str:
@@ -56,12 +61,36 @@ class StackConfigSecrets:
 
     def config_value(self, source: SecretSource) -> pulumi.Output[str]:
         assert source.config_key is not None
+        if self._missing_as_unknown and not self._is_set(source):
+            return _unknown_secret()
         if not source.config_path:
             return self._config.require_secret(source.config_key)
         if source.config_key not in self._objects:
             self._objects[source.config_key] = self._config.require_secret_object(source.config_key)
         path = source.config_path
         return pulumi.Output.secret(self._objects[source.config_key].apply(lambda v: _dig(v, path)))
+
+
+    def _is_set(self, source: SecretSource) -> bool:
+        assert source.config_key is not None
+        if not source.config_path:
+            return self._config.get(source.config_key) is not None
+        value: Any = self._config.get_object(source.config_key)
+        for part in source.config_path:
+            if not isinstance(value, dict) or part not in value:
+                return False
+            value = value[part]
+        return True
+
+
+def _unknown_secret() -> pulumi.Output[str]:
+    async def nothing() -> None:
+        return None
+
+    async def answer(value: bool) -> bool:
+        return value
+
+    return pulumi.Output(set(), nothing(), answer(False), answer(True))  # type: ignore[arg-type]
 
 
 def _dig(value: Any, path: tuple[str, ...]) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
 import pulumi
 
-from .build import build_plan, require_deploy_config
+from .build import build_plan, deploy_config_problems, require_deploy_config
 from .components import PlatformArgs, SecretsPlatform, StackConfigSecrets
 from .desired import StackPlan
 from .errors import FloeError
@@ -51,10 +52,23 @@ def _unknown_keys() -> set[str]:
     return keys - set(KNOWN_KEYS)
 
 
+PREVIEW_WITHOUT_SECRETS = "FLOE_PREVIEW_WITHOUT_SECRETS"
+"""``true``: a preview (never an update) goes on when secret config is missing, showing those values
+as unknown and each missing setting as a warning. For pull-request previews, which get no secrets."""
+
+
+def preview_without_secrets() -> bool:
+    return pulumi.runtime.is_dry_run() and os.environ.get(PREVIEW_WITHOUT_SECRETS, "").lower() == "true"
+
+
 def plan_from_config(config: pulumi.Config, root: Path) -> StackPlan:
     settings = settings_from_config(config)
     plan = build_plan(load_manifest(root / settings.manifest), settings)
-    require_deploy_config(plan)
+    if preview_without_secrets():
+        for problem in deploy_config_problems(plan):
+            pulumi.log.warn(f"preview without secrets ({PREVIEW_WITHOUT_SECRETS}): `pulumi up` would stop: {problem}")
+    else:
+        require_deploy_config(plan)
     return plan
 
 
@@ -78,6 +92,7 @@ def run() -> SecretsPlatform:
     except FloeError as exc:
         pulumi.log.error(str(exc))
         raise BadInput(str(exc)) from None
-    platform = SecretsPlatform("floe-secrets", PlatformArgs(plan, StackConfigSecrets(config)))
+    values = StackConfigSecrets(config, missing_as_unknown=preview_without_secrets())
+    platform = SecretsPlatform("floe-secrets", PlatformArgs(plan, values))
     pulumi.export("secrets", platform.outputs)
     return platform

@@ -39,7 +39,9 @@ Infisical host: the same project slug on another server is another secret."""
 _IN_PLACE = ("key", "value", "comment")
 
 # Credentials per configured provider instance, outside the instance so pickling cannot reach them.
-_CREDENTIALS: weakref.WeakKeyDictionary[InfisicalSecretValueProvider, Credentials] = weakref.WeakKeyDictionary()
+_CREDENTIALS: weakref.WeakKeyDictionary[InfisicalSecretValueProvider, Credentials | InfisicalError] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def secret_id(project_slug: str, environment: str, path: str, key: str) -> str:
@@ -97,12 +99,18 @@ class InfisicalSecretValueProvider(ResourceProvider):
         self.policy = policy
 
     def configure(self, req: ConfigureRequest) -> None:
-        _CREDENTIALS[self] = Credentials.resolve(req.config.get, self.site_url)
+        # Missing credentials fail the first request, not configure: a preview makes none.
+        try:
+            _CREDENTIALS[self] = Credentials.resolve(req.config.get, self.site_url)
+        except InfisicalError as exc:
+            _CREDENTIALS[self] = exc
 
     def _connection(self, props: dict[str, Any]) -> Connection:
         credentials = _CREDENTIALS.get(self)
         if credentials is None:  # not configured by an engine: environment variables only
             credentials = _CREDENTIALS[self] = Credentials.resolve(lambda _: None, self.site_url)
+        if isinstance(credentials, InfisicalError):
+            raise credentials
         if props.get("site_url"):  # the resource's own host (an import has none: the configured one)
             credentials = replace(credentials, host=str(props["site_url"]).rstrip("/"))
         return connect(credentials, self.policy)

@@ -194,6 +194,7 @@ def run_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunProgram:
         stack: str = "dev",
         config: Mapping[str, Any] | None = None,
         expect_error: bool = False,
+        preview: bool = False,
     ) -> ProgramRun:
         from floe_infra.program import run as program
 
@@ -204,7 +205,7 @@ def run_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunProgram:
         values = default_config(stack) if config is None else dict(config)
         monitor = RecordingMonitor()
         pulumi.runtime.settings.ROOT.set(None)  # a fresh stack resource per run, named after its stack
-        pulumi.runtime.set_mocks(monitor.mocks, project="floe", stack=stack, preview=False, monitor=monitor)
+        pulumi.runtime.set_mocks(monitor.mocks, project="floe", stack=stack, preview=preview, monitor=monitor)
         pulumi.runtime.settings.SETTINGS.root_directory = str(project)
         secret_keys = [k for k in values if k.removeprefix("floe:") in SECRET_KEYS or k == "infisical:clientSecret"]
         pulumi.runtime.set_all_config(

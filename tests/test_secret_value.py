@@ -384,7 +384,9 @@ def test_configure_falls_back_to_the_environment(infisical: InfisicalFixture, mo
     assert stored(infisical) == VALUE
 
 
-def test_missing_credentials_name_the_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_credentials_name_the_commands_at_the_first_request_not_in_a_preview(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for var in ("INFISICAL_HOST", "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"):
         monkeypatch.delenv(var, raising=False)
     provider = InfisicalSecretValueProvider(site_url="https://infisical.company.com")
@@ -392,5 +394,8 @@ def test_missing_credentials_name_the_commands(monkeypatch: pytest.MonkeyPatch) 
         r"set `pulumi config set infisical:clientId <client-id>` \(or INFISICAL_UNIVERSAL_AUTH_CLIENT_ID\) "
         r"and `pulumi config set --secret infisical:clientSecret"
     )
+    provider.configure(ConfigureRequest(DynamicConfig({}, "floe")))  # a preview configures, checks, diffs
+    assert provider.check({}, dict(PROPS)).failures == []
+    assert provider.diff(ID, dict(PROPS), dict(PROPS)).changes is False
     with pytest.raises(InfisicalError, match=expected):
-        provider.configure(ConfigureRequest(DynamicConfig({}, "floe")))
+        provider.create(dict(PROPS))

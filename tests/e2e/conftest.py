@@ -263,12 +263,12 @@ class Pulumi:
 
 
 def make_project(tmp: Path, tools_bin: Path, kubeconfig: Path, manifest: str) -> Path:
-    """A copy of the program (Pulumi.yaml, __main__.py and the repo's virtualenv) with ``manifest``."""
+    """A copy of the program (Pulumi.yaml, __main__.py and the runtime virtualenv) with ``manifest``."""
     project = tmp / "project"
     project.mkdir()
     for name in ("Pulumi.yaml", "__main__.py"):
         (project / name).write_text((ROOT / name).read_text())
-    (project / ".venv").symlink_to(ROOT / ".venv")
+    (project / "venv").symlink_to(ROOT / "venv")
     (project / "manifest.yaml").write_text(manifest)
     return project
 

@@ -310,6 +310,15 @@ def test_5_missing_secret_config_stops_preview_and_creates_nothing(stack: Stack)
         state = json.loads(fresh("stack", "export").stdout)
         resources = state["deployment"].get("resources") or []
         assert [r["type"] for r in resources if r["type"] != "pulumi:pulumi:Stack"] == []
+        # A pull request's preview gets no secrets: with FLOE_PREVIEW_WITHOUT_SECRETS it goes on,
+        # the missing values unknown and each missing setting a warning; an `up` still stops.
+        fresh.config_set("floe:kubeContext", "floe-local")
+        no_secrets = Pulumi(fresh.bin_dir, fresh.project, {**fresh.env, "FLOE_PREVIEW_WITHOUT_SECRETS": "true"},
+                            stack="missing")
+        preview = no_secrets("preview")
+        assert "preview without secrets (FLOE_PREVIEW_WITHOUT_SECRETS)" in preview.stdout
+        assert "floe:operatorClientId" in preview.stdout
+        assert no_secrets("up", "--yes", "--skip-preview", check=False).returncode != 0
     finally:
         fresh("stack", "rm", "--yes", "--force", check=False)
 
