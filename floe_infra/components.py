@@ -99,28 +99,6 @@ def _dig(value: Any, path: tuple[str, ...]) -> str:
     return str(value)
 
 
-class Cluster:
-    """The stack's cluster (floe:kubeContext) as two providers of one context: ``plain`` for built-in
-    kinds, and, for custom resources, one that exists only once the Helm releases that install
-    their CRDs do. A provider that starts before a CRD exists maps its kind by resetting its whole
-    discovery cache on every miss; a thousand custom resources then reset it a thousand times."""
-
-    def __init__(self, parent: pulumi.Resource, context: str | None) -> None:
-        self._parent = parent
-        self._context = context
-        self.plain = k8s.Provider("cluster", context=context, opts=pulumi.ResourceOptions(parent=parent))
-        self._after_crds: k8s.Provider | None = None
-
-    def for_custom_resources(self, releases: list[pulumi.Resource]) -> k8s.Provider:
-        if self._after_crds is None:
-            self._after_crds = k8s.Provider(
-                "cluster-after-crds",
-                context=self._context,
-                opts=pulumi.ResourceOptions(parent=self._parent, depends_on=releases),
-            )
-        return self._after_crds
-
-
 class _Builder:
     """Creates resources for desired objects under one parent, resolving depends_on by id."""
 
@@ -129,7 +107,7 @@ class _Builder:
         parent: pulumi.Resource,
         values: SecretValues,
         known: Mapping[str, pulumi.Resource],
-        cluster: Cluster,
+        cluster: k8s.Provider,
     ) -> None:
         self._parent = parent
         self._values = values
@@ -139,13 +117,7 @@ class _Builder:
     def add(self, desired: Desired) -> pulumi.Resource:
         # One flat method rather than a dispatch to helpers: the SDK records every program frame
         # under each registration, so call depth here is paid a thousand times in a large stack.
-        provider = None
-        if isinstance(desired, KubeObject):
-            builtin = desired.api_version == "v1"  # Namespace, Secret: every other kind has a CRD
-            releases: list[pulumi.Resource] = [r for r in self.created.values() if isinstance(r, k8s.helm.v3.Release)]
-            provider = self._cluster.plain if builtin else self._cluster.for_custom_resources(releases)
-        elif isinstance(desired, HelmRelease):
-            provider = self._cluster.plain
+        value = isinstance(desired, InfisicalValue)
         previous_name = desired.previous_name if isinstance(desired, InfisicalValue) else None
         previous = [pulumi.Alias(name=previous_name)] if previous_name else None
         opts = pulumi.ResourceOptions(
@@ -153,7 +125,7 @@ class _Builder:
             depends_on=[self.created[d] for d in desired.depends_on],
             protect=desired.protect,
             retain_on_delete=desired.retain_on_delete,
-            provider=provider,
+            provider=None if value else self._cluster,
             aliases=previous,
         )
         resource: pulumi.Resource
@@ -240,7 +212,7 @@ class _Builder:
 class OperatorArgs:
     plan: OperatorPlan
     values: SecretValues
-    cluster: Cluster
+    cluster: k8s.Provider
 
 
 class InfisicalOperator(pulumi.ComponentResource):
@@ -264,7 +236,7 @@ class ReferenceArgs:
     plan: ReferencePlan
     values: SecretValues
     known: Mapping[str, pulumi.Resource]
-    cluster: Cluster
+    cluster: k8s.Provider
 
 
 class SecretReference(pulumi.ComponentResource):
@@ -290,9 +262,9 @@ class SecretsPlatform(pulumi.ComponentResource):
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{TYPE_PREFIX}:Platform", name, None, opts)
         plan = args.plan
-        # Every Kubernetes object goes through these providers: the cluster is the stack's
+        # Every Kubernetes object goes through this provider: the cluster is the stack's
         # floe:kubeContext (required when protected), never whatever context happens to be current.
-        cluster = Cluster(self, plan.settings.kube_context)
+        cluster = k8s.Provider("cluster", context=plan.settings.kube_context, opts=pulumi.ResourceOptions(parent=self))
         known: dict[str, pulumi.Resource] = {}
         if plan.operator is not None:
             operator = InfisicalOperator(

@@ -42,7 +42,6 @@ def test_resource_types_names_and_parents(run_program: RunProgram, stack: str) -
         [
             ("floe:secrets:Platform", "floe-secrets", f"floe-{stack}"),
             (CLUSTER, "cluster", "floe-secrets"),
-            (CLUSTER, "cluster-after-crds", "floe-secrets"),
             ("floe:secrets:InfisicalOperator", "infisical-operator", "floe-secrets"),
             ("floe:secrets:SecretReference", "catalog-credentials", "floe-secrets"),
             ("floe:secrets:SecretReference", "snowflake-credentials", "floe-secrets"),
@@ -113,19 +112,10 @@ def test_every_kubernetes_object_goes_through_the_stacks_cluster_provider(
 ) -> None:
     """Not the default provider: `pulumi up -s prod` must not deploy to whatever context is current."""
     run = run_program(config={**default_config("dev"), **context})
-    plain, after_crds = run.named(CLUSTER, "cluster"), run.named(CLUSTER, "cluster-after-crds")
-    assert plain.plain("context") == after_crds.plain("context") == expected
-
-    def provider(r: Any) -> str:
-        return str(r.provider.rsplit("::", 1)[0])  # a provider reference is urn::id
-
+    (cluster,) = run.of_type(CLUSTER)
+    assert cluster.plain("context") == expected
     kube = [r for r in run.registrations if r.type.startswith("kubernetes:")]
-    builtin = {r.type for r in kube if provider(r) == plain.urn}
-    assert builtin == {NAMESPACE, SECRET, RELEASE}
-    custom = [r for r in kube if r.type not in builtin]
-    assert custom and {provider(r) for r in custom} == {after_crds.urn}
-    # Custom resources map their kinds only once the release has installed the CRDs.
-    assert run.named(RELEASE, "infisical/infisical-secrets-operator").urn in after_crds.dependencies
+    assert kube and {r.provider.rsplit("::", 1)[0] for r in kube} == {cluster.urn}  # provider ref: urn::id
     assert all(r.provider == "" for r in run.registrations if r.type.startswith("pulumi-python:"))
 
 
