@@ -276,9 +276,12 @@ def make_project(tmp: Path, tools_bin: Path, kubeconfig: Path, manifest: str) ->
 def pulumi_env(tmp: Path, tools_bin: Path, kubeconfig: Path) -> dict[str, str]:
     backend = tmp / "backend"
     backend.mkdir()
-    keep = {k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TMPDIR", "HOME", "USER")}
+    scratch = tmp / "scratch"  # the Kubernetes provider leaves a kubeconfig file per Helm operation
+    scratch.mkdir()
+    keep = {k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "HOME", "USER")}
     return {
         **keep,
+        "TMPDIR": str(scratch),
         "PATH": f"{tools_bin}:{ROOT / '.venv' / 'bin'}:/usr/bin:/bin",
         "PULUMI_HOME": str(tmp / "pulumi-home"),
         "PULUMI_BACKEND_URL": f"file://{backend}",
