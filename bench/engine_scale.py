@@ -12,7 +12,7 @@ For each size (references), on the local control plane (tools/cluster.py) with t
 Each arm is a fresh stack: `pulumi preview`, then `pulumi up --skip-preview`, wall time; then
 `pulumi destroy`. Target: program at most 1.3x the floor.
 
-    .venv/bin/python bench/engine_scale.py [--sizes 10 100 1000]
+    .venv/bin/python bench/engine_scale.py [--sizes 10 100 1000] [--skip-checkpoints]
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000],
                         help="numbers of references to measure (default: 10 100 1000)")
+    parser.add_argument("--skip-checkpoints", action="store_true",
+                        help="both arms with PULUMI_SKIP_CHECKPOINTS=true: the engine saves state once, at the end "
+                             "(default: off, a checkpoint after every step, as users run it)")
     args = parser.parse_args()
     bin_dir = Path(subprocess.run([str(ROOT / "tools" / "build.sh"), "--dir"], capture_output=True, text=True,
                                   check=True).stdout.strip())
@@ -124,6 +127,8 @@ def main() -> int:
                                    MANIFEST.format(repo=url + "/", refs=refs))
                 floor = _project(arm_dir, "floor", FLOOR.format(n=n), None)
                 env = pulumi_env(arm_dir, bin_dir, cluster.kubeconfig)
+                if args.skip_checkpoints:
+                    env["PULUMI_SKIP_CHECKPOINTS"] = "true"
                 p = Pulumi(bin_dir, program, env)
                 f = Pulumi(bin_dir, floor, env)
                 p_times = _arm(p, {"floe:environment": "dev", "floe:operatorClientId": "bench",
