@@ -69,7 +69,7 @@ class Credentials:
 
         ``for_cli``: there is no stack config, so the message names only the variables.
         """
-        host = config("infisical:siteUrl") or os.environ.get(HOST_ENV) or default_host
+        host = writer_host(config, default_host)
         client_id = config("infisical:clientId") or os.environ.get(CLIENT_ID_ENV)
         client_secret = config("infisical:clientSecret") or os.environ.get(CLIENT_SECRET_ENV)
         wanted = (
@@ -80,7 +80,14 @@ class Credentials:
         missing = [env if for_cli else f"{command} (or {env})" for value, command, env in wanted if not value]
         if missing:
             raise InfisicalError("no Infisical machine identity to use: set " + " and ".join(missing))
-        return cls(str(host).rstrip("/"), str(client_id), str(client_secret))
+        return cls(str(host), str(client_id), str(client_secret))
+
+
+def writer_host(config: Callable[[str], Any], default_host: str | None) -> str | None:
+    """Where the writer writes: ``infisical:siteUrl``, else INFISICAL_HOST, else ``default_host``
+    (the manifest's site_url)."""
+    host = config("infisical:siteUrl") or os.environ.get(HOST_ENV) or default_host
+    return str(host).rstrip("/") if host else None
 
 
 class _Transient(Exception):

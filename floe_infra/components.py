@@ -7,7 +7,6 @@ secrets, so ``pulumi preview`` shows exactly what ``floe secrets plan`` printed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -15,6 +14,7 @@ from typing import Any, Protocol
 import pulumi
 import pulumi_kubernetes as k8s
 
+from ._infisical import writer_host
 from .desired import (
     Desired,
     HelmRelease,
@@ -27,7 +27,6 @@ from .desired import (
 )
 from .password import GeneratedPassword
 from .secret_value import InfisicalSecretValue
-from .stack import WRITER_ENV, WRITER_NAMESPACE
 
 TYPE_PREFIX = "floe:secrets"
 
@@ -56,8 +55,11 @@ class StackConfigSecrets:
         self._objects: dict[str, pulumi.Output[Any]] = {}
 
     def writer_host(self, manifest_site_url: str) -> str:
-        host = pulumi.Config(WRITER_NAMESPACE).get("siteUrl") or os.environ.get(WRITER_ENV["siteUrl"])
-        return (host or manifest_site_url).rstrip("/")
+        def config(key: str) -> str | None:
+            namespace, name = key.split(":", 1)
+            return pulumi.Config(namespace).get(name)
+
+        return writer_host(config, manifest_site_url) or manifest_site_url
 
     def config_value(self, source: SecretSource) -> pulumi.Output[str]:
         assert source.config_key is not None
