@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests" / "e2e"), str(ROOT / "tests")]
 
 from cluster import LocalCluster  # noqa: E402
-from conftest import CHART, Pulumi, QuietHandler, package_chart, pulumi_env  # noqa: E402
+from conftest import Pulumi, chart_repository, pulumi_env  # noqa: E402
 
 MANIFEST = """\
 plugins:
@@ -83,6 +83,29 @@ def _arm(pulumi: Pulumi, config: dict[str, str]) -> tuple[float, float]:
     return preview, up
 
 
+def _measure(
+    n: int, tmp: Path, bin_dir: Path, cluster: LocalCluster, repo: str, skip_checkpoints: bool
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(preview, up) seconds of the program and of the floor at ``n`` references; both destroyed after."""
+    refs = "".join(f"  ref-{i}:\n    path: /bench/ref-{i}\n" for i in range(n))
+    arm_dir = tmp / f"n{n}"
+    arm_dir.mkdir()
+    program = _project(arm_dir, "program", (ROOT / "__main__.py").read_text(), MANIFEST.format(repo=repo, refs=refs))
+    floor = _project(arm_dir, "floor", FLOOR.format(n=n), None)
+    env = pulumi_env(arm_dir, bin_dir, cluster.kubeconfig)
+    if skip_checkpoints:
+        env["PULUMI_SKIP_CHECKPOINTS"] = "true"
+    p, f = Pulumi(bin_dir, program, env), Pulumi(bin_dir, floor, env)
+    config = {"floe:environment": "dev", "floe:operatorClientId": "bench", "floe:operatorClientSecret": "bench"}
+    p_times = _arm(p, config)
+    f_times = _arm(f, {})
+    f("destroy", "--yes", timeout=3600)
+    p("destroy", "--yes", timeout=3600)
+    print(f"  {n} references: program preview {p_times[0]:.1f} s, up {p_times[1]:.1f} s; "
+          f"floor preview {f_times[0]:.1f} s, up {f_times[1]:.1f} s", file=sys.stderr, flush=True)
+    return p_times, f_times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000],
@@ -101,45 +124,11 @@ def main() -> int:
         tmp = Path(tmp_name)
         cluster = LocalCluster(tmp / "cluster", bin_dir)
         cluster.up()
+        (tmp / "charts").mkdir()
         try:
-            charts = tmp / "charts"
-            charts.mkdir()
-            import functools
-            import hashlib
-            import threading
-            from http.server import ThreadingHTTPServer
-
-            import yaml
-
-            name, data, meta = package_chart(CHART)
-            (charts / name).write_bytes(data)
-            server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(charts)))
-            url = f"http://127.0.0.1:{server.server_address[1]}"
-            entry = {**meta, "urls": [f"{url}/{name}"], "digest": hashlib.sha256(data).hexdigest()}
-            (charts / "index.yaml").write_text(yaml.safe_dump({"apiVersion": "v1",
-                                                               "entries": {meta["name"]: [entry]}}))
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-            for n in args.sizes:
-                refs = "".join(f"  ref-{i}:\n    path: /bench/ref-{i}\n" for i in range(n))
-                arm_dir = tmp / f"n{n}"
-                arm_dir.mkdir()
-                program = _project(arm_dir, "program", (ROOT / "__main__.py").read_text(),
-                                   MANIFEST.format(repo=url + "/", refs=refs))
-                floor = _project(arm_dir, "floor", FLOOR.format(n=n), None)
-                env = pulumi_env(arm_dir, bin_dir, cluster.kubeconfig)
-                if args.skip_checkpoints:
-                    env["PULUMI_SKIP_CHECKPOINTS"] = "true"
-                p = Pulumi(bin_dir, program, env)
-                f = Pulumi(bin_dir, floor, env)
-                p_times = _arm(p, {"floe:environment": "dev", "floe:operatorClientId": "bench",
-                                   "floe:operatorClientSecret": "bench"})
-                f_times = _arm(f, {})
-                f("destroy", "--yes", timeout=3600)
-                p("destroy", "--yes", timeout=3600)
-                rows.append((n, p_times, f_times))
-                print(f"  {n} references: program preview {p_times[0]:.1f} s, up {p_times[1]:.1f} s; "
-                      f"floor preview {f_times[0]:.1f} s, up {f_times[1]:.1f} s", file=sys.stderr, flush=True)
-            server.shutdown()
+            with chart_repository(tmp / "charts") as repo:
+                for n in args.sizes:
+                    rows.append((n, *_measure(n, tmp, bin_dir, cluster, repo, args.skip_checkpoints)))
         finally:
             cluster.down()
     print(f"{'references':>10} | {'phase':<7} | {'program s':>9} | {'floor s':>7} | {'ratio':>5}")

@@ -77,11 +77,10 @@ class StackConfigSecrets:
         assert source.config_key is not None
         if not source.config_path:
             return self._config.get(source.config_key) is not None
-        value: Any = self._config.get_object(source.config_key)
-        for part in source.config_path:
-            if not isinstance(value, dict) or part not in value:
-                return False
-            value = value[part]
+        try:
+            _dig(self._config.get_object(source.config_key), source.config_path)
+        except (KeyError, TypeError):
+            return False
         return True
 
 
@@ -119,9 +118,8 @@ class _Builder:
     def add(self, desired: Desired) -> pulumi.Resource:
         # One flat method rather than a dispatch to helpers: the SDK records every program frame
         # under each registration, so call depth here is paid a thousand times in a large stack.
-        value = isinstance(desired, InfisicalValue)
-        previous_name = desired.previous_name if isinstance(desired, InfisicalValue) else None
-        previous = [pulumi.Alias(name=previous_name)] if previous_name else None
+        value = desired if isinstance(desired, InfisicalValue) else None
+        previous = [pulumi.Alias(name=value.previous_name)] if value and value.previous_name else None
         opts = pulumi.ResourceOptions(
             parent=self._parent,
             depends_on=[self.created[d] for d in desired.depends_on],

@@ -8,6 +8,7 @@ tools or ``../shared/reference`` the tests skip and say which is missing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -79,14 +80,12 @@ def package_chart(source: Path) -> tuple[str, bytes, dict[str, Any]]:
     return f"{meta['name']}-{meta['version']}.tgz", buf.getvalue(), meta
 
 
-@pytest.fixture(scope="session")
-def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not CHART.is_dir():
-        pytest.skip(f"the operator chart is not at {CHART} (../shared/reference)")
-    root = tmp_path_factory.mktemp("charts")
+@contextlib.contextmanager
+def chart_repository(root: Path) -> Iterator[str]:
+    """A Helm chart repository on 127.0.0.1 serving the operator chart from ``root``; its URL."""
     name, data, meta = package_chart(CHART)
     (root / name).write_bytes(data)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
     url = f"http://127.0.0.1:{server.server_address[1]}"
     digest = hashlib.sha256(data).hexdigest()
     entry = {**meta, "urls": [f"{url}/{name}"], "digest": digest, "created": "2026-07-21T00:00:00Z"}
@@ -101,7 +100,15 @@ def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.server_close()
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
+@pytest.fixture(scope="session")
+def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not CHART.is_dir():
+        pytest.skip(f"the operator chart is not at {CHART} (../shared/reference)")
+    with chart_repository(tmp_path_factory.mktemp("charts")) as url:
+        yield url
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
