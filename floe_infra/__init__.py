@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .build import build_plan, deploy_config_problems
-    from .components import InfisicalOperator, SecretReference, SecretsPlatform
+    from .components import InfisicalOperator, SecretsPlatform
     from .desired import HelmRelease, InfisicalValue, KubeObject, SecretSource, StackPlan
     from .errors import FloeError, ManifestError, StackConfigError
     from .manifest import LoadedManifest, Manifest, Reference, load_manifest
@@ -24,7 +24,6 @@ _EXPORTS = {
     "build_plan": "build",
     "deploy_config_problems": "build",
     "InfisicalOperator": "components",
-    "SecretReference": "components",
     "SecretsPlatform": "components",
     "HelmRelease": "desired",
     "InfisicalValue": "desired",
@@ -62,7 +61,6 @@ __all__ = [
     "ManifestError",
     "PluginContext",
     "Reference",
-    "SecretReference",
     "SecretSource",
     "SecretsPlatform",
     "SecretsPlugin",

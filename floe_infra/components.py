@@ -29,6 +29,8 @@ from .password import GeneratedPassword
 from .secret_value import InfisicalSecretValue
 
 TYPE_PREFIX = "floe:secrets"
+# The component each reference had until 2026-11; its former children carry an alias to it.
+FORMER_REFERENCE_TYPE = f"{TYPE_PREFIX}:SecretReference"
 
 
 class SecretValues(Protocol):
@@ -115,11 +117,15 @@ class _Builder:
         self._cluster = cluster
         self.created: dict[str, pulumi.Resource] = dict(known)
 
-    def add(self, desired: Desired) -> pulumi.Resource:
+    def add(self, desired: Desired, former_parent: pulumi.Input[str] | None = None) -> pulumi.Resource:
+        """``former_parent``: the URN of a component the object was once a child of (an alias)."""
         # One flat method rather than a dispatch to helpers: the SDK records every program frame
         # under each registration, so call depth here is paid a thousand times in a large stack.
         value = desired if isinstance(desired, InfisicalValue) else None
-        previous = [pulumi.Alias(name=value.previous_name)] if value and value.previous_name else None
+        # Each former identity: the old key name (renamed_from), the old parent, or both.
+        names: list[dict[str, Any]] = [{}, {"name": value.previous_name}] if value and value.previous_name else [{}]
+        parents: list[dict[str, Any]] = [{}, {"parent": former_parent}] if former_parent is not None else [{}]
+        previous = [pulumi.Alias(**n, **p) for n in names for p in parents if n or p] or None
         opts = pulumi.ResourceOptions(
             parent=self._parent,
             depends_on=[self.created[d] for d in desired.depends_on],
@@ -174,7 +180,7 @@ class _Builder:
                     desired.logical_name,
                     metadata=metadata,
                     type=str(desired.content["type"]),
-                    string_data=self._secret_data(desired),
+                    string_data=self._secret_data(desired, previous),
                     opts=opts,
                 )
             else:
@@ -189,9 +195,10 @@ class _Builder:
         self.created[desired.id] = resource
         return resource
 
-    def _secret_data(self, obj: KubeObject) -> dict[str, pulumi.Output[str]]:
+    def _secret_data(self, obj: KubeObject, aliases: list[pulumi.Alias] | None) -> dict[str, pulumi.Output[str]]:
         generated = {
-            name.rsplit("/", 1)[1]: self._password(name, s, obj.protect) for name, s in obj.generated().items()
+            name.rsplit("/", 1)[1]: self._password(name, s, obj.protect, aliases)
+            for name, s in obj.generated().items()
         }
         return {k: generated.get(k) or self._values.config_value(s) for k, s in obj.secret_data.items()}
 
@@ -232,25 +239,6 @@ class InfisicalOperator(pulumi.ComponentResource):
 
 
 @dataclass(frozen=True)
-class ReferenceArgs:
-    plan: ReferencePlan
-    values: SecretValues
-    known: Mapping[str, pulumi.Resource]
-    cluster: k8s.Provider
-
-
-class SecretReference(pulumi.ComponentResource):
-    """One secret reference: the InfisicalSecret (or plain Secret) that fills its Kubernetes Secret."""
-
-    def __init__(self, name: str, args: ReferenceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(f"{TYPE_PREFIX}:SecretReference", name, None, opts)
-        builder = _Builder(self, args.values, args.known, args.cluster)
-        for obj in args.plan.objects:
-            builder.add(obj)
-        self.register_outputs(dict(args.plan.output))
-
-
-@dataclass(frozen=True)
 class PlatformArgs:
     plan: StackPlan
     values: SecretValues
@@ -276,11 +264,14 @@ class SecretsPlatform(pulumi.ComponentResource):
         builder = _Builder(self, args.values, known, cluster)
         for namespace in plan.namespaces:
             builder.add(namespace)
+        # A reference's objects are the platform's children, with no component of their own: in a
+        # file-backed stack every resource is a state entry and a checkpoint write, and a component
+        # per reference doubled both (bench/engine_scale.py). Stacks made before keep their
+        # resources through an alias to the component they were under.
         for ref in plan.references:
-            SecretReference(
-                ref.reference.name,
-                ReferenceArgs(ref, args.values, builder.created, cluster),
-                pulumi.ResourceOptions(parent=self),
-            )
+            former = pulumi.create_urn(ref.reference.name, FORMER_REFERENCE_TYPE, parent=self)
+            for obj in ref.objects:
+                builder.add(obj, former)
         self.outputs = plan.outputs()
-        self.register_outputs({"secrets": self.outputs})
+        # The outputs are the stack's `secrets` output; not repeated in this component's state.
+        self.register_outputs({})

@@ -72,7 +72,7 @@ class Registration:
     inputs: dict[str, Any]
     provider: str = ""
     retain_on_delete: bool = False
-    aliases: list[str] = field(default_factory=list)  # the names of alias specs
+    aliases: list[tuple[str, str]] = field(default_factory=list)  # (name, parent URN) of each alias spec
 
     def secret_inputs(self) -> set[str]:
         """Top-level input names the engine was told are secret."""
@@ -127,7 +127,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
                     provider=request.provider,
                     retain_on_delete=bool(request.retainOnDelete),
-                    aliases=[a.spec.name for a in request.aliases if a.HasField("spec")],
+                    aliases=[(a.spec.name, a.spec.parentUrn) for a in request.aliases if a.HasField("spec")],
                 )
             )
         return response

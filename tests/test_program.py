@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import K8S_MANIFEST, ROOT, RunProgram, default_config
+from conftest import K8S_MANIFEST, ROOT, ProgramRun, RunProgram, default_config
 
 from floe_infra import HelmRelease, build_plan, load_manifest, parse_stack_config
 from floe_infra.desired import PASSWORD_TYPE, InfisicalValue
@@ -43,17 +43,15 @@ def test_resource_types_names_and_parents(run_program: RunProgram, stack: str) -
             ("floe:secrets:Platform", "floe-secrets", f"floe-{stack}"),
             (CLUSTER, "cluster", "floe-secrets"),
             ("floe:secrets:InfisicalOperator", "infisical-operator", "floe-secrets"),
-            ("floe:secrets:SecretReference", "catalog-credentials", "floe-secrets"),
-            ("floe:secrets:SecretReference", "snowflake-credentials", "floe-secrets"),
             (NAMESPACE, "infisical", "infisical-operator"),
             (RELEASE, "infisical/infisical-secrets-operator", "infisical-operator"),
             (SECRET, "infisical/infisical-machine-identity", "infisical-operator"),
             (NAMESPACE, "floe-jobs", "floe-secrets"),
-            (CR, "floe-jobs/catalog-credentials", "catalog-credentials"),
-            (CR, "floe-jobs/snowflake-credentials", "snowflake-credentials"),
-            (VALUE, "/compute/snowflake:SNOWFLAKE_PASSWORD", "snowflake-credentials"),
-            (VALUE, "/compute/snowflake:SNOWFLAKE_USER", "snowflake-credentials"),
-            (PASSWORD, "/compute/snowflake:SNOWFLAKE_PASSWORD", "snowflake-credentials"),
+            (CR, "floe-jobs/catalog-credentials", "floe-secrets"),
+            (CR, "floe-jobs/snowflake-credentials", "floe-secrets"),
+            (VALUE, "/compute/snowflake:SNOWFLAKE_PASSWORD", "floe-secrets"),
+            (VALUE, "/compute/snowflake:SNOWFLAKE_USER", "floe-secrets"),
+            (PASSWORD, "/compute/snowflake:SNOWFLAKE_PASSWORD", "floe-secrets"),
         ]
     )
     cr = run.named(CR, "floe-jobs/snowflake-credentials").plain("spec")
@@ -146,9 +144,34 @@ def test_renamed_from_aliases_the_value_and_its_password_to_the_old_key(run_prog
         "SNOWFLAKE_PASSWORD: {generate:", "SNOWFLAKE_PASS: {renamed_from: SNOWFLAKE_PASSWORD, generate:"
     )
     run = run_program(manifest)
+    former = _former_parent(run, "snowflake-credentials")
     for typ in (VALUE, PASSWORD):
-        assert run.named(typ, "/compute/snowflake:SNOWFLAKE_PASS").aliases == ["/compute/snowflake:SNOWFLAKE_PASSWORD"]
-    assert run.named(VALUE, "/compute/snowflake:SNOWFLAKE_USER").aliases == []
+        assert sorted(run.named(typ, "/compute/snowflake:SNOWFLAKE_PASS").aliases) == [
+            ("", former), ("/compute/snowflake:SNOWFLAKE_PASSWORD", ""), ("/compute/snowflake:SNOWFLAKE_PASSWORD", former)
+        ]
+    assert run.named(VALUE, "/compute/snowflake:SNOWFLAKE_USER").aliases == [("", former)]
+
+
+def _former_parent(run: ProgramRun, reference: str) -> str:
+    """The URN the reference's component had: the platform's, with one more type and the reference's name."""
+    platform = run.named("floe:secrets:Platform", "floe-secrets").urn
+    return f"{platform.rsplit('::', 1)[0]}$floe:secrets:SecretReference::{reference}"
+
+
+@pytest.mark.parametrize("manifest", ["infisical", "k8s"], ids=["type-infisical", "type-k8s"])
+def test_stacks_made_with_a_component_per_reference_keep_every_object(
+    run_program: RunProgram, manifest: str
+) -> None:
+    # Until 2026-11 each reference's objects were children of a floe:secrets:SecretReference
+    # component; without an alias to it, the next up would delete and recreate every one of them,
+    # values in Infisical included.
+    run = run_program() if manifest == "infisical" else run_program(K8S_MANIFEST, config=k8s_config())
+    references = [r for r in run.registrations if r.type in (CR, VALUE, PASSWORD) or r.type == SECRET
+                  and not r.name.startswith("infisical/")]
+    assert references
+    for r in references:
+        ref = r.plain("metadata")["name"] if r.type in (CR, SECRET) else "snowflake-credentials"
+        assert r.aliases == [("", _former_parent(run, ref))], r.name
 
 
 def test_a_failed_release_install_or_upgrade_is_undone(run_program: RunProgram) -> None:

@@ -282,6 +282,52 @@ def test_4_renaming_a_reference_or_a_key_keeps_every_value(stack: Stack) -> None
     assert get(ENV, catalog, "POLARIS_TOKEN") == token
 
 
+def _as_component_per_reference(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The state as the program made it until 2026-11: every reference's objects (all but the
+    namespaces) under a floe:secrets:SecretReference component. A URN holds its parents' types,
+    not their names, so one component stands for all of them."""
+    resources = deployment["resources"]
+    platform = next(r["urn"] for r in resources if r["type"] == "floe:secrets:Platform")
+    prefix, name = platform.rsplit("::", 1)
+    component = f"{prefix}$floe:secrets:SecretReference::former"
+    moved = {
+        r["urn"]: r["urn"].replace(f"{prefix}$", f"{prefix}$floe:secrets:SecretReference$", 1)
+        for r in resources
+        if r.get("parent") == platform and r["type"] not in ("kubernetes:core/v1:Namespace", "pulumi:providers:kubernetes")
+        and not r["type"].startswith("floe:")
+    }
+    text = json.dumps(deployment)
+    for old, new in moved.items():
+        text = text.replace(json.dumps(old), json.dumps(new))
+    rewritten = json.loads(text)
+    for r in rewritten["resources"]:
+        if r["urn"] in moved.values():
+            r["parent"] = component
+    at = next(i for i, r in enumerate(rewritten["resources"]) if r["urn"] == platform) + 1
+    rewritten["resources"].insert(
+        at, {"urn": component, "custom": False, "type": "floe:secrets:SecretReference", "parent": platform}
+    )
+    return dict(rewritten)
+
+
+def test_4_a_stack_made_with_a_component_per_reference_upgrades_in_place(stack: Stack, tmp_path: Path) -> None:
+    exported = json.loads(stack.pulumi("stack", "export").stdout)
+    exported["deployment"] = _as_component_per_reference(exported["deployment"])
+    state = tmp_path / "former.json"
+    state.write_text(json.dumps(exported))
+    stack.pulumi("stack", "import", "--file", str(state))
+    assert "floe:secrets:SecretReference$" in stack.pulumi.state()
+    before = {r["urn"] for r in exported["deployment"]["resources"]}
+    # Every object is the same one under its new URN; only the component goes.
+    assert _changes(stack) == {("delete", "floe:secrets:SecretReference", "former")}
+    token = stack.infisical.get(ENV, stack.path("/{prefix}/catalog/polaris"), "POLARIS_TOKEN")
+    stack.pulumi.up()
+    stack.pulumi("preview", "--expect-no-changes")
+    after = json.loads(stack.pulumi("stack", "export").stdout)["deployment"]["resources"]
+    assert len(after) == len(before) - 1
+    assert stack.infisical.get(ENV, stack.path("/{prefix}/catalog/polaris"), "POLARIS_TOKEN") == token
+
+
 def test_5_a_broken_manifest_stops_preview_with_one_line(stack: Stack) -> None:
     manifest_file = stack.pulumi.project / "manifest.yaml"
     good = manifest_file.read_text()
