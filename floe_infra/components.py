@@ -21,7 +21,6 @@ from .desired import (
     InfisicalValue,
     KubeObject,
     OperatorPlan,
-    ReferencePlan,
     SecretSource,
     StackPlan,
 )

@@ -288,13 +288,13 @@ def _as_component_per_reference(deployment: dict[str, Any]) -> dict[str, Any]:
     not their names, so one component stands for all of them."""
     resources = deployment["resources"]
     platform = next(r["urn"] for r in resources if r["type"] == "floe:secrets:Platform")
-    prefix, name = platform.rsplit("::", 1)
+    prefix = platform.rsplit("::", 1)[0]
     component = f"{prefix}$floe:secrets:SecretReference::former"
     moved = {
         r["urn"]: r["urn"].replace(f"{prefix}$", f"{prefix}$floe:secrets:SecretReference$", 1)
         for r in resources
-        if r.get("parent") == platform and r["type"] not in ("kubernetes:core/v1:Namespace", "pulumi:providers:kubernetes")
-        and not r["type"].startswith("floe:")
+        if r.get("parent") == platform and not r["type"].startswith(("floe:", "pulumi:providers:"))
+        and r["type"] != "kubernetes:core/v1:Namespace"
     }
     text = json.dumps(deployment)
     for old, new in moved.items():
