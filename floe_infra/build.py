@@ -12,6 +12,7 @@ from typing import Any
 from .desired import (
     MANAGED_BY,
     STACK_LABEL,
+    ChartCrds,
     HelmRelease,
     InfisicalValue,
     KubeObject,
@@ -126,14 +127,22 @@ def _operator(
     op = config.operator
     namespace = _namespace(op.namespace, labels, settings) if settings.create_namespaces else None
     deps = (namespace.id,) if namespace else ()
+    crds = ChartCrds(
+        release=RELEASE_NAME,
+        chart=CHART_NAME,
+        version=op.chart_version,
+        repo=op.chart_repo,
+        values={"installCRDs": True},
+        protect=settings.protect,
+    )
     release = HelmRelease(
         name=RELEASE_NAME,
         namespace=op.namespace,
         chart=CHART_NAME,
         version=op.chart_version,
         repo=op.chart_repo,
-        values={"installCRDs": True, "hostAPI": config.host_api},
-        depends_on=deps,
+        values={"installCRDs": False, "hostAPI": config.host_api},
+        depends_on=(*deps, crds.id),
         protect=settings.protect,
     )
     identity = _opaque_secret(
@@ -147,7 +156,7 @@ def _operator(
         deps,
         settings.protect,
     )
-    plan = OperatorPlan(namespace=namespace, release=release, identity=identity)
+    plan = OperatorPlan(namespace=namespace, crds=crds, release=release, identity=identity)
     if op.api == "v1beta1":
         connection, auth = v1beta1_auth(config, release, identity, labels, settings.protect)
         plan = replace(plan, connection=connection, auth=auth)

@@ -7,7 +7,7 @@ secrets, so ``pulumi preview`` shows exactly what ``floe secrets plan`` printed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,6 +16,7 @@ import pulumi_kubernetes as k8s
 
 from ._infisical import writer_host
 from .desired import (
+    ChartCrds,
     Desired,
     HelmRelease,
     InfisicalValue,
@@ -115,6 +116,7 @@ class _Builder:
         self._values = values
         self._cluster = cluster
         self.created: dict[str, pulumi.Resource] = dict(known)
+        self._ready: dict[str, pulumi.Output[list[pulumi.Resource]]] = {}
 
     def add(self, desired: Desired, former_parent: pulumi.Input[str] | None = None) -> pulumi.Resource:
         """``former_parent``: the URN of a component the object was once a child of (an alias)."""
@@ -127,7 +129,7 @@ class _Builder:
         previous = [pulumi.Alias(**n, **p) for n in names for p in parents if n or p] or None
         opts = pulumi.ResourceOptions(
             parent=self._parent,
-            depends_on=[self.created[d] for d in desired.depends_on],
+            depends_on=self._depends_on(desired.depends_on),
             protect=desired.protect,
             retain_on_delete=desired.retain_on_delete,
             provider=None if value else self._cluster,
@@ -149,6 +151,20 @@ class _Builder:
                 adopt=desired.adopt,
                 site_url=self._values.writer_host(desired.site_url),
             )
+        elif isinstance(desired, ChartCrds):
+            chart = k8s.helm.v3.Chart(
+                desired.logical_name,
+                k8s.helm.v3.ChartOpts(
+                    chart=desired.chart,
+                    version=desired.version,
+                    fetch_opts=k8s.helm.v3.FetchOpts(repo=desired.repo),
+                    values=dict(desired.values),
+                    transformations=[_only_crds(desired.protect)],
+                ),
+                opts=opts,
+            )
+            self._ready[desired.id] = chart.resources.apply(lambda created: list(created.values()))
+            resource = chart
         elif isinstance(desired, HelmRelease):
             resource = k8s.helm.v3.Release(
                 desired.logical_name,
@@ -163,7 +179,9 @@ class _Builder:
                 # A failed install is purged and a failed upgrade rolled back, with what it created.
                 atomic=True,
                 cleanup_on_fail=True,
-                opts=opts,
+                # A new namespace or name is a new release, whose cluster-wide objects (RBAC) clash
+                # with the old one's: the old goes first. Its CRDs are not in it (ChartCrds).
+                opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
             )
         else:
             metadata = k8s.meta.v1.ObjectMetaArgs(
@@ -194,6 +212,14 @@ class _Builder:
         self.created[desired.id] = resource
         return resource
 
+    def _depends_on(self, ids: tuple[str, ...]) -> pulumi.Input[list[pulumi.Resource]]:
+        """The resources for ``ids``; a chart's CRDs count once every one of them is created."""
+        resources = [self.created[d] for d in ids]
+        charts = [self._ready[d] for d in ids if d in self._ready]
+        if not charts:
+            return resources
+        return pulumi.Output.all(*charts).apply(lambda lists: [*resources, *(r for rs in lists for r in rs)])
+
     def _secret_data(self, obj: KubeObject, aliases: list[pulumi.Alias] | None) -> dict[str, pulumi.Output[str]]:
         generated = {
             name.rsplit("/", 1)[1]: self._password(name, s, obj.protect, aliases)
@@ -212,6 +238,28 @@ class _Builder:
             opts=pulumi.ResourceOptions(parent=self._parent, protect=protect, aliases=aliases),
         )
         return password.result
+
+
+KEEP = {"helm.sh/resource-policy": "keep", "pulumi.com/patchForce": "true"}
+"""On the CRDs: Helm keeps them when a release that held them drops them; Pulumi applies them over
+the fields that release's Helm (or an earlier stack) still owns."""
+
+
+def _only_crds(protect: bool) -> Callable[[dict[str, Any], pulumi.ResourceOptions], None]:
+    """A Chart transformation: keep the CustomResourceDefinitions, retained on delete and annotated
+    with KEEP; every other object of the chart becomes an empty List (the release installs it)."""
+
+    def transform(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
+        if obj.get("kind") != "CustomResourceDefinition":
+            obj.clear()
+            obj.update(apiVersion="v1", kind="List")
+            return
+        metadata = obj.setdefault("metadata", {})
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), **KEEP}
+        opts.retain_on_delete = True
+        opts.protect = protect
+
+    return transform
 
 
 @dataclass(frozen=True)

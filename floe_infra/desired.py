@@ -160,7 +160,40 @@ class InfisicalValue:
         return {self.logical_name: self.source} if self.source.generate_length is not None else {}
 
 
-Desired = KubeObject | HelmRelease | InfisicalValue
+@dataclass(frozen=True)
+class ChartCrds:
+    """A chart's CustomResourceDefinitions, rendered from the chart (``values`` turn them on) and
+    applied as resources of their own, while its release installs the rest (with them off).
+
+    Deleting a CRD deletes every object of its kind. Inside the release, a release replacement (a
+    namespace change) or an uninstall would delete every InfisicalSecret; here the CRDs are kept on
+    delete (``retain_on_delete``) and an upgrade updates them in place. They carry
+    ``helm.sh/resource-policy: keep``, which an upgrade honours on the live object: a release that
+    held them (stacks made before 2026-11) leaves them in the cluster when it drops them."""
+
+    release: str
+    chart: str
+    version: str
+    repo: str
+    values: Mapping[str, Any]
+    depends_on: tuple[str, ...] = ()
+    protect: bool = False
+    retain_on_delete: bool = True
+    kind: Literal["ChartCRDs"] = "ChartCRDs"
+
+    pulumi_type = "kubernetes:helm.sh/v3:Chart"
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.logical_name}"
+
+    @property
+    def logical_name(self) -> str:
+        """The release's name: the chart renders labels from it, which must match the release's."""
+        return self.release
+
+
+Desired = KubeObject | HelmRelease | InfisicalValue | ChartCrds
 
 
 @dataclass(frozen=True)
@@ -169,6 +202,7 @@ class OperatorPlan:
     operator API v1beta1 its connection and auth objects; and External Secrets Operator if installed."""
 
     namespace: KubeObject | None
+    crds: ChartCrds
     release: HelmRelease
     identity: KubeObject
     connection: KubeObject | None = None
@@ -177,7 +211,7 @@ class OperatorPlan:
     eso_namespace: KubeObject | None = None
 
     def resources(self) -> tuple[Desired, ...]:
-        optional = (self.namespace, self.release, self.identity, self.connection, self.auth)
+        optional = (self.namespace, self.crds, self.release, self.identity, self.connection, self.auth)
         eso = (self.eso_namespace, self.eso)
         return tuple(r for r in (*optional, *eso) if r is not None)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .desired import PASSWORD_TYPE, HelmRelease, InfisicalValue, KubeObject, StackPlan
+from .desired import PASSWORD_TYPE, ChartCrds, HelmRelease, InfisicalValue, KubeObject, StackPlan
 from .errors import FloeError
 
 
@@ -32,6 +32,10 @@ def rows(plan: StackPlan) -> list[Row]:
     for r in plan.resources():
         if isinstance(r, HelmRelease):
             out.append(Row(r.pulumi_type, r.name, r.namespace, f"chart {r.chart} {r.version} from {r.repo}"))
+            continue
+        if isinstance(r, ChartCrds):
+            detail = f"the CRDs of chart {r.chart} {r.version}, one resource each, kept on delete"
+            out.append(Row(r.pulumi_type, r.logical_name, "", detail))
             continue
         for name, source in r.generated().items():
             out.append(Row(PASSWORD_TYPE, name, "", source.placeholder))
@@ -65,7 +69,7 @@ def _detail(obj: KubeObject) -> str:
 
 
 def component_count(plan: StackPlan) -> int:
-    return 1 + (1 if plan.operator else 0) + len(plan.references)
+    return 1 + (1 if plan.operator else 0)
 
 
 def table(plan: StackPlan) -> str:
@@ -81,10 +85,11 @@ def table(plan: StackPlan) -> str:
     for r in [header, *body]:
         lines.append(f"{r.type:<{widths[0]}}  {r.name:<{widths[1]}}  {r.namespace:<{widths[2]}}  {r.detail}".rstrip())
     components = component_count(plan)
+    crds = ", and the chart's CRDs" if plan.operator else ""
     lines += [
         "",
-        f"{len(body)} resources, in {components} components "
-        f"({len(body) + components + 1} to create in `pulumi preview`, counting the stack)",
+        f"{len(body)} resources, in {components} components ({len(body) + components + 2} to create in "
+        f"`pulumi preview`, counting the stack and the cluster provider{crds})",
     ]
     return "\n".join(lines) + "\n"
 

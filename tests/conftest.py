@@ -72,6 +72,7 @@ class Registration:
     inputs: dict[str, Any]
     provider: str = ""
     retain_on_delete: bool = False
+    delete_before_replace: bool = False
     aliases: list[tuple[str, str]] = field(default_factory=list)  # (name, parent URN) of each alias spec
 
     def secret_inputs(self) -> set[str]:
@@ -97,19 +98,38 @@ def _unwrap(value: Any) -> Any:
 
 
 class _EchoMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.invokes: list[tuple[str, dict[str, Any]]] = []
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         outputs = dict(args.inputs)
         if args.typ == PASSWORD_TYPE:
             outputs["result"] = "generated-" + args.name
         return f"{args.name}-id", outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
-        return {}, None
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        self.invokes.append((args.token, dict(args.args)))
+        if args.token == "kubernetes:helm:template":  # what the chart renders, with installCRDs true
+            return {"result": [dict(o) for o in CHART_OBJECTS]}
+        return {}
+
+
+CHART_OBJECTS = (
+    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+     "metadata": {"name": "infisicalsecrets.secrets.infisical.com", "annotations": {"controller-gen": "v0.18.0"}},
+     "spec": {"group": "secrets.infisical.com", "names": {"kind": "InfisicalSecret"}}},
+    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+     "metadata": {"name": "infisicalauths.secrets.infisical.com"},
+     "spec": {"group": "secrets.infisical.com", "names": {"kind": "InfisicalAuth"}}},
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "operator", "namespace": "infisical"}},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "manager-role"}},
+)
 
 
 class RecordingMonitor(mocks.MockMonitor):
     def __init__(self) -> None:
-        super().__init__(_EchoMocks())
+        self.echo = _EchoMocks()
+        super().__init__(self.echo)
         self.registrations: list[Registration] = []
 
     def RegisterResource(self, request: Any) -> Any:
@@ -127,6 +147,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
                     provider=request.provider,
                     retain_on_delete=bool(request.retainOnDelete),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
                     aliases=[(a.spec.name, a.spec.parentUrn) for a in request.aliases if a.HasField("spec")],
                 )
             )
@@ -138,8 +159,14 @@ class ProgramRun:
     """What one evaluation of the program registered, and its stack outputs."""
 
     registrations: list[Registration]
+    invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (token, args) of each call
     outputs: dict[str, Any] = field(default_factory=dict)
     error: BaseException | None = None
+
+    def chart_rendered(self) -> dict[str, Any]:
+        """What the one `kubernetes:helm:template` call asked Helm to render."""
+        (args,) = [a for token, a in self.invokes if token == "kubernetes:helm:template"]
+        return dict(json.loads(args["jsonOpts"]) if isinstance(args["jsonOpts"], str) else args["jsonOpts"])
 
     def of_type(self, typ: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == typ]
@@ -211,7 +238,7 @@ def run_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunProgram:
         pulumi.runtime.set_all_config(
             {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}, secret_keys
         )
-        result = ProgramRun(registrations=monitor.registrations)
+        result = ProgramRun(registrations=monitor.registrations, invokes=monitor.echo.invokes)
 
         @pulumi.runtime.test
         def evaluate() -> pulumi.Output[Any]:

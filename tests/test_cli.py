@@ -39,7 +39,15 @@ def test_plan_table_lists_every_resource_and_counts(
     )
     crs = [line.split()[:3] for line in lines if line.startswith("kubernetes:secrets.infisical.com")]
     assert [c[1:] for c in crs] == [["catalog-credentials", "floe-jobs"], ["snowflake-credentials", "floe-jobs"]]
-    assert lines[-1] == "9 resources, in 4 components (14 to create in `pulumi preview`, counting the stack)"
+    assert any(
+        line.split()[:2] == ["kubernetes:helm.sh/v3:Chart", "infisical-secrets-operator"]
+        and "the CRDs of chart secrets-operator v0.11.5, one resource each, kept on delete" in line
+        for line in lines
+    )
+    assert lines[-1] == (
+        "10 resources, in 2 components (14 to create in `pulumi preview`, counting the stack and the cluster "
+        "provider, and the chart's CRDs)"
+    )
     values = [line.split(None, 2) for line in lines if line.startswith("pulumi-python:dynamic/infisical:SecretValue")]
     assert [(v[1], v[2]) for v in values] == [
         (
@@ -73,7 +81,7 @@ def test_plan_json_and_out_dir(project: Path, capsys: pytest.CaptureFixture[str]
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
     assert doc["environment"] == "prod" and doc["warnings"] == []
-    assert len(doc["resources"]) == 9
+    assert len(doc["resources"]) == 10
     assert doc["outputs"]["secrets"]["catalog-credentials"]["podSpec"] == {
         "envFrom": [{"secretRef": {"name": "catalog-credentials"}}]
     }

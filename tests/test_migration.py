@@ -177,6 +177,6 @@ def test_program_registers_v1beta1_and_eso_as_planned(run_program: RunProgram) -
     run = run_program(both, config=default_config("dev"))
     kinds = sorted({r.type.rsplit(":", 1)[1] for r in run.registrations if r.type.startswith("kubernetes:")})
     assert kinds == sorted(
-        ["Namespace", "Release", "Secret", "InfisicalConnection", "InfisicalAuth", "InfisicalStaticSecret",
-         "ClusterSecretStore", "ExternalSecret"]
+        ["Namespace", "Chart", "CustomResourceDefinition", "Release", "Secret", "InfisicalConnection",
+         "InfisicalAuth", "InfisicalStaticSecret", "ClusterSecretStore", "ExternalSecret"]
     )  # fmt: skip

@@ -86,7 +86,14 @@ def test_operator_release_and_identity(tmp_path: Path) -> None:
         "infisical-secrets-operator",
     )
     assert release.repo == "https://dl.cloudsmith.io/public/infisical/helm-charts/helm/charts/"
-    assert release.values == {"installCRDs": True, "hostAPI": "https://infisical.company.com/api"}
+    # The CRDs are not the release's: its replacement or uninstall would delete every InfisicalSecret.
+    assert release.values == {"installCRDs": False, "hostAPI": "https://infisical.company.com/api"}
+    crds = plan.operator.crds
+    assert (crds.chart, crds.version, crds.repo, dict(crds.values)) == (
+        release.chart, release.version, release.repo, {"installCRDs": True}
+    )
+    assert crds.logical_name == release.name  # the chart renders its labels from the release name
+    assert crds.retain_on_delete and crds.id in release.depends_on
     assert set(identity.secret_data) == {"clientId", "clientSecret"}
     assert identity.manifest()["stringData"] == {
         "clientId": "<secret from floe:operatorClientId>",

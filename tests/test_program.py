@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import K8S_MANIFEST, ROOT, ProgramRun, RunProgram, default_config
+from conftest import CHART_OBJECTS, K8S_MANIFEST, ROOT, ProgramRun, RunProgram, default_config
 
 from floe_infra import HelmRelease, build_plan, load_manifest, parse_stack_config
-from floe_infra.desired import PASSWORD_TYPE, InfisicalValue
+from floe_infra.desired import PASSWORD_TYPE, ChartCrds, InfisicalValue
 
 CR = "kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret"
 SECRET = "kubernetes:core/v1:Secret"
@@ -19,6 +19,9 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 PASSWORD = PASSWORD_TYPE
 VALUE = "pulumi-python:dynamic/infisical:SecretValue"
 CLUSTER = "pulumi:providers:kubernetes"
+CHART = "kubernetes:helm.sh/v3:Chart"
+CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+CHART_CRDS = sorted(o["metadata"]["name"] for o in CHART_OBJECTS if o["kind"] == "CustomResourceDefinition")
 
 V1BETA1_AND_ESO = (
     (ROOT / "manifest.yaml")
@@ -44,6 +47,8 @@ def test_resource_types_names_and_parents(run_program: RunProgram, stack: str) -
             (CLUSTER, "cluster", "floe-secrets"),
             ("floe:secrets:InfisicalOperator", "infisical-operator", "floe-secrets"),
             (NAMESPACE, "infisical", "infisical-operator"),
+            (CHART, "infisical-secrets-operator", "infisical-operator"),
+            *((CRD, name, "infisical-secrets-operator") for name in CHART_CRDS),
             (RELEASE, "infisical/infisical-secrets-operator", "infisical-operator"),
             (SECRET, "infisical/infisical-machine-identity", "infisical-operator"),
             (NAMESPACE, "floe-jobs", "floe-secrets"),
@@ -68,7 +73,8 @@ def test_each_custom_resource_depends_on_release_identity_and_namespace(run_prog
     snowflake = run.named(CR, "floe-jobs/snowflake-credentials")
     assert set(snowflake.dependencies) == {release.urn, identity.urn, jobs.urn, *values}
     operator_ns = run.named(NAMESPACE, "infisical")
-    assert release.dependencies == [operator_ns.urn]
+    crds = [r.urn for r in run.of_type(CRD)]
+    assert len(crds) == len(CHART_CRDS) and sorted(release.dependencies) == sorted([operator_ns.urn, *crds])
     assert identity.dependencies == [operator_ns.urn]
 
 
@@ -112,7 +118,7 @@ def test_every_kubernetes_object_goes_through_the_stacks_cluster_provider(
     run = run_program(config={**default_config("dev"), **context})
     (cluster,) = run.of_type(CLUSTER)
     assert cluster.plain("context") == expected
-    kube = [r for r in run.registrations if r.type.startswith("kubernetes:")]
+    kube = [r for r in run.registrations if r.type.startswith("kubernetes:") and r.type != CHART]  # components
     assert kube and {r.provider.rsplit("::", 1)[0] for r in kube} == {cluster.urn}  # provider ref: urn::id
     assert all(r.provider == "" for r in run.registrations if r.type.startswith("pulumi-python:"))
 
@@ -123,7 +129,7 @@ def test_namespaces_are_retained_when_the_stack_lets_go_of_them(run_program: Run
     run = run_program()
     namespaces = run.of_type(NAMESPACE)
     assert namespaces and all(n.retain_on_delete for n in namespaces)
-    assert not any(r.retain_on_delete for r in run.registrations if r.type not in (NAMESPACE,))
+    assert not any(r.retain_on_delete for r in run.registrations if r.type not in (NAMESPACE, CHART, CRD))
 
 
 def test_renaming_a_reference_keeps_every_value_and_password(run_program: RunProgram) -> None:
@@ -180,10 +186,19 @@ def test_a_failed_release_install_or_upgrade_is_undone(run_program: RunProgram) 
     assert (release.plain("atomic"), release.plain("cleanupOnFail")) == (True, True)
 
 
+def test_a_release_moved_to_another_namespace_is_deleted_before_its_successor_installs(
+    run_program: RunProgram,
+) -> None:
+    # Both would own the same cluster-wide objects (ClusterRoles): the successor's install would fail.
+    release = run_program().named(RELEASE, "infisical/infisical-secrets-operator")
+    assert release.delete_before_replace
+
+
 def test_create_namespaces_false_creates_none(run_program: RunProgram) -> None:
     run = run_program(config={**default_config("dev"), "floe:createNamespaces": "false"})
     assert run.of_type(NAMESPACE) == []
-    assert run.named(RELEASE, "infisical/infisical-secrets-operator").dependencies == []
+    crds = {r.urn for r in run.of_type(CRD)}
+    assert crds and set(run.named(RELEASE, "infisical/infisical-secrets-operator").dependencies) == crds
 
 
 def test_stack_output_secrets(run_program: RunProgram) -> None:
@@ -332,7 +347,9 @@ def test_program_registers_exactly_the_plan(
     plan = _plan_for(stack, config, path)
 
     expected_names = {(r.pulumi_type, r.logical_name) for r in plan.resources()}
-    expected_names |= {(PASSWORD, n) for o in plan.resources() if not isinstance(o, HelmRelease) for n in o.generated()}
+    expected_names |= {(PASSWORD, n) for o in plan.resources() if not isinstance(o, (HelmRelease, ChartCrds))
+                       for n in o.generated()}
+    expected_names |= {(CRD, name) for name in CHART_CRDS} if plan.operator else set()
     registered = {(r.type, r.name) for r in run.registrations if not r.type.startswith(("floe:", "pulumi:providers:"))}
     assert registered == expected_names
 
@@ -343,8 +360,16 @@ def test_program_registers_exactly_the_plan(
             continue
         assert reg.protect == desired.protect
         deps = {run.by_urn(u).name for u in reg.dependencies}
-        passwords = set(desired.generated()) if not isinstance(desired, HelmRelease) else set()
-        assert deps == {d.split(":", 1)[1] for d in desired.depends_on} | passwords
+        passwords = set(desired.generated()) if not isinstance(desired, (HelmRelease, ChartCrds)) else set()
+        crds = set(CHART_CRDS) if any(d.startswith("ChartCRDs:") for d in desired.depends_on) else set()
+        named = {d.split(":", 1)[1] for d in desired.depends_on if not d.startswith("ChartCRDs:")}
+        assert deps == named | passwords | crds
+        if isinstance(desired, ChartCrds):
+            rendered = run.chart_rendered()
+            assert (rendered["chart"], rendered["version"], rendered["fetch_opts"]["repo"], rendered["values"]) == (
+                desired.chart, desired.version, desired.repo, dict(desired.values)
+            )
+            continue
         if isinstance(desired, InfisicalValue):
             scope = ("project_slug", "environment", "path", "key", "adopt")
             assert {k: reg.plain(k) for k in scope} == {k: getattr(desired, k) for k in scope}
@@ -364,3 +389,30 @@ def test_program_registers_exactly_the_plan(
         if "stringData" in manifest_obj:
             assert set(reg.plain("stringData")) == set(manifest_obj["stringData"])
             assert reg.plain("type") == manifest_obj["type"]
+
+
+@pytest.mark.parametrize("protected", [False, True], ids=["dev", "prod-protected"])
+def test_the_operator_crds_are_resources_of_their_own_that_outlive_the_release(
+    run_program: RunProgram, protected: bool
+) -> None:
+    """Inside the release, replacing it (a namespace change) or uninstalling it would delete the
+    CRDs and with them every InfisicalSecret. The chart is rendered for its CRDs alone: each one is
+    retained on delete, kept by Helm, and applied before the release, which installs the rest."""
+    stack = "prod" if protected else "dev"
+    extra = {"floe:protect": "true", "floe:kubeContext": "floe-prod"} if protected else {}
+    run = run_program(stack=stack, config={**default_config(stack), **extra})
+    chart = run.named(CHART, "infisical-secrets-operator")
+    children = [r for r in run.registrations if r.parent == chart.urn]
+    assert sorted((r.type, r.name) for r in children) == [(CRD, name) for name in CHART_CRDS]  # no Deployment
+    (cluster,) = run.of_type(CLUSTER)
+    for crd in children:
+        assert crd.retain_on_delete and crd.protect == protected
+        assert crd.provider.rsplit("::", 1)[0] == cluster.urn
+        annotations = crd.plain("metadata")["annotations"]
+        assert annotations["helm.sh/resource-policy"] == "keep"
+        assert annotations["pulumi.com/patchForce"] == "true"
+    assert run.named(CRD, "infisicalsecrets.secrets.infisical.com").plain("metadata")["annotations"][
+        "controller-gen"] == "v0.18.0"  # the chart's own annotations stay
+    release = run.named(RELEASE, "infisical/infisical-secrets-operator")
+    assert release.plain("values")["installCRDs"] is False
+    assert {c.urn for c in children} <= set(release.dependencies)

@@ -4,10 +4,13 @@ team's would; each asserts what the cluster, Infisical and the state hold afterw
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 import secrets
 import string
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Any
 
 import pytest
 from cluster import LocalCluster
-from conftest import ROOT, Infisical, Pulumi, make_project, pulumi_env
+from conftest import CHART, ROOT, Infisical, Pulumi, make_project, pulumi_env
 
 pytestmark = pytest.mark.e2e
 
@@ -57,6 +60,7 @@ secrets:
       DATABASE_URL: {{config: true}}
 """
 SNOWFLAKE = "/{prefix}/compute/snowflake"
+CHART_TYPE = "kubernetes:helm.sh/v3:Chart"
 # Which object each reference becomes, and where: (kind, namespace, name).
 OBJECTS = [
     ("namespace", "", "infisical"),
@@ -146,12 +150,13 @@ def stack(
 
 
 def _engine_resources(preview: dict[str, Any]) -> set[tuple[str, str]]:
-    """(type, name) of every custom resource a `pulumi preview --json` would create."""
+    """(type, name) of every resource a `pulumi preview --json` would create, but the chart's CRDs
+    (the plan, made offline, names the chart they come from, not each CRD)."""
     out = set()
     for step in preview["steps"]:
         urn = step["urn"]
         typ = urn.split("::")[2].split("$")[-1]
-        if typ.startswith("pulumi:") or typ.startswith("floe:secrets:"):
+        if typ.startswith(("pulumi:", "floe:secrets:")) or f"{CHART_TYPE}$" in urn:
             continue
         out.add((typ, urn.split("::")[3]))
     return out
@@ -174,6 +179,20 @@ def test_1_preview_on_an_empty_cluster_shows_the_plan(stack: Stack) -> None:
     engine = _engine_resources(preview)
     assert engine == _plan_resources(stack.pulumi.project, stack.pulumi.env)
     assert all(step["op"] == "create" for step in preview["steps"])
+    assert _chart_crds(preview) == _crds_in_chart()
+
+
+def _chart_crds(preview: dict[str, Any]) -> set[str]:
+    """The names of the resources the preview makes under the operator chart's CRDs component."""
+    return {s["urn"].split("::")[-1] for s in preview["steps"] if f"{CHART_TYPE}$" in s["urn"]}
+
+
+def _crds_in_chart() -> set[str]:
+    """The CRD names the chart's templates define (and nothing else of the chart)."""
+    names = set()
+    for template in (CHART / "templates").glob("*-crd.yaml"):
+        names.add(re.search(r"(?m)^  name: (\S+)$", template.read_text())[1])  # type: ignore[index]
+    return names
 
 
 def test_2_up_creates_the_objects_and_writes_infisical(stack: Stack) -> None:
@@ -198,6 +217,12 @@ def test_2_up_creates_the_objects_and_writes_infisical(stack: Stack) -> None:
     outputs = stack.pulumi.outputs()["secrets"]
     env_from = {"envFrom": [{"secretRef": {"name": "snowflake-credentials"}}]}
     assert outputs["snowflake-credentials"]["podSpec"] == env_from
+    # The CRDs are the stack's, not the release's: kept by Helm and by Pulumi.
+    for name in _crds_in_chart():
+        (crd,) = stack.kube("crd", "", name)
+        annotations = crd["metadata"]["annotations"]
+        assert annotations["helm.sh/resource-policy"] == "keep"
+        assert "meta.helm.sh/release-name" not in annotations, f"{name} belongs to the Helm release"
 
 
 def test_3_a_second_preview_and_a_refresh_see_no_changes(stack: Stack) -> None:
@@ -280,6 +305,43 @@ def test_4_renaming_a_reference_or_a_key_keeps_every_value(stack: Stack) -> None
     stack.pulumi.up()
     stack.pulumi("preview", "--expect-no-changes")
     assert get(ENV, catalog, "POLARIS_TOKEN") == token
+
+
+def _uids(stack: Stack, kind: str) -> dict[str, str]:
+    return {o["metadata"]["name"]: o["metadata"]["uid"] for o in stack.kube(kind, "")}
+
+
+def test_4_moving_the_operator_to_another_namespace_keeps_every_infisical_secret(stack: Stack) -> None:
+    """The release is replaced (deleted, then installed in the new namespace). Were the CRDs
+    inside it, every InfisicalSecret would go with them."""
+    manifest_file = stack.pulumi.project / "manifest.yaml"
+    original = manifest_file.read_text()
+    crds = _uids(stack, "crd")
+    infisical_secrets = _all_uids(stack, "infisicalsecret")
+    assert len(infisical_secrets) == 3
+    moved = original.replace("      operator:\n", "      operator:\n        namespace: infisical-ops\n")
+    manifest_file.write_text(moved)
+    try:
+        stack.pulumi.up()
+        (deployment,) = stack.kube("deployment", "infisical-ops")
+        assert deployment["status"].get("readyReplicas") == 1
+        assert stack.kube("deployment", "infisical") == []
+        assert _all_uids(stack, "infisicalsecret") == infisical_secrets
+        assert _uids(stack, "crd") == crds
+        (snowflake,) = stack.kube("infisicalsecret", "floe-jobs", "snowflake-credentials")
+        ref = snowflake["spec"]["authentication"]["universalAuth"]["credentialsRef"]
+        assert ref == {"secretName": "infisical-machine-identity", "secretNamespace": "infisical-ops"}
+    finally:
+        manifest_file.write_text(original)
+    stack.pulumi.up()
+    assert _all_uids(stack, "infisicalsecret") == infisical_secrets
+    stack.pulumi("preview", "--expect-no-changes")
+
+
+def _all_uids(stack: Stack, kind: str) -> dict[str, str]:
+    out = stack.cluster.kubectl("get", kind, "-A", "-o", "json")
+    return {f"{o['metadata']['namespace']}/{o['metadata']['name']}": o["metadata"]["uid"]
+            for o in json.loads(out)["items"]}
 
 
 def _as_component_per_reference(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -454,3 +516,56 @@ def test_10_eso_objects_are_accepted_by_eso_crds_and_the_switch_keeps_one_sync_o
     assert not stack.kube("externalsecret", "floe-jobs", "snowflake-credentials")
     assert not stack.kube("clustersecretstore", "", "floe-dev-snowflake-credentials")
     stack.pulumi("destroy", "--yes")
+
+
+# The last version whose operator release held the CRDs (installCRDs: true).
+FORMER_VERSION = "490b5c028f9301fce1f08033d5e46276f52bb0eb"
+
+
+def _former_program(tmp: Path) -> Path:
+    """``floe_infra`` as it was at FORMER_VERSION, to put first on PYTHONPATH (or skip)."""
+    target = tmp / "former"
+    target.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", FORMER_VERSION, "floe_infra"], capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {FORMER_VERSION} is not in this checkout: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
+def _release_manifest(stack: Stack, namespace: str, name: str) -> str:
+    """The objects Helm's latest revision of a release holds (its release Secret, decoded)."""
+    (secret,) = [s for s in stack.kube("secret", namespace)
+                 if s["metadata"]["name"].startswith(f"sh.helm.release.v1.{name}.")
+                 and s["metadata"].get("labels", {}).get("status") == "deployed"]
+    release = json.loads(gzip.decompress(base64.b64decode(base64.b64decode(secret["data"]["release"]))))
+    return str(release["manifest"])
+
+
+def test_11_a_stack_whose_release_held_the_crds_upgrades_without_losing_an_infisical_secret(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Stacks made before the CRDs were resources of their own: dropping them from the release
+    must not delete them (Helm honours the keep annotation the stack puts on them first)."""
+    former_code = _former_program(tmp_path)
+    names = sorted(_crds_in_chart())
+    stack.cluster.kubectl("delete", "crd", *names, "--ignore-not-found")  # a cluster as the old version left it
+    former = Pulumi(stack.pulumi.bin_dir, stack.pulumi.project, {**stack.pulumi.env, "PYTHONPATH": str(former_code)},
+                    stack="former")
+    configure(former, stack.infisical, stack.canaries)
+    try:
+        former.up()
+        assert "CustomResourceDefinition" in _release_manifest(stack, "infisical", "infisical-secrets-operator")
+        crds, infisical_secrets = _uids(stack, "crd"), _all_uids(stack, "infisicalsecret")
+        assert set(names) <= set(crds) and len(infisical_secrets) == 3
+        upgraded = Pulumi(stack.pulumi.bin_dir, stack.pulumi.project, stack.pulumi.env, stack="former")
+        upgraded.up()
+        assert "CustomResourceDefinition" not in _release_manifest(stack, "infisical", "infisical-secrets-operator")
+        assert _uids(stack, "crd") == crds
+        assert _all_uids(stack, "infisicalsecret") == infisical_secrets
+        upgraded("preview", "--expect-no-changes")
+        upgraded("destroy", "--yes")
+        assert set(names) <= set(_uids(stack, "crd")), "destroy deleted the CRDs"
+    finally:
+        former("destroy", "--yes", check=False)
+        former("stack", "rm", "--yes", "--force", check=False)
