@@ -25,14 +25,23 @@ class Cluster:
 
     @classmethod
     def connect(cls, context: str | None) -> Cluster:
+        import yaml
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
         configuration = client.Configuration()
         # The client reads KUBECONFIG once, when imported; read it now, as kubectl does.
-        config_file = os.environ.get("KUBECONFIG") or "~/.kube/config"
+        named = os.environ.get("KUBECONFIG")
+        config_file = named or "~/.kube/config"
+        missing = [f for f in (named or "").split(os.pathsep) if f and not os.path.exists(f)]
+        if missing:
+            raise PluginError(f"KUBECONFIG names {missing[0]}, which does not exist: fix the path or unset KUBECONFIG")
         try:
             config.load_kube_config(config_file=config_file, context=context, client_configuration=configuration)
+        except (yaml.YAMLError, TypeError, AttributeError, KeyError, ValueError) as bad:
+            detail = " ".join(str(bad).split()) or type(bad).__name__
+            raise PluginError(f"{config_file}: not a valid kubeconfig ({detail}): fix it, or point KUBECONFIG at "
+                              "another file") from None
         except (ConfigException, OSError) as kube_exc:
             if context is not None:
                 raise PluginError(f"cannot use Kubernetes context {context!r}: {kube_exc}") from None

@@ -51,8 +51,14 @@ def parse_yaml(text: str) -> LoadedYaml:
         node = loader.get_single_node()
         if node is None:
             return LoadedYaml(data=None, lines={})
+        expanded = _expanded_size(node, {})
+        if expanded > MAX_EXPANDED_NODES:
+            raise YamlSyntaxError(
+                f"the document expands to {expanded:,} values through its aliases (*name), more than "
+                f"{MAX_EXPANDED_NODES:,}: write the values out, or use fewer nested aliases"
+            )
         lines: dict[PathKey, int] = {}
-        _index(node, (), lines)
+        _index(node, (), lines, set())
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -65,7 +71,31 @@ def parse_yaml(text: str) -> LoadedYaml:
     return LoadedYaml(data=data, lines=lines)
 
 
-def _index(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> None:
+MAX_EXPANDED_NODES = 1_000_000
+"""Values a document may hold once its aliases are expanded (an alias bomb of nine nested levels
+of nine holds 9**9); every consumer of the data walks the expanded tree."""
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes the tree under ``node`` holds with every alias expanded, in time linear in
+    the number of distinct nodes (an alias is the same node object, so each is counted once)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, sizes) for item in node.value)
+    sizes[id(node)] = size
+    return size
+
+
+def _index(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], seen_nodes: set[int]) -> None:
+    """Record the line of every key and item, entering each node once: an alias's target is
+    indexed where it is defined, so the index stays linear in the document's size."""
+    if id(node) in seen_nodes:
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -78,8 +108,8 @@ def _index(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> None:
                 )
             seen[key] = line
             lines[(*path, key)] = line
-            _index(value_node, (*path, key), lines)
+            _index(value_node, (*path, key), lines, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[(*path, i)] = item.start_mark.line + 1
-            _index(item, (*path, i), lines)
+            _index(item, (*path, i), lines, seen_nodes)

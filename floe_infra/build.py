@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from .desired import (
     MANAGED_BY,
@@ -29,6 +30,7 @@ from .sync import eso_release, sync_objects, v1beta1_auth
 CHART_NAME = "secrets-operator"
 RELEASE_NAME = "infisical-secrets-operator"
 AUTO_RELOAD_ANNOTATION = "secrets.infisical.com/auto-reload"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
@@ -68,7 +70,26 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
         namespaces=namespaces,
         operator=operator,
         references=plans,
+        warnings=tuple(_warnings(manifest, references)),
     )
+
+
+def _warnings(manifest: LoadedManifest, references: tuple[Reference, ...]) -> list[str]:
+    """What the plan allows but a careful user should hear about."""
+    out = []
+    plugin = manifest.model.plugins.secrets
+    if plugin.config is not None:
+        site = urlsplit(plugin.config.site_url)
+        if site.scheme == "http" and site.hostname not in LOOPBACK:
+            out.append(
+                f"plugins.secrets.config.site_url is {plugin.config.site_url}: the machine identities' "
+                "credentials and every secret would travel unencrypted; use https://"
+            )
+    for ref in references:
+        if plugin.type == "k8s" and not ref.keys:
+            out.append(f"secrets.{ref.name} declares no keys: its Secret will be empty; add keys: {{NAME: {{config: "
+                       f"true}}}} or {{generate: {{}}}}")
+    return out
 
 
 def deploy_config_problems(plan: StackPlan) -> list[str]:
@@ -203,7 +224,7 @@ def _infisical_reference(
         settings.protect,
     )
     output = _output(ref)
-    if ref.auto_reload:
+    if ref.auto_reload and ref.via == "operator":  # only the Infisical operator acts on it
         output["workloadAnnotations"] = {AUTO_RELOAD_ANNOTATION: "true"}
     return ReferencePlan(reference=ref, objects=(*values, *objects), output=output)
 

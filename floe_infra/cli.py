@@ -92,7 +92,7 @@ def _plan(args: argparse.Namespace) -> int:
     settings = read_stack_files(project_dir, args.stack)
     manifest_path = args.manifest if args.manifest is not None else project_dir / settings.manifest
     plan = build_plan(load_manifest(manifest_path), settings)
-    warnings = [f"`pulumi up` would stop: {p}" for p in deploy_config_problems(plan)]
+    warnings = [*plan.warnings, *(f"`pulumi up` would stop: {p}" for p in deploy_config_problems(plan))]
     sys.stdout.write(as_json(plan, warnings) if args.format == "json" else table(plan))
     if args.out is not None:
         files = write_objects(plan, args.out)

@@ -234,6 +234,7 @@ class StackPlan:
     namespaces: tuple[KubeObject, ...]
     operator: OperatorPlan | None
     references: tuple[ReferencePlan, ...]
+    warnings: tuple[str, ...] = ()
 
     def resources(self) -> tuple[Desired, ...]:
         operator = self.operator.resources() if self.operator else ()

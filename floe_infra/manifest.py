@@ -29,6 +29,8 @@ EnvVarName = Annotated[str, AfterValidator(names.env_var)]
 ProjectSlug = Annotated[str, AfterValidator(names.slug)]
 Interval = Annotated[str, AfterValidator(names.interval)]
 Url = Annotated[str, AfterValidator(names.url)]
+SiteUrl = Annotated[str, AfterValidator(names.site_url)]
+ExactVersion = Annotated[str, AfterValidator(names.exact_version)]
 
 DEFAULT_CHART_REPO = "https://dl.cloudsmith.io/public/infisical/helm-charts/helm/charts/"
 DEFAULT_CHART_VERSION = "v0.11.5"
@@ -42,7 +44,7 @@ class _Model(BaseModel):
 
 class OperatorSettings(_Model):
     namespace: DnsLabel = "infisical"
-    chart_version: Annotated[str, Field(min_length=1)] = DEFAULT_CHART_VERSION
+    chart_version: ExactVersion = DEFAULT_CHART_VERSION
     chart_repo: Url = DEFAULT_CHART_REPO
     api: Literal["v1alpha1", "v1beta1"] = "v1alpha1"
 
@@ -52,12 +54,12 @@ class EsoSettings(_Model):
 
     install: bool = False
     namespace: DnsLabel = "external-secrets"
-    chart_version: Annotated[str, Field(min_length=1)] = ESO_CHART_VERSION
+    chart_version: ExactVersion = ESO_CHART_VERSION
     chart_repo: Url = ESO_CHART_REPO
 
 
 class InfisicalSettings(_Model):
-    site_url: Url
+    site_url: SiteUrl
     project_slug: ProjectSlug
     identity_secret: DnsName = "infisical-machine-identity"
     resync_interval: Interval = "60s"
@@ -259,11 +261,11 @@ def _describe(error: ErrorDetails) -> str:
     if kind == "missing":
         return "required field is missing: add it"
     if kind == "extra_forbidden":
-        return f"unknown key (found {found!r}): remove it or fix its spelling"
+        return f"unknown key (found {names.shown(found)}): remove it or fix its spelling"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
     if isinstance(found, (str, int, float, bool)) or found is None:
-        return f"{msg}; found {found!r}"
+        return f"{msg}; found {names.shown(found)}"
     return f"{msg}; found a {type(found).__name__}"
 
 

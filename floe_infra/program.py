@@ -11,7 +11,7 @@ import pulumi
 from .build import build_plan, deploy_config_problems, require_deploy_config
 from .components import PlatformArgs, SecretsPlatform, StackConfigSecrets
 from .desired import StackPlan
-from .errors import FloeError
+from .errors import FloeError, StackConfigError
 from .manifest import load_manifest
 from .stack import (
     KNOWN_KEYS,
@@ -19,6 +19,7 @@ from .stack import (
     SCALAR_KEYS,
     WRITER_NAMESPACE,
     StackSettings,
+    committed_plaintext_secrets,
     parse_stack_config,
     writer_credentials_present,
 )
@@ -62,8 +63,13 @@ def preview_without_secrets() -> bool:
 
 
 def plan_from_config(config: pulumi.Config, root: Path) -> StackPlan:
+    plaintext = committed_plaintext_secrets(root, pulumi.get_stack())
+    if plaintext:
+        raise StackConfigError("\n".join(plaintext))
     settings = settings_from_config(config)
     plan = build_plan(load_manifest(root / settings.manifest), settings)
+    for warning in plan.warnings:
+        pulumi.log.warn(warning)
     if preview_without_secrets():
         for problem in deploy_config_problems(plan):
             pulumi.log.warn(f"preview without secrets ({PREVIEW_WITHOUT_SECRETS}): `pulumi up` would stop: {problem}")

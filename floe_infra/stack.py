@@ -83,7 +83,7 @@ def parse_stack_config(stack: str, values: Mapping[str, object], source: str) ->
         )
     return StackSettings(
         stack=stack,
-        environment=_string(values, "environment", source),
+        environment=_environment(_string(values, "environment", source), source),
         manifest=_string(values, "manifest", source, "manifest.yaml"),
         jobs_namespace=_namespace(_string(values, "jobsNamespace", source, "floe-jobs"), source),
         create_namespaces=_bool(values, "createNamespaces", source, True),
@@ -109,6 +109,13 @@ def _bool(values: Mapping[str, object], key: str, source: str, default: bool) ->
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     raise StackConfigError(f"{source}: {NAMESPACE}:{key} must be true or false; found {value!r}")
+
+
+def _environment(value: str, source: str) -> str:
+    try:
+        return names.environment_slug(value)
+    except ValueError as exc:
+        raise StackConfigError(f"{source}: {NAMESPACE}:environment: {exc}") from exc
 
 
 def _namespace(value: str, source: str) -> str:
@@ -141,6 +148,13 @@ def _secret_value_keys(raw: object, source: str) -> Mapping[str, frozenset[str]]
     return {str(ref): frozenset(str(k) for k in keys) for ref, keys in raw.items()}
 
 
+def committed_plaintext_secrets(project_dir: Path, stack: str) -> list[str]:
+    """For the program: credentials in plaintext in ``Pulumi.<stack>.yaml`` (the engine reads
+    them without telling plaintext from ciphertext)."""
+    stack_file = project_dir / f"Pulumi.{stack}.yaml"
+    return plaintext_secrets(stack_file, stack, _config(stack_file, project=False)) if stack_file.is_file() else []
+
+
 def read_stack_files(project_dir: Path, stack: str) -> StackSettings:
     """Read ``Pulumi.yaml`` defaults and ``Pulumi.<stack>.yaml`` as the pulumi CLI would, offline."""
     project_file = project_dir / "Pulumi.yaml"
@@ -153,10 +167,47 @@ def read_stack_files(project_dir: Path, stack: str) -> StackSettings:
             f"`{set_command(stack, 'environment', stack)}`, or pick another --stack"
         )
     stack_entries = _config(stack_file, project=False)
-    values = {**_in(_config(project_file, project=True), NAMESPACE), **_in(stack_entries, NAMESPACE)}
+    project_entries = _config(project_file, project=True)
+    plaintext = plaintext_secrets(stack_file, stack, stack_entries) + plaintext_secrets(
+        project_file, stack, project_entries
+    )
+    if plaintext:
+        raise StackConfigError("\n".join(plaintext))
+    values = {**_in(project_entries, NAMESPACE), **_in(stack_entries, NAMESPACE)}
     settings = parse_stack_config(stack, values, stack_file.name)
     writer = _in(stack_entries, WRITER_NAMESPACE)
     return replace(settings, writer_credentials_set=writer_credentials_present(writer.get))
+
+
+PLAINTEXT_FORBIDDEN = (
+    f"{NAMESPACE}:operatorClientSecret", f"{NAMESPACE}:secretValues", f"{WRITER_NAMESPACE}:clientSecret"
+)
+"""Keys whose values are credentials: a committed file may hold them only as ciphertext (``secure:``)."""
+
+
+def plaintext_secrets(path: Path, stack: str, entries: Mapping[str, object]) -> list[str]:
+    """Each credential ``entries`` (a file's config) holds in plaintext, with the command that
+    stores it encrypted; the value itself is never repeated."""
+    problems = []
+    for key in PLAINTEXT_FORBIDDEN:
+        if key not in entries:
+            continue
+        namespace, name = key.split(":", 1)
+        for leaf, value in _leaves(name, entries[key]):
+            if not _is_ciphertext(value):
+                command = set_command(stack, leaf, secret=True, path="." in leaf, namespace=namespace)
+                problems.append(
+                    f"{path.name}: {namespace}:{leaf} is in plaintext in a committed file: delete it there and "
+                    f"run `{command}`"
+                )
+    return problems
+
+
+def _leaves(name: str, value: object) -> list[tuple[str, object]]:
+    """(dotted path, value) of each leaf; a ciphertext is a leaf."""
+    if isinstance(value, dict) and value and not _is_ciphertext(value):
+        return [leaf for k, v in value.items() for leaf in _leaves(f"{name}.{k}", v)]
+    return [(name, value)]
 
 
 def _in(entries: Mapping[str, object], namespace: str) -> dict[str, object]:

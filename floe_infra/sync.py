@@ -29,14 +29,6 @@ ORPHAN_ON_DELETE = {"pulumi.com/deletionPropagationPolicy": "orphan"}
 ESO_RELEASE, ESO_CHART = "external-secrets", "external-secrets"
 CONNECTION_NAME, AUTH_NAME = "infisical", "infisical-universal"
 
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def seconds(interval: str) -> str:
-    """A manifest interval (``60s``, ``1d``) as Go's duration syntax, which has no days or weeks."""
-    return f"{int(interval[:-1]) * _UNIT_SECONDS[interval[-1]]}s"
-
-
 def _credential(identity: KubeObject, key: str) -> dict[str, str]:
     assert identity.namespace is not None
     return {"name": identity.name, "namespace": identity.namespace, "key": key}
@@ -158,7 +150,7 @@ def sync_objects(
             ref.namespace,
             labels,
             {
-                "refreshInterval": seconds(config.resync_interval),
+                "refreshInterval": names.go_duration(config.resync_interval),
                 "secretStoreRef": {"kind": "ClusterSecretStore", "name": store.name},
                 "target": {"name": ref.name, "creationPolicy": "Orphan", "deletionPolicy": "Retain"},
                 "dataFrom": [{"find": {"name": {"regexp": ".*"}}}],
@@ -173,7 +165,7 @@ def sync_objects(
         spec: dict[str, Any] = {
             "infisicalAuthRef": {"name": auth.name, "namespace": auth.namespace},
             "sources": [{"projectSlug": config.project_slug, "environmentSlug": environment, "secretPath": ref.path}],
-            "syncOptions": {"refreshInterval": seconds(config.resync_interval)},
+            "syncOptions": {"refreshInterval": names.go_duration(config.resync_interval)},
             "targets": [{"kind": "Secret", **_target(ref), "creationPolicy": "Orphan", "secretType": "Opaque"}],
         }
         deps = (operator.release.id, auth.id, *values)

@@ -144,8 +144,21 @@ def test_secret_values_set_with_path_are_seen_without_decrypting(
         (["--stack", "dev"], "environment", r"Pulumi\.dev\.yaml: floe:environment is not set"),
         (["--stack", "dev", "--manifest", "nope.yaml"], None, r"nope\.yaml: 1 problem:\n  - file not found"),
         (["--stack", "dev"], "typo", r"Pulumi\.dev\.yaml: unknown key floe:enviroment: remove it or fix its spelling"),
+        (["--stack", "dev"], "environment-slug", r"Pulumi\.dev\.yaml: floe:environment: 'Dev Env' is not an Infisical "
+                                                 r"environment slug: use lowercase letters and digits"),
+        (["--stack", "dev"], "plaintext-operator-secret",
+         r"^floe: error: Pulumi\.dev\.yaml: floe:operatorClientSecret is in plaintext in a committed file: delete it "
+         r"there and run `pulumi config set --secret --stack dev 'floe:operatorClientSecret' <value>`\n$"),
+        (["--stack", "dev"], "plaintext-secret-value",
+         r"floe:secretValues\.snowflake-credentials\.SNOWFLAKE_USER is in plaintext in a committed file: delete it "
+         r"there and run `pulumi config set --secret --path --stack dev "
+         r"'floe:secretValues\.snowflake-credentials\.SNOWFLAKE_USER' <value>`"),
+        (["--stack", "dev"], "plaintext-writer-secret",
+         r"Pulumi\.dev\.yaml: infisical:clientSecret is in plaintext in a committed file: .*"
+         r"`pulumi config set --secret --stack dev 'infisical:clientSecret' <value>`"),
     ],
-    ids=["unknown-stack", "bad-manifest", "no-environment", "missing-manifest", "config-typo"],
+    ids=["unknown-stack", "bad-manifest", "no-environment", "missing-manifest", "config-typo", "environment-slug",
+         "plaintext-operator-secret", "plaintext-secret-value", "plaintext-writer-secret"],
 )
 def test_bad_input_exits_2_with_one_message(
     project: Path, capsys: pytest.CaptureFixture[str], args: list[str], setup: str | None, match: str
@@ -156,8 +169,18 @@ def test_bad_input_exits_2_with_one_message(
         (project / "Pulumi.dev.yaml").write_text("config: {}\n")
     elif setup == "typo":
         add_secret_config(project, "dev", {"floe:enviroment": "dev"})
+    elif setup == "environment-slug":
+        add_secret_config(project, "dev", {"floe:environment": "Dev Env"})
+    elif setup == "plaintext-operator-secret":
+        add_secret_config(project, "dev", {"floe:operatorClientSecret": CANARY, "floe:operatorClientId": "plain-id"})
+    elif setup == "plaintext-secret-value":
+        add_secret_config(project, "dev", {"floe:secretValues": {"snowflake-credentials": {
+            "SNOWFLAKE_USER": CANARY, "SNOWFLAKE_ACCOUNT": {"secure": "v1:abc"}}}})
+    elif setup == "plaintext-writer-secret":
+        add_secret_config(project, "dev", {"infisical:clientSecret": CANARY})
     assert main(["secrets", "plan", *args]) == 2
     out = capsys.readouterr()
+    assert CANARY not in out.err
     assert out.out == ""
     assert out.err.startswith("floe: error: ")
     assert "Traceback" not in out.err

@@ -245,9 +245,15 @@ def test_status_json_carries_the_time(world: World, capsys: pytest.CaptureFixtur
         ("no-crd", r"floe: error: the cluster at http://127\.0\.0\.1:\d+ has no infisicalsecrets "
                    r"\(secrets\.infisical\.com/v1alpha1\): is the operator installed\?"),
         ("no-config", r"floe: error: no Kubernetes configuration: set KUBECONFIG, create ~/\.kube/config"),
+        ("absent-file", r"floe: error: KUBECONFIG names .*/absent, which does not exist: fix the path or unset "
+                        r"KUBECONFIG$"),
+        ("not-yaml", r"floe: error: .*/kubeconfig: not a valid kubeconfig \(.*\): fix it, or point KUBECONFIG at "
+                     r"another file$"),
+        ("a-list", r"floe: error: .*/kubeconfig: not a valid kubeconfig \(.*\): fix it"),
         ("bad-context", r"floe: error: cannot use Kubernetes context 'nope'"),
     ],
-    ids=["unreachable", "missing-crd", "no-kubeconfig", "unknown-context"],
+    ids=["unreachable", "missing-crd", "no-kubeconfig", "kubeconfig-absent", "kubeconfig-not-yaml",
+         "kubeconfig-a-list", "unknown-context"],
 )  # fmt: skip
 def test_cluster_problems_are_one_line(
     world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, setup: str, message: str
@@ -259,8 +265,12 @@ def test_cluster_problems_are_one_line(
     elif setup == "no-crd":
         world.kube.crd_installed = False
     elif setup == "no-config":
-        monkeypatch.setenv("KUBECONFIG", str(world.project / "absent"))
+        monkeypatch.delenv("KUBECONFIG")
         monkeypatch.setenv("HOME", str(world.project))
+    elif setup == "absent-file":
+        monkeypatch.setenv("KUBECONFIG", str(world.project / "absent"))
+    elif setup in ("not-yaml", "a-list"):
+        (world.project / "kubeconfig").write_text("garbage: [\n" if setup == "not-yaml" else "- a\n- b\n")
     else:
         args += ["--context", "nope"]
     code, out, err = run(capsys, *args)

@@ -32,6 +32,13 @@ BAD = [
     ("empty", "", r"found an empty file"),
     ("duplicate-key", HEAD + "secrets: {}\nsecrets: {}\n", r"line 8: key secrets repeats the one on line 7"),
     (
+        "alias-bomb",  # nine levels of nine: 9**9 values once expanded, from 10 lines
+        "x: &a0 [x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10)),
+        r"not valid YAML: the document expands to 4,412,961,516 values through its aliases \(\*name\), more than "
+        r"1,000,000: write the values out, or use fewer nested aliases",
+    ),
+    (
         "unknown-key",
         HEAD + "      projet_slug: x\n",
         r"line 7: plugins\.secrets\.config\.projet_slug: unknown key \(found 'x'\): remove it or fix its spelling",
@@ -115,6 +122,47 @@ BAD = [
         "interval-too-short",
         HEAD + "      resync_interval: 2s\n",
         r"'2s' is too short: the operator's minimum resync interval is 5s",
+    ),
+    (
+        "interval-zero-minutes",
+        HEAD + "      resync_interval: 0m\n",
+        r"'0m' is too short: the operator's minimum resync interval is 5s",
+    ),
+    (
+        "interval-past-go-duration",
+        HEAD + "      resync_interval: 99999999w\n",
+        r"'99999999w' is too long: the operator's durations end at 15250w",
+    ),
+    (
+        "site-url-with-api",
+        HEAD.replace("https://infisical.company.com", "https://infisical.company.com/api"),
+        r"line 5: .*site_url: 'https://infisical.company.com/api' ends in /api: write the site URL without it, "
+        r"like https://infisical.company.com \(floe adds /api for the operator\)",
+    ),
+    (
+        "chart-version-latest",
+        HEAD + "      operator:\n        chart_version: latest\n",
+        r"operator\.chart_version: 'latest' is not an exact chart version: pin one release, like v0.11.5",
+    ),
+    (
+        "chart-version-range",
+        HEAD + "      eso:\n        chart_version: '>=0.11'\n",
+        r"eso\.chart_version: '>=0.11' is not an exact chart version",
+    ),
+    (
+        "project-slug-with-underscore",
+        HEAD.replace("floe-platform", "floe_platform"),
+        r"project_slug: 'floe_platform' is not an Infisical project slug: use lowercase letters and digits",
+    ),
+    (
+        "project-slug-of-ten-megabytes",
+        HEAD.replace("floe-platform", "a" * 10_000_000),
+        r"project_slug: 'a{59}\.\.\. \(10,000,000 characters\) is not an Infisical project slug: .*at most 36",
+    ),
+    (
+        "key-name-too-long",
+        HEAD + f"secrets:\n  a:\n    keys:\n      {'K' * 254}: {{}}\n",
+        r"is not an environment-variable name: .*at most 253 characters",
     ),
     (
         "bad-url",

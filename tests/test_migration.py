@@ -10,7 +10,8 @@ from conftest import ROOT, RunProgram, default_config
 from test_plan import crd_validator, plan_for
 
 from floe_infra import KubeObject, ManifestError, names
-from floe_infra.sync import ORPHAN_ON_DELETE, seconds
+from floe_infra.names import go_duration
+from floe_infra.sync import ORPHAN_ON_DELETE
 
 EXAMPLE = (ROOT / "manifest.yaml").read_text()
 V1BETA1 = EXAMPLE.replace("        chart_version: v0.11.5\n", "        chart_version: v0.11.5\n        api: v1beta1\n")
@@ -69,7 +70,7 @@ def test_v1beta1_replaces_infisical_secrets(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("interval", "go"), [("60s", "60s"), ("5m", "300s"), ("1d", "86400s"), ("2w", "1209600s")])
 def test_intervals_become_go_durations(interval: str, go: str) -> None:
-    assert seconds(interval) == go
+    assert go_duration(interval) == go
 
 
 # --- External Secrets Operator ------------------------------------------------------------
@@ -97,7 +98,10 @@ def test_eso_reference_gets_a_store_and_an_external_secret_for_the_same_secret(t
         "name": "snowflake-credentials", "creationPolicy": "Orphan", "deletionPolicy": "Retain"
     }  # fmt: skip
     assert set(external.depends_on) >= {store.id, "SecretValue:/compute/snowflake:SNOWFLAKE_PASSWORD"}
-    assert plan.outputs() == plan_for(tmp_path, EXAMPLE).outputs()
+    # What pods consume does not change; the operator's auto-reload annotation goes (ESO never acts on it).
+    operator_outputs = plan_for(tmp_path, EXAMPLE).outputs()
+    assert operator_outputs["snowflake-credentials"].pop("workloadAnnotations")
+    assert plan.outputs() == operator_outputs
 
 
 @pytest.mark.parametrize(
@@ -167,7 +171,10 @@ def test_switching_a_reference_keeps_the_secret_its_pods_use(run_program: RunPro
         assert new_sync.plain("spec")["target"]["creationPolicy"] == "Orphan"
         store = new.named(STORE, "floe-dev-snowflake-credentials")
         assert store.urn in new_sync.dependencies
-    assert old.outputs == new.outputs  # the envFrom fragment workloads use does not change
+    # The envFrom fragment workloads use does not change; only the operator acts on its annotation.
+    for outputs in (old.outputs, new.outputs):
+        outputs["secrets"]["snowflake-credentials"].pop("workloadAnnotations", None)
+    assert old.outputs == new.outputs
     # The other reference is untouched by the switch.
     assert _sync_of(old, "catalog-credentials")[0].inputs == _sync_of(new, "catalog-credentials")[0].inputs
 

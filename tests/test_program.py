@@ -416,3 +416,42 @@ def test_the_operator_crds_are_resources_of_their_own_that_outlive_the_release(
     release = run.named(RELEASE, "infisical/infisical-secrets-operator")
     assert release.plain("values")["installCRDs"] is False
     assert {c.urn for c in children} <= set(release.dependencies)
+
+
+def test_a_credential_in_plaintext_in_the_stack_file_stops_the_program(run_program: RunProgram, tmp_path: Path) -> None:
+    """The engine hands the program plaintext and ciphertext alike: it reads the committed file."""
+    from floe_infra.program import BadInput
+
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "Pulumi.dev.yaml").write_text(
+        "config:\n  floe:environment: dev\n  floe:operatorClientSecret: client-secret-canary\n"
+    )
+    run = run_program(expect_error=True)
+    assert isinstance(run.error, BadInput) and run.registrations == []
+    assert run.error.message == (
+        "Pulumi.dev.yaml: floe:operatorClientSecret is in plaintext in a committed file: delete it there and run "
+        "`pulumi config set --secret --stack dev 'floe:operatorClientSecret' <value>`"
+    )
+
+
+@pytest.mark.parametrize(
+    ("site_url", "warned"),
+    [("http://infisical.internal", True), ("http://127.0.0.1:8080", False), ("https://infisical.internal", False)],
+    ids=["http-remote", "http-loopback", "https"],
+)
+def test_an_http_site_url_is_warned_about_unless_loopback(tmp_path: Path, site_url: str, warned: bool) -> None:
+    text = (ROOT / "manifest.yaml").read_text().replace("https://infisical.company.com", site_url)
+    (tmp_path / "manifest.yaml").write_text(text)
+    plan = _plan_for("dev", default_config("dev"), tmp_path / "manifest.yaml")
+    expected = [f"plugins.secrets.config.site_url is {site_url}: the machine identities' credentials and every "
+                "secret would travel unencrypted; use https://"]
+    assert list(plan.warnings) == (expected if warned else [])
+
+
+def test_a_k8s_reference_with_no_keys_is_warned_about(tmp_path: Path) -> None:
+    (tmp_path / "manifest.yaml").write_text(K8S_MANIFEST + "  empty-one: {}\n")
+    plan = _plan_for("dev", k8s_config(), tmp_path / "manifest.yaml")
+    assert list(plan.warnings) == [
+        "secrets.empty-one declares no keys: its Secret will be empty; add keys: {NAME: {config: true}} or "
+        "{generate: {}}"
+    ]
