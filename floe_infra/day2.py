@@ -66,10 +66,16 @@ def validate(stack: Stack, *, pre_deploy: bool = False) -> Report:
     """
     report = Report(f"Validating secret references in {stack.manifest}...", ("status", "reference", "detail"))
     declared = {r.name: {k.name for k in r.keys if not (pre_deploy and k.source != "manual")} for r in stack.references}
+    written = {r.name for r in stack.references if any(k.source != "manual" for k in r.keys)}
     for found in stack.plugin.key_reports(stack.references):
-        if found.keys is None and not declared[found.reference] and pre_deploy:
+        if not found.keys and not declared[found.reference] and pre_deploy and found.reference in written:
             ok, detail = True, "nothing yet; `pulumi up` writes its keys"
-        elif found.keys is None:
+        elif not found.keys and found.reference not in written and not declared[found.reference]:
+            ok, detail = False, (
+                f"no secrets at {found.location}, and the manifest declares no keys for it, so nothing will fill "
+                "its Secret: set them there, or declare keys (generate: or config: true)"
+            )
+        elif not found.keys:
             ok, detail = False, f"no secrets at {found.location}"
         elif missing := sorted(declared[found.reference] - found.keys):
             ok, detail = False, f"missing keys {', '.join(missing)} at {found.location}"

@@ -103,8 +103,8 @@ class SecretsPluginSettings(_Model):
     def _config_for_infisical(self) -> SecretsPluginSettings:
         if self.type == "infisical" and self.config is None:
             raise ValueError(
-                "type infisical needs a config section: add plugins.secrets.config with "
-                "site_url and project_slug (or set type: k8s)"
+                "type infisical (the default) needs a config section: add plugins.secrets.config with "
+                "site_url and project_slug (or set plugins.secrets.type: k8s)"
             )
         if self.type == "k8s" and self.options:
             raise ValueError("type k8s takes no config: remove plugins.secrets.config")
@@ -112,7 +112,13 @@ class SecretsPluginSettings(_Model):
 
 
 class Plugins(_Model):
-    secrets: SecretsPluginSettings = SecretsPluginSettings(type="k8s")
+    secrets: SecretsPluginSettings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_secrets_plugin(cls, data: Any) -> Any:
+        # Infisical is the default: with no section, the model asks for its config by name.
+        return {"secrets": {}} if isinstance(data, dict) and "secrets" not in data else data
 
 
 class Generate(_Model):
@@ -168,8 +174,13 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
-    plugins: Plugins = Plugins()
+    plugins: Plugins
     secrets: dict[DnsName, SecretEntry] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_plugins(cls, data: Any) -> Any:
+        return {**data, "plugins": {}} if isinstance(data, dict) and "plugins" not in data else data
 
     @property
     def sections(self) -> Mapping[str, object]:

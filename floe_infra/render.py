@@ -109,16 +109,41 @@ def as_json(plan: StackPlan, warnings: Sequence[str]) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
+WRITTEN_BY = "# Written by `floe secrets plan --out`: the next run deletes or rewrites this file.\n"
+PLACEHOLDER_SUFFIX = ".placeholder"
+"""A Secret's values are placeholders: ``NNN-secret-....yaml.placeholder`` is a file `kubectl apply -f
+DIR` skips (it reads .yaml, .yml and .json), so nobody overwrites a real Secret by mistake."""
+
+
 def write_objects(plan: StackPlan, out_dir: Path) -> list[Path]:
-    """Write each Kubernetes object as YAML, numbered in apply order; returns the files."""
+    """Write each Kubernetes object as YAML, numbered in apply order, so that ``out_dir`` holds
+    exactly this plan: files an earlier run wrote go first; a file floe did not write stops it
+    before anything changes. Returns the files."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        earlier: list[Path] = []
+        foreign: list[Path] = []
+        for entry in sorted(out_dir.iterdir()):
+            (earlier if entry.is_file() and _written_by_floe(entry) else foreign).append(entry)
+        if foreign:
+            raise FloeError(
+                f"{out_dir}: holds {foreign[0].name}{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}, "
+                "which floe did not write: use a directory of floe's own (or an empty one), or move them"
+            )
+        for entry in earlier:
+            entry.unlink()
         written = []
         for i, obj in enumerate(plan.kube_objects(), start=1):
             parts = [f"{i:03d}", obj.kind.lower(), *([obj.namespace] if obj.namespace else []), obj.name]
-            path = out_dir / ("-".join(parts) + ".yaml")
-            path.write_text(yaml.safe_dump(obj.manifest(), sort_keys=False), encoding="utf-8")
+            path = out_dir / ("-".join(parts) + ".yaml" + (PLACEHOLDER_SUFFIX if obj.secret_data else ""))
+            header = WRITTEN_BY + ("# Placeholder values: never apply this file.\n" if obj.secret_data else "")
+            path.write_text(header + yaml.safe_dump(obj.manifest(), sort_keys=False), encoding="utf-8")
             written.append(path)
     except OSError as exc:
         raise FloeError(f"{out_dir}: cannot write the rendered objects: {exc.strerror or exc}") from exc
     return written
+
+
+def _written_by_floe(path: Path) -> bool:
+    with path.open(encoding="utf-8", errors="replace") as f:
+        return f.readline() == WRITTEN_BY

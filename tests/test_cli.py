@@ -88,7 +88,7 @@ def test_plan_json_and_out_dir(project: Path, capsys: pytest.CaptureFixture[str]
     files = sorted(p.name for p in out_dir.iterdir())
     assert files == [
         "001-namespace-infisical.yaml",
-        "002-secret-infisical-infisical-machine-identity.yaml",
+        "002-secret-infisical-infisical-machine-identity.yaml.placeholder",  # `kubectl apply -f` skips it
         "003-namespace-floe-jobs.yaml",
         "004-infisicalsecret-floe-jobs-catalog-credentials.yaml",
         "005-infisicalsecret-floe-jobs-snowflake-credentials.yaml",
@@ -100,6 +100,28 @@ def test_plan_json_and_out_dir(project: Path, capsys: pytest.CaptureFixture[str]
     }
     everything = captured.out + captured.err + "".join(p.read_text() for p in out_dir.iterdir())
     assert CANARY not in everything
+
+
+def test_plan_out_writes_exactly_the_plan_and_never_touches_other_files(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = project / "rendered"
+    assert main(["secrets", "plan", "--stack", "dev", "--out", str(out_dir)]) == 0
+    manifest = project / "manifest.yaml"
+    manifest.write_text(manifest.read_text().replace("secret_ref: catalog-credentials", "secret_ref: catalog-creds"))
+    # a reference renamed: its old file must not linger for `kubectl apply -f` to bring it back
+    assert main(["secrets", "plan", "--stack", "dev", "--out", str(out_dir)]) == 0
+    files = sorted(p.name for p in out_dir.iterdir())
+    assert not [f for f in files if "catalog-credentials" in f] and any("catalog-creds" in f for f in files)
+    (out_dir / "hand-written.yaml").write_text("kind: ConfigMap\n")
+    capsys.readouterr()
+    assert main(["secrets", "plan", "--stack", "dev", "--out", str(out_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"floe: error: {out_dir}: holds hand-written.yaml, which floe did not write: use a directory of floe's own "
+        "(or an empty one), or move them\n"
+    )
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted([*files, "hand-written.yaml"])  # nothing changed
 
 
 def test_project_defaults_and_prod_protection(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

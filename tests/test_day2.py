@@ -144,6 +144,21 @@ def test_validate_before_the_first_up_needs_only_keys_set_by_hand(
     assert code == 0 and "OK snowflake-credentials: exists, 1 key" in out
 
 
+@pytest.mark.parametrize("pre_deploy", [False, True], ids=["validate", "pre-deploy"])
+def test_a_reference_nothing_will_fill_fails_even_before_the_first_up(
+    world: World, capsys: pytest.CaptureFixture[str], pre_deploy: bool
+) -> None:
+    """No keys declared and nothing in its folder: its Secret would be empty forever."""
+    declare(world.project, "  warehouse-credentials: {}\n")
+    code, out, _ = run(capsys, "validate", *(["--pre-deploy"] if pre_deploy else []))
+    assert code == 1
+    assert (
+        "FAIL warehouse-credentials: no secrets at /warehouse-credentials in floe-platform/dev, and the manifest "
+        "declares no keys for it, so nothing will fill its Secret: set them there, or declare keys (generate: or "
+        "config: true)"
+    ) in out
+
+
 def test_validate_json(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "validate", "--format", "json")
     doc = json.loads(out)

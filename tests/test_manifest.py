@@ -56,7 +56,13 @@ BAD = [
     (
         "infisical-without-config",
         "plugins:\n  secrets:\n    type: infisical\n",
-        r"plugins\.secrets: type infisical needs a config section",
+        r"plugins\.secrets: type infisical \(the default\) needs a config section",
+    ),
+    (
+        "no-plugins-section",  # the default type is infisical, as the README says, not a silent k8s
+        "secrets:\n  a: {}\n",
+        r"plugins\.secrets: type infisical \(the default\) needs a config section: add plugins\.secrets\.config "
+        r"with site_url and project_slug \(or set plugins\.secrets\.type: k8s\)",
     ),
     (
         "unknown-type",
