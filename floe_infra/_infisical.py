@@ -25,6 +25,7 @@ from infisical_sdk import InfisicalSDKClient
 from infisical_sdk.infisical_requests import APIError
 from requests.adapters import HTTPAdapter
 
+from . import names
 from .errors import FloeError
 from .stack import WRITER_ENV
 
@@ -37,14 +38,25 @@ class InfisicalError(FloeError):
     """Infisical refused or failed a request; the message says what to do and holds no secret."""
 
 
+PULUMI_ADVICE = "Pulumi keeps only what succeeded, so run the same command again once Infisical answers"
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How long one operation may take: per-request timeout, backoff, and a total deadline."""
+    """How long one operation may take: per-request timeout, backoff, and a total deadline.
+
+    ``unreached_deadline``: a shorter deadline while the host cannot be reached at all (connection
+    refused, no DNS answer), for a command a person waits on. ``progress`` hears of each retry.
+    ``advice`` ends the message when the deadline passes.
+    """
 
     timeout: float = 30.0
     deadline: float = 120.0
     backoff: float = 1.0
     max_backoff: float = 20.0
+    unreached_deadline: float | None = None
+    advice: str = PULUMI_ADVICE
+    progress: Callable[[str], None] | None = field(default=None, compare=False)
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -70,6 +82,15 @@ class Credentials:
         ``for_cli``: there is no stack config, so the message names only the variables.
         """
         host = writer_host(config, default_host)
+        if host is not None:
+            try:
+                names.url(host)
+            except ValueError as exc:
+                source = (
+                    "infisical:siteUrl" if config("infisical:siteUrl") else HOST_ENV if os.environ.get(HOST_ENV)
+                    else "the manifest's site_url"
+                )
+                raise InfisicalError(f"the Infisical host ({source}) {exc}") from None
         client_id = config("infisical:clientId") or os.environ.get(CLIENT_ID_ENV)
         client_secret = config("infisical:clientSecret") or os.environ.get(CLIENT_SECRET_ENV)
         wanted = (
@@ -98,10 +119,13 @@ class _Transient(Exception):
     connection, a connect timeout and a 429 are definite: nothing happened.
     """
 
-    def __init__(self, what: str, retry_after: float | None = None, *, may_have_landed: bool) -> None:
+    def __init__(
+        self, what: str, retry_after: float | None = None, *, may_have_landed: bool, unreached: bool = False
+    ) -> None:
         super().__init__(what)
         self.retry_after = retry_after
         self.may_have_landed = may_have_landed
+        self.unreached = unreached  # no connection at all: refused, or the name did not resolve
 
 
 class _PolicyAdapter(HTTPAdapter):
@@ -120,9 +144,12 @@ class _PolicyAdapter(HTTPAdapter):
         try:
             response = super().send(request, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            not_sent = isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc)
+            unreached = "NewConnectionError" in repr(exc) or "NameResolutionError" in repr(exc)
+            not_sent = isinstance(exc, requests.ConnectTimeout) or unreached
             raise _Transient(
-                f"{type(exc).__name__} from {request.method} {_path(request.url)}", may_have_landed=not not_sent
+                f"{type(exc).__name__} from {request.method} {_path(request.url)}",
+                may_have_landed=not not_sent,
+                unreached=unreached,
             ) from None
         if response.status_code == 429 or response.status_code >= 500:
             raise _Transient(
@@ -232,7 +259,8 @@ class Connection:
                 raise
 
     def _retrying(self, what: str, fn: Callable[[], T], on_retry: Callable[[bool], None] | None = None) -> T:
-        deadline = time.monotonic() + self.policy.deadline
+        policy = self.policy
+        start = time.monotonic()
         attempt = 0
         while True:
             try:
@@ -241,13 +269,20 @@ class Connection:
                 attempt += 1
                 if on_retry is not None:
                     on_retry(exc.may_have_landed)
-                delay = self.policy.delay(attempt, exc.retry_after)
-                if time.monotonic() + delay > deadline:
+                delay = policy.delay(attempt, exc.retry_after)
+                limit = policy.deadline
+                if exc.unreached and policy.unreached_deadline is not None:
+                    limit = min(limit, policy.unreached_deadline)
+                if time.monotonic() + delay > start + limit:
                     raise InfisicalError(
-                        f"could not {what}: Infisical at {self.host} kept failing for "
-                        f"{self.policy.deadline:.0f}s ({attempt} attempts, last: {exc}); Pulumi keeps only what "
-                        "succeeded, so run the same command again once Infisical answers"
+                        f"could not {what}: Infisical at {self.host} "
+                        f"{'could not be reached' if exc.unreached else 'kept failing'} for {limit:.0f}s "
+                        f"({attempt} attempts, last: {exc}); {policy.advice}"
                     ) from None
+                if policy.progress is not None:
+                    policy.progress(
+                        f"Infisical at {self.host}: {exc}; retrying in {delay:.0f}s (attempt {attempt + 1})"
+                    )
                 time.sleep(delay)
 
     def denied(self, exc: APIError, action: str, scope: str, project: str, environment: str) -> InfisicalError:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import FloeError
 
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _common(command: argparse.ArgumentParser) -> None:
@@ -135,5 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point; Ctrl-C ends any command with 130, as shells expect."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("floe: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)

@@ -9,12 +9,13 @@ and ``_SECRET``, on the manifest's ``site_url`` unless ``INFISICAL_HOST`` says o
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from infisical_sdk.infisical_requests import APIError
 
-from ._infisical import Connection, Credentials, connect
+from ._infisical import Connection, Credentials, RetryPolicy, connect
 from ._kube import Cluster
 from .desired import MANAGED_BY, STACK_LABEL
 from .manifest import InfisicalSettings, Reference
@@ -97,6 +98,18 @@ def external_sync_state(obj: Mapping[str, Any], project: str, env: str) -> SyncS
     return _state(obj, "ExternalSecret", status, project, env, [obj.get("status", {}).get("refreshTime")])
 
 
+def _progress(message: str) -> None:
+    print(f"floe: {message}", file=sys.stderr, flush=True)
+
+
+CLI_POLICY = RetryPolicy(
+    timeout=10.0, deadline=60.0, unreached_deadline=8.0, advice="run the command again once it answers",
+    progress=_progress,
+)
+"""A person waits on the CLI: a host that cannot be reached fails within seconds, and each retry
+says so on stderr."""
+
+
 class InfisicalPlugin(SecretsPlugin):
     """Secrets in Infisical folders; the cluster side is one InfisicalSecret per reference."""
 
@@ -107,7 +120,7 @@ class InfisicalPlugin(SecretsPlugin):
 
     def _connection(self) -> Connection:
         credentials = Credentials.resolve(lambda _: None, self._settings().site_url, for_cli=True)
-        return connect(credentials)
+        return connect(credentials, CLI_POLICY)
 
     def _list(self, conn: Connection, path: str, *, values: bool) -> dict[str, str]:
         settings = self._settings()

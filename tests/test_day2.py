@@ -159,6 +159,63 @@ def test_a_reference_nothing_will_fill_fails_even_before_the_first_up(
     ) in out
 
 
+class _Clock:
+    """time.monotonic and time.sleep for the retry loop: sleeping advances the clock, instantly."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize(
+    "host", ["http://127.0.0.1:1", "http://floe-no-such-host.invalid"], ids=["refused", "no-dns-answer"]
+)
+def test_an_unreachable_infisical_fails_validate_within_seconds_with_cli_advice(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    from floe_infra import _infisical
+
+    clock = _Clock()
+    monkeypatch.setattr(_infisical, "time", clock)
+    monkeypatch.setenv("INFISICAL_HOST", host)
+    code, out, err = run(capsys, "validate")
+    assert (code, out) == (2, "")
+    lines = err.splitlines()
+    assert clock.now <= 10.0, f"gave up after {clock.now:.0f}s"
+    assert lines[0] == (f"floe: Infisical at {host}: ConnectionError from POST {host}/api/v1/auth/universal-auth/"
+                        "login; retrying in 1s (attempt 2)")
+    assert re.fullmatch(
+        rf"floe: error: could not log in: Infisical at {re.escape(host)} could not be reached for 8s \(\d attempts, "
+        rf"last: ConnectionError from POST {re.escape(host)}/api/v1/auth/universal-auth/login\); run the command "
+        r"again once it answers",
+        lines[-1],
+    ), lines[-1]
+    assert "pulumi" not in err
+
+
+def test_a_host_that_is_not_a_url_is_one_line(world: World, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFISICAL_HOST", "not-a-url")
+    code, _, err = run(capsys, "validate")
+    assert (code, err) == (2, "floe: error: the Infisical host (INFISICAL_HOST) 'not-a-url' is not an http(s) URL: "
+                              "write it like https://infisical.company.com\n")
+
+
+def test_ctrl_c_exits_130_without_a_traceback(project: Path) -> None:
+    code = (
+        "import sys; from floe_infra import cli\n"
+        "def interrupted(argv=None): raise KeyboardInterrupt\n"
+        "cli.main = interrupted; cli.entry()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stderr) == (130, "floe: interrupted\n")
+
+
 def test_validate_json(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "validate", "--format", "json")
     doc = json.loads(out)
