@@ -112,7 +112,7 @@ def compare(registered: Registered, root: Path, repeat: int) -> tuple[float, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=5, help="runs per size; the median counts (default: 5)")
     args = parser.parse_args()
     print(f"{'refs':>6} {'resources':>10} {'program s':>10} {'floor s':>9} {'ratio':>6} {'ratio, no source pos':>21}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -101,6 +101,11 @@ def _index(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], seen_nodes
         for key_node, value_node in node.value:
             key = str(key_node.value)
             line = key_node.start_mark.line + 1
+            if key_node.tag == "tag:yaml.org,2002:bool":
+                raise YamlSyntaxError(
+                    f"line {line}: key {key} is read as a boolean (YAML 1.1 reads yes, no, on and off so): "
+                    f"quote it, like '{key}'"
+                )
             if key in seen:
                 raise YamlSyntaxError(
                     f"line {line}: key {'.'.join(map(str, (*path, key)))!s} repeats the one on "

@@ -19,7 +19,10 @@ EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("--stack", required=True, help="stack name, as in Pulumi.<STACK>.yaml")
     command.add_argument("--manifest", type=Path, help="manifest path (default: floe:manifest, else manifest.yaml)")
-    command.add_argument("--format", choices=("table", "json"), default="table")
+    command.add_argument(
+        "--format", choices=("table", "json"), default="table",
+        help="table for people (the default), json for scripts",
+    )
 
 
 def _cluster(command: argparse.ArgumentParser, *, namespaces: bool) -> None:
@@ -30,8 +33,18 @@ def _cluster(command: argparse.ArgumentParser, *, namespaces: bool) -> None:
         scope.add_argument("--all-namespaces", "-A", action="store_true", help="every namespace (the default)")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("floe-infra")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="floe", description="floe platform tooling.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     secrets = groups.add_parser(
         "secrets",

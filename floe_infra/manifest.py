@@ -269,12 +269,22 @@ def _loc(error: ErrorDetails) -> PathKey:
 
 def _describe(error: ErrorDetails) -> str:
     kind, msg, found = error["type"], error["msg"], error.get("input")
+    field = str(error["loc"][-1]) if error["loc"] else ""
     if kind == "missing":
         return "required field is missing: add it"
     if kind == "extra_forbidden":
         return f"unknown key (found {names.shown(found)}): remove it or fix its spelling"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
+    if kind in ("model_type", "dict_type"):
+        if found is None:
+            return "has no value: write {} (for a key, {} means it is set by hand in Infisical)"
+        if isinstance(found, list) and field == "keys" and all(isinstance(k, str) for k in found):
+            example = ", ".join(f"{k}: {{}}" for k in found[:3])
+            return f"must be a mapping of key names to settings, not a list: write {{{example}}}"
+        return f"must be a mapping (key: value lines); found {names.shown(found)}"
+    if kind == "string_type" and isinstance(found, int) and not isinstance(found, bool) and field.endswith("interval"):
+        return f"{found} has no unit: write {found}s (or m, h, d, w)"
     if isinstance(found, (str, int, float, bool)) or found is None:
         return f"{msg}; found {names.shown(found)}"
     return f"{msg}; found a {type(found).__name__}"

@@ -24,12 +24,18 @@ MAX_SECRET_KEY = 253  # a Kubernetes Secret's data key
 
 
 def shown(value: object, limit: int = 60) -> str:
-    """``repr(value)`` for a message, cut to about ``limit`` characters with the full length said."""
-    text = repr(value)
+    """``value`` for a message, spelled as YAML would (true, null) or as ``repr``, cut to about
+    ``limit`` characters with the full length said."""
+    text = ("null" if value is None else str(value).lower()) if _yaml_scalar(value) else repr(value)
     if len(text) <= limit:
         return text
     size = f" ({len(value):,} characters)" if isinstance(value, str) else ""
     return f"{text[:limit]}...{size}"
+
+
+def _yaml_scalar(value: object) -> bool:
+    """Whether YAML spells ``value`` its own way (true, false, null)."""
+    return value is None or isinstance(value, bool)
 
 
 def _require(pattern: re.Pattern[str], value: str, what: str, max_length: int | None = None) -> str:

@@ -78,8 +78,9 @@ def table(plan: StackPlan) -> str:
     widths = [max(len(getattr(r, f)) for r in [header, *body]) for f in ("type", "name", "namespace")]
     protected = ", every resource protected" if plan.settings.protect else ""
     lines = [
-        f"Stack {plan.settings.stack}: Infisical environment {plan.settings.environment}, "
-        f"secrets type {plan.secrets_type}{protected}",
+        f"Stack {plan.settings.stack}: "
+        + (f"Infisical environment {plan.settings.environment}, " if plan.secrets_type == "infisical" else "")
+        + f"secrets type {plan.secrets_type}{protected}",
         "",
     ]
     for r in [header, *body]:

@@ -162,9 +162,11 @@ def read_stack_files(project_dir: Path, stack: str) -> StackSettings:
     if not project_file.is_file():
         raise StackConfigError(f"{project_file}: not found: run floe from the project directory (where Pulumi.yaml is)")
     if not stack_file.is_file():
+        stacks = sorted(f.name[len("Pulumi.") : -len(".yaml")] for f in project_dir.glob("Pulumi.*.yaml"))
         raise StackConfigError(
             f"{stack_file}: not found: create the stack with `pulumi stack init {stack}` and "
-            f"`{set_command(stack, 'environment', stack)}`, or pick another --stack"
+            f"`{set_command(stack, 'environment', stack)}`, or pick another --stack "
+            f"({'stacks here: ' + ', '.join(stacks) if stacks else 'no stack files here'})"
         )
     stack_entries = _config(stack_file, project=False)
     project_entries = _config(project_file, project=True)

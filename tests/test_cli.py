@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -141,7 +143,42 @@ def test_manifest_option_overrides_stack_config(project: Path, capsys: pytest.Ca
     other.write_text("plugins: {secrets: {type: k8s}}\nsecrets: {only-one: {}}\n")
     assert main(["secrets", "plan", "--stack", "staging", "--manifest", str(other)]) == 0
     out = capsys.readouterr().out
-    assert "secrets type k8s" in out and "only-one" in out and "snowflake" not in out
+    assert out.splitlines()[0] == "Stack staging: secrets type k8s"  # no Infisical environment for type k8s
+    assert "only-one" in out and "snowflake" not in out
+
+
+def test_version_and_python_dash_m(project: Path) -> None:
+    from importlib.metadata import version
+
+    for command in (["-m", "floe_infra", "--version"],):
+        proc = subprocess.run([sys.executable, *command], cwd=project, capture_output=True, text=True, check=False)
+        assert (proc.returncode, proc.stdout) == (0, f"floe {version('floe-infra')}\n")
+    proc = subprocess.run([sys.executable, "-m", "floe_infra", "secrets", "plan", "--stack", "dev"], cwd=project,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.startswith("Stack dev: Infisical environment dev")
+
+
+def test_every_option_has_help() -> None:
+    from floe_infra.cli import _parser
+
+    def walk(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.Action]]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from ((f"{name} {where}", a) for where, a in walk(sub))
+            else:
+                yield ",".join(action.option_strings) or action.dest, action
+
+    missing = [where for where, action in walk(_parser()) if not action.help]
+    assert missing == []
+
+
+def test_the_program_run_without_the_engine_says_how_to_run_it(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "__main__.py")], cwd=tmp_path,
+                          capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stderr) == (
+        1, "this is a Pulumi program: run it with `pulumi preview` or `pulumi up` (offline: `floe secrets plan`)\n"
+    )
 
 
 def test_secret_values_set_with_path_are_seen_without_decrypting(
@@ -161,7 +198,8 @@ def test_secret_values_set_with_path_are_seen_without_decrypting(
 @pytest.mark.parametrize(
     ("args", "setup", "match"),
     [
-        (["--stack", "qa"], None, r"Pulumi\.qa\.yaml: not found: create the stack with `pulumi stack init qa`"),
+        (["--stack", "qa"], None, r"Pulumi\.qa\.yaml: not found: create the stack with `pulumi stack init qa`.*"
+                                  r"or pick another --stack \(stacks here: dev, prod, staging\)$"),
         (["--stack", "dev"], "manifest", r"manifest\.yaml: 1 problem:\n  - line 1: plugins: .*"),
         (["--stack", "dev"], "environment", r"Pulumi\.dev\.yaml: floe:environment is not set"),
         (["--stack", "dev", "--manifest", "nope.yaml"], None, r"nope\.yaml: 1 problem:\n  - file not found"),

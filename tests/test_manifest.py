@@ -107,7 +107,7 @@ BAD = [
     (
         "bad-interval",
         HEAD + "      resync_interval: 60\n",
-        r"resync_interval: Input should be a valid string; found 60",
+        r"line 7: plugins\.secrets\.config\.resync_interval: 60 has no unit: write 60s \(or m, h, d, w\)",
     ),
     (
         "renamed-from-a-key-that-is-still-there",
@@ -128,6 +128,27 @@ BAD = [
         "interval-too-short",
         HEAD + "      resync_interval: 2s\n",
         r"'2s' is too short: the operator's minimum resync interval is 5s",
+    ),
+    (
+        "key-with-no-value",
+        HEAD + "secrets:\n  a:\n    keys:\n      SNOWFLAKE_ACCOUNT:\n",
+        r"line 10: secrets\.a\.keys\.SNOWFLAKE_ACCOUNT: has no value: write \{\} \(for a key, \{\} means it is set by "
+        r"hand in Infisical\)$",
+    ),
+    (
+        "keys-as-a-list",
+        HEAD + "secrets:\n  a:\n    keys: [A, B]\n",
+        r"line 9: secrets\.a\.keys: must be a mapping of key names to settings, not a list: write \{A: \{\}, B: \{\}\}",
+    ),
+    (
+        "key-read-as-a-boolean",
+        HEAD + "secrets:\n  a:\n    keys:\n      NO: {}\n",
+        r"line 10: key NO is read as a boolean \(YAML 1\.1 reads yes, no, on and off so\): quote it, like 'NO'",
+    ),
+    (
+        "unknown-key-in-yaml-spelling",
+        HEAD + "secrets:\n  a:\n    bogus: yes\n",
+        r"line 9: secrets\.a\.bogus: unknown key \(found true\): remove it",
     ),
     (
         "interval-zero-minutes",
