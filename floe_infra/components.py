@@ -123,8 +123,10 @@ class _Builder:
         # One flat method rather than a dispatch to helpers: the SDK records every program frame
         # under each registration, so call depth here is paid a thousand times in a large stack.
         value = desired if isinstance(desired, InfisicalValue) else None
-        # Each former identity: the old key name (renamed_from), the old parent, or both.
-        names: list[dict[str, Any]] = [{}, {"name": value.previous_name}] if value and value.previous_name else [{}]
+        # Each former identity: the old name (a key's renamed_from, a release's namespace/name), the
+        # old parent, or both.
+        former_name = desired.previous_name if isinstance(desired, (InfisicalValue, HelmRelease)) else None
+        names: list[dict[str, Any]] = [{}, {"name": former_name}] if former_name else [{}]
         parents: list[dict[str, Any]] = [{}, {"parent": former_parent}] if former_parent is not None else [{}]
         previous = [pulumi.Alias(**n, **p) for n in names for p in parents if n or p] or None
         opts = pulumi.ResourceOptions(

@@ -111,6 +111,14 @@ class HelmRelease:
 
     @property
     def logical_name(self) -> str:
+        """The release's name, not its namespace: moving it to another namespace is then a
+        replacement of this resource, which deletes the old release first (the two would own the
+        same cluster-wide objects), not a new resource created beside the old."""
+        return self.name
+
+    @property
+    def previous_name(self) -> str:
+        """The name stacks made before 2026-11 gave it (an alias)."""
         return f"{self.namespace}/{self.name}"
 
     pulumi_type = "kubernetes:helm.sh/v3:Release"

@@ -49,7 +49,7 @@ def test_resource_types_names_and_parents(run_program: RunProgram, stack: str) -
             (NAMESPACE, "infisical", "infisical-operator"),
             (CHART, "infisical-secrets-operator", "infisical-operator"),
             *((CRD, name, "infisical-secrets-operator") for name in CHART_CRDS),
-            (RELEASE, "infisical/infisical-secrets-operator", "infisical-operator"),
+            (RELEASE, "infisical-secrets-operator", "infisical-operator"),
             (SECRET, "infisical/infisical-machine-identity", "infisical-operator"),
             (NAMESPACE, "floe-jobs", "floe-secrets"),
             (CR, "floe-jobs/catalog-credentials", "floe-secrets"),
@@ -65,7 +65,7 @@ def test_resource_types_names_and_parents(run_program: RunProgram, stack: str) -
 
 def test_each_custom_resource_depends_on_release_identity_and_namespace(run_program: RunProgram) -> None:
     run = run_program()
-    release = run.named(RELEASE, "infisical/infisical-secrets-operator")
+    release = run.named(RELEASE, "infisical-secrets-operator")
     identity = run.named(SECRET, "infisical/infisical-machine-identity")
     jobs = run.named(NAMESPACE, "floe-jobs")
     values = {r.urn for r in run.of_type(VALUE)}
@@ -79,7 +79,7 @@ def test_each_custom_resource_depends_on_release_identity_and_namespace(run_prog
 
 
 def test_release_inputs(run_program: RunProgram) -> None:
-    release = run_program().named(RELEASE, "infisical/infisical-secrets-operator")
+    release = run_program().named(RELEASE, "infisical-secrets-operator")
     assert release.plain("chart") == "secrets-operator"
     assert release.plain("version") == "v0.11.5"
     assert release.plain("repositoryOpts") == {
@@ -182,7 +182,7 @@ def test_stacks_made_with_a_component_per_reference_keep_every_object(
 
 
 def test_a_failed_release_install_or_upgrade_is_undone(run_program: RunProgram) -> None:
-    release = run_program().named(RELEASE, "infisical/infisical-secrets-operator")
+    release = run_program().named(RELEASE, "infisical-secrets-operator")
     assert (release.plain("atomic"), release.plain("cleanupOnFail")) == (True, True)
 
 
@@ -190,15 +190,17 @@ def test_a_release_moved_to_another_namespace_is_deleted_before_its_successor_in
     run_program: RunProgram,
 ) -> None:
     # Both would own the same cluster-wide objects (ClusterRoles): the successor's install would fail.
-    release = run_program().named(RELEASE, "infisical/infisical-secrets-operator")
+    # Its name holds no namespace, so a move is a replacement of this resource, not a second release.
+    release = run_program().named(RELEASE, "infisical-secrets-operator")
     assert release.delete_before_replace
+    assert release.aliases == [("infisical/infisical-secrets-operator", "")]  # its name until 2026-11
 
 
 def test_create_namespaces_false_creates_none(run_program: RunProgram) -> None:
     run = run_program(config={**default_config("dev"), "floe:createNamespaces": "false"})
     assert run.of_type(NAMESPACE) == []
     crds = {r.urn for r in run.of_type(CRD)}
-    assert crds and set(run.named(RELEASE, "infisical/infisical-secrets-operator").dependencies) == crds
+    assert crds and set(run.named(RELEASE, "infisical-secrets-operator").dependencies) == crds
 
 
 def test_stack_output_secrets(run_program: RunProgram) -> None:
@@ -413,7 +415,7 @@ def test_the_operator_crds_are_resources_of_their_own_that_outlive_the_release(
         assert annotations["pulumi.com/patchForce"] == "true"
     assert run.named(CRD, "infisicalsecrets.secrets.infisical.com").plain("metadata")["annotations"][
         "controller-gen"] == "v0.18.0"  # the chart's own annotations stay
-    release = run.named(RELEASE, "infisical/infisical-secrets-operator")
+    release = run.named(RELEASE, "infisical-secrets-operator")
     assert release.plain("values")["installCRDs"] is False
     assert {c.urn for c in children} <= set(release.dependencies)
 
