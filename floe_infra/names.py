@@ -139,7 +139,8 @@ def object_name(*parts: str, max_length: int = 253) -> str:
     """``parts`` joined with '-' as a DNS-1123 name (lowercase; other characters become '-'). One
     longer than ``max_length`` is cut and ends in a hash of the whole, so two long names differ."""
     whole = "-".join(parts)
-    name = re.sub(r"[^a-z0-9.-]+", "-", whole.lower()).strip("-.")
+    name = re.sub(r"[^a-z0-9.-]+", "-", whole.lower())
+    name = re.sub(r"[-.]*\.[-.]*", ".", name).strip("-.")  # labels between dots start and end alphanumeric
     if len(name) <= max_length:
         return name
     digest = hashlib.sha256(whole.encode()).hexdigest()[:8]
