@@ -10,7 +10,7 @@ STACK ?= dev
 
 PLAN_ARGS ?=
 
-.PHONY: install runtime policy-install plan test lint typecheck unit bench clean tools tools-bin cluster cluster-down e2e
+.PHONY: install runtime policy-install plan test lint typecheck unit bench fuzz clean tools tools-bin cluster cluster-down e2e
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ cluster-down:
 # The program under the real CLI against a cluster and Infisical that the tests start and stop.
 e2e: $(STAMP) $(RUNTIME_STAMP) tools policy-install
 	$(BIN)/pytest tests/e2e -p no:cacheprovider
+
+# Generated manifests through `floe secrets plan` for MINUTES (not part of `make test`).
+MINUTES ?= 10
+fuzz: $(STAMP)
+	$(BIN)/python tests/fuzz_manifest.py --minutes $(MINUTES)
 
 bench: $(STAMP)
 	$(BIN)/python bench/program_scale.py
