@@ -41,6 +41,7 @@ test: lint typecheck unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check floe_infra tests bench policy tools __main__.py
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict floe_infra policy/floe_policies.py

@@ -76,7 +76,7 @@ def evaluate(body: Callable[[], Any], root: Path) -> tuple[float, Registered]:
 
 
 def program() -> Any:
-    from floe_infra.program import run
+    from floe_infra.deploy.program import run
 
     return run().urn
 

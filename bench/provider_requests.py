@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from infisical_double import DoubleServer, InfisicalDouble
 
-from floe_infra._infisical import RetryPolicy, forget_connections
+from floe_infra.clients.infisical import RetryPolicy, forget_connections
 from floe_infra.secret_value import InfisicalSecretValueProvider, secret_id
 
 CLIENT = ("bench-client-id", "bench-client-secret")

@@ -10,42 +10,42 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .build import build_plan, deploy_config_problems
-    from .components import InfisicalOperator, SecretsPlatform
-    from .desired import HelmRelease, InfisicalValue, KubeObject, SecretSource, StackPlan
+    from .day2.plugin import PluginContext, SecretsPlugin, load_plugin
+    from .deploy.components import InfisicalOperator, SecretsPlatform
+    from .deploy.secret_value import InfisicalSecretValue, InfisicalSecretValueProvider
     from .errors import FloeError, ManifestError, StackConfigError
-    from .manifest import LoadedManifest, Manifest, Reference, load_manifest
-    from .plugin import PluginContext, SecretsPlugin, load_plugin
-    from .registry import plugin_types
-    from .secret_value import InfisicalSecretValue, InfisicalSecretValueProvider
-    from .stack import StackSettings, parse_stack_config, read_stack_files
+    from .model.manifest import LoadedManifest, Manifest, Reference, load_manifest
+    from .model.registry import plugin_types
+    from .model.settings import StackSettings, parse_stack_config, read_stack_files
+    from .plan.desired import HelmRelease, InfisicalValue, KubeObject, SecretSource, StackPlan
+    from .plan.planner import build_plan, deploy_config_problems
 
 _EXPORTS = {
-    "build_plan": "build",
-    "deploy_config_problems": "build",
-    "InfisicalOperator": "components",
-    "SecretsPlatform": "components",
-    "HelmRelease": "desired",
-    "InfisicalValue": "desired",
-    "KubeObject": "desired",
-    "SecretSource": "desired",
-    "StackPlan": "desired",
+    "build_plan": "plan.planner",
+    "deploy_config_problems": "plan.planner",
+    "InfisicalOperator": "deploy.components",
+    "SecretsPlatform": "deploy.components",
+    "HelmRelease": "plan.desired",
+    "InfisicalValue": "plan.desired",
+    "KubeObject": "plan.desired",
+    "SecretSource": "plan.desired",
+    "StackPlan": "plan.desired",
     "FloeError": "errors",
     "ManifestError": "errors",
     "StackConfigError": "errors",
-    "LoadedManifest": "manifest",
-    "Manifest": "manifest",
-    "Reference": "manifest",
-    "load_manifest": "manifest",
-    "PluginContext": "plugin",
-    "SecretsPlugin": "plugin",
-    "load_plugin": "plugin",
-    "plugin_types": "registry",
-    "InfisicalSecretValue": "secret_value",
-    "InfisicalSecretValueProvider": "secret_value",
-    "StackSettings": "stack",
-    "parse_stack_config": "stack",
-    "read_stack_files": "stack",
+    "LoadedManifest": "model.manifest",
+    "Manifest": "model.manifest",
+    "Reference": "model.manifest",
+    "load_manifest": "model.manifest",
+    "PluginContext": "day2.plugin",
+    "SecretsPlugin": "day2.plugin",
+    "load_plugin": "day2.plugin",
+    "plugin_types": "model.registry",
+    "InfisicalSecretValue": "deploy.secret_value",
+    "InfisicalSecretValueProvider": "deploy.secret_value",
+    "StackSettings": "model.settings",
+    "parse_stack_config": "model.settings",
+    "read_stack_files": "model.settings",
 }
 
 __all__ = [

@@ -96,10 +96,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .build import build_plan, deploy_config_problems
-    from .manifest import load_manifest
-    from .render import as_json, table, write_objects
-    from .stack import read_stack_files
+    from .model.manifest import load_manifest
+    from .model.settings import read_stack_files
+    from .plan.planner import build_plan, deploy_config_problems
+    from .plan.render import as_json, table, write_objects
 
     project_dir = Path.cwd()
     settings = read_stack_files(project_dir, args.stack)
@@ -116,9 +116,9 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _day2(args: argparse.Namespace) -> int:
-    from . import day2
+    from .day2 import commands as day2
 
-    stack = day2.open_stack(Path.cwd(), args.stack, args.manifest and str(args.manifest), args.context)
+    stack = day2.open_target(Path.cwd(), args.stack, args.manifest and str(args.manifest), args.context)
     namespace = getattr(args, "namespace", None)
     if args.command == "validate":
         report = day2.validate(stack, pre_deploy=args.pre_deploy)

@@ -26,3 +26,7 @@ class ManifestError(FloeError):
 
 class StackConfigError(FloeError):
     """Stack configuration (Pulumi.<stack>.yaml or pulumi config) is missing or invalid."""
+
+
+class PluginError(FloeError):
+    """A backend (a cluster, Infisical) could not be reached or refused; one line that says what to do."""

@@ -27,7 +27,9 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 PINNED_CHARTS = ("secrets-operator", "external-secrets")
 _EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 
-# Where each sync kind names the Infisical environment it reads.
+# Where each sync kind names the Infisical environment it reads. Written here again on purpose,
+# not imported from floe_infra.plan.sync_objects.read_scope: the pack runs in its own virtualenv
+# without floe_infra, and a check that shared the program's reader would miss that reader's bugs.
 _ENVIRONMENT_OF: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret": lambda spec: [
         spec["authentication"]["universalAuth"]["secretsScope"]["envSlug"]
@@ -46,7 +48,7 @@ def stack_of(urn: str) -> str:
     return urn.split("::", 1)[0].removeprefix("urn:pulumi:")
 
 
-def _raw(value: Any) -> Any:
+def _unwrapped(value: Any) -> Any:
     """The dict under pulumi-policy's secret-preserving proxy, where secrets are still ``Secret``s."""
     try:
         return value["__target"]
@@ -56,13 +58,13 @@ def _raw(value: Any) -> Any:
 
 def plaintext_keys(props: Mapping[str, Any]) -> list[str]:
     """Keys of a Secret's ``data``/``stringData`` whose value is not a Pulumi secret."""
-    target = _raw(props)
+    target = _unwrapped(props)
     found = []
     for field in ("data", "stringData"):
         values = target.get(field) if isinstance(target, Mapping) else None
         if values is None or isinstance(values, Secret):
             continue
-        found += [f"{field}.{k}" for k, v in _raw(values).items() if not isinstance(v, Secret)]
+        found += [f"{field}.{k}" for k, v in _unwrapped(values).items() if not isinstance(v, Secret)]
     return sorted(found)
 
 

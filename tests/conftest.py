@@ -23,10 +23,10 @@ from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config as DynamicConfig
 from pulumi.runtime import mocks, rpc
 
-from floe_infra._infisical import RetryPolicy, forget_connections
-from floe_infra.desired import PASSWORD_TYPE
+from floe_infra.clients.infisical import RetryPolicy, forget_connections
+from floe_infra.model.settings import SECRET_KEYS, WRITER_ENV
+from floe_infra.plan.desired import PASSWORD_TYPE
 from floe_infra.secret_value import InfisicalSecretValueProvider
-from floe_infra.stack import SECRET_KEYS, WRITER_ENV
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,7 +223,7 @@ def run_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunProgram:
         expect_error: bool = False,
         preview: bool = False,
     ) -> ProgramRun:
-        from floe_infra.program import run as program
+        from floe_infra.deploy.program import run as program
 
         project = tmp_path / stack
         project.mkdir(exist_ok=True)

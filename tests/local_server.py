@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
@@ -43,9 +45,14 @@ class JsonHandler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    failures: list[str]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that time out or drop keep-alive sockets are part of the tests, not errors."""
+        """Clients that time out or drop keep-alive sockets are part of the tests; anything else is a
+        bug in a double, which the client would only see as a dropped connection (and retry)."""
+        kind = sys.exc_info()[0]
+        if kind is not None and not issubclass(kind, (ConnectionError, TimeoutError)):
+            self.failures.append(traceback.format_exc())
 
 
 class LocalServer:
@@ -54,6 +61,7 @@ class LocalServer:
     def __init__(self, double: Double, handler: type[JsonHandler]) -> None:
         bound = type("Handler", (handler,), {"double": double})
         self.httpd = _Server(("127.0.0.1", 0), bound)
+        self.httpd.failures = []
         double.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -64,3 +72,5 @@ class LocalServer:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        if self.httpd.failures:
+            raise AssertionError("the double raised while answering:\n" + "\n".join(self.httpd.failures))

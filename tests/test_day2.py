@@ -17,10 +17,11 @@ from conftest import WRITER
 from infisical_double import DoubleServer, InfisicalDouble, Secret
 from kube_double import KubeDouble, KubeServer
 
-from floe_infra._infisical import forget_connections
 from floe_infra.cli import main
-from floe_infra.desired import MANAGED_BY, STACK_LABEL
-from floe_infra.plugin import KeyReport, PluginContext, SecretsPlugin, load_plugin, plugin_types
+from floe_infra.clients.infisical import forget_connections
+from floe_infra.day2.plugin import KeyReport, PluginContext, SecretsPlugin, load_plugin
+from floe_infra.model.registry import plugin_types
+from floe_infra.plan.desired import MANAGED_BY, STACK_LABEL
 
 CANARY = "value-canary-9d1c"
 NOW = datetime.now(UTC)
@@ -178,7 +179,7 @@ class _Clock:
 def test_an_unreachable_infisical_fails_validate_within_seconds_with_cli_advice(
     world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, host: str
 ) -> None:
-    from floe_infra import _infisical
+    from floe_infra.clients import infisical as _infisical
 
     clock = _Clock()
     monkeypatch.setattr(_infisical, "time", clock)
@@ -224,7 +225,7 @@ def test_validate_json(world: World, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_validate_symbols_only_on_a_terminal(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    from floe_infra import day2
+    from floe_infra.day2 import commands as day2
 
     class Tty(list[str]):
         def write(self, text: str) -> None:
@@ -233,7 +234,7 @@ def test_validate_symbols_only_on_a_terminal(world: World, monkeypatch: pytest.M
         def isatty(self) -> bool:
             return True
 
-    stack = day2.open_stack(world.project, "dev", None, None)
+    stack = day2.open_target(world.project, "dev", None, None)
     report = day2.validate(stack)
     tty = Tty()
     day2.render(report, "table", tty)  # type: ignore[arg-type]
@@ -430,17 +431,17 @@ def vault_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     """A third-party package's entry point, as ``pip install floe-vault`` would add it."""
     from importlib.metadata import EntryPoint
 
+    from floe_infra.model import registry
+
     fake = EntryPoint("vault", "test_day2:VaultPlugin", "floe.secrets")
-    monkeypatch.setattr("floe_infra.registry.entry_points", lambda group: [fake] if group == "floe.secrets" else [])
+    installed = registry.entry_points
+    monkeypatch.setattr(registry, "entry_points", lambda group: [*installed(group=group), fake])
 
 
 def test_plugins_are_found_through_the_registry_and_entry_points(vault_installed: None) -> None:
     assert {"infisical", "k8s", "vault"} <= set(plugin_types())
     plugin = load_plugin("vault", PluginContext("dev", "dev"))
     assert isinstance(plugin, VaultPlugin)
-    assert plugin.inject_env_vars(["a", "b"]) == {
-        "envFrom": [{"secretRef": {"name": "a"}}, {"secretRef": {"name": "b"}}]
-    }
     with pytest.raises(Exception, match=r"no secrets plugin 'consul': installed are infisical, k8s, vault"):
         load_plugin("consul", PluginContext("dev", "dev"))
 
@@ -462,12 +463,6 @@ def test_a_third_party_plugin_serves_the_cli_without_changes_here(
 class VaultPlugin(SecretsPlugin):
     """A third-party plugin as a package would ship it."""
 
-    def get_secret(self, name: str, namespace: str) -> dict[str, str] | None:
-        return None
-
-    def create_secret(self, name: str, namespace: str, data: Any) -> None:
-        pass
-
     def key_reports(self, references: Any) -> list[KeyReport]:
         where = self.context.options["address"]
         return [KeyReport(r.name, where, frozenset(k.name for k in r.keys)) for r in references]
@@ -476,34 +471,13 @@ class VaultPlugin(SecretsPlugin):
         return []
 
 
-def test_infisical_plugin_reads_and_writes_a_folder(world: World) -> None:
-    from floe_infra.manifest import load_manifest
+def test_the_infisical_plugin_validates_its_own_config(world: World) -> None:
+    """The generic PluginContext carries no backend's types: the plugin reads its options itself."""
+    from floe_infra.errors import PluginError
 
-    settings = load_manifest(world.project / "manifest.yaml").model.plugins.secrets.config
-    plugin = load_plugin("infisical", PluginContext("dev", "dev", settings))
-    plugin.create_secret("snowflake", "/warehouse", {"TOKEN": "t-1"})
-    assert plugin.get_secret("snowflake", "/warehouse") == {"TOKEN": "t-1"}
-    assert plugin.get_secret("nothing", "/") is None
-    assert plugin.generate_secret_mounts("snowflake-credentials") == {
-        "volumes": [{"name": "secret-snowflake-credentials", "secret": {"secretName": "snowflake-credentials"}}],
-        "volumeMounts": [
-            {
-                "name": "secret-snowflake-credentials",
-                "mountPath": "/etc/floe/secrets/snowflake-credentials",
-                "readOnly": True,
-            }
-        ],
-    }
-
-
-def test_k8s_plugin_reads_and_writes_a_secret(world: World) -> None:
-    plugin = load_plugin("k8s", PluginContext("dev", "dev"))
-    plugin.create_secret("app", "floe-jobs", {"TOKEN": "t-1"})
-    stored = world.kube.objects[("secrets", "floe-jobs", "app")]
-    assert stored["stringData"] == {"TOKEN": "t-1"} and stored["metadata"]["labels"] == LABELS
-    world.kube.add("secrets", k8s_secret("other", {"K": "v"}))
-    assert plugin.get_secret("other", "floe-jobs") == {"K": "v"}
-    assert plugin.get_secret("absent", "floe-jobs") is None
+    with pytest.raises(PluginError, match=r"plugins\.secrets\.config is missing or invalid: the infisical plugin "
+                                          r"needs site_url and project_slug"):
+        load_plugin("infisical", PluginContext("dev", "dev", options={"site_url": "https://x.io"}))
 
 
 def test_help_is_fast_because_it_imports_no_client() -> None:

@@ -9,9 +9,10 @@ import pytest
 from conftest import ROOT, RunProgram, default_config
 from test_plan import crd_validator, plan_for
 
-from floe_infra import KubeObject, ManifestError, names
-from floe_infra.names import go_duration
-from floe_infra.sync import ORPHAN_ON_DELETE
+from floe_infra import KubeObject, ManifestError
+from floe_infra.model import names
+from floe_infra.model.names import go_duration
+from floe_infra.plan.sync_objects import ORPHAN_ON_DELETE
 
 EXAMPLE = (ROOT / "manifest.yaml").read_text()
 V1BETA1 = EXAMPLE.replace("        chart_version: v0.11.5\n", "        chart_version: v0.11.5\n        api: v1beta1\n")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import pickle
 import string
 
 import pytest
+from pulumi.dynamic.dynamic import serialize_provider
 
-from floe_infra.password import SPECIAL, GeneratedPasswordProvider
+from floe_infra.deploy.password import SPECIAL, GeneratedPasswordProvider
 
 
 @pytest.mark.parametrize(
@@ -56,3 +58,13 @@ def test_the_pickled_provider_carries_no_value() -> None:
     provider = GeneratedPasswordProvider()
     result = provider.create({"length": 48, "special": False}).outs["result"]
     assert result.encode() not in pickle.dumps(provider)
+
+
+def test_the_provider_is_pickled_under_the_path_existing_states_hold() -> None:
+    """Every stack's state holds it pickled as floe_infra.password.GeneratedPasswordProvider, though
+    the class lives in floe_infra.deploy: moving that path would break their refresh and destroy."""
+    import floe_infra.password
+
+    pickled = base64.b64decode(serialize_provider(GeneratedPasswordProvider()))
+    assert b"floe_infra.password" in pickled and b"floe_infra.deploy" not in pickled
+    assert type(pickle.loads(pickled)) is floe_infra.password.GeneratedPasswordProvider

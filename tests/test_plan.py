@@ -15,7 +15,7 @@ from conftest import K8S_MANIFEST as K8S
 from conftest import operator_crd, reference_file
 
 from floe_infra import ManifestError, StackConfigError, StackPlan, StackSettings, build_plan, load_manifest
-from floe_infra.build import deploy_config_problems, require_deploy_config
+from floe_infra.plan.planner import deploy_config_problems, require_deploy_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -260,8 +260,8 @@ def test_crd_check_would_catch_a_deprecated_or_misspelt_field(tmp_path: Path) ->
 def test_chart_defaults_match_the_reference_chart() -> None:
     chart = yaml.safe_load(reference_file("secrets-operator-Chart.yaml").read_text())
     values = yaml.safe_load(reference_file("secrets-operator-values.yaml").read_text())
-    from floe_infra.build import CHART_NAME
-    from floe_infra.manifest import DEFAULT_CHART_VERSION
+    from floe_infra.model.manifest import DEFAULT_CHART_VERSION
+    from floe_infra.plan.planner import CHART_NAME
 
     assert (chart["name"], chart["version"]) == (CHART_NAME, DEFAULT_CHART_VERSION)
     assert {"installCRDs", "hostAPI"} <= set(values)

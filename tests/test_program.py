@@ -10,7 +10,7 @@ import pytest
 from conftest import CHART_OBJECTS, K8S_MANIFEST, ROOT, ProgramRun, RunProgram, default_config
 
 from floe_infra import HelmRelease, build_plan, load_manifest, parse_stack_config
-from floe_infra.desired import PASSWORD_TYPE, ChartCrds, InfisicalValue
+from floe_infra.plan.desired import PASSWORD_TYPE, ChartCrds, InfisicalValue
 
 CR = "kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret"
 SECRET = "kubernetes:core/v1:Secret"
@@ -314,7 +314,7 @@ BAD_INPUT = [
 def test_bad_input_creates_nothing_and_stops_with_one_error(
     run_program: RunProgram, manifest: str | None, config: dict[str, Any], match: str
 ) -> None:
-    from floe_infra.program import BadInput
+    from floe_infra.deploy.program import BadInput
 
     run = run_program(manifest, config=config, expect_error=True)
     assert isinstance(run.error, BadInput)
@@ -355,17 +355,23 @@ def test_program_registers_exactly_the_plan(
     registered = {(r.type, r.name) for r in run.registrations if not r.type.startswith(("floe:", "pulumi:providers:"))}
     assert registered == expected_names
 
-    by_id = {(r.pulumi_type, r.logical_name): r for r in plan.resources()}
+    by_name = {(r.pulumi_type, r.logical_name): r for r in plan.resources()}
+    by_id = {r.id: r for r in plan.resources()}
     for reg in run.registrations:
-        desired = by_id.get((reg.type, reg.name))
+        desired = by_name.get((reg.type, reg.name))
         if desired is None:
             continue
         assert reg.protect == desired.protect
-        deps = {run.by_urn(u).name for u in reg.dependencies}
-        passwords = set(desired.generated()) if not isinstance(desired, (HelmRelease, ChartCrds)) else set()
-        crds = set(CHART_CRDS) if any(d.startswith("ChartCRDs:") for d in desired.depends_on) else set()
-        named = {d.split(":", 1)[1] for d in desired.depends_on if not d.startswith("ChartCRDs:")}
-        assert deps == named | passwords | crds
+        # By type and name (a URN's identity): a value and its password share a name.
+        deps = {(run.by_urn(u).type, run.by_urn(u).name) for u in reg.dependencies}
+        generated = desired.generated() if not isinstance(desired, (HelmRelease, ChartCrds)) else {}
+        expected = {(PASSWORD, name) for name in generated}
+        for dep in desired.depends_on:
+            if dep.startswith("ChartCRDs:"):  # the chart's CRDs, each one
+                expected |= {(CRD, name) for name in CHART_CRDS}
+            else:
+                expected.add((by_id[dep].pulumi_type, by_id[dep].logical_name))
+        assert deps == expected, reg.name
         if isinstance(desired, ChartCrds):
             rendered = run.chart_rendered()
             assert (rendered["chart"], rendered["version"], rendered["fetch_opts"]["repo"], rendered["values"]) == (
@@ -422,7 +428,7 @@ def test_the_operator_crds_are_resources_of_their_own_that_outlive_the_release(
 
 def test_a_credential_in_plaintext_in_the_stack_file_stops_the_program(run_program: RunProgram, tmp_path: Path) -> None:
     """The engine hands the program plaintext and ciphertext alike: it reads the committed file."""
-    from floe_infra.program import BadInput
+    from floe_infra.deploy.program import BadInput
 
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev" / "Pulumi.dev.yaml").write_text(
@@ -457,3 +463,17 @@ def test_a_k8s_reference_with_no_keys_is_warned_about(tmp_path: Path) -> None:
         "secrets.empty-one declares no keys: its Secret will be empty; add keys: {NAME: {config: true}} or "
         "{generate: {}}"
     ]
+
+
+def test_a_preview_registers_what_an_update_does(run_program: RunProgram) -> None:
+    """In a preview, values not known yet (a generated password) are unknowns; nothing may depend
+    on them being known."""
+    update = run_program()
+    preview = run_program(preview=True)
+
+    def shape(run: ProgramRun) -> set[tuple[str, str, frozenset[str]]]:
+        return {(r.type, r.name, frozenset(run.by_urn(u).name for u in r.dependencies)) for r in run.registrations}
+
+    assert shape(preview) == shape(update)
+    value = preview.named(VALUE, "/compute/snowflake:SNOWFLAKE_PASSWORD")
+    assert value.secret_inputs() >= {"value"}

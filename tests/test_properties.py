@@ -10,10 +10,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from floe_infra import names
-from floe_infra._yaml import YamlSyntaxError, parse_yaml
-from floe_infra.manifest import LoadedManifest, Manifest
-from floe_infra.secret_value import _parse_id, secret_id
+from floe_infra.deploy.secret_value import _parse_id, secret_id
+from floe_infra.model import names
+from floe_infra.model.manifest import LoadedManifest, Manifest
+from floe_infra.model.yaml_source import YamlSyntaxError, parse_yaml
 
 LOWER_DIGITS = string.ascii_lowercase + string.digits
 

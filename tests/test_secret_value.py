@@ -18,7 +18,7 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 
 from floe_infra import InfisicalSecretValueProvider
-from floe_infra._infisical import InfisicalError, RetryPolicy
+from floe_infra.clients.infisical import InfisicalError, RetryPolicy
 
 VALUE = "value-canary-7f3a"
 PROPS: dict[str, Any] = {
@@ -399,3 +399,17 @@ def test_missing_credentials_name_the_commands_at_the_first_request_not_in_a_pre
     assert provider.diff(ID, dict(PROPS), dict(PROPS)).changes is False
     with pytest.raises(InfisicalError, match=expected):
         provider.create(dict(PROPS))
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("7", 7.0), ("Sun, 29 Nov 2026 10:00:30 GMT", 30.0), ("Sun, 29 Nov 2026 09:00:00 GMT", 0.0), ("soon", None)],
+    ids=["delta-seconds", "http-date", "http-date-past", "unreadable"],
+)
+def test_retry_after_reads_seconds_and_http_dates(value: str, seconds: float | None) -> None:
+    from datetime import UTC, datetime
+
+    from floe_infra.clients.infisical import _retry_after
+
+    now = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC).timestamp()
+    assert _retry_after({"Retry-After": value}, now=now) == seconds

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from cluster import LocalCluster  # noqa: E402
 
-from floe_infra._infisical import Connection, Credentials, connect  # noqa: E402
+from floe_infra.clients.infisical import Connection, Credentials, connect  # noqa: E402
 
 CHART = ROOT.parent / "shared" / "reference" / "secrets-operator-chart"
 PASSPHRASE = "floe-e2e-passphrase"

@@ -478,6 +478,8 @@ def test_8_destroy_on_dev_leaves_what_the_readme_says(stack: Stack) -> None:
             assert stack.kube(kind, namespace, name), f"namespace {name} was deleted"
         else:
             assert not stack.kube(kind, namespace, name), f"{kind} {namespace}/{name} survived destroy"
+    # The CRDs stay too: deleting one would delete every object of its kind, any stack's.
+    assert set(_crds_in_chart()) <= set(_uids(stack, "crd"))
     get = stack.infisical.get
     # Keys the stack wrote are deleted; keys people set by hand are theirs and stay.
     assert get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_USER") is None

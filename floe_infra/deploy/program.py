@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pulumi
 
-from .build import build_plan, deploy_config_problems, require_deploy_config
-from .components import PlatformArgs, SecretsPlatform, StackConfigSecrets
-from .desired import StackPlan
-from .errors import FloeError, StackConfigError
-from .manifest import load_manifest
-from .stack import (
+from ..errors import FloeError, StackConfigError
+from ..model.manifest import load_manifest
+from ..model.settings import (
     KNOWN_KEYS,
     NAMESPACE,
     SCALAR_KEYS,
@@ -23,6 +20,9 @@ from .stack import (
     parse_stack_config,
     writer_credentials_present,
 )
+from ..plan.desired import StackPlan
+from ..plan.planner import build_plan, deploy_config_problems, require_deploy_config
+from .components import PlatformArgs, SecretsPlatform, StackConfigSecrets
 
 
 def settings_from_config(config: pulumi.Config) -> StackSettings:

@@ -15,20 +15,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import import_module
 from typing import Any, Literal
 
-from .errors import FloeError
-from .manifest import InfisicalSettings, Reference
-from .registry import ENTRY_POINT_GROUP, plugin_types
-
-MOUNT_ROOT = "/etc/floe/secrets"
+from ..errors import PluginError
+from ..model.manifest import Reference
+from ..model.registry import ENTRY_POINT_GROUP, plugin_entry_points
 
 SyncStatus = Literal["Synced", "Failed", "Pending", "Missing"]
-
-
-class PluginError(FloeError):
-    """A backend could not be reached or refused; one line that says what to do."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +30,9 @@ class PluginContext:
 
     stack: str
     environment: str
-    infisical: InfisicalSettings | None = None
     kube_context: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
-    """A third-party plugin's ``plugins.secrets.config``, for it to validate."""
+    """The plugin's ``plugins.secrets.config``, for it to validate."""
 
 
 @dataclass(frozen=True)
@@ -67,33 +59,11 @@ class SyncState:
 
 
 class SecretsPlugin(ABC):
-    """A secrets backend: the design's four methods, plus the two the day-2 commands need."""
+    """A secrets backend, as the day-2 commands see it: which keys each reference holds, and the
+    state of the cluster objects that sync them."""
 
     def __init__(self, context: PluginContext) -> None:
         self.context = context
-
-    @abstractmethod
-    def get_secret(self, name: str, namespace: str) -> dict[str, str] | None:
-        """The keys and values of one secret, or None when there is none."""
-
-    @abstractmethod
-    def create_secret(self, name: str, namespace: str, data: Mapping[str, str]) -> None:
-        """Create one secret holding ``data``; fails if it exists."""
-
-    def inject_env_vars(self, secret_refs: Sequence[str]) -> dict[str, Any]:
-        """The container-spec fragment that exposes every key of these Secrets as variables.
-
-        Every backend ends in a Kubernetes Secret named after the reference, so this is shared.
-        """
-        return {"envFrom": [{"secretRef": {"name": ref}} for ref in secret_refs]}
-
-    def generate_secret_mounts(self, secret_name: str) -> dict[str, Any]:
-        """The pod-spec volume and container volume mount that put the Secret's keys in files."""
-        volume = f"secret-{secret_name}"
-        return {
-            "volumes": [{"name": volume, "secret": {"secretName": secret_name}}],
-            "volumeMounts": [{"name": volume, "mountPath": f"{MOUNT_ROOT}/{secret_name}", "readOnly": True}],
-        }
 
     @abstractmethod
     def key_reports(self, references: Sequence[Reference]) -> list[KeyReport]:
@@ -115,14 +85,16 @@ def parse_time(value: object) -> datetime | None:
 
 
 def load_plugin(type_name: str, context: PluginContext) -> SecretsPlugin:
-    types = plugin_types()
-    if type_name not in types:
+    found = plugin_entry_points()
+    if type_name not in found:
         raise PluginError(
-            f"no secrets plugin {type_name!r}: installed are {', '.join(sorted(types))}; install the package "
+            f"no secrets plugin {type_name!r}: installed are {', '.join(sorted(found))}; install the package "
             f"that provides it (entry point group {ENTRY_POINT_GROUP})"
         )
-    module_name, _, class_name = types[type_name].partition(":")
-    plugin_class = getattr(import_module(module_name), class_name)
+    try:
+        plugin_class = found[type_name].load()
+    except (ImportError, AttributeError) as exc:
+        raise PluginError(f"{found[type_name].value} (plugin {type_name!r}) cannot be loaded: {exc}") from None
     if not (isinstance(plugin_class, type) and issubclass(plugin_class, SecretsPlugin)):
-        raise PluginError(f"{types[type_name]} (plugin {type_name!r}) is not a SecretsPlugin")
+        raise PluginError(f"{found[type_name].value} (plugin {type_name!r}) is not a SecretsPlugin")
     return plugin_class(context)

@@ -16,18 +16,59 @@ operator only sets itself as owner when it creates the Secret, and updates an ex
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-from . import names
+from ..model import names
+from ..model.manifest import InfisicalSettings, Reference
 from .desired import HelmRelease, KubeObject, OperatorPlan
-from .manifest import InfisicalSettings, Reference
 
 V1ALPHA1 = "secrets.infisical.com/v1alpha1"
 V1BETA1 = "secrets.infisical.com/v1beta1"
 ESO_API = "external-secrets.io/v1"
-ORPHAN_ON_DELETE = {"pulumi.com/deletionPropagationPolicy": "orphan"}
+ORPHAN_ON_DELETE: Mapping[str, str] = MappingProxyType({"pulumi.com/deletionPropagationPolicy": "orphan"})
 ESO_RELEASE, ESO_CHART = "external-secrets", "external-secrets"
 CONNECTION_NAME, AUTH_NAME = "infisical", "infisical-universal"
+
+@dataclass(frozen=True)
+class Scope:
+    """Which Infisical folder a sync object reads: project, environment, path."""
+
+    project: str
+    environment: str
+    path: str
+
+
+_SCOPE_FIELDS: dict[str, tuple[tuple[str | int, ...], tuple[str, str, str]]] = {
+    # kind: (where in its spec, its names for project, environment and path)
+    "InfisicalSecret": (
+        ("authentication", "universalAuth", "secretsScope"), ("projectSlug", "envSlug", "secretsPath")
+    ),
+    "InfisicalStaticSecret": (("sources", 0), ("projectSlug", "environmentSlug", "secretPath")),
+    "ClusterSecretStore": (
+        ("provider", "infisical", "secretsScope"), ("projectSlug", "environmentSlug", "secretsPath")
+    ),
+}
+
+
+def read_scope(kind: str, spec: Mapping[str, Any]) -> Scope | None:
+    """The one reader of the folder a sync object's spec names (each kind spells it its own way),
+    for the plan's table and for objects read back from a cluster; None for other kinds. Fields a
+    cluster object lacks read as ""."""
+    if kind not in _SCOPE_FIELDS:
+        return None
+    where, fields = _SCOPE_FIELDS[kind]
+    node: Any = spec
+    for step in where:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            node = {}
+            break
+    values = [str(node.get(f, "")) if isinstance(node, Mapping) else "" for f in fields]
+    return Scope(*values)
+
 
 def _credential(identity: KubeObject, key: str) -> dict[str, str]:
     assert identity.namespace is not None

@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..errors import StackConfigError
 from . import names
-from ._yaml import YamlSyntaxError, load_yaml
-from .errors import StackConfigError
+from .yaml_source import YamlSyntaxError, load_yaml
 
 NAMESPACE = "floe"
 WRITER_NAMESPACE = "infisical"
@@ -42,7 +42,7 @@ class StackSettings:
     create_namespaces: bool = True
     protect: bool = False
     kube_context: str | None = None
-    operator_credentials_set: bool | None = None
+    operator_credentials_set: bool = False
     secret_value_keys: Mapping[str, frozenset[str]] | None = None
     writer_credentials_set: bool | None = None
     source: str = "stack config"
@@ -129,7 +129,7 @@ def _is_ciphertext(value: object) -> bool:
     return isinstance(value, dict) and set(value) == {"secure"}
 
 
-def _credentials_set(values: Mapping[str, object]) -> bool | None:
+def _credentials_set(values: Mapping[str, object]) -> bool:
     present = [values.get(k) is not None for k in ("operatorClientId", "operatorClientSecret")]
     return all(present)
 
@@ -175,9 +175,9 @@ def read_stack_files(project_dir: Path, stack: str) -> StackSettings:
     )
     if plaintext:
         raise StackConfigError("\n".join(plaintext))
-    values = {**_in(project_entries, NAMESPACE), **_in(stack_entries, NAMESPACE)}
+    values = {**_namespace_entries(project_entries, NAMESPACE), **_namespace_entries(stack_entries, NAMESPACE)}
     settings = parse_stack_config(stack, values, stack_file.name)
-    writer = _in(stack_entries, WRITER_NAMESPACE)
+    writer = _namespace_entries(stack_entries, WRITER_NAMESPACE)
     return replace(settings, writer_credentials_set=writer_credentials_present(writer.get))
 
 
@@ -212,7 +212,7 @@ def _leaves(name: str, value: object) -> list[tuple[str, object]]:
     return [(name, value)]
 
 
-def _in(entries: Mapping[str, object], namespace: str) -> dict[str, object]:
+def _namespace_entries(entries: Mapping[str, object], namespace: str) -> dict[str, object]:
     """The ``<namespace>:*`` entries, keys without the namespace."""
     prefix = namespace + ":"
     return {k[len(prefix) :]: v for k, v in entries.items() if k.startswith(prefix)}

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 import pulumi
 import pulumi_kubernetes as k8s
 
-from ._infisical import writer_host
-from .desired import (
+from ..clients.infisical import writer_host
+from ..plan.desired import (
     ChartCrds,
     Desired,
     HelmRelease,
@@ -72,7 +72,7 @@ class StackConfigSecrets:
         if source.config_key not in self._objects:
             self._objects[source.config_key] = self._config.require_secret_object(source.config_key)
         path = source.config_path
-        return pulumi.Output.secret(self._objects[source.config_key].apply(lambda v: _dig(v, path)))
+        return pulumi.Output.secret(self._objects[source.config_key].apply(lambda v: _value_at(v, path)))
 
 
     def _is_set(self, source: SecretSource) -> bool:
@@ -80,7 +80,7 @@ class StackConfigSecrets:
         if not source.config_path:
             return self._config.get(source.config_key) is not None
         try:
-            _dig(self._config.get_object(source.config_key), source.config_path)
+            _value_at(self._config.get_object(source.config_key), source.config_path)
         except (KeyError, TypeError):
             return False
         return True
@@ -96,7 +96,7 @@ def _unknown_secret() -> pulumi.Output[str]:
     return pulumi.Output(set(), nothing(), answer(False), answer(True))  # type: ignore[arg-type]
 
 
-def _dig(value: Any, path: tuple[str, ...]) -> str:
+def _value_at(value: Any, path: tuple[str, ...]) -> str:
     for part in path:
         value = value[part]
     return str(value)
@@ -280,8 +280,6 @@ class InfisicalOperator(pulumi.ComponentResource):
         for desired in args.plan.resources():
             builder.add(desired)
         self.resources = builder.created
-        self.release = builder.created[args.plan.release.id]
-        self.identity_secret = builder.created[args.plan.identity.id]
         self.register_outputs(
             {"release": args.plan.release.logical_name, "identitySecret": args.plan.identity.logical_name}
         )

@@ -1,24 +1,23 @@
 """The ``k8s`` SecretsPlugin: plain Kubernetes Secrets, made by the Pulumi program.
 
-Here a secret is a Kubernetes **Secret**: ``name`` is its name and ``namespace`` its namespace.
-There is no controller in between, so a Secret that exists is in sync by definition; its last
+Here a reference's secret is a Kubernetes **Secret** of its name in its namespace. There is no
+controller in between, so a Secret that exists is in sync by definition; its last
 sync is the last write to it (``metadata.managedFields``), else its creation.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._kube import Cluster
-from .desired import MANAGED_BY, STACK_LABEL
-from .manifest import Reference
+from ..clients.kube import Cluster
+from ..model.manifest import Reference
+from ..plan.desired import MANAGED_BY, STACK_LABEL
 from .plugin import KeyReport, SecretsPlugin, SyncState, parse_time
 
 
 class KubernetesPlugin(SecretsPlugin):
-    """Secrets as Kubernetes Secrets, read and written through the cluster's API."""
+    """Secrets as Kubernetes Secrets, read through the cluster's API."""
 
     _cluster: Cluster | None = None
 
@@ -26,26 +25,6 @@ class KubernetesPlugin(SecretsPlugin):
         if self._cluster is None:
             self._cluster = Cluster.connect(self.context.kube_context)
         return self._cluster
-
-    def get_secret(self, name: str, namespace: str) -> dict[str, str] | None:
-        found = self._connect().get_secret(name, namespace)
-        if found is None:
-            return None
-        return {k: base64.b64decode(v).decode() for k, v in (found.get("data") or {}).items()}
-
-    def create_secret(self, name: str, namespace: str, data: Mapping[str, str]) -> None:
-        body = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {**MANAGED_BY, STACK_LABEL: self.context.stack},
-            },
-            "type": "Opaque",
-            "stringData": dict(data),
-        }
-        self._connect().create_secret(body)
 
     def key_reports(self, references: Sequence[Reference]) -> list[KeyReport]:
         cluster = self._connect()

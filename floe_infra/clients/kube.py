@@ -8,10 +8,11 @@ them. The client is imported here, on first use, so ``floe --help`` never pays f
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .plugin import PluginError
+from ..errors import PluginError
 
 TIMEOUT = (5.0, 20.0)  # connect, read: an unreachable cluster is an error, not a hang
 
@@ -55,42 +56,47 @@ class Cluster:
         configuration.retries = 1
         return cls(client.ApiClient(configuration), configuration.host)
 
-    def _call(self, method: str, path: str, query: list[tuple[str, str]] | None = None, body: Any = None) -> Any:
-        """The decoded JSON answer; None for 404; PluginError for anything else that went wrong."""
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``'s answer as the API sent it (plain JSON types); None for 404; PluginError for
+        anything else that went wrong."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
-            return self.api.call_api(
-                path,
-                method,
-                query_params=query or [],
-                header_params={"Accept": "application/json", "Content-Type": "application/json"},
-                body=body,
-                auth_settings=["BearerToken"],
-                response_types_map={200: "object", 201: "object"},
-                _return_http_data_only=True,
-                _request_timeout=TIMEOUT,
-            )
+            answer = fn()
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise PluginError(
-                f"the Kubernetes API at {self.server} answered {exc.status} {exc.reason} to {method} {path}"
+                f"the Kubernetes API at {self.server} answered {exc.status} {exc.reason} to {what}"
             ) from None
         except HTTPError as exc:
             reason = getattr(exc, "reason", None) or exc
             raise PluginError(f"cannot reach the Kubernetes API at {self.server}: {reason}") from None
+        return self.api.sanitize_for_serialization(answer)
 
     def list(
-        self, group_version: str, plural: str, namespace: str | None, labels: dict[str, str], *, required: bool = True
+        self, group_version: str, plural: str, namespace: str | None, labels: Mapping[str, str], *,
+        required: bool = True,
     ) -> list[dict[str, Any]]:
         """Objects of one kind (``v1``/``secrets`` or ``group/version``/``plural``) with these labels;
         a kind the cluster does not serve is an error if ``required``, else no objects."""
-        prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
-        scope = f"/namespaces/{namespace}" if namespace else ""
+        from kubernetes.client import CoreV1Api, CustomObjectsApi
+
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        found = self._call("GET", f"{prefix}{scope}/{plural}", [("labelSelector", selector)] if selector else None)
+        options = {"label_selector": selector, "_request_timeout": TIMEOUT}
+        what = f"a list of {plural} ({group_version})"
+        found: Any
+        if group_version == "v1" and plural == "secrets":
+            core = CoreV1Api(self.api)
+            found = self._call(what, lambda: core.list_namespaced_secret(namespace, **options) if namespace
+                               else core.list_secret_for_all_namespaces(**options))
+        else:
+            group, version = group_version.split("/")
+            custom = CustomObjectsApi(self.api)
+            found = self._call(what, lambda: custom.list_namespaced_custom_object(
+                group, version, namespace, plural, **options) if namespace
+                else custom.list_cluster_custom_object(group, version, plural, **options))
         if found is None and not required:
             return []
         if found is None:
@@ -101,12 +107,11 @@ class Cluster:
         return list(found.get("items") or [])
 
     def get_secret(self, name: str, namespace: str) -> dict[str, Any] | None:
-        found = self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
-        return dict(found) if found is not None else None
+        from kubernetes.client import CoreV1Api
 
-    def create_secret(self, body: dict[str, Any]) -> None:
-        namespace = body["metadata"]["namespace"]
-        if self._call("POST", f"/api/v1/namespaces/{namespace}/secrets", body=body) is None:
-            raise PluginError(
-                f"could not create Secret {namespace}/{body['metadata']['name']}: no namespace {namespace}"
-            )
+        core = CoreV1Api(self.api)
+        found = self._call(
+            f"a read of Secret {namespace}/{name}",
+            lambda: core.read_namespaced_secret(name, namespace, _request_timeout=TIMEOUT),
+        )
+        return dict(found) if found is not None else None

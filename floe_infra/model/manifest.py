@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from ..errors import ManifestError
 from . import names
-from ._yaml import LoadedYaml, PathKey, YamlSyntaxError, load_yaml
-from .errors import ManifestError
 from .registry import BUILT_IN, ENTRY_POINT_GROUP, plugin_types
+from .yaml_source import LoadedYaml, PathKey, YamlSyntaxError, load_yaml
 
 SECRET_REF_SUFFIX = "_secret_ref"
 

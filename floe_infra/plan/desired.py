@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
-from .manifest import Reference
-from .stack import StackSettings
+from ..model.manifest import Reference
+from ..model.settings import StackSettings
 
 SecretsType = Literal["infisical", "k8s"]
 PASSWORD_TYPE = "pulumi-python:dynamic/floe:GeneratedPassword"
 """The Pulumi type of :class:`floe_infra.password.GeneratedPassword` (which imports Pulumi)."""
-MANAGED_BY = {"app.kubernetes.io/managed-by": "floe-infra"}
+MANAGED_BY: Mapping[str, str] = MappingProxyType({"app.kubernetes.io/managed-by": "floe-infra"})
 STACK_LABEL = "floe-infra/stack"
 
 
@@ -47,9 +48,9 @@ class KubeObject:
     name: str
     namespace: str | None
     labels: Mapping[str, str]
-    content: Mapping[str, Any] = field(default_factory=dict)
-    secret_data: Mapping[str, SecretSource] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
+    content: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    secret_data: Mapping[str, SecretSource] = field(default_factory=lambda: MappingProxyType({}))
+    annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     depends_on: tuple[str, ...] = ()
     protect: bool = False
     retain_on_delete: bool = False

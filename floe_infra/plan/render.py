@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
+from ..errors import FloeError
 from .desired import PASSWORD_TYPE, ChartCrds, HelmRelease, InfisicalValue, KubeObject, StackPlan
-from .errors import FloeError
+from .sync_objects import read_scope
 
 
 @dataclass(frozen=True)
@@ -51,21 +52,19 @@ def rows(plan: StackPlan) -> list[Row]:
 def _detail(obj: KubeObject) -> str:
     """Where a sync object reads from (project/environment/path), or which keys a Secret holds."""
     spec = obj.content.get("spec", {})
-    scope: dict[str, str] = {}
-    if obj.kind == "InfisicalSecret":
-        raw = spec["authentication"]["universalAuth"]["secretsScope"]
-        scope = {"project": raw["projectSlug"], "env": raw["envSlug"], "path": raw["secretsPath"]}
-    elif obj.kind == "InfisicalStaticSecret":
-        raw = spec["sources"][0]
-        scope = {"project": raw["projectSlug"], "env": raw["environmentSlug"], "path": raw["secretPath"]}
-    elif obj.kind == "ClusterSecretStore":
-        raw = spec["provider"]["infisical"]["secretsScope"]
-        scope = {"project": raw["projectSlug"], "env": raw["environmentSlug"], "path": raw["secretsPath"]}
-    elif obj.kind == "ExternalSecret":
+    scope = read_scope(obj.kind, spec)
+    if scope is not None:
+        return f"{scope.project}/{scope.environment}{scope.path}"
+    if obj.kind == "ExternalSecret":
         return f"Secret {spec['target']['name']} from store {spec['secretStoreRef']['name']}"
-    elif obj.secret_data:
-        return "keys " + ", ".join(obj.secret_data)
-    return f"{scope['project']}/{scope['env']}{scope['path']}" if scope else ""
+    return "keys " + ", ".join(obj.secret_data) if obj.secret_data else ""
+
+
+def aligned(lines: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as text columns two spaces apart (the last column ragged); the one table
+    layout of every command."""
+    widths = [max(len(cell) for cell in column) for column in zip(*lines, strict=True)]
+    return ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
 
 
 def component_count(plan: StackPlan) -> int:
@@ -75,7 +74,6 @@ def component_count(plan: StackPlan) -> int:
 def table(plan: StackPlan) -> str:
     body = rows(plan)
     header = Row("TYPE", "NAME", "NAMESPACE", "DETAIL")
-    widths = [max(len(getattr(r, f)) for r in [header, *body]) for f in ("type", "name", "namespace")]
     protected = ", every resource protected" if plan.settings.protect else ""
     lines = [
         f"Stack {plan.settings.stack}: "
@@ -83,8 +81,7 @@ def table(plan: StackPlan) -> str:
         + f"secrets type {plan.secrets_type}{protected}",
         "",
     ]
-    for r in [header, *body]:
-        lines.append(f"{r.type:<{widths[0]}}  {r.name:<{widths[1]}}  {r.namespace:<{widths[2]}}  {r.detail}".rstrip())
+    lines += aligned([(r.type, r.name, r.namespace, r.detail) for r in [header, *body]])
     components = component_count(plan)
     crds = ", and the chart's CRDs" if plan.operator else ""
     lines += [

@@ -1,8 +1,7 @@
 """The ``infisical`` SecretsPlugin: secrets in Infisical, synced by the Infisical operator.
 
-Here a secret is an Infisical **folder**: ``namespace`` is its parent path and ``name`` its last
-segment (``get_secret("snowflake", "/compute")`` reads ``/compute/snowflake``), in the manifest's
-project and the stack's environment. One folder is one list request, however many keys it holds.
+Here a reference's secret is an Infisical **folder**, in the manifest's project and the stack's
+environment. One folder is one list request, however many keys it holds.
 Credentials are the writer/reader identity of the environment: ``INFISICAL_UNIVERSAL_AUTH_CLIENT_ID``
 and ``_SECRET``, on the manifest's ``site_url`` unless ``INFISICAL_HOST`` says otherwise.
 """
@@ -13,14 +12,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from infisical_sdk.infisical_requests import APIError
+from pydantic import ValidationError
 
-from ._infisical import Connection, Credentials, RetryPolicy, connect
-from ._kube import Cluster
-from .desired import MANAGED_BY, STACK_LABEL
-from .manifest import InfisicalSettings, Reference
-from .plugin import KeyReport, PluginError, SecretsPlugin, SyncState, SyncStatus, parse_time
-from .sync import ESO_API, V1ALPHA1, V1BETA1
+from ..clients.infisical import Connection, Credentials, Refused, RetryPolicy, connect
+from ..clients.kube import Cluster
+from ..errors import PluginError
+from ..model.manifest import InfisicalSettings, Reference
+from ..plan.desired import MANAGED_BY, STACK_LABEL
+from ..plan.sync_objects import ESO_API, V1ALPHA1, V1BETA1, read_scope
+from .plugin import KeyReport, PluginContext, SecretsPlugin, SyncState, SyncStatus, parse_time
 
 READY = "secrets.infisical.com/ReadyToSyncSecrets"
 TOKEN = "secrets.infisical.com/LoadedInfisicalToken"
@@ -28,15 +28,11 @@ STATIC_STATUS = "secrets.infisical.com/LastReconcileStatus"
 STATIC_SYNCED_AT = "secrets.infisical.com/LastSuccessfulReconcileAt"
 
 
-def _folder(name: str, namespace: str) -> str:
-    return f"{namespace.rstrip('/')}/{name}" if name else namespace
-
-
 def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {c.get("type"): c for c in obj.get("status", {}).get("conditions") or []}
 
 
-def _from(condition: Mapping[str, Any] | None) -> tuple[SyncStatus, str]:
+def _status_of(condition: Mapping[str, Any] | None) -> tuple[SyncStatus, str]:
     """Synced/Failed/Pending from one condition (None or Unknown: not reconciled yet)."""
     if condition is None or condition.get("status") == "Unknown":
         return "Pending", "not reconciled yet"
@@ -72,12 +68,13 @@ def sync_state(obj: Mapping[str, Any]) -> SyncState:
     conditions = _conditions(obj)
     ready, token = conditions.get(READY), conditions.get(TOKEN)
     failed_token = token is not None and token.get("status") == "False"
-    status = _from(token) if failed_token else _from(ready)
+    status = _status_of(token) if failed_token else _status_of(ready)
     times: list[object] = [c.get("lastTransitionTime") for c in (ready, token) if c]
     fields = obj.get("metadata", {}).get("managedFields") or []
     times += [f.get("time") for f in fields if f.get("subresource") == "status"]
-    scope = obj.get("spec", {}).get("authentication", {}).get("universalAuth", {}).get("secretsScope", {})
-    return _state(obj, "InfisicalSecret", status, scope.get("projectSlug", ""), scope.get("envSlug", ""), times)
+    scope = read_scope("InfisicalSecret", obj.get("spec") or {})
+    assert scope is not None
+    return _state(obj, "InfisicalSecret", status, scope.project, scope.environment, times)
 
 
 def static_sync_state(obj: Mapping[str, Any]) -> SyncState:
@@ -86,15 +83,15 @@ def static_sync_state(obj: Mapping[str, Any]) -> SyncState:
     conditions = _conditions(obj)
     synced_at = conditions.get(STATIC_SYNCED_AT)
     times: list[object] = [synced_at.get("message")] if synced_at else []
-    source = (obj.get("spec", {}).get("sources") or [{}])[0]
-    status = _from(conditions.get(STATIC_STATUS))
-    project, env = source.get("projectSlug", ""), source.get("environmentSlug", "")
-    return _state(obj, "InfisicalStaticSecret", status, project, env, times)
+    scope = read_scope("InfisicalStaticSecret", obj.get("spec") or {})
+    assert scope is not None
+    status = _status_of(conditions.get(STATIC_STATUS))
+    return _state(obj, "InfisicalStaticSecret", status, scope.project, scope.environment, times)
 
 
 def external_sync_state(obj: Mapping[str, Any], project: str, env: str) -> SyncState:
     """An ESO ExternalSecret: condition ``Ready``; ESO records ``status.refreshTime`` per sync."""
-    status = _from(_conditions(obj).get("Ready"))
+    status = _status_of(_conditions(obj).get("Ready"))
     return _state(obj, "ExternalSecret", status, project, env, [obj.get("status", {}).get("refreshTime")])
 
 
@@ -113,10 +110,17 @@ says so on stderr."""
 class InfisicalPlugin(SecretsPlugin):
     """Secrets in Infisical folders; the cluster side is one InfisicalSecret per reference."""
 
+    def __init__(self, context: PluginContext) -> None:
+        super().__init__(context)
+        try:
+            self._config = InfisicalSettings.model_validate(context.options)
+        except ValidationError:
+            raise PluginError(
+                "plugins.secrets.config is missing or invalid: the infisical plugin needs site_url and project_slug"
+            ) from None
+
     def _settings(self) -> InfisicalSettings:
-        if self.context.infisical is None:
-            raise PluginError("plugins.secrets.config is missing: the infisical plugin needs site_url and project_slug")
-        return self.context.infisical
+        return self._config
 
     def _connection(self) -> Connection:
         credentials = Credentials.resolve(lambda _: None, self._settings().site_url, for_cli=True)
@@ -137,34 +141,9 @@ class InfisicalPlugin(SecretsPlugin):
                     recursive=False,
                 ),
             )
-        except APIError as exc:
+        except Refused as exc:
             raise conn.denied(exc, "list", path, settings.project_slug, self.context.environment) from None
         return {s.secretKey: s.secretValue if values else "" for s in listed.secrets}
-
-    def get_secret(self, name: str, namespace: str) -> dict[str, str] | None:
-        return self._list(self._connection(), _folder(name, namespace), values=True) or None
-
-    def create_secret(self, name: str, namespace: str, data: Mapping[str, str]) -> None:
-        conn, settings = self._connection(), self._settings()
-        path = _folder(name, namespace)
-        conn.ensure_folders(settings.project_slug, self.context.environment, path)
-        project_id = conn.project_id(settings.project_slug)
-        for key, value in data.items():
-
-            def create(client: Any, key: str = key, value: str = value) -> object:
-                return client.secrets.create_secret_by_name(
-                    secret_name=key,
-                    secret_path=path,
-                    environment_slug=self.context.environment,
-                    project_id=project_id,
-                    secret_value=value,
-                )
-
-            try:
-                conn.call(f"create {key} in {path}", create)
-            except APIError as exc:
-                where = f"{key} in {path}"
-                raise conn.denied(exc, "create", where, settings.project_slug, self.context.environment) from None
 
     def key_reports(self, references: Sequence[Reference]) -> list[KeyReport]:
         """One list request per distinct folder (values not requested), one login."""

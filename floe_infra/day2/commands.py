@@ -16,15 +16,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .manifest import Reference, load_manifest
+from ..model.manifest import Reference, load_manifest
+from ..model.settings import read_stack_files
+from ..plan.render import aligned
 from .plugin import PluginContext, SecretsPlugin, SyncState, load_plugin
-from .stack import read_stack_files
 
 OK, PROBLEM = 0, 1
 
 
 @dataclass(frozen=True)
-class Stack:
+class Target:
     """What the day-2 commands read: the stack's references and its secrets plugin."""
 
     name: str
@@ -34,12 +35,13 @@ class Stack:
     plugin: SecretsPlugin
 
 
-def open_stack(project_dir: Path, stack: str, manifest: str | None, kube_context: str | None) -> Stack:
+def open_target(project_dir: Path, stack: str, manifest: str | None, kube_context: str | None) -> Target:
     settings = read_stack_files(project_dir, stack)
     loaded = load_manifest(project_dir / (manifest or settings.manifest))
     secrets = loaded.model.plugins.secrets
-    context = PluginContext(stack, settings.environment, secrets.config, kube_context, secrets.options)
-    return Stack(
+    options = secrets.config.model_dump() if secrets.config is not None else secrets.options
+    context = PluginContext(stack, settings.environment, kube_context, options)
+    return Target(
         name=stack,
         environment=settings.environment,
         manifest=str(manifest or settings.manifest),
@@ -58,7 +60,7 @@ class Report:
     exit_code: int = OK
 
 
-def validate(stack: Stack, *, pre_deploy: bool = False) -> Report:
+def validate(stack: Target, *, pre_deploy: bool = False) -> Report:
     """Every reference's source exists and holds every key the manifest declares.
 
     ``pre_deploy``: before ``pulumi up``, keys the stack writes itself (``generate:``,
@@ -99,7 +101,7 @@ class _Cluster:
         return PROBLEM if self.missing or any(s.status == "Failed" for s in self.states) else OK
 
 
-def _cluster(stack: Stack, namespace: str | None) -> _Cluster:
+def _cluster(stack: Target, namespace: str | None) -> _Cluster:
     states = sorted(stack.plugin.sync_states(namespace), key=lambda s: (s.namespace, s.name))
     present = {(s.namespace, s.name) for s in states}
     missing = [
@@ -110,7 +112,7 @@ def _cluster(stack: Stack, namespace: str | None) -> _Cluster:
     return _Cluster(states, missing)
 
 
-def list_resources(stack: Stack, namespace: str | None) -> Report:
+def list_resources(stack: Target, namespace: str | None) -> Report:
     found = _cluster(stack, namespace)
     report = Report("", ("name", "namespace", "type", "sync_status"), exit_code=found.exit_code)
     for s in found.states:
@@ -121,7 +123,7 @@ def list_resources(stack: Stack, namespace: str | None) -> Report:
     return report
 
 
-def status(stack: Stack, namespace: str | None, now: datetime | None = None) -> Report:
+def status(stack: Target, namespace: str | None, now: datetime | None = None) -> Report:
     found = _cluster(stack, namespace)
     report = Report("", ("name", "project", "env", "last_sync", "message"), exit_code=found.exit_code)
     now = now or datetime.now(UTC)
@@ -191,6 +193,5 @@ def _render_checks(report: Report, stream: TextIO) -> None:
 def _render_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], stream: TextIO) -> None:
     headers = [c.upper().replace("_", " ") for c in columns]
     cells = [[str(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(headers, *cells, strict=False)]
-    for line in (headers, *cells):
-        stream.write("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n")
+    for line in aligned([headers, *cells]):
+        stream.write(line + "\n")

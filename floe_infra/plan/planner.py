@@ -6,10 +6,15 @@ the components) and ``floe secrets plan``, so the two cannot disagree.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..errors import StackConfigError
+from ..model.manifest import InfisicalSettings, KeyDecl, LoadedManifest, Reference
+from ..model.settings import WRITER_ENV, WRITER_NAMESPACE, StackSettings, set_command
 from .desired import (
     MANAGED_BY,
     STACK_LABEL,
@@ -22,10 +27,7 @@ from .desired import (
     SecretSource,
     StackPlan,
 )
-from .errors import StackConfigError
-from .manifest import InfisicalSettings, KeyDecl, LoadedManifest, Reference
-from .stack import WRITER_ENV, WRITER_NAMESPACE, StackSettings, set_command
-from .sync import eso_release, sync_objects, v1beta1_auth
+from .sync_objects import eso_release, sync_objects, v1beta1_auth
 
 CHART_NAME = "secrets-operator"
 RELEASE_NAME = "infisical-secrets-operator"
@@ -37,7 +39,7 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
     """The desired state of one stack; raises ManifestError for rules that span references."""
     references = manifest.references(settings.jobs_namespace)
     plugin = manifest.model.plugins.secrets
-    labels = {**MANAGED_BY, STACK_LABEL: settings.stack}
+    labels: Mapping[str, str] = MappingProxyType({**MANAGED_BY, STACK_LABEL: settings.stack})  # shared: read-only
     if plugin.type == "infisical":
         assert plugin.config is not None  # the model requires it for this type
         eso_used = any(r.via == "eso" for r in references)
@@ -105,7 +107,7 @@ def deploy_config_problems(plan: StackPlan) -> list[str]:
             "it is protected (floe:protect: true) but does not name its cluster, so it would deploy to whatever "
             f"kubeconfig context is current: run `{set_command(settings.stack, 'kubeContext', '<kubeconfig-context>')}`"
         )
-    if plan.operator is not None and settings.operator_credentials_set is False:
+    if plan.operator is not None and not settings.operator_credentials_set:
         problems.append(
             "the operator's machine identity is not set: run "
             f"`{set_command(settings.stack, 'operatorClientId', '<client-id>', secret=True)}` and "
@@ -143,7 +145,7 @@ def require_deploy_config(plan: StackPlan) -> None:
 
 
 def _operator(
-    config: InfisicalSettings, settings: StackSettings, labels: dict[str, str], eso_used: bool
+    config: InfisicalSettings, settings: StackSettings, labels: Mapping[str, str], eso_used: bool
 ) -> OperatorPlan:
     op = config.operator
     namespace = _namespace(op.namespace, labels, settings) if settings.create_namespaces else None
@@ -192,7 +194,7 @@ def _infisical_reference(
     ref: Reference,
     config: InfisicalSettings,
     settings: StackSettings,
-    labels: dict[str, str],
+    labels: Mapping[str, str],
     operator: OperatorPlan | None,
 ) -> ReferencePlan:
     assert operator is not None
@@ -235,7 +237,7 @@ def _key_source(ref: Reference, key: KeyDecl) -> SecretSource:
     return SecretSource(config_key="secretValues", config_path=(ref.name, key.name))
 
 
-def _k8s_reference(ref: Reference, settings: StackSettings, labels: dict[str, str]) -> ReferencePlan:
+def _k8s_reference(ref: Reference, settings: StackSettings, labels: Mapping[str, str]) -> ReferencePlan:
     sources = {k.name: _key_source(ref, k) for k in ref.keys}
     configured = (settings.secret_value_keys or {}).get(ref.name, frozenset())
     for key in sorted(configured - set(sources)):
@@ -247,7 +249,7 @@ def _k8s_reference(ref: Reference, settings: StackSettings, labels: dict[str, st
 def _opaque_secret(
     name: str,
     namespace: str,
-    labels: dict[str, str],
+    labels: Mapping[str, str],
     data: dict[str, SecretSource],
     depends_on: tuple[str, ...],
     protect: bool,
@@ -273,7 +275,7 @@ def _output(ref: Reference) -> dict[str, Any]:
     }
 
 
-def _namespace(name: str, labels: dict[str, str], settings: StackSettings) -> KubeObject:
+def _namespace(name: str, labels: Mapping[str, str], settings: StackSettings) -> KubeObject:
     """Kept in the cluster when the stack stops managing it (its last reference goes, createNamespaces
     turns false, destroy): deleting a namespace deletes every workload in it, not only ours."""
     return KubeObject(
@@ -288,7 +290,7 @@ def _namespace(name: str, labels: dict[str, str], settings: StackSettings) -> Ku
 
 
 def _namespaces(
-    settings: StackSettings, labels: dict[str, str], operator: OperatorPlan | None, plans: tuple[ReferencePlan, ...]
+    settings: StackSettings, labels: Mapping[str, str], operator: OperatorPlan | None, plans: tuple[ReferencePlan, ...]
 ) -> tuple[KubeObject, ...]:
     if not settings.create_namespaces:
         return ()

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -25,9 +26,9 @@ from infisical_sdk import InfisicalSDKClient
 from infisical_sdk.infisical_requests import APIError
 from requests.adapters import HTTPAdapter
 
-from . import names
-from .errors import FloeError
-from .stack import WRITER_ENV
+from ..errors import FloeError
+from ..model import names
+from ..model.settings import WRITER_ENV
 
 T = TypeVar("T")
 
@@ -164,32 +165,70 @@ def _path(url: str | None) -> str:
     return (url or "").split("?", 1)[0]
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
+def _retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds or an HTTP date (RFC 9110); None if absent or unreadable."""
     value = headers.get("Retry-After")
+    if value is None:
+        return None
     try:
-        return max(0.0, float(value)) if value is not None else None
+        return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP date: rare from Infisical; fall back to backoff
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def error_kind(exc: APIError) -> str:
-    """The ``error`` field of an Infisical error body (``NotFound``, ``TokenError``, ...)."""
-    return str(exc.response.get("error", "")) if isinstance(exc.response, dict) else ""
+class Refused(Exception):
+    """Infisical answered a request with a definite no. The subclass says which; callers decide
+    what it means for their operation (a delete that finds nothing is done, a read that finds
+    nothing is drift) and word the user's message. Raised by :meth:`Connection.call` only."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(f"{status} {kind or 'error'}: {message}")
+        self.status, self.kind, self.message = status, kind, message
 
 
-def answered(exc: APIError, status: int, text: str) -> bool:
-    """Whether Infisical answered ``status`` with ``text`` in its message: the message, not the
-    status, tells a missing folder from a missing secret (both 404) or a duplicate key (400)."""
-    message = exc.response.get("message", "") if isinstance(exc.response, dict) else ""
-    return bool(exc.status_code == status and text in str(message))
+class NotFound(Refused):
+    """404: a secret, a project, or the folder or environment (``folder_missing``)."""
+
+    @property
+    def folder_missing(self) -> bool:
+        return "Folder not found" in self.message
 
 
-def error_message(exc: APIError) -> str:
+class AlreadyExists(Refused):
+    """400: a secret of that name is already in that folder."""
+
+
+class TokenExpired(Refused):
+    """403 TokenError: the access token expired or is malformed; a new login fixes it."""
+
+
+class PermissionDenied(Refused):
+    """403 PermissionDenied: the identity's role does not allow the action."""
+
+
+def classify(exc: APIError) -> Refused:
+    """The one reading of an SDK error: Infisical's status, ``error`` field and message (the
+    message, not the status, tells a missing folder from a missing secret, or a duplicate key)."""
     body = exc.response if isinstance(exc.response, dict) else {}
+    kind = str(body.get("error", ""))
     message = body.get("message", "")
     if isinstance(message, list):  # zod validation issues
         message = "; ".join(f"{'.'.join(map(str, m.get('path', [])))}: {m.get('message')}" for m in message)
-    return f"{exc.status_code} {error_kind(exc) or 'error'}: {message}"
+    status = int(exc.status_code or 0)
+    if status == 404:
+        return NotFound(status, kind, str(message))
+    if status == 400 and "already exist" in str(message):
+        return AlreadyExists(status, kind, str(message))
+    if status == 403 and kind == "TokenError":
+        return TokenExpired(status, kind, str(message))
+    if status == 403 and kind == "PermissionDenied":
+        return PermissionDenied(status, kind, str(message))
+    return Refused(status, kind, str(message))
 
 
 class Connection:
@@ -227,23 +266,24 @@ class Connection:
             try:
                 self._retrying("log in", lambda: self.client.auth.universal_auth.login(self.client_id, self._secret))
             except APIError as exc:
-                raise InfisicalError(self._login_failure(exc)) from None
+                raise InfisicalError(self._login_failure(classify(exc))) from None
             self._generation += 1
 
-    def _login_failure(self, exc: APIError) -> str:
+    def _login_failure(self, refused: Refused) -> str:
         where = f"Infisical at {self.host} refused machine identity {self.client_id}"
-        if exc.status_code == 401:
+        if refused.status == 401:
             return f"{where}: wrong client secret; set it with `pulumi config set --secret infisical:clientSecret`"
-        if exc.status_code == 404:
+        if isinstance(refused, NotFound):
             return f"{where}: no identity has this client id; check `infisical:clientId`"
-        return f"{where} ({error_message(exc)})"
+        return f"{where} ({refused})"
 
     def call(
         self, what: str, fn: Callable[[InfisicalSDKClient], T], on_retry: Callable[[bool], None] | None = None
     ) -> T:
-        """Run ``fn(client)`` logged in, within the retry policy; APIErrors other than an
-        expired token reach the caller, which knows what a 404 or 400 means for its operation.
-        ``on_retry(may_have_landed)`` hears of each failed attempt that is retried."""
+        """Run ``fn(client)`` logged in, within the retry policy. A refusal other than an expired
+        token (which logs in again, once) reaches the caller as a :class:`Refused` subclass; the
+        caller knows what it means for its operation. ``on_retry(may_have_landed)`` hears of each
+        failed attempt that is retried."""
         if self._generation == 0:
             self._login(0)
         relogged = False
@@ -252,11 +292,12 @@ class Connection:
             try:
                 return self._retrying(what, lambda: fn(self.client), on_retry)
             except APIError as exc:
-                if exc.status_code == 403 and error_kind(exc) == "TokenError" and not relogged:
+                refused = classify(exc)
+                if isinstance(refused, TokenExpired) and not relogged:
                     relogged = True
                     self._login(seen)
                     continue
-                raise
+                raise refused from None
 
     def _retrying(self, what: str, fn: Callable[[], T], on_retry: Callable[[bool], None] | None = None) -> T:
         policy = self.policy
@@ -285,19 +326,19 @@ class Connection:
                     )
                 time.sleep(delay)
 
-    def denied(self, exc: APIError, action: str, scope: str, project: str, environment: str) -> InfisicalError:
+    def denied(self, refused: Refused, action: str, scope: str, project: str, environment: str) -> InfisicalError:
         """The message for a request Infisical refused for good (no retry can help)."""
-        if answered(exc, 404, "Folder not found"):
+        if isinstance(refused, NotFound) and refused.folder_missing:
             return InfisicalError(
                 f"could not {action} {scope}: Infisical has no environment {environment} or no such folder in "
                 f"project {project}; check the environment slug (floe:environment) against the project's environments"
             )
-        if exc.status_code == 403 and error_kind(exc) == "PermissionDenied":
+        if isinstance(refused, PermissionDenied):
             return InfisicalError(
                 f"machine identity {self.client_id} may not {action} {scope} on {self.host} "
-                f"({error_message(exc)}): give it a role with that permission in the project"
+                f"({refused}): give it a role with that permission in the project"
             )
-        return InfisicalError(f"could not {action} {scope} on {self.host}: {error_message(exc)}")
+        return InfisicalError(f"could not {action} {scope} on {self.host}: {refused}")
 
     def project_id(self, slug: str) -> str:
         """Writes need the project id; ``GET /api/v2/workspace/{slug}`` gives it (no SDK method)."""
@@ -307,8 +348,8 @@ class Connection:
                     f"look up project {slug}",
                     lambda c: c.api.get(path=f"/api/v2/workspace/{quote(slug, safe='')}", model=dict).data,
                 )
-            except APIError as exc:
-                raise InfisicalError(f"could not look up project {slug} on {self.host}: {error_message(exc)}") from None
+            except Refused as refused:
+                raise InfisicalError(f"could not look up project {slug} on {self.host}: {refused}") from None
             self._project_ids[slug] = str(body["id"])
         return self._project_ids[slug]
 
@@ -329,9 +370,9 @@ class Connection:
 
                 try:
                     self.call(f"create folder {folder}", create)
-                except APIError as exc:
+                except Refused as refused:
                     raise self.denied(
-                        exc, "create", f"folder {folder} in environment {environment}", project, environment
+                        refused, "create", f"folder {folder} in environment {environment}", project, environment
                     ) from None
                 self._folders.add(key)
             parent = folder
