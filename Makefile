@@ -45,6 +45,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict floe_infra policy/floe_policies.py
+	# tests and benches too; the e2e suite has a conftest of its own, so it is checked apart
+	MYPYPATH=tests:tools:policy $(BIN)/mypy --strict --explicit-package-bases tests/*.py \
+		bench/cli.py bench/program_scale.py bench/provider_requests.py
+	MYPYPATH=tests/e2e:tests:tools $(BIN)/mypy --strict --explicit-package-bases tests/e2e/*.py \
+		bench/engine_scale.py tools/cluster.py
 
 unit: $(STAMP)
 	$(BIN)/pytest --ignore=tests/e2e

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from infisical_double import DoubleServer, InfisicalDouble
 
 from floe_infra.clients.infisical import RetryPolicy, forget_connections
-from floe_infra.secret_value import InfisicalSecretValueProvider, secret_id
+from floe_infra.deploy.secret_value import InfisicalSecretValueProvider, secret_id
 
 CLIENT = ("bench-client-id", "bench-client-secret")
 PROJECT = "floe-platform"
@@ -97,6 +97,11 @@ class Naive:
         )
 
 
+def _deleted(provider: InfisicalSecretValueProvider, id_: str, props: dict[str, Any]) -> str:
+    provider.delete(id_, props)
+    return id_
+
+
 def phases(provider: InfisicalSecretValueProvider, props: list[dict[str, Any]]) -> list[tuple[str, Callable[[], Any]]]:
     ids = [secret_id(p["project_slug"], p["environment"], p["path"], p["key"]) for p in props]
     changed = [{**p, "value": p["value"] + "-2"} for p in props]
@@ -105,7 +110,7 @@ def phases(provider: InfisicalSecretValueProvider, props: list[dict[str, Any]]) 
         ("read", lambda: [provider.read(i, dict(p)) for i, p in zip(ids, props, strict=True)]),
         ("diff", lambda: [provider.diff(i, p, c) for i, p, c in zip(ids, props, changed, strict=True)]),
         ("update", lambda: [provider.update(i, p, c) for i, p, c in zip(ids, props, changed, strict=True)]),
-        ("delete", lambda: [provider.delete(i, c) for i, c in zip(ids, changed, strict=True)]),
+        ("delete", lambda: [_deleted(provider, i, c) for i, c in zip(ids, changed, strict=True)]),
     ]
 
 

@@ -107,14 +107,14 @@ class _EchoMocks(pulumi.runtime.Mocks):
             outputs["result"] = "generated-" + args.name
         return f"{args.name}-id", outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         self.invokes.append((args.token, dict(args.args)))
         if args.token == "kubernetes:helm:template":  # what the chart renders, with installCRDs true
-            return {"result": [dict(o) for o in CHART_OBJECTS]}
-        return {}
+            return {"result": [dict(o) for o in CHART_OBJECTS]}, []
+        return {}, []  # failures as a list: the SDK iterates them (None would crash it)
 
 
-CHART_OBJECTS = (
+CHART_OBJECTS: tuple[dict[str, Any], ...] = (
     {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
      "metadata": {"name": "infisicalsecrets.secrets.infisical.com", "annotations": {"controller-gen": "v0.18.0"}},
      "spec": {"group": "secrets.infisical.com", "names": {"kind": "InfisicalSecret"}}},
@@ -133,7 +133,7 @@ class RecordingMonitor(mocks.MockMonitor):
         self.registrations: list[Registration] = []
 
     def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             self.registrations.append(
                 Registration(
@@ -240,7 +240,7 @@ def run_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunProgram:
         )
         result = ProgramRun(registrations=monitor.registrations, invokes=monitor.echo.invokes)
 
-        @pulumi.runtime.test
+        @pulumi.runtime.test  # type: ignore[untyped-decorator]
         def evaluate() -> pulumi.Output[Any]:
             platform = program()
             return pulumi.Output.from_input(platform.outputs).apply(lambda o: result.outputs.update(secrets=o))

@@ -429,13 +429,12 @@ def test_k8s_type_validates_and_lists_secrets(world: World, capsys: pytest.Captu
 @pytest.fixture
 def vault_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     """A third-party package's entry point, as ``pip install floe-vault`` would add it."""
-    from importlib.metadata import EntryPoint
-
-    from floe_infra.model import registry
+    from importlib.metadata import EntryPoint, entry_points
 
     fake = EntryPoint("vault", "test_day2:VaultPlugin", "floe.secrets")
-    installed = registry.entry_points
-    monkeypatch.setattr(registry, "entry_points", lambda group: [*installed(group=group), fake])
+    monkeypatch.setattr(
+        "floe_infra.model.registry.entry_points", lambda group: [*entry_points(group=group), fake]
+    )
 
 
 def test_plugins_are_found_through_the_registry_and_entry_points(vault_installed: None) -> None:

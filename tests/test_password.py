@@ -5,11 +5,19 @@ from __future__ import annotations
 import base64
 import pickle
 import string
+from typing import Any
 
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
 from floe_infra.deploy.password import SPECIAL, GeneratedPasswordProvider
+
+
+def _outs(result: Any) -> dict[str, Any]:
+    """A provider result's outputs (typed Optional in the SDK; always set by ours)."""
+    assert result.outs is not None
+    return dict(result.outs)
+
 
 
 @pytest.mark.parametrize(
@@ -20,7 +28,7 @@ from floe_infra.deploy.password import SPECIAL, GeneratedPasswordProvider
 def test_create_draws_length_characters_from_the_alphabet(special: bool, alphabet: str) -> None:
     # 64.0: every number reaches a dynamic provider as a float.
     provider = GeneratedPasswordProvider()
-    results = {provider.create({"length": 64.0, "special": special}).outs["result"] for _ in range(20)}
+    results = {_outs(provider.create({"length": 64.0, "special": special}))["result"] for _ in range(20)}
     assert len(results) == 20
     assert all(len(r) == 64 and set(r) <= set(alphabet) for r in results)
 
@@ -56,7 +64,7 @@ def test_check_refuses_a_bad_length(length: object) -> None:
 
 def test_the_pickled_provider_carries_no_value() -> None:
     provider = GeneratedPasswordProvider()
-    result = provider.create({"length": 48, "special": False}).outs["result"]
+    result = _outs(provider.create({"length": 48, "special": False}))["result"]
     assert result.encode() not in pickle.dumps(provider)
 
 

@@ -32,6 +32,12 @@ PROPS: dict[str, Any] = {
 }
 ID = "floe-platform:dev:/compute/snowflake:SNOWFLAKE_PASSWORD"
 
+def _outs(result: Any) -> dict[str, Any]:
+    """A provider result's outputs (typed Optional in the SDK; always set by ours)."""
+    assert result.outs is not None
+    return dict(result.outs)
+
+
 
 def stored(
     infisical: InfisicalFixture, key: str = "SNOWFLAKE_PASSWORD", path: str = "/compute/snowflake"
@@ -164,8 +170,8 @@ def test_read_returns_the_live_value_so_drift_shows(infisical: InfisicalFixture)
         (infisical.project.id, "dev", "/compute/snowflake", "SNOWFLAKE_PASSWORD")
     ].value = "drifted"
     result = provider.read(ID, dict(PROPS))
-    assert result.id == ID and result.outs["value"] == "drifted"
-    assert provider.diff(ID, result.outs, dict(PROPS)).changes is True
+    assert result.id == ID and _outs(result)["value"] == "drifted"
+    assert provider.diff(ID, _outs(result), dict(PROPS)).changes is True
     assert infisical.double.count()["GET /api/v3/secrets/raw/{name}"] == 1
 
 
@@ -218,7 +224,7 @@ def test_relogin_after_expiry_drops_the_stale_token_the_server_refuses(infisical
     provider = infisical.provider()
     provider.create(dict(PROPS))
     infisical.double.expire_tokens()
-    assert provider.read(ID, dict(PROPS)).outs["value"] == VALUE
+    assert _outs(provider.read(ID, dict(PROPS)))["value"] == VALUE
     assert infisical.double.count()["POST /api/v1/auth/universal-auth/login"] == 2
 
 
@@ -231,7 +237,7 @@ def test_transient_failures_are_retried(infisical: InfisicalFixture, fault: Faul
     provider = infisical.provider()
     provider.create(dict(PROPS))
     infisical.double.inject(fault)
-    assert provider.read(ID, dict(PROPS)).outs["value"] == VALUE
+    assert _outs(provider.read(ID, dict(PROPS)))["value"] == VALUE
 
 
 def test_retry_after_is_honoured(infisical: InfisicalFixture) -> None:
