@@ -12,6 +12,10 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from ..errors import StackConfigError
 from . import names
@@ -67,71 +71,89 @@ def set_command(
     return f"pulumi config set{flags} --stack {stack} '{namespace}:{key}' {value}"
 
 
+def _pulumi_bool(value: object) -> object:
+    """Pulumi config holds strings: ``"true"``/``"false"`` (any case) are booleans too."""
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f" must be true or false; found {names.shown(value)}")
+
+
+def _rule(check: Callable[[str], str]) -> Callable[[str], str]:
+    def checked(value: str) -> str:
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise ValueError(f": {exc}") from None
+
+    return checked
+
+
+PulumiBool = Annotated[bool, BeforeValidator(_pulumi_bool)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class _StackConfig(BaseModel):
+    """The ``floe:*`` keys of one stack, as Pulumi stores them (camelCase, strings for booleans).
+
+    Each validation error's message is what follows ``floe:<key>`` in the message the user sees."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=False)
+
+    environment: Annotated[Text, AfterValidator(_rule(names.environment_slug))]
+    manifest: Text = "manifest.yaml"
+    jobs_namespace: Annotated[Text, AfterValidator(_rule(names.dns_label))] = Field("floe-jobs", alias="jobsNamespace")
+    create_namespaces: PulumiBool = Field(True, alias="createNamespaces")
+    protect: PulumiBool = False
+    kube_context: Text | None = Field(None, alias="kubeContext")
+    operator_client_id: object = Field(None, alias="operatorClientId")
+    operator_client_secret: object = Field(None, alias="operatorClientSecret")
+    secret_values: object = Field(None, alias="secretValues")
+
+
 def parse_stack_config(stack: str, values: Mapping[str, object], source: str) -> StackSettings:
     """Validate raw ``floe:*`` values (keys without the namespace) into StackSettings."""
-    unknown = sorted(set(values) - set(KNOWN_KEYS))
-    if unknown:
-        raise StackConfigError(
-            f"{source}: unknown key {NAMESPACE}:{unknown[0]}: remove it or fix its spelling "
-            f"(known keys: {', '.join(NAMESPACE + ':' + k for k in KNOWN_KEYS)})"
-        )
-    environment = values.get("environment")
-    if environment is None:
-        raise StackConfigError(
-            f"{source}: {NAMESPACE}:environment is not set (the Infisical environment slug of this "
-            f"stack): run `{set_command(stack, 'environment', stack)}`"
-        )
+    try:
+        config = _StackConfig.model_validate(dict(values))
+    except ValidationError as exc:
+        raise StackConfigError(_message(stack, source, exc.errors(include_url=False))) from None
     return StackSettings(
         stack=stack,
-        environment=_environment(_string(values, "environment", source), source),
-        manifest=_string(values, "manifest", source, "manifest.yaml"),
-        jobs_namespace=_namespace(_string(values, "jobsNamespace", source, "floe-jobs"), source),
-        create_namespaces=_bool(values, "createNamespaces", source, True),
-        protect=_bool(values, "protect", source, False),
-        kube_context=_string(values, "kubeContext", source) if values.get("kubeContext") is not None else None,
-        operator_credentials_set=_credentials_set(values),
-        secret_value_keys=_secret_value_keys(values.get("secretValues"), source),
+        environment=config.environment,
+        manifest=config.manifest,
+        jobs_namespace=config.jobs_namespace,
+        create_namespaces=config.create_namespaces,
+        protect=config.protect,
+        kube_context=config.kube_context,
+        operator_credentials_set=config.operator_client_id is not None and config.operator_client_secret is not None,
+        secret_value_keys=_secret_value_keys(config.secret_values, source),
         source=source,
     )
 
 
-def _string(values: Mapping[str, object], key: str, source: str, default: str | None = None) -> str:
-    value = values.get(key, default)
-    if not isinstance(value, str) or not value:
-        raise StackConfigError(f"{source}: {NAMESPACE}:{key} must be a non-empty string; found {value!r}")
-    return value
-
-
-def _bool(values: Mapping[str, object], key: str, source: str, default: bool) -> bool:
-    value = values.get(key, default)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise StackConfigError(f"{source}: {NAMESPACE}:{key} must be true or false; found {value!r}")
-
-
-def _environment(value: str, source: str) -> str:
-    try:
-        return names.environment_slug(value)
-    except ValueError as exc:
-        raise StackConfigError(f"{source}: {NAMESPACE}:environment: {exc}") from exc
-
-
-def _namespace(value: str, source: str) -> str:
-    try:
-        return names.dns_label(value)
-    except ValueError as exc:
-        raise StackConfigError(f"{source}: {NAMESPACE}:jobsNamespace: {exc}") from exc
+def _message(stack: str, source: str, errors: list[ErrorDetails]) -> str:
+    """One line for the first problem (unknown keys first), worded for a Pulumi user."""
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+    if unknown:
+        return (
+            f"{source}: unknown key {NAMESPACE}:{unknown[0]}: remove it or fix its spelling "
+            f"(known keys: {', '.join(NAMESPACE + ':' + k for k in KNOWN_KEYS)})"
+        )
+    error = errors[0]
+    key, found = str(error["loc"][0]), error.get("input")
+    if error["type"] == "missing":
+        return (
+            f"{source}: {NAMESPACE}:{key} is not set (the Infisical environment slug of this "
+            f"stack): run `{set_command(stack, key, stack)}`"
+        )
+    if error["type"] == "value_error":
+        return f"{source}: {NAMESPACE}:{key}{error['msg'].removeprefix('Value error, ')}"
+    return f"{source}: {NAMESPACE}:{key} must be a non-empty string; found {names.shown(found)}"
 
 
 def _is_ciphertext(value: object) -> bool:
     return isinstance(value, dict) and set(value) == {"secure"}
-
-
-def _credentials_set(values: Mapping[str, object]) -> bool:
-    present = [values.get(k) is not None for k in ("operatorClientId", "operatorClientSecret")]
-    return all(present)
 
 
 def _secret_value_keys(raw: object, source: str) -> Mapping[str, frozenset[str]] | None:
