@@ -1,4 +1,4 @@
-"""Pulumi entry point: all logic lives in floe_infra (see floe_infra/program.py)."""
+"""Pulumi entry point: all logic lives in floe_infra (see floe_infra/deploy/program.py)."""
 
 import sys
 
