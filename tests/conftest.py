@@ -73,7 +73,7 @@ class Registration:
     provider: str = ""
     retain_on_delete: bool = False
     delete_before_replace: bool = False
-    aliases: list[tuple[str, str]] = field(default_factory=list)  # (name, parent URN) of each alias spec
+    aliases: list[tuple[str, str]] = field(default_factory=list)  # (name, parent URN) of a spec, ("urn", URN)
 
     def secret_inputs(self) -> set[str]:
         """Top-level input names the engine was told are secret."""
@@ -148,7 +148,8 @@ class RecordingMonitor(mocks.MockMonitor):
                     provider=request.provider,
                     retain_on_delete=bool(request.retainOnDelete),
                     delete_before_replace=bool(request.deleteBeforeReplace),
-                    aliases=[(a.spec.name, a.spec.parentUrn) for a in request.aliases if a.HasField("spec")],
+                    aliases=[(a.spec.name, a.spec.parentUrn) if a.HasField("spec") else ("urn", a.urn)
+                             for a in request.aliases],
                 )
             )
         return response

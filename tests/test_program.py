@@ -150,19 +150,20 @@ def test_renamed_from_aliases_the_value_and_its_password_to_the_old_key(run_prog
         "SNOWFLAKE_PASSWORD: {generate:", "SNOWFLAKE_PASS: {renamed_from: SNOWFLAKE_PASSWORD, generate:"
     )
     run = run_program(manifest)
-    former = _former_parent(run, "snowflake-credentials")
     for typ in (VALUE, PASSWORD):
         old_key = "/compute/snowflake:SNOWFLAKE_PASSWORD"
-        assert sorted(run.named(typ, "/compute/snowflake:SNOWFLAKE_PASS").aliases) == [
-            ("", former), (old_key, ""), (old_key, former)
-        ]
-    assert run.named(VALUE, "/compute/snowflake:SNOWFLAKE_USER").aliases == [("", former)]
+        assert sorted(run.named(typ, "/compute/snowflake:SNOWFLAKE_PASS").aliases) == sorted([
+            (old_key, ""),  # the old key under the platform
+            ("urn", FORMER.format(stack="dev", type=typ, name="/compute/snowflake:SNOWFLAKE_PASS")),
+            ("urn", FORMER.format(stack="dev", type=typ, name=old_key)),  # both, under the old component
+        ])
+    assert run.named(VALUE, "/compute/snowflake:SNOWFLAKE_USER").aliases == [
+        ("urn", FORMER.format(stack="dev", type=VALUE, name="/compute/snowflake:SNOWFLAKE_USER"))
+    ]
 
 
-def _former_parent(run: ProgramRun, reference: str) -> str:
-    """The URN the reference's component had: the platform's, with one more type and the reference's name."""
-    platform = run.named("floe:secrets:Platform", "floe-secrets").urn
-    return f"{platform.rsplit('::', 1)[0]}$floe:secrets:SecretReference::{reference}"
+FORMER = "urn:pulumi:{stack}::floe::floe:secrets:Platform$floe:secrets:SecretReference${type}::{name}"
+"""The URN an object had under the component each reference had until 2026-11."""
 
 
 @pytest.mark.parametrize("manifest", ["infisical", "k8s"], ids=["type-infisical", "type-k8s"])
@@ -176,9 +177,8 @@ def test_stacks_made_with_a_component_per_reference_keep_every_object(
     references = [r for r in run.registrations if r.type in (CR, VALUE, PASSWORD) or (r.type == SECRET
                   and not r.name.startswith("infisical/"))]
     assert references
-    for r in references:
-        ref = r.plain("metadata")["name"] if r.type in (CR, SECRET) else "snowflake-credentials"
-        assert r.aliases == [("", _former_parent(run, ref))], r.name
+    for r in references:  # a plain URN: the SDK sends it without waiting for the platform's URN
+        assert r.aliases == [("urn", FORMER.format(stack="dev", type=r.type, name=r.name))], r.name
 
 
 def test_a_failed_release_install_or_upgrade_is_undone(run_program: RunProgram) -> None:

@@ -16,6 +16,7 @@ import pulumi_kubernetes as k8s
 
 from ..clients.infisical import writer_host
 from ..plan.desired import (
+    PASSWORD_TYPE,
     ChartCrds,
     Desired,
     HelmRelease,
@@ -29,6 +30,7 @@ from .password import GeneratedPassword
 from .secret_value import InfisicalSecretValue
 
 TYPE_PREFIX = "floe:secrets"
+PLATFORM_TYPE = f"{TYPE_PREFIX}:Platform"
 # The component each reference had until 2026-11; its former children carry an alias to it.
 FORMER_REFERENCE_TYPE = f"{TYPE_PREFIX}:SecretReference"
 
@@ -118,17 +120,18 @@ class _Builder:
         self.created: dict[str, pulumi.Resource] = dict(known)
         self._ready: dict[str, pulumi.Output[list[pulumi.Resource]]] = {}
 
-    def add(self, desired: Desired, former_parent: pulumi.Input[str] | None = None) -> pulumi.Resource:
-        """``former_parent``: the URN of a component the object was once a child of (an alias)."""
+    def add(self, desired: Desired, former_parent: str | pulumi.Output[str] | None = None) -> pulumi.Resource:
+        """``former_parent``: a component the object was once a child of (an alias): its URN, or,
+        as a string, the type chain of its URN (``urn:...::Platform$floe:secrets:SecretReference``),
+        which makes each alias a plain URN the SDK need not wait for."""
         # One flat method rather than a dispatch to helpers: the SDK records every program frame
         # under each registration, so call depth here is paid a thousand times in a large stack.
         value = desired if isinstance(desired, InfisicalValue) else None
         # Each former identity: the old name (a key's renamed_from, a release's namespace/name), the
         # old parent, or both.
         former_name = desired.previous_name if isinstance(desired, (InfisicalValue, HelmRelease)) else None
-        names: list[dict[str, Any]] = [{}, {"name": former_name}] if former_name else [{}]
-        parents: list[dict[str, Any]] = [{}, {"parent": former_parent}] if former_parent is not None else [{}]
-        previous = [pulumi.Alias(**n, **p) for n in names for p in parents if n or p] or None
+        previous = _aliases(desired.pulumi_type, desired.logical_name, former_name, former_parent)
+        password_aliases = _aliases(PASSWORD_TYPE, desired.logical_name, former_name, former_parent)
         opts = pulumi.ResourceOptions(
             parent=self._parent,
             depends_on=self._depends_on(desired.depends_on),
@@ -146,7 +149,7 @@ class _Builder:
                 environment=desired.environment,
                 path=desired.path,
                 key=desired.key,
-                value=self._password(desired.logical_name, source, desired.protect, previous)
+                value=self._password(desired.logical_name, source, desired.protect, password_aliases)
                 if source.generate_length is not None
                 else self._values.config_value(source),
                 opts=opts,
@@ -199,7 +202,7 @@ class _Builder:
                     desired.logical_name,
                     metadata=metadata,
                     type=str(desired.content["type"]),
-                    string_data=self._secret_data(desired, previous),
+                    string_data=self._secret_data(desired, former_parent),
                     opts=opts,
                 )
             else:
@@ -222,15 +225,19 @@ class _Builder:
             return resources
         return pulumi.Output.all(*charts).apply(lambda lists: [*resources, *(r for rs in lists for r in rs)])
 
-    def _secret_data(self, obj: KubeObject, aliases: list[pulumi.Alias] | None) -> dict[str, pulumi.Output[str]]:
+    def _secret_data(
+        self, obj: KubeObject, former_parent: str | pulumi.Output[str] | None
+    ) -> dict[str, pulumi.Output[str]]:
         generated = {
-            name.rsplit("/", 1)[1]: self._password(name, s, obj.protect, aliases)
+            name.rsplit("/", 1)[1]: self._password(
+                name, s, obj.protect, _aliases(PASSWORD_TYPE, name, None, former_parent)
+            )
             for name, s in obj.generated().items()
         }
         return {k: generated.get(k) or self._values.config_value(s) for k, s in obj.secret_data.items()}
 
     def _password(
-        self, name: str, source: SecretSource, protect: bool, aliases: list[pulumi.Alias] | None = None
+        self, name: str, source: SecretSource, protect: bool, aliases: list[str | pulumi.Alias] | None
     ) -> pulumi.Output[str]:
         assert source.generate_length is not None
         password = GeneratedPassword(
@@ -240,6 +247,22 @@ class _Builder:
             opts=pulumi.ResourceOptions(parent=self._parent, protect=protect, aliases=aliases),
         )
         return password.result
+
+
+def _aliases(
+    kind: str, name: str, former_name: str | None, former_parent: str | pulumi.Output[str] | None
+) -> list[str | pulumi.Alias] | None:
+    """A resource's former identities: its old name (``former_name``), under its old parent
+    (``former_parent``: a component's URN, or as a string the type chain of the component's URN,
+    which makes the alias a plain URN that the SDK need not wait for), or both."""
+    found: list[str | pulumi.Alias] = [pulumi.Alias(name=former_name)] if former_name else []
+    if isinstance(former_parent, str):
+        found += [f"{former_parent}${kind}::{n}" for n in (name, former_name) if n]
+    elif former_parent is not None:
+        found.append(pulumi.Alias(parent=former_parent))
+        if former_name:
+            found.append(pulumi.Alias(name=former_name, parent=former_parent))
+    return found or None
 
 
 KEEP = {"helm.sh/resource-policy": "keep", "pulumi.com/patchForce": "true"}
@@ -295,7 +318,7 @@ class SecretsPlatform(pulumi.ComponentResource):
     """All of one stack's secrets management: namespaces, operator and every reference."""
 
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(f"{TYPE_PREFIX}:Platform", name, None, opts)
+        super().__init__(PLATFORM_TYPE, name, None, opts)
         plan = args.plan
         # Every Kubernetes object goes through this provider: the cluster is the stack's
         # floe:kubeContext (required when protected), never whatever context happens to be current.
@@ -316,7 +339,12 @@ class SecretsPlatform(pulumi.ComponentResource):
         # per reference doubled both (bench/engine_scale.py). Stacks made before keep their
         # resources through an alias to the component they were under.
         for ref in plan.references:
-            former = pulumi.create_urn(ref.reference.name, FORMER_REFERENCE_TYPE, parent=self)
+            former: str | pulumi.Output[str] = (
+                # A platform at the top of its stack (the program's): its URN is known now.
+                f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{PLATFORM_TYPE}${FORMER_REFERENCE_TYPE}"
+                if opts is None or opts.parent is None
+                else pulumi.create_urn(ref.reference.name, FORMER_REFERENCE_TYPE, parent=self)
+            )
             for obj in ref.objects:
                 builder.add(obj, former)
         self.outputs = plan.outputs()
