@@ -268,3 +268,15 @@ def test_console_script_runs_without_importing_pulumi(project: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "infisical-secrets-operator" in proc.stdout
+
+
+def test_the_program_entry_point_imports_what_exists() -> None:
+    """``__main__.py`` runs only under the engine: a stale import there fails no other unit test."""
+    import ast
+    import importlib
+
+    tree = ast.parse((ROOT / "__main__.py").read_text())
+    (imported,) = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and "floe" in n.module]
+    assert imported.module is not None
+    module = importlib.import_module(imported.module)
+    assert all(callable(getattr(module, alias.name)) for alias in imported.names)
