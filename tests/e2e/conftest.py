@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from cluster import LocalCluster  # noqa: E402
 
-from floe_infra.clients.infisical import Connection, Credentials, connect  # noqa: E402
+from floe_infra.clients.infisical import Connection, Credentials, NotFound, connect  # noqa: E402
 
 CHART = ROOT.parent / "shared" / "reference" / "secrets-operator-chart"
 PASSPHRASE = "floe-e2e-passphrase"
@@ -133,8 +133,6 @@ class Infisical:
         return self._conn
 
     def get(self, env: str, path: str, key: str) -> str | None:
-        from infisical_sdk.infisical_requests import APIError
-
         try:
             secret = self.conn.call(
                 "e2e read",
@@ -143,10 +141,8 @@ class Infisical:
                     expand_secret_references=False, include_imports=False, view_secret_value=True,
                 ),
             )
-        except APIError as exc:
-            if exc.status_code == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         return str(secret.secretValue)
 
     def set(self, env: str, path: str, key: str, value: str) -> None:
@@ -170,8 +166,6 @@ class Infisical:
 
     def remove_prefix(self, env: str) -> None:
         """Delete this run's top folder, and so everything it wrote (absent: nothing to do)."""
-        from infisical_sdk.infisical_requests import APIError
-
         project_id = self.conn.project_id(self.project_slug)
         try:
             self.conn.call(
@@ -180,9 +174,8 @@ class Infisical:
                     folder_id_or_name=self.prefix, environment_slug=env, project_id=project_id, path="/"
                 ),
             )
-        except APIError as exc:
-            if exc.status_code != 404:
-                raise
+        except NotFound:
+            pass
 
 
 def _env_file(path: Path) -> dict[str, str]:
