@@ -167,15 +167,13 @@ class Infisical:
     def remove_prefix(self, env: str) -> None:
         """Delete this run's top folder, and so everything it wrote (absent: nothing to do)."""
         project_id = self.conn.project_id(self.project_slug)
-        try:
+        with contextlib.suppress(NotFound):
             self.conn.call(
                 "e2e cleanup",
                 lambda c: c.folders.delete_folder(
                     folder_id_or_name=self.prefix, environment_slug=env, project_id=project_id, path="/"
                 ),
             )
-        except NotFound:
-            pass
 
 
 def _env_file(path: Path) -> dict[str, str]:
