@@ -112,8 +112,10 @@ def writer_host(config: Callable[[str], Any], default_host: str | None) -> str |
     return str(host).rstrip("/") if host else None
 
 
-class _Transient(Exception):
-    """A failure worth retrying: no answer in time, a dropped connection, 429 or 5xx.
+class Transient(Exception):
+    """A failure worth retrying: no answer in time, a dropped connection, 429 or 5xx. Retried
+    within the policy inside :meth:`Connection.call`; the caller sees an :class:`InfisicalError`
+    when the deadline passes.
 
     ``may_have_landed``: the server may have done what was asked (the request went out and no
     definite answer came back: a read timeout, a connection lost after sending, a 5xx). A refused
@@ -129,11 +131,15 @@ class _Transient(Exception):
         self.unreached = unreached  # no connection at all: refused, or the name did not resolve
 
 
+class RateLimited(Transient):
+    """429: Infisical asks for fewer requests; nothing happened, and ``retry_after`` says when."""
+
+
 class _PolicyAdapter(HTTPAdapter):
-    """Gives every request a timeout and turns transient failures into :class:`_Transient`.
+    """Gives every request a timeout and turns transient failures into :class:`Transient`.
 
     Raising here, below the SDK, keeps the SDK's own retry (fixed sleeps, no deadline, no 429) out
-    of the way: it only retries network exceptions, and ``_Transient`` is not one of them.
+    of the way: it only retries network exceptions, and ``Transient`` is not one of them.
     """
 
     def __init__(self, timeout: float) -> None:
@@ -147,17 +153,16 @@ class _PolicyAdapter(HTTPAdapter):
         except (requests.ConnectionError, requests.Timeout) as exc:
             unreached = "NewConnectionError" in repr(exc) or "NameResolutionError" in repr(exc)
             not_sent = isinstance(exc, requests.ConnectTimeout) or unreached
-            raise _Transient(
+            raise Transient(
                 f"{type(exc).__name__} from {request.method} {_path(request.url)}",
                 may_have_landed=not not_sent,
                 unreached=unreached,
             ) from None
-        if response.status_code == 429 or response.status_code >= 500:
-            raise _Transient(
-                f"HTTP {response.status_code} from {request.method} {_path(request.url)}",
-                _retry_after(response.headers),
-                may_have_landed=response.status_code != 429,
-            )
+        what = f"HTTP {response.status_code} from {request.method} {_path(request.url)}"
+        if response.status_code == 429:
+            raise RateLimited(what, _retry_after(response.headers), may_have_landed=False)
+        if response.status_code >= 500:
+            raise Transient(what, _retry_after(response.headers), may_have_landed=True)
         return response
 
 
@@ -306,7 +311,7 @@ class Connection:
         while True:
             try:
                 return fn()
-            except _Transient as exc:
+            except Transient as exc:
                 attempt += 1
                 if on_retry is not None:
                     on_retry(exc.may_have_landed)
