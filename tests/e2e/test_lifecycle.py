@@ -526,15 +526,41 @@ def test_10_eso_objects_are_accepted_by_eso_crds_and_the_switch_keeps_one_sync_o
 FORMER_VERSION = "490b5c028f9301fce1f08033d5e46276f52bb0eb"
 
 
-def _former_program(tmp: Path) -> Path:
-    """``floe_infra`` as it was at FORMER_VERSION, to put first on PYTHONPATH (or skip)."""
-    target = tmp / "former"
-    target.mkdir()
+FORMER_MAIN = """\
+# The program as FORMER_VERSION ran it: its floe_infra package, whatever the virtualenv's
+# editable install of this checkout would import.
+import importlib.util
+import sys
+
+spec = importlib.util.spec_from_file_location(
+    "floe_infra", "{code}/floe_infra/__init__.py", submodule_search_locations=["{code}/floe_infra"]
+)
+module = importlib.util.module_from_spec(spec)
+sys.modules["floe_infra"] = module
+spec.loader.exec_module(module)
+
+from floe_infra.program import run
+
+run()
+"""
+
+
+def _former_project(stack: Stack, tmp: Path) -> Path:
+    """A copy of the stack's project that runs ``floe_infra`` as it was at FORMER_VERSION (or skip).
+    Same project name, backend and stack config: it is the same stack."""
+    code = tmp / "former-code"
+    code.mkdir()
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", FORMER_VERSION, "floe_infra"], capture_output=True)
     if archive.returncode != 0:
         pytest.skip(f"commit {FORMER_VERSION} is not in this checkout: {archive.stderr.decode().strip()}")
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    return target
+    subprocess.run(["tar", "-x", "-C", str(code)], input=archive.stdout, check=True)
+    project = tmp / "former-project"
+    project.mkdir()
+    for name in ("Pulumi.yaml", f"Pulumi.{ENV}.yaml", "manifest.yaml"):
+        (project / name).write_text((stack.pulumi.project / name).read_text())
+    (project / "__main__.py").write_text(FORMER_MAIN.format(code=code))
+    (project / "venv").symlink_to(ROOT / "venv")
+    return project
 
 
 def _release_manifest(stack: Stack, namespace: str, name: str) -> str:
@@ -551,12 +577,12 @@ def test_11_a_stack_whose_release_held_the_crds_upgrades_without_losing_an_infis
 ) -> None:
     """Stacks made before the CRDs were resources of their own: dropping them from the release
     must not delete them (Helm honours the keep annotation the stack puts on them first)."""
-    former_code = _former_program(tmp_path)
+    former_project = _former_project(stack, tmp_path)
     names = sorted(_crds_in_chart())
     stack.cluster.kubectl("delete", "crd", *names, "--ignore-not-found")  # a cluster as the old version left it
     # The same (destroyed) stack: the namespaces it left carry its name in a label that another
     # stack's server-side apply could not take over.
-    former = Pulumi(stack.pulumi.bin_dir, stack.pulumi.project, {**stack.pulumi.env, "PYTHONPATH": str(former_code)})
+    former = Pulumi(stack.pulumi.bin_dir, former_project, stack.pulumi.env)
     try:
         former.up()
         assert "CustomResourceDefinition" in _release_manifest(stack, "infisical", "infisical-secrets-operator")
