@@ -74,19 +74,19 @@ def env_var(value: str) -> str:
 
 
 def slug(value: str) -> str:
-    what = (
-        "an Infisical project slug: use lowercase letters and digits, in words joined by single '-' "
-        f"(like floe-platform), at most {MAX_PROJECT_SLUG} characters"
-    )
-    return _require(_SLUG, value, what, max_length=MAX_PROJECT_SLUG)
+    return _infisical_slug(value, "project", "floe-platform", MAX_PROJECT_SLUG)
 
 
 def environment_slug(value: str) -> str:
-    what = (
-        "an Infisical environment slug: use lowercase letters and digits, in words joined by single '-' "
-        f"(like dev or prod-eu), at most {MAX_ENVIRONMENT_SLUG} characters"
+    return _infisical_slug(value, "environment", "dev or prod-eu", MAX_ENVIRONMENT_SLUG)
+
+
+def _infisical_slug(value: str, what: str, example: str, limit: int) -> str:
+    rule = (
+        f"an Infisical {what} slug: use lowercase letters and digits, in words joined by single '-' "
+        f"(like {example}), at most {limit} characters"
     )
-    return _require(_SLUG, value, what, max_length=MAX_ENVIRONMENT_SLUG)
+    return _require(_SLUG, value, rule, max_length=limit)
 
 
 def interval(value: str) -> str:

@@ -39,8 +39,22 @@ class SecretSource:
         return f"<secret from {dotted}>"
 
 
+class _Desired:
+    """What every desired object has: ``id``, by which others name it in ``depends_on``."""
+
+    kind: str
+
+    @property
+    def logical_name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.logical_name}"
+
+
 @dataclass(frozen=True)
-class KubeObject:
+class KubeObject(_Desired):
     """One Kubernetes object; ``content`` is everything beside ``apiVersion``/``kind``/``metadata``."""
 
     api_version: str
@@ -54,10 +68,6 @@ class KubeObject:
     depends_on: tuple[str, ...] = ()
     protect: bool = False
     retain_on_delete: bool = False
-
-    @property
-    def id(self) -> str:
-        return f"{self.kind}:{self.logical_name}"
 
     @property
     def logical_name(self) -> str:
@@ -92,7 +102,7 @@ class KubeObject:
 
 
 @dataclass(frozen=True)
-class HelmRelease:
+class HelmRelease(_Desired):
     """A Helm release (not a Kubernetes object: Helm applies the chart's objects itself)."""
 
     name: str
@@ -105,10 +115,6 @@ class HelmRelease:
     protect: bool = False
     retain_on_delete: bool = False
     kind: Literal["Release"] = "Release"
-
-    @property
-    def id(self) -> str:
-        return f"{self.kind}:{self.logical_name}"
 
     @property
     def logical_name(self) -> str:
@@ -126,7 +132,7 @@ class HelmRelease:
 
 
 @dataclass(frozen=True)
-class InfisicalValue:
+class InfisicalValue(_Desired):
     """One key this stack writes into Infisical (``generate:`` or ``config: true``), so that the
     reference's InfisicalSecret finds it on its first sync. ``site_url`` is the manifest's, which
     the writer uses unless ``infisical:siteUrl`` says otherwise.
@@ -153,10 +159,6 @@ class InfisicalValue:
     pulumi_type = "pulumi-python:dynamic/infisical:SecretValue"
 
     @property
-    def id(self) -> str:
-        return f"{self.kind}:{self.logical_name}"
-
-    @property
     def logical_name(self) -> str:
         return f"{self.path}:{self.key}"
 
@@ -170,7 +172,7 @@ class InfisicalValue:
 
 
 @dataclass(frozen=True)
-class ChartCrds:
+class ChartCrds(_Desired):
     """A chart's CustomResourceDefinitions, rendered from the chart (``values`` turn them on) and
     applied as resources of their own, while its release installs the rest (with them off).
 
@@ -191,10 +193,6 @@ class ChartCrds:
     kind: Literal["ChartCRDs"] = "ChartCRDs"
 
     pulumi_type = "kubernetes:helm.sh/v3:Chart"
-
-    @property
-    def id(self) -> str:
-        return f"{self.kind}:{self.logical_name}"
 
     @property
     def logical_name(self) -> str:
