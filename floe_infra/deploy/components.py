@@ -131,7 +131,6 @@ class _Builder:
         # old parent, or both.
         former_name = desired.previous_name if isinstance(desired, (InfisicalValue, HelmRelease)) else None
         previous = _aliases(desired.pulumi_type, desired.logical_name, former_name, former_parent)
-        password_aliases = _aliases(PASSWORD_TYPE, desired.logical_name, former_name, former_parent)
         opts = pulumi.ResourceOptions(
             parent=self._parent,
             depends_on=self._depends_on(desired.depends_on),
@@ -149,7 +148,10 @@ class _Builder:
                 environment=desired.environment,
                 path=desired.path,
                 key=desired.key,
-                value=self._password(desired.logical_name, source, desired.protect, password_aliases)
+                value=self._password(
+                    desired.logical_name, source, desired.protect,
+                    _aliases(PASSWORD_TYPE, desired.logical_name, former_name, former_parent),
+                )
                 if source.generate_length is not None
                 else self._values.config_value(source),
                 opts=opts,
