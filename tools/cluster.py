@@ -165,6 +165,9 @@ class LocalCluster:
             "--leader-elect=false", "--use-service-account-credentials=false",
             "--service-account-private-key-file", str(pki / "sa.key"), "--root-ca-file", str(pki / "ca.crt"),
             "--controllers", "*,-node-ipam-controller",
+            # kwok renews the fake node's lease less often than the default 50 s grace: the node
+            # would flap NotReady and the node lifecycle controller mark new pods not Ready for good.
+            "--node-monitor-grace-period", "10m",
         ])
         pids["kube-scheduler"] = self._spawn("kube-scheduler", [
             "--kubeconfig", kubeconfig, "--bind-address", HOST, "--secure-port", "0", "--leader-elect=false",
