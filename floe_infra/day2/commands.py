@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..model.manifest import Reference, load_manifest
+from ..model.names import UNIT_SECONDS
 from ..model.settings import read_stack_files
 from ..plan.render import aligned
 from .plugin import PluginContext, SecretsPlugin, SyncState, load_plugin
@@ -150,8 +151,8 @@ def ago(then: datetime | None, now: datetime) -> str:
     if then is None:
         return "never"
     seconds = max(0, int((now - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
+    for unit in ("d", "h", "m"):  # the manifest's interval units, the largest that fits
+        if seconds >= (size := UNIT_SECONDS[unit]):
             return f"{seconds // size}{unit} ago"
     return f"{seconds}s ago"
 
