@@ -52,8 +52,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.registered.append((args.typ, args.name, dict(args.inputs)))
         return f"{args.name}-id", dict(args.inputs)
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
-        return {}, None
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        return {}, []  # the chart renders nothing here; failures as a list (None crashes the SDK)
 
 
 Registered = list[tuple[str, str, dict[str, Any]]]
