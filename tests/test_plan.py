@@ -68,7 +68,7 @@ def test_infisical_secret_spec_is_exact(tmp_path: Path) -> None:
     }
     assert cr.depends_on == (
         "Namespace:floe-jobs",
-        "Release:infisical-secrets-operator",
+        "ChartCRDs:infisical-secrets-operator",
         "Secret:infisical/infisical-machine-identity",
         "SecretValue:/compute/snowflake:SNOWFLAKE_PASSWORD",
         "SecretValue:/compute/snowflake:SNOWFLAKE_USER",

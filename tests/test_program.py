@@ -63,17 +63,22 @@ def test_resource_types_names_and_parents(run_program: RunProgram, stack: str) -
     assert cr["authentication"]["universalAuth"]["secretsScope"]["envSlug"] == stack
 
 
-def test_each_custom_resource_depends_on_release_identity_and_namespace(run_program: RunProgram) -> None:
+def test_each_custom_resource_depends_on_its_crd_identity_and_namespace_not_on_the_release(
+    run_program: RunProgram,
+) -> None:
+    """The API server needs the CRDs, the namespace and the identity Secret; the operator can
+    start later and reconcile then. Not waiting on the Helm install lets both proceed at once."""
     run = run_program()
     release = run.named(RELEASE, "infisical-secrets-operator")
     identity = run.named(SECRET, "infisical/infisical-machine-identity")
     jobs = run.named(NAMESPACE, "floe-jobs")
     values = {r.urn for r in run.of_type(VALUE)}
-    assert set(run.named(CR, "floe-jobs/catalog-credentials").dependencies) == {release.urn, identity.urn, jobs.urn}
-    snowflake = run.named(CR, "floe-jobs/snowflake-credentials")
-    assert set(snowflake.dependencies) == {release.urn, identity.urn, jobs.urn, *values}
-    operator_ns = run.named(NAMESPACE, "infisical")
     crds = [r.urn for r in run.of_type(CRD)]
+    catalog = run.named(CR, "floe-jobs/catalog-credentials")
+    assert set(catalog.dependencies) == {*crds, identity.urn, jobs.urn}
+    snowflake = run.named(CR, "floe-jobs/snowflake-credentials")
+    assert set(snowflake.dependencies) == {*crds, identity.urn, jobs.urn, *values}
+    operator_ns = run.named(NAMESPACE, "infisical")
     assert len(crds) == len(CHART_CRDS) and sorted(release.dependencies) == sorted([operator_ns.urn, *crds])
     assert identity.dependencies == [operator_ns.urn]
 

@@ -113,12 +113,15 @@ class _Builder:
         values: SecretValues,
         known: Mapping[str, pulumi.Resource],
         cluster: k8s.Provider,
+        ready: Mapping[str, pulumi.Output[list[pulumi.Resource]]] | None = None,
     ) -> None:
         self._parent = parent
         self._values = values
         self._cluster = cluster
         self.created: dict[str, pulumi.Resource] = dict(known)
-        self._ready: dict[str, pulumi.Output[list[pulumi.Resource]]] = {}
+        # A chart's objects, by the chart's id: they register when its render returns, so a
+        # dependency on the chart waits for this list, not for the component (empty until then).
+        self.ready: dict[str, pulumi.Output[list[pulumi.Resource]]] = dict(ready or {})
 
     def add(self, desired: Desired, former_parent: str | pulumi.Output[str] | None = None) -> pulumi.Resource:
         """``former_parent``: a component the object was once a child of (an alias): its URN, or,
@@ -170,7 +173,7 @@ class _Builder:
                 ),
                 opts=opts,
             )
-            self._ready[desired.id] = chart.resources.apply(lambda created: list(created.values()))
+            self.ready[desired.id] = chart.resources.apply(lambda created: list(created.values()))
             resource = chart
         elif isinstance(desired, HelmRelease):
             resource = k8s.helm.v3.Release(
@@ -221,8 +224,8 @@ class _Builder:
 
     def _depends_on(self, ids: tuple[str, ...]) -> pulumi.Input[list[pulumi.Resource]]:
         """The resources for ``ids``; a chart's CRDs count once every one of them is created."""
-        resources = [self.created[d] for d in ids]
-        charts = [self._ready[d] for d in ids if d in self._ready]
+        resources = [self.created[d] for d in ids if d not in self.ready]
+        charts = [self.ready[d] for d in ids if d in self.ready]
         if not charts:
             return resources
         return pulumi.Output.all(*charts).apply(lambda lists: [*resources, *(r for rs in lists for r in rs)])
@@ -305,6 +308,7 @@ class InfisicalOperator(pulumi.ComponentResource):
         for desired in args.plan.resources():
             builder.add(desired)
         self.resources = builder.created
+        self.ready = builder.ready
         self.register_outputs(
             {"release": args.plan.release.logical_name, "identitySecret": args.plan.identity.logical_name}
         )
@@ -326,6 +330,7 @@ class SecretsPlatform(pulumi.ComponentResource):
         # floe:kubeContext (required when protected), never whatever context happens to be current.
         cluster = k8s.Provider("cluster", context=plan.settings.kube_context, opts=pulumi.ResourceOptions(parent=self))
         known: dict[str, pulumi.Resource] = {}
+        ready: dict[str, pulumi.Output[list[pulumi.Resource]]] = {}
         if plan.operator is not None:
             operator = InfisicalOperator(
                 "infisical-operator",
@@ -333,7 +338,8 @@ class SecretsPlatform(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self),
             )
             known.update(operator.resources)
-        builder = _Builder(self, args.values, known, cluster)
+            ready.update(operator.ready)
+        builder = _Builder(self, args.values, known, cluster, ready)
         for namespace in plan.namespaces:
             builder.add(namespace)
         # A reference's objects are the platform's children, with no component of their own: in a

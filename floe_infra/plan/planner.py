@@ -181,7 +181,7 @@ def _operator(
     )
     plan = OperatorPlan(namespace=namespace, crds=crds, release=release, identity=identity)
     if op.api == "v1beta1":
-        connection, auth = v1beta1_auth(config, release, identity, labels, settings.protect)
+        connection, auth = v1beta1_auth(config, (crds.id, *deps), identity, labels, settings.protect)
         plan = replace(plan, connection=connection, auth=auth)
     if eso_used and config.eso.install:
         eso_ns = _namespace(config.eso.namespace, labels, settings) if settings.create_namespaces else None

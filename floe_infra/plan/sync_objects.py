@@ -101,13 +101,18 @@ def _object(
 
 
 def v1beta1_auth(
-    config: InfisicalSettings, release: HelmRelease, identity: KubeObject, labels: Mapping[str, str], protect: bool
+    config: InfisicalSettings,
+    requires: tuple[str, ...],
+    identity: KubeObject,
+    labels: Mapping[str, str],
+    protect: bool,
 ) -> tuple[KubeObject, KubeObject]:
-    """The InfisicalConnection and the universal-auth InfisicalAuth every static secret uses."""
+    """The InfisicalConnection and the universal-auth InfisicalAuth every static secret uses;
+    ``requires``: their CRDs and namespace."""
     ns = config.operator.namespace
     address = {"address": config.site_url.rstrip("/")}
     connection = _object(
-        V1BETA1, "InfisicalConnection", CONNECTION_NAME, ns, labels, address, (release.id,), protect, {}
+        V1BETA1, "InfisicalConnection", CONNECTION_NAME, ns, labels, address, requires, protect, {}
     )
     auth_spec = {
         "method": "universal",
@@ -117,7 +122,7 @@ def v1beta1_auth(
             "clientSecretRef": _credential(identity, "clientSecret"),
         },
     }
-    deps = (release.id, identity.id, connection.id)
+    deps = (*requires, identity.id, connection.id)
     auth = _object(V1BETA1, "InfisicalAuth", AUTH_NAME, ns, labels, auth_spec, deps, protect, {})
     return connection, auth
 
@@ -209,7 +214,7 @@ def sync_objects(
             "syncOptions": {"refreshInterval": names.go_duration(config.resync_interval)},
             "targets": [{"kind": "Secret", **_target(ref), "creationPolicy": "Orphan", "secretType": "Opaque"}],
         }
-        deps = (operator.release.id, auth.id, *values)
+        deps = (operator.crds.id, auth.id, *values)
         return (_object(V1BETA1, "InfisicalStaticSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
     assert identity.namespace is not None
     spec = {
@@ -237,5 +242,5 @@ def sync_objects(
     # creationPolicy Orphan (the CRD's default): the Secret carries no owner reference, so nothing
     # that deletes the InfisicalSecret (a CRD removed with its Helm release, a namespace switch of the
     # release) garbage-collects the Secret that pods read; a new InfisicalSecret resumes syncing it.
-    deps = (operator.release.id, identity.id, *values)
+    deps = (operator.crds.id, identity.id, *values)
     return (_object(V1ALPHA1, "InfisicalSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
