@@ -82,15 +82,11 @@ class Credentials:
 
         ``for_cli``: there is no stack config, so the message names only the variables.
         """
-        host = writer_host(config, default_host)
+        host, source = _writer_host_and_source(config, default_host)
         if host is not None:
             try:
                 names.url(host)
             except ValueError as exc:
-                source = (
-                    "infisical:siteUrl" if config("infisical:siteUrl") else HOST_ENV if os.environ.get(HOST_ENV)
-                    else "the manifest's site_url"
-                )
                 raise InfisicalError(f"the Infisical host ({source}) {exc}") from None
         client_id = config("infisical:clientId") or os.environ.get(CLIENT_ID_ENV)
         client_secret = config("infisical:clientSecret") or os.environ.get(CLIENT_SECRET_ENV)
@@ -108,8 +104,19 @@ class Credentials:
 def writer_host(config: Callable[[str], Any], default_host: str | None) -> str | None:
     """Where the writer writes: ``infisical:siteUrl``, else INFISICAL_HOST, else ``default_host``
     (the manifest's site_url)."""
-    host = config("infisical:siteUrl") or os.environ.get(HOST_ENV) or default_host
-    return str(host).rstrip("/") if host else None
+    return _writer_host_and_source(config, default_host)[0]
+
+
+def _writer_host_and_source(config: Callable[[str], Any], default_host: str | None) -> tuple[str | None, str]:
+    """The writer's host, and which setting gave it (for messages)."""
+    for value, source in (
+        (config("infisical:siteUrl"), "infisical:siteUrl"),
+        (os.environ.get(HOST_ENV), HOST_ENV),
+        (default_host, "the manifest's site_url"),
+    ):
+        if value:
+            return str(value).rstrip("/"), source
+    return None, "the manifest's site_url"
 
 
 class Transient(Exception):
