@@ -39,3 +39,11 @@ def test_operator_credentials_count_as_set_only_when_both_are() -> None:
     both = parse_stack_config("dev", {"environment": "dev", "operatorClientId": "i", "operatorClientSecret": "s"}, "x")
     one = parse_stack_config("dev", {"environment": "dev", "operatorClientId": "i"}, "x")
     assert (both.operator_credentials_set, one.operator_credentials_set) == (True, False)
+
+
+def test_the_model_knows_exactly_the_keys_the_program_reads() -> None:
+    """The program reads SCALAR_KEYS as values and SECRET_KEYS by presence; the model must validate
+    the same keys, or one would be refused as unknown or never read."""
+    from floe_infra.model.settings import KNOWN_KEYS, _StackConfig
+
+    assert sorted(f.alias or name for name, f in _StackConfig.model_fields.items()) == sorted(KNOWN_KEYS)
