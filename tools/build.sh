@@ -1,31 +1,104 @@
 #!/usr/bin/env bash
-# Builds the tools the real workflow needs, from pinned Go modules, into
-# ${FLOE_TOOLS:-$HOME/.cache/floe-tools}/<key>/bin. <key> hashes everything under tools/ and the Go
-# version, so any pin change builds anew; an existing complete build is a no-op.
+# Builds the tools the e2e suite and `make demo` need, from pinned Go modules and from the sources in
+# ../shared/vendor (the two modules the Go proxy refuses), into
+# ${FLOE_TOOLS:-$HOME/.cache/floe-tools}/<key>/bin. <key> hashes everything under tools/, the vendored
+# sources and the Go version, so any pin change builds anew; an existing complete build is a no-op.
 #   tools/build.sh          build (prints timings and disk use)
 #   tools/build.sh --dir    print the bin directory, build nothing
+#   tools/build.sh --cold   build as a new machine would: an empty GOMODCACHE, GOCACHE and tools dir
+#                           (in a scratch dir that is removed afterwards), then install the result
+#                           into the tools dir; prints time and disk use
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
+export GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0
 
-# Versions: each Go build matches a PyPI pin in requirements.txt (see the README).
-PULUMI_VERSION=v3.259.0                     # pulumi==3.259.0
-KUBERNETES_PROVIDER_VERSION=4.25.0-alpha.1768448096 # pulumi-kubernetes==4.25.0a1768448096
+# Versions: each Go build matches a PyPI pin in requirements.txt (tests/test_versions.py checks it).
+PULUMI_VERSION=v3.259.0                # pulumi==3.259.0 (CLI and the official Python language host)
+KUBERNETES_PROVIDER_VERSION=4.25.0     # pulumi-kubernetes==4.25.0 (the proxy's one provider commit is its tag)
+OPERATOR_VERSION=v0.11.5               # the Helm chart pin: secrets-operator v0.11.5
 KUBE_VERSION=v1.34.4
 ESO_VERSION=v1.3.2 # the CRDs only (the proxy serves v1.3.2 and v0.16.2; the chart pin is 1.3.1)
 
+vendor=${FLOE_VENDOR:-$(cd "$here/../.." && pwd)/shared/vendor}
+langhost_src=$vendor/pulumi-language-python-${PULUMI_VERSION}
+operator_src=$vendor/infisical-operator-${OPERATOR_VERSION}
+
+die() { echo "tools: $*" >&2; exit 1; }
+
+# Go must be at least the newest `go` line of every module built here: say so in the first second.
+need_go() {
+	local need=0.0 have v f
+	for f in "$here"/*/go.mod "$langhost_src/go.mod" "$operator_src/go.mod"; do
+		[[ -f $f ]] || continue
+		v=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$f")
+		[[ $(printf '%s\n%s\n' "$need" "$v" | sort -V | tail -1) == "$v" ]] && need=$v
+	done
+	command -v go >/dev/null || die "Go $need or newer is needed and no 'go' is on PATH"
+	have=$(go env GOVERSION)
+	have=${have#go}
+	[[ $(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1) == "$need" ]] ||
+		die "Go $need or newer is needed (a go.mod asks for it), found Go $have ($(command -v go))"
+}
+
 key=$( (cd "$here" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' -o -name '*.sh' \) \
-	-print0 | sort -z | xargs -0 sha256sum; go env GOVERSION) | sha256sum | cut -c1-16)
-root=${FLOE_TOOLS:-$HOME/.cache/floe-tools}/$key
+	-print0 | sort -z | xargs -0 sha256sum
+	for d in "$langhost_src" "$operator_src"; do
+		[[ -d $d ]] && (cd "$d" && find . -type f ! -name '*_test.go' -print0 | sort -z | xargs -0 sha256sum)
+	done
+	go env GOVERSION) | sha256sum | cut -c1-16)
+tools_dir=${FLOE_TOOLS:-$HOME/.cache/floe-tools}
+root=$tools_dir/$key
 bin=$root/bin
-if [[ ${1:-} == --dir ]]; then
+case ${1:-} in
+--dir)
 	echo "$bin"
 	exit 0
-fi
+	;;
+--cold)
+	need_go
+	scratch=$(mktemp -d "${TMPDIR:-/tmp}/floe-tools-cold.XXXXXX")
+	export GOFLAGS="$GOFLAGS -modcacherw" # so that the scratch module cache can be removed
+	trap 'rm -rf "$scratch"' EXIT
+	echo "tools: cold build in $scratch (empty GOMODCACHE, GOCACHE and tools dir)"
+	t0=$SECONDS
+	GOMODCACHE=$scratch/gomodcache GOCACHE=$scratch/gocache FLOE_TOOLS=$scratch/tools "$0"
+	took=$((SECONDS - t0))
+	printf 'tools: cold build took %dm%02ds; disk: Go modules %s, Go build cache %s, tools %s\n' \
+		$((took / 60)) $((took % 60)) "$(du -sh "$scratch/gomodcache" | cut -f1)" \
+		"$(du -sh "$scratch/gocache" | cut -f1)" "$(du -sh "$scratch/tools" | cut -f1)" | tee "$scratch/summary"
+	if [[ ! -f $root/complete ]]; then
+		mkdir -p "$tools_dir"
+		rm -rf "$root"
+		mv "$scratch/tools/$key" "$root"
+	fi
+	cp "$scratch/summary" "$root/cold-build.txt"
+	echo "tools: installed in $bin"
+	exit 0
+	;;
+"") ;;
+*) die "unknown option '$1' (use --dir or --cold)" ;;
+esac
+need_go
 if [[ -f $root/complete ]]; then
 	echo "tools: up to date in $bin"
 	exit 0
 fi
+[[ -f $langhost_src/main.go && -f $operator_src/go.mod ]] ||
+	die "the vendored sources are missing: expected $langhost_src and $operator_src (set FLOE_VENDOR)"
+
+# A failed or interrupted build leaves nothing behind: a rerun never sees half a tools directory.
+scratches=()
+cleanup() {
+	local rc=$?
+	rm -rf "${scratches[@]}"
+	if [[ ! -f $root/complete ]]; then
+		rm -rf "$root"
+		((rc == 0)) || echo "tools: build failed (exit $rc); removed the partial $root" >&2
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 rm -rf "$root"
 mkdir -p "$root/bin.partial"
@@ -36,7 +109,18 @@ step() { # step NAME COMMAND...: run and time one build step
 	shift
 	echo "tools: building $name ..."
 	"$@"
-	printf 'tools: %-24s %4ds\n' "$name" $((SECONDS - t)) | tee -a "$root/timings.txt"
+	printf 'tools: %-26s %4ds\n' "$name" $((SECONDS - t)) | tee -a "$root/timings.txt"
+}
+scratch() { # scratch SRC: cd into a writable scratch copy of a source folder
+	local d
+	d=$(mktemp -d "${TMPDIR:-/tmp}/floe-tools-src.XXXXXX")
+	scratches+=("$d")
+	cp -r "$1/." "$d/"
+	chmod -R u+w "$d"
+	cd "$d"
+}
+moddir() { # moddir MODULE: the module's directory, downloaded first (go list -m prints nothing before)
+	go mod download -json "$1" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'
 }
 
 build_pulumi() {
@@ -46,11 +130,14 @@ build_pulumi() {
 }
 
 build_python_host() {
-	cd "$here/pulumi"
-	go build -trimpath -ldflags "-s -w -X main.version=${PULUMI_VERSION#v}" -o "$out/pulumi-language-python" ./langhost
+	# The official host (sdk/python/cmd/pulumi-language-python at the same tag), from ../shared/vendor.
+	scratch "$langhost_src"
+	go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION" \
+		-o "$out/pulumi-language-python" .
 	# The SDK's own scripts: the program runner the host calls, and the dynamic-provider launcher.
 	local sdk
-	sdk=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
+	sdk=$(moddir "github.com/pulumi/pulumi/sdk/v3@$PULUMI_VERSION")
+	[[ -n $sdk ]] || die "could not download github.com/pulumi/pulumi/sdk/v3@$PULUMI_VERSION"
 	install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$out/"
 	install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$out/"
 }
@@ -58,17 +145,17 @@ build_python_host() {
 build_kubernetes_provider() {
 	# The upstream main embeds files its go:generate step writes; run that same generate.go from the
 	# module on its committed schema.json and mapping, in a scratch copy of our module.
-	local work mod
-	work=$(mktemp -d)
-	cp "$here/kubernetes/"{go.mod,go.sum,main.go} "$work/"
-	cd "$work"
-	mod=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes
+	local mod
+	scratch "$here/kubernetes"
+	mod=$(moddir github.com/pulumi/pulumi-kubernetes/provider/v4)
+	[[ -n $mod ]] || die "could not download github.com/pulumi/pulumi-kubernetes/provider/v4"
+	mod=$mod/cmd/pulumi-resource-kubernetes
 	cp "$mod/schema.json" "$mod/terraform-mapping.json" .
+	chmod u+w schema.json terraform-mapping.json
 	VERSION=$KUBERNETES_PROVIDER_VERSION go run "$mod/generate.go"
 	go build -trimpath \
 		-ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$KUBERNETES_PROVIDER_VERSION" \
 		-o "$out/pulumi-resource-kubernetes" .
-	rm -rf "$work"
 }
 
 build_control_plane() {
@@ -90,17 +177,27 @@ build_kwok() {
 	go build -trimpath -ldflags "-s -w" -o "$out/kwok" sigs.k8s.io/kwok/cmd/kwok
 	# kwok runs only the stages it is given: kwok's own "fast" node and pod stages, from its module.
 	local stages
-	stages=$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage
+	stages=$(moddir sigs.k8s.io/kwok)/kustomize/stage
 	mkdir -p "$out/kwok-stages"
 	install -m 0644 "$stages/node/fast/node-initialize.yaml" \
 		"$stages/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" "$stages/pod/fast/"pod-*.yaml "$out/kwok-stages/"
 }
 
+build_operator() {
+	# The Infisical Kubernetes operator at the chart's version, and the CRDs it watches (all of
+	# config/crd/bases, as the chart installs them).
+	scratch "$operator_src"
+	go build -trimpath \
+		-ldflags "-s -w -X github.com/Infisical/infisical/k8-operator/internal/util.Version=$OPERATOR_VERSION" \
+		-o "$out/infisical-operator" ./cmd
+	mkdir -p "$out/infisical-operator-crds"
+	install -m 0644 config/crd/bases/*.yaml "$out/infisical-operator-crds/"
+}
+
 eso_crds() {
 	# External Secrets Operator's own CRDs, so the API server validates the ESO objects we create.
 	local dir
-	dir=$(cd "$root" && go mod download -json "github.com/external-secrets/external-secrets@$ESO_VERSION" |
-		sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+	dir=$(cd "$root" && moddir "github.com/external-secrets/external-secrets@$ESO_VERSION")
 	mkdir -p "$out/eso-crds"
 	install -m 0644 "$dir/config/crds/bases/external-secrets.io_"{clustersecretstores,secretstores,externalsecrets}.yaml \
 		"$out/eso-crds/"
@@ -111,6 +208,7 @@ step pulumi-language-python build_python_host
 step pulumi-resource-kubernetes build_kubernetes_provider
 step control-plane build_control_plane
 step kwok build_kwok
+step infisical-operator build_operator
 step eso-crds eso_crds
 
 mv "$out" "$bin"

@@ -3,7 +3,9 @@
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (one fake node whose pods
 become Ready), all bound to 127.0.0.1, with a generated CA, serving certificate and client
 certificates. `up` is a no-op while the cluster it recorded is healthy; `down` stops exactly the
-processes `up` started (their pids are in STATE_DIR/pids.json) and removes STATE_DIR.
+processes `up` started (their pids and binaries are in STATE_DIR/pids.json: a pid whose command line
+no longer names that binary, after a reboot or pid reuse, is someone else's and is left alone) and
+removes STATE_DIR.
 
     python tools/cluster.py up   STATE_DIR BIN_DIR   # prints the kubeconfig path
     python tools/cluster.py down STATE_DIR
@@ -113,23 +115,35 @@ class LocalCluster:
         return self.kubeconfig
 
     def down(self) -> None:
-        pids: dict[str, int] = {}
-        if self._pids_file.exists():
-            pids = json.loads(self._pids_file.read_text())
-        self._stop(pids)
+        self._stop(self._recorded_pids())
         if self.state_dir.exists():
             subprocess.run(["rm", "-rf", str(self.state_dir)], check=True)
 
     def healthy(self) -> bool:
         if not (self._pids_file.exists() and self.kubeconfig.exists()):
             return False
-        pids = json.loads(self._pids_file.read_text())
-        if not all(_alive(pid) for pid in pids.values()):
+        recorded = json.loads(self._pids_file.read_text())
+        if not all(isinstance(p, dict) and owned(p["pid"], p["binary"]) for p in recorded.values()):
             return False
         server = json.loads(self.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
         return self._ready(server)
 
     # -- internals ---------------------------------------------------------------------------
+    def _recorded_pids(self) -> dict[str, int]:
+        """The recorded processes that are still the binaries `up` started; says which it skips."""
+        if not self._pids_file.exists():
+            return {}
+        ours = {}
+        for name, entry in json.loads(self._pids_file.read_text()).items():
+            # (a file from before binaries were recorded holds bare pids: match the binary's name)
+            pid, binary = (entry["pid"], entry["binary"]) if isinstance(entry, dict) else (entry, name)
+            if owned(pid, binary):
+                ours[name] = pid
+            elif _alive(pid):
+                print(f"cluster: not stopping pid {pid} (recorded as {name}): it no longer runs {binary}",
+                      file=sys.stderr)
+        return ours
+
     def _start_all(self, pids: dict[str, int], timeout: float) -> None:
         etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
         etcd_url = f"http://{HOST}:{etcd_port}"
@@ -178,9 +192,40 @@ class LocalCluster:
             "--kubeconfig", kubeconfig, "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
             "--node-ip", HOST, "--cidr", "10.244.0.1/16",
         ])
-        self._pids_file.write_text(json.dumps(pids))
+        self._record(pids)
         self.kubectl("apply", "-f", "-", input=NODE)
         self._wait("kwok", self._node_ready, timeout)
+
+    def _record(self, pids: dict[str, int]) -> None:
+        self._pids_file.write_text(json.dumps({n: {"pid": p, "binary": str(self._bin(n))} for n, p in pids.items()}))
+
+    # -- the Infisical operator, out of cluster ---------------------------------------------
+    def start_operator(self, timeout: float = 60.0) -> Path:
+        """Runs the operator against this cluster (the CRDs it watches created first where absent:
+        it exits when one of its kinds has none); ``down``/``stop_operator`` stop it. Its log path."""
+        if self.operator_running():
+            return self.state_dir / "logs" / "infisical-operator.log"
+        present = set(self.kubectl("get", "crd", "-o", "name").split())
+        for crd in sorted(self._bin("infisical-operator-crds").glob("*.yaml")):
+            group, plural = crd.stem.split("_", 1)  # kubebuilder's file name: <group>_<plural>.yaml
+            if f"customresourcedefinition.apiextensions.k8s.io/{plural}.{group}" not in present:
+                self.kubectl("create", "-f", str(crd))
+        probe = _free_port()
+        pid = self._spawn("infisical-operator", [
+            "--kubeconfig", str(self.kubeconfig), "--metrics-bind-address", "0",
+            "--health-probe-bind-address", f"{HOST}:{probe}", "--leader-elect=false", "--zap-devel=false",
+        ])
+        self._record({**self._recorded_pids(), "infisical-operator": pid})
+        self._wait("infisical-operator", lambda: _http_ok(f"http://{HOST}:{probe}/readyz"), timeout)
+        return self.state_dir / "logs" / "infisical-operator.log"
+
+    def operator_running(self) -> bool:
+        return "infisical-operator" in self._recorded_pids()
+
+    def stop_operator(self) -> None:
+        pids = self._recorded_pids()
+        self._stop({k: v for k, v in pids.items() if k == "infisical-operator"})
+        self._record({k: v for k, v in pids.items() if k != "infisical-operator"})
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
         result = subprocess.run(
@@ -239,6 +284,17 @@ class LocalCluster:
                 os.killpg(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
+
+
+def owned(pid: int, binary: str) -> bool:
+    """Whether ``pid`` is alive and still runs ``binary`` (its /proc cmdline's first word)."""
+    if not _alive(pid):
+        return False
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
+    except OSError:
+        return False
+    return argv0 == binary if "/" in binary else Path(argv0).name == binary
 
 
 def _alive(pid: int) -> bool:

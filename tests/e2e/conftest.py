@@ -1,9 +1,10 @@
 """The e2e harness: the real Pulumi CLI and providers (``make tools``) against a local control
-plane (tools/cluster.py), the operator chart from a local chart repository, and Infisical (the
-project's double as a process, or a real server named by ``FLOE_E2E_INFISICAL_ENV``).
+plane (tools/cluster.py), the operator chart from a local chart repository, the real Infisical
+server (../shared/infisical-server) and the real Infisical operator, run out of cluster.
 
 Everything binds to 127.0.0.1 and is stopped by the fixture that started it. Without the built
-tools or ``../shared/reference`` the tests skip and say which is missing.
+tools or ``../shared`` the tests skip and say which is missing; ``make e2e`` sets FLOE_E2E_STRICT=1,
+which fails them instead. Logs of the processes it starts go to ``$FLOE_E2E_ARTIFACTS`` (out/e2e).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import yaml
@@ -36,7 +37,16 @@ from cluster import LocalCluster  # noqa: E402
 from floe_infra.clients.infisical import Connection, Credentials, NotFound, connect  # noqa: E402
 
 CHART = ROOT.parent / "shared" / "reference" / "secrets-operator-chart"
+SERVER = ROOT.parent / "shared" / "infisical-server"
+ARTIFACTS = Path(os.environ.get("FLOE_E2E_ARTIFACTS", ROOT / "out" / "e2e"))
 PASSPHRASE = "floe-e2e-passphrase"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test whose tools or ../shared are absent; under ``make e2e`` (FLOE_E2E_STRICT=1) fail."""
+    if os.environ.get("FLOE_E2E_STRICT") == "1":
+        pytest.fail(f"{reason} (make e2e runs every step: it does not skip)", pytrace=False)
+    pytest.skip(reason)
 
 
 def _tools_bin() -> Path | None:
@@ -49,7 +59,7 @@ def _tools_bin() -> Path | None:
 def tools_bin() -> Path:
     path = _tools_bin()
     if path is None:
-        pytest.skip("the Go tools are not built for this checkout: run `make tools` (see README)")
+        unavailable("the Go tools are not built for this checkout: run `make tools` (see README)")
     return path
 
 
@@ -103,7 +113,7 @@ def chart_repository(root: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not CHART.is_dir():
-        pytest.skip(f"the operator chart is not at {CHART} (../shared/reference)")
+        unavailable(f"the operator chart is not at {CHART} (../shared/reference)")
     with chart_repository(tmp_path_factory.mktemp("charts")) as url:
         yield url
 
@@ -113,7 +123,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-# --- Infisical: the double as a process, or a real server ------------------------------------
+# --- Infisical: the real server ------------------------------------------------------------
 
 
 @dataclass
@@ -123,7 +133,6 @@ class Infisical:
     writer: tuple[str, str]
     viewer: tuple[str, str]
     prefix: str
-    real: bool
     _conn: Connection | None = field(default=None, repr=False)
 
     @property
@@ -181,40 +190,56 @@ def _env_file(path: Path) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
+def _backend_running(state: Path) -> bool:
+    """Whether the server of ``state`` runs (its recorded pid still runs Infisical's backend)."""
+    try:
+        pid = int((state / "backend.pid").read_text())
+        return b"dist/main.mjs" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def infisical_server() -> Iterator[dict[str, str]]:
+    """The real Infisical server of ../shared/infisical-server (its credentials): reused when one
+    runs, else started, with rate limits off (INFISICAL_NODE_ENV=development: the suite makes more
+    requests a minute per route than production's 40 allow), and stopped afterwards."""
+    if not (SERVER / "up.sh").exists():
+        unavailable(f"the Infisical server is not at {SERVER} (../shared)")
+    state = Path(os.environ.get("INFISICAL_STATE", Path.home() / ".cache" / "floe-infisical"))
+    env = {**os.environ, "INFISICAL_STATE": str(state),
+           "INFISICAL_NODE_ENV": os.environ.get("INFISICAL_NODE_ENV", "development")}
+    started = not _backend_running(state)
+    result = subprocess.run([str(SERVER / "up.sh")], env=env, capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        pytest.fail(f"the Infisical server did not start ({SERVER / 'up.sh'} exited {result.returncode}):\n"
+                    f"{result.stderr[-4000:]}", pytrace=False)
+    try:
+        yield _env_file(Path(result.stdout.strip().splitlines()[-1]))
+    finally:
+        if started:
+            subprocess.run([str(SERVER / "down.sh")], env=env, capture_output=True, timeout=120, check=False)
+
+
 @pytest.fixture(scope="session")
 def infisical() -> Iterator[Infisical]:
+    """The real Infisical server (../shared), or the one ``FLOE_E2E_INFISICAL_ENV`` names (a file
+    with INFISICAL_HOST, INFISICAL_PROJECT_SLUG, INFISICAL_CLIENT_ID/_SECRET for the writer and
+    INFISICAL_VIEWER_CLIENT_ID/_SECRET for the operator). The run writes under a folder of its own."""
     prefix = f"e2e-{secrets.token_hex(4)}"
     env_file = os.environ.get("FLOE_E2E_INFISICAL_ENV")
-    if env_file:
-        values = _env_file(Path(env_file))
+    with contextlib.ExitStack() as stack:
+        values = _env_file(Path(env_file)) if env_file else stack.enter_context(infisical_server())
         server = Infisical(
             values["INFISICAL_HOST"], values["INFISICAL_PROJECT_SLUG"],
             (values["INFISICAL_CLIENT_ID"], values["INFISICAL_CLIENT_SECRET"]),
             (values["INFISICAL_VIEWER_CLIENT_ID"], values["INFISICAL_VIEWER_CLIENT_SECRET"]),
-            prefix, real=True,
+            prefix,
         )
         try:
             yield server
         finally:
             server.remove_prefix("dev")
-        return
-    writer = ("e2e-writer", secrets.token_hex(16))
-    viewer = ("e2e-viewer", secrets.token_hex(16))
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "infisical_double.py"), "floe-e2e", ":".join(writer), ":".join(viewer)],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT / "tests",
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), f"the Infisical double did not start: {url!r}"
-        double = Infisical(url, "floe-e2e", writer, viewer, prefix, real=False)
-        yield double
-        double.remove_prefix("dev")
-        assert double.get("dev", f"/{prefix}/compute/snowflake", "SNOWFLAKE_ACCOUNT") is None
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 # --- Pulumi ------------------------------------------------------------------------------------

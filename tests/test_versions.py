@@ -1,0 +1,117 @@
+"""What users download and what the e2e builds are the same released versions, and the README names
+them; and `tools/cluster.py down` signals only the processes it started."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from importlib.resources import files
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+from conftest import ROOT
+
+RELEASE = re.compile(r"\d+\.\d+\.\d+")  # no a, b, rc, dev or local part
+
+
+def build_pin(name: str) -> str:
+    """A version variable of tools/build.sh (`NAME=value  # comment`)."""
+    match = re.search(rf"(?m)^{name}=(\S+)", (ROOT / "tools" / "build.sh").read_text())
+    assert match, f"tools/build.sh sets no {name}"
+    return match[1].removeprefix("v")
+
+
+def requirement(package: str) -> str:
+    match = re.search(rf"(?m)^{re.escape(package)}==(\S+)$", (ROOT / "requirements.txt").read_text())
+    assert match, f"requirements.txt does not pin {package}"
+    return match[1]
+
+
+def test_the_kubernetes_sdk_asks_for_the_provider_the_e2e_builds_and_it_is_a_release() -> None:
+    declared = json.loads(files("pulumi_kubernetes").joinpath("pulumi-plugin.json").read_text())
+    assert declared["name"] == "kubernetes"
+    assert declared["version"] == build_pin("KUBERNETES_PROVIDER_VERSION")
+    assert RELEASE.fullmatch(declared["version"]), f"{declared['version']} is a prerelease: plugin servers refuse it"
+    assert requirement("pulumi-kubernetes") == declared["version"] == version("pulumi-kubernetes")
+
+
+def test_the_pulumi_sdk_matches_the_cli_the_e2e_builds_and_the_workflows_install() -> None:
+    cli = build_pin("PULUMI_VERSION")
+    assert RELEASE.fullmatch(cli), f"the CLI build {cli} is a prerelease"
+    assert requirement("pulumi") == version("pulumi") == cli
+    for workflow in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        steps = [s for job in yaml.safe_load(workflow.read_text())["jobs"].values() for s in job.get("steps", [])]
+        for step in steps:
+            if "pulumi-version" in step.get("with", {}):
+                assert str(step["with"]["pulumi-version"]) == cli, f"{workflow.name} installs another CLI"
+
+
+def test_every_pin_is_a_release() -> None:
+    pins = re.findall(r"(?m)^([A-Za-z0-9_.-]+)==(\S+)$", (ROOT / "requirements.txt").read_text())
+    assert pins
+    for package, pinned in pins:
+        assert RELEASE.fullmatch(pinned), f"requirements.txt pins {package}=={pinned}, not a release"
+
+
+def test_the_readme_names_the_pinned_versions_only() -> None:
+    readme = (ROOT / "README.md").read_text()
+    pins = {"pulumi": requirement("pulumi"), "pulumi-kubernetes": requirement("pulumi-kubernetes")}
+    found = re.findall(r"\b(pulumi-kubernetes|pulumi)(?:==| v?| version )(\d+\.\d+\.\d+[0-9A-Za-z.+-]*)", readme)
+    assert {name for name, _ in found} == set(pins), "the README names no version of pulumi or pulumi-kubernetes"
+    for name, named in found:
+        assert named.rstrip(".") == pins[name], f"the README names {name} {named}; requirements.txt pins {pins[name]}"
+    for mentioned in re.findall(r"\b4\.\d+\.\d+\S*", readme):
+        assert mentioned.startswith(pins["pulumi-kubernetes"]), f"the README names the version {mentioned}"
+
+
+# --- tools/cluster.py signals only its own processes ------------------------------------------
+
+
+def cluster_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("cluster", ROOT / "tools" / "cluster.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cluster_down_stops_its_own_processes_and_leaves_a_reused_pid_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster = cluster_module()
+    sleep = "/bin/sleep" if Path("/bin/sleep").exists() else "/usr/bin/sleep"
+    ours = subprocess.Popen([sleep, "60"], start_new_session=True)
+    stranger = subprocess.Popen([sleep, "61"], start_new_session=True)
+    try:
+        state = tmp_path / "state"
+        state.mkdir()
+        # The stranger's pid is recorded as etcd: after a reboot, pid reuse gave it to another program.
+        (state / "pids.json").write_text(json.dumps({
+            "etcd": {"pid": stranger.pid, "binary": str(tmp_path / "bin" / "etcd")},
+            "kwok": {"pid": ours.pid, "binary": sleep},
+        }))
+        assert cluster.owned(ours.pid, sleep) and not cluster.owned(stranger.pid, str(tmp_path / "bin" / "etcd"))
+        cluster.LocalCluster(state).down()
+        deadline = time.monotonic() + 5
+        while ours.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ours.poll() is not None, "its own process was not stopped"
+        assert stranger.poll() is None, "a process it did not start was signalled"
+        assert f"not stopping pid {stranger.pid} (recorded as etcd)" in capsys.readouterr().err
+        assert not state.exists()
+    finally:
+        for proc in (ours, stranger):
+            proc.kill()
+            proc.wait()
+
+
+def test_cluster_script_runs_as_a_command() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "cluster.py")], capture_output=True, text=True)
+    assert result.returncode == 2 and "cluster.py down STATE_DIR" in result.stderr
