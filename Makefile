@@ -10,7 +10,7 @@ STACK ?= dev
 
 PLAN_ARGS ?=
 
-.PHONY: install runtime policy-install plan test lint typecheck unit bench fuzz clean tools tools-bin cluster cluster-down e2e
+.PHONY: install runtime policy-install plan test lint typecheck unit bench fuzz clean tools tools-cold tools-bin cluster cluster-down e2e demo demo-down
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,7 +49,7 @@ typecheck: $(STAMP)
 	MYPYPATH=tests:tools:policy $(BIN)/mypy --strict --explicit-package-bases tests/*.py \
 		bench/cli.py bench/program_scale.py bench/provider_requests.py
 	MYPYPATH=tests/e2e:tests:tools $(BIN)/mypy --strict --explicit-package-bases tests/e2e/*.py \
-		bench/engine_scale.py tools/cluster.py
+		bench/engine_scale.py bench/sync_latency.py tools/cluster.py tools/localenv.py tools/demo.py
 
 unit: $(STAMP)
 	$(BIN)/pytest --ignore=tests/e2e
@@ -61,6 +61,19 @@ tools:
 
 tools-bin:
 	@tools/build.sh --dir
+
+# The same build as a new machine does it: empty Go module cache, build cache and tools dir (in a
+# scratch dir, removed afterwards); the result is installed where `make tools` puts it.
+tools-cold:
+	tools/build.sh --cold
+
+# The main job end to end on local defaults: local cluster, the real Infisical server, the operator,
+# `pulumi up` of a demo stack of the example manifest, then `floe secrets status`.
+demo: $(STAMP) $(RUNTIME_STAMP)
+	$(BIN)/python tools/demo.py up
+
+demo-down: $(STAMP)
+	$(BIN)/python tools/demo.py down
 
 # A control plane on 127.0.0.1 that stays up; kubeconfig in .local-cluster/kubeconfig.
 cluster: tools

@@ -196,6 +196,16 @@ secrets:
 """
 
 
+def with_operator_api(manifest: str, api: str) -> str:
+    """``manifest`` (YAML text) with ``plugins.secrets.config.operator.api`` set to ``api``.
+
+    Without it the operator's v1beta1 objects are planned (InfisicalStaticSecret, InfisicalConnection,
+    InfisicalAuth); tests of the v1alpha1 InfisicalSecret name that API with this."""
+    doc = yaml.safe_load(manifest)
+    doc["plugins"]["secrets"]["config"].setdefault("operator", {})["api"] = api
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
 def default_config(stack: str) -> dict[str, Any]:
     """Stack config for the example manifest: operator identity, writer identity, config values."""
     return {

@@ -40,14 +40,19 @@ def test_plan_table_lists_every_resource_and_counts(
         for line in lines
     )
     crs = [line.split()[:3] for line in lines if line.startswith("kubernetes:secrets.infisical.com")]
-    assert [c[1:] for c in crs] == [["catalog-credentials", "floe-jobs"], ["snowflake-credentials", "floe-jobs"]]
+    assert crs == [  # the default operator API, v1beta1: one connection and one auth, a static secret per reference
+        ["kubernetes:secrets.infisical.com/v1beta1:InfisicalConnection", "infisical", "infisical"],
+        ["kubernetes:secrets.infisical.com/v1beta1:InfisicalAuth", "infisical-universal", "infisical"],
+        ["kubernetes:secrets.infisical.com/v1beta1:InfisicalStaticSecret", "catalog-credentials", "floe-jobs"],
+        ["kubernetes:secrets.infisical.com/v1beta1:InfisicalStaticSecret", "snowflake-credentials", "floe-jobs"],
+    ]
     assert any(
         line.split()[:2] == ["kubernetes:helm.sh/v3:Chart", "infisical-secrets-operator"]
         and "the CRDs of chart secrets-operator v0.11.5, one resource each, kept on delete" in line
         for line in lines
     )
     assert lines[-1] == (
-        "10 resources, in 2 components (14 to create in `pulumi preview`, counting the stack and the cluster "
+        "12 resources, in 2 components (16 to create in `pulumi preview`, counting the stack and the cluster "
         "provider, and the chart's CRDs)"
     )
     values = [line.split(None, 2) for line in lines if line.startswith("pulumi-python:dynamic/infisical:SecretValue")]
@@ -83,7 +88,7 @@ def test_plan_json_and_out_dir(project: Path, capsys: pytest.CaptureFixture[str]
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
     assert doc["environment"] == "prod" and doc["warnings"] == []
-    assert len(doc["resources"]) == 10
+    assert len(doc["resources"]) == 12
     assert doc["outputs"]["secrets"]["catalog-credentials"]["podSpec"] == {
         "envFrom": [{"secretRef": {"name": "catalog-credentials"}}]
     }
@@ -91,9 +96,11 @@ def test_plan_json_and_out_dir(project: Path, capsys: pytest.CaptureFixture[str]
     assert files == [
         "001-namespace-infisical.yaml",
         "002-secret-infisical-infisical-machine-identity.yaml.placeholder",  # `kubectl apply -f` skips it
-        "003-namespace-floe-jobs.yaml",
-        "004-infisicalsecret-floe-jobs-catalog-credentials.yaml",
-        "005-infisicalsecret-floe-jobs-snowflake-credentials.yaml",
+        "003-infisicalconnection-infisical-infisical.yaml",
+        "004-infisicalauth-infisical-infisical-universal.yaml",
+        "005-namespace-floe-jobs.yaml",
+        "006-infisicalstaticsecret-floe-jobs-catalog-credentials.yaml",
+        "007-infisicalstaticsecret-floe-jobs-snowflake-credentials.yaml",
     ]
     identity = yaml.safe_load((out_dir / files[1]).read_text())
     assert identity["stringData"] == {

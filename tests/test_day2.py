@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import WRITER
+from conftest import WRITER, with_operator_api
 from infisical_double import DoubleServer, InfisicalDouble, Secret
 from kube_double import KubeDouble, KubeServer
 
@@ -63,8 +63,16 @@ class World:
     project: Path
 
 
+def use_operator_api(project: Path, api: str) -> None:
+    manifest = project / "manifest.yaml"
+    manifest.write_text(with_operator_api(manifest.read_text(), api))
+
+
 @pytest.fixture
 def world(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """Infisical folders for the example manifest, and a cluster whose operator syncs them with
+    v1alpha1 InfisicalSecrets: the manifest names that API (v1beta1 is the default)."""
+    use_operator_api(project, "v1alpha1")
     infisical = InfisicalDouble()
     infisical.add_identity(*WRITER)
     proj = infisical.add_project("floe-platform")
@@ -317,6 +325,8 @@ def test_status_json_carries_the_time(world: World, capsys: pytest.CaptureFixtur
         ("closed-port", r"floe: error: cannot reach the Kubernetes API at http://127\.0\.0\.1:1: "),
         ("no-crd", r"floe: error: the cluster at http://127\.0\.0\.1:\d+ has no infisicalsecrets "
                    r"\(secrets\.infisical\.com/v1alpha1\): is the operator installed\?"),
+        ("no-crd-v1beta1", r"floe: error: the cluster at http://127\.0\.0\.1:\d+ has no infisicalstaticsecrets "
+                           r"\(secrets\.infisical\.com/v1beta1\): is the operator installed\?"),
         ("no-config", r"floe: error: no Kubernetes configuration: set KUBECONFIG, create ~/\.kube/config"),
         ("absent-file", r"floe: error: KUBECONFIG names .*/absent, which does not exist: fix the path or unset "
                         r"KUBECONFIG$"),
@@ -325,8 +335,8 @@ def test_status_json_carries_the_time(world: World, capsys: pytest.CaptureFixtur
         ("a-list", r"floe: error: .*/kubeconfig: not a valid kubeconfig \(.*\): fix it"),
         ("bad-context", r"floe: error: cannot use Kubernetes context 'nope'"),
     ],
-    ids=["unreachable", "missing-crd", "no-kubeconfig", "kubeconfig-absent", "kubeconfig-not-yaml",
-         "kubeconfig-a-list", "unknown-context"],
+    ids=["unreachable", "missing-crd", "missing-crd-v1beta1", "no-kubeconfig", "kubeconfig-absent",
+         "kubeconfig-not-yaml", "kubeconfig-a-list", "unknown-context"],
 )  # fmt: skip
 def test_cluster_problems_are_one_line(
     world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, setup: str, message: str
@@ -335,7 +345,9 @@ def test_cluster_problems_are_one_line(
     if setup == "closed-port":
         config = world.project / "kubeconfig"
         config.write_text(config.read_text().replace(world.kube.url, "http://127.0.0.1:1"))
-    elif setup == "no-crd":
+    elif setup in ("no-crd", "no-crd-v1beta1"):
+        if setup == "no-crd-v1beta1":
+            use_operator_api(world.project, "v1beta1")
         world.kube.crd_installed = False
     elif setup == "no-config":
         monkeypatch.delenv("KUBECONFIG")
@@ -353,10 +365,9 @@ def test_cluster_problems_are_one_line(
 
 
 def test_list_and_status_read_v1beta1_and_eso_conditions(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    use_operator_api(world.project, "v1beta1")
     manifest = world.project / "manifest.yaml"
-    text = manifest.read_text().replace(
-        "        chart_version: v0.11.5\n", "        chart_version: v0.11.5\n        api: v1beta1\n"
-    )
+    text = manifest.read_text()
     manifest.write_text(text.replace("    auto_reload: true\n", "    auto_reload: true\n    via: eso\n"))
     world.kube.objects.clear()
     world.kube.add("infisicalstaticsecrets", {

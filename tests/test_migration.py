@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, RunProgram, default_config
+from conftest import ROOT, RunProgram, default_config, with_operator_api
 from test_plan import crd_validator, plan_for
 
 from floe_infra import KubeObject, ManifestError
@@ -15,12 +15,15 @@ from floe_infra.model.names import go_duration
 from floe_infra.plan.sync_objects import ORPHAN_ON_DELETE
 
 EXAMPLE = (ROOT / "manifest.yaml").read_text()
-V1BETA1 = EXAMPLE.replace("        chart_version: v0.11.5\n", "        chart_version: v0.11.5\n        api: v1beta1\n")
+V1ALPHA1 = with_operator_api(EXAMPLE, "v1alpha1")
+V1BETA1 = with_operator_api(EXAMPLE, "v1beta1")
 ESO = EXAMPLE.replace("    auto_reload: true\n", "    auto_reload: true\n    via: eso\n")
 ESO_INSTALLED = ESO.replace("      operator:\n", "      eso: {install: true}\n      operator:\n")
 ES = "kubernetes:external-secrets.io/v1:ExternalSecret"
 STORE = "kubernetes:external-secrets.io/v1:ClusterSecretStore"
 CR = "kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret"
+STATIC = "kubernetes:secrets.infisical.com/v1beta1:InfisicalStaticSecret"
+OPERATOR_KIND = {"v1alpha1": "InfisicalSecret", "v1beta1": "InfisicalStaticSecret"}
 
 
 def objects(tmp_path: Path, manifest: str, kind: str) -> list[KubeObject]:
@@ -60,7 +63,7 @@ def test_v1beta1_replaces_infisical_secrets(tmp_path: Path) -> None:
     ]  # fmt: skip
     assert spec["syncOptions"] == {"refreshInterval": "60s"}
     assert "InfisicalAuth:infisical/infisical-universal" in static.depends_on
-    assert plan.outputs() == plan_for(tmp_path, EXAMPLE).outputs()  # pods see no difference
+    assert plan.outputs() == plan_for(tmp_path, V1ALPHA1).outputs()  # pods see no difference
     auth = next(o for o in plan.kube_objects() if o.kind == "InfisicalAuth")
     assert auth.content["spec"]["universal"]["clientSecretRef"] == {
         "name": "infisical-machine-identity", "namespace": "infisical", "key": "clientSecret"
@@ -77,11 +80,14 @@ def test_intervals_become_go_durations(interval: str, go: str) -> None:
 # --- External Secrets Operator ------------------------------------------------------------
 
 
-def test_eso_reference_gets_a_store_and_an_external_secret_for_the_same_secret(tmp_path: Path) -> None:
-    plan = plan_for(tmp_path, ESO)
+@pytest.mark.parametrize("api", ["v1alpha1", "v1beta1"])
+def test_eso_reference_gets_a_store_and_an_external_secret_for_the_same_secret(tmp_path: Path, api: str) -> None:
+    plan = plan_for(tmp_path, with_operator_api(ESO, api))
     (store,) = [o for o in plan.kube_objects() if o.kind == "ClusterSecretStore"]
     (external,) = [o for o in plan.kube_objects() if o.kind == "ExternalSecret"]
-    assert [o.name for o in plan.kube_objects() if o.kind == "InfisicalSecret"] == ["catalog-credentials"]
+    # the other reference stays with the operator, through the API the manifest names
+    operator_synced = [(o.kind, o.name) for o in plan.kube_objects() if o.kind in OPERATOR_KIND.values()]
+    assert operator_synced == [(OPERATOR_KIND[api], "catalog-credentials")]
     assert (store.api_version, external.api_version) == ("external-secrets.io/v1", "external-secrets.io/v1")
     assert store.namespace is None and store.name == "floe-dev-snowflake-credentials"
     assert store.content["spec"]["provider"]["infisical"] == {
@@ -100,7 +106,7 @@ def test_eso_reference_gets_a_store_and_an_external_secret_for_the_same_secret(t
     }  # fmt: skip
     assert set(external.depends_on) >= {store.id, "SecretValue:/compute/snowflake:SNOWFLAKE_PASSWORD"}
     # What pods consume does not change; the operator's auto-reload annotation goes (ESO never acts on it).
-    operator_outputs = plan_for(tmp_path, EXAMPLE).outputs()
+    operator_outputs = plan_for(tmp_path, with_operator_api(EXAMPLE, api)).outputs()
     assert operator_outputs["snowflake-credentials"].pop("workloadAnnotations")
     assert plan.outputs() == operator_outputs
 
@@ -147,22 +153,26 @@ def test_eso_needs_type_infisical(tmp_path: Path) -> None:
 
 
 def _sync_of(run: Any, name: str) -> list[Any]:
-    return [r for r in run.registrations if r.type in (CR, ES) and r.name == f"floe-jobs/{name}"]
+    return [r for r in run.registrations if r.type in (CR, STATIC, ES) and r.name == f"floe-jobs/{name}"]
 
 
+@pytest.mark.parametrize("api", ["v1alpha1", "v1beta1"])
 @pytest.mark.parametrize(
     ("before", "after"), [(EXAMPLE, ESO), (ESO, EXAMPLE)], ids=["operator-to-eso", "eso-to-operator"]
 )
-def test_switching_a_reference_keeps_the_secret_its_pods_use(run_program: RunProgram, before: str, after: str) -> None:
+def test_switching_a_reference_keeps_the_secret_its_pods_use(
+    run_program: RunProgram, before: str, after: str, api: str
+) -> None:
     """Both syncers write the same Secret, neither owns it away from the other, and deleting the
     old one (Pulumi deletes after it creates) orphans the Secret instead of deleting it."""
-    old, new = run_program(before), run_program(after)
+    old, new = run_program(with_operator_api(before, api)), run_program(with_operator_api(after, api))
     (old_sync,), (new_sync,) = _sync_of(old, "snowflake-credentials"), _sync_of(new, "snowflake-credentials")
-    assert old_sync.type != new_sync.type
+    assert {old_sync.type, new_sync.type} == {ES, {"v1alpha1": CR, "v1beta1": STATIC}[api]}
     for sync in (old_sync, new_sync):
         assert sync.plain("metadata")["annotations"] == ORPHAN_ON_DELETE
     target = {
         CR: lambda r: {(t["secretName"], t["secretNamespace"]) for t in r.plain("spec")["managedKubeSecretReferences"]},
+        STATIC: lambda r: {(t["name"], t["namespace"]) for t in r.plain("spec")["targets"]},
         ES: lambda r: {(r.plain("spec")["target"]["name"], r.plain("metadata")["namespace"])},
     }
     assert (

@@ -12,12 +12,13 @@ import jsonschema
 import pytest
 import yaml
 from conftest import K8S_MANIFEST as K8S
-from conftest import operator_crd, reference_file
+from conftest import operator_crd, reference_file, with_operator_api
 
 from floe_infra import ManifestError, StackConfigError, StackPlan, StackSettings, build_plan, load_manifest
 from floe_infra.plan.planner import deploy_config_problems, require_deploy_config
 
 ROOT = Path(__file__).resolve().parents[1]
+V1ALPHA1 = with_operator_api((ROOT / "manifest.yaml").read_text(), "v1alpha1")
 
 
 def plan_for(tmp_path: Path, manifest: str | None = None, **settings: Any) -> StackPlan:
@@ -31,7 +32,7 @@ def plan_for(tmp_path: Path, manifest: str | None = None, **settings: Any) -> St
 
 
 def test_infisical_secret_spec_is_exact(tmp_path: Path) -> None:
-    plan = plan_for(tmp_path, environment="production")
+    plan = plan_for(tmp_path, V1ALPHA1, environment="production")
     cr = next(o for o in plan.kube_objects() if o.name == "snowflake-credentials")
     assert cr.manifest() == {
         "apiVersion": "secrets.infisical.com/v1alpha1",
@@ -73,6 +74,35 @@ def test_infisical_secret_spec_is_exact(tmp_path: Path) -> None:
         "SecretValue:/compute/snowflake:SNOWFLAKE_PASSWORD",
         "SecretValue:/compute/snowflake:SNOWFLAKE_USER",
     )
+
+
+@pytest.mark.parametrize(
+    ("api", "expected"),
+    [
+        (None, [
+            ("secrets.infisical.com/v1beta1", "InfisicalAuth", "infisical", "infisical-universal"),
+            ("secrets.infisical.com/v1beta1", "InfisicalConnection", "infisical", "infisical"),
+            ("secrets.infisical.com/v1beta1", "InfisicalStaticSecret", "floe-jobs", "catalog-credentials"),
+            ("secrets.infisical.com/v1beta1", "InfisicalStaticSecret", "floe-jobs", "snowflake-credentials"),
+        ]),
+        ("v1alpha1", [
+            ("secrets.infisical.com/v1alpha1", "InfisicalSecret", "floe-jobs", "catalog-credentials"),
+            ("secrets.infisical.com/v1alpha1", "InfisicalSecret", "floe-jobs", "snowflake-credentials"),
+        ]),
+    ],
+    ids=["unset-plans-v1beta1", "v1alpha1-when-named"],
+)  # fmt: skip
+def test_operator_api_is_v1beta1_unless_the_manifest_names_v1alpha1(
+    tmp_path: Path, api: str | None, expected: list[tuple[str, str, str, str]]
+) -> None:
+    doc = yaml.safe_load((ROOT / "manifest.yaml").read_text())
+    operator = doc["plugins"]["secrets"]["config"]["operator"]
+    assert "api" not in operator  # the example manifest leaves it to the default
+    if api is not None:
+        operator["api"] = api
+    plan = plan_for(tmp_path, yaml.safe_dump(doc, sort_keys=False))
+    found = [o for o in plan.kube_objects() if o.api_version.startswith("secrets.infisical.com/")]
+    assert sorted((o.api_version, o.kind, o.namespace, o.name) for o in found) == expected
 
 
 def test_operator_release_and_identity(tmp_path: Path) -> None:
@@ -237,7 +267,9 @@ def crd_validator(kind: str) -> jsonschema.Draft7Validator:
 def test_every_infisical_secret_validates_against_the_operator_crd(tmp_path: Path, stack: str) -> None:
     validator = crd_validator("InfisicalSecret")
     objects = [
-        o.manifest() for o in plan_for(tmp_path, environment=stack).kube_objects() if o.kind == "InfisicalSecret"
+        o.manifest()
+        for o in plan_for(tmp_path, V1ALPHA1, environment=stack).kube_objects()
+        if o.kind == "InfisicalSecret"
     ]
     assert len(objects) == 2
     for obj in objects:
@@ -249,7 +281,7 @@ def test_every_infisical_secret_validates_against_the_operator_crd(tmp_path: Pat
 
 def test_crd_check_would_catch_a_deprecated_or_misspelt_field(tmp_path: Path) -> None:
     validator = crd_validator("InfisicalSecret")
-    obj = next(o.manifest() for o in plan_for(tmp_path).kube_objects() if o.kind == "InfisicalSecret")
+    obj = next(o.manifest() for o in plan_for(tmp_path, V1ALPHA1).kube_objects() if o.kind == "InfisicalSecret")
     obj["spec"]["resyncIntervall"] = "60s"
     obj["spec"]["authentication"]["universalAuth"]["secretsScope"].pop("envSlug")
     messages = sorted(e.message for e in validator.iter_errors(obj))

@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CHART_OBJECTS, K8S_MANIFEST, ROOT, ProgramRun, RunProgram, default_config
+from conftest import CHART_OBJECTS, K8S_MANIFEST, ROOT, ProgramRun, RunProgram, default_config, with_operator_api
 
 from floe_infra import HelmRelease, build_plan, load_manifest, parse_stack_config
 from floe_infra.plan.desired import PASSWORD_TYPE, ChartCrds, InfisicalValue
 
 CR = "kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret"
+STATIC = "kubernetes:secrets.infisical.com/v1beta1:InfisicalStaticSecret"
+CONNECTION = "kubernetes:secrets.infisical.com/v1beta1:InfisicalConnection"
+AUTH = "kubernetes:secrets.infisical.com/v1beta1:InfisicalAuth"
 SECRET = "kubernetes:core/v1:Secret"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -23,12 +26,13 @@ CHART = "kubernetes:helm.sh/v3:Chart"
 CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
 CHART_CRDS = sorted(o["metadata"]["name"] for o in CHART_OBJECTS if o["kind"] == "CustomResourceDefinition")
 
-V1BETA1_AND_ESO = (
-    (ROOT / "manifest.yaml")
-    .read_text()
-    .replace("        chart_version: v0.11.5\n", "        chart_version: v0.11.5\n        api: v1beta1\n")
-    .replace("      operator:\n", "      eso: {install: true}\n      operator:\n")
-    .replace("    auto_reload: true\n", "    auto_reload: true\n    via: eso\n")
+EXAMPLE = (ROOT / "manifest.yaml").read_text()
+V1ALPHA1 = with_operator_api(EXAMPLE, "v1alpha1")
+V1BETA1_AND_ESO = with_operator_api(
+    EXAMPLE.replace("      operator:\n", "      eso: {install: true}\n      operator:\n").replace(
+        "    auto_reload: true\n", "    auto_reload: true\n    via: eso\n"
+    ),
+    "v1beta1",
 )
 K8S_VALUES = {"snowflake-credentials": {"SNOWFLAKE_USER": "user-canary"}}
 
@@ -51,34 +55,45 @@ def test_resource_types_names_and_parents(run_program: RunProgram, stack: str) -
             *((CRD, name, "infisical-secrets-operator") for name in CHART_CRDS),
             (RELEASE, "infisical-secrets-operator", "infisical-operator"),
             (SECRET, "infisical/infisical-machine-identity", "infisical-operator"),
+            (CONNECTION, "infisical/infisical", "infisical-operator"),
+            (AUTH, "infisical/infisical-universal", "infisical-operator"),
             (NAMESPACE, "floe-jobs", "floe-secrets"),
-            (CR, "floe-jobs/catalog-credentials", "floe-secrets"),
-            (CR, "floe-jobs/snowflake-credentials", "floe-secrets"),
+            (STATIC, "floe-jobs/catalog-credentials", "floe-secrets"),
+            (STATIC, "floe-jobs/snowflake-credentials", "floe-secrets"),
             (VALUE, "/compute/snowflake:SNOWFLAKE_PASSWORD", "floe-secrets"),
             (VALUE, "/compute/snowflake:SNOWFLAKE_USER", "floe-secrets"),
             (PASSWORD, "/compute/snowflake:SNOWFLAKE_PASSWORD", "floe-secrets"),
         ]
     )
-    cr = run.named(CR, "floe-jobs/snowflake-credentials").plain("spec")
-    assert cr["authentication"]["universalAuth"]["secretsScope"]["envSlug"] == stack
+    static = run.named(STATIC, "floe-jobs/snowflake-credentials").plain("spec")
+    assert [source["environmentSlug"] for source in static["sources"]] == [stack]
 
 
+@pytest.mark.parametrize("api", ["v1alpha1", "v1beta1"])
 def test_each_custom_resource_depends_on_its_crd_identity_and_namespace_not_on_the_release(
-    run_program: RunProgram,
+    run_program: RunProgram, api: str
 ) -> None:
-    """The API server needs the CRDs, the namespace and the identity Secret; the operator can
-    start later and reconcile then. Not waiting on the Helm install lets both proceed at once."""
-    run = run_program()
+    """The API server needs the CRDs, the namespace and the identity Secret (v1beta1: through the
+    InfisicalAuth that names it); the operator can start later and reconcile then. Not waiting on
+    the Helm install lets both proceed at once."""
+    run = run_program(with_operator_api(EXAMPLE, api))
     release = run.named(RELEASE, "infisical-secrets-operator")
     identity = run.named(SECRET, "infisical/infisical-machine-identity")
     jobs = run.named(NAMESPACE, "floe-jobs")
+    operator_ns = run.named(NAMESPACE, "infisical")
     values = {r.urn for r in run.of_type(VALUE)}
     crds = [r.urn for r in run.of_type(CRD)]
-    catalog = run.named(CR, "floe-jobs/catalog-credentials")
-    assert set(catalog.dependencies) == {*crds, identity.urn, jobs.urn}
-    snowflake = run.named(CR, "floe-jobs/snowflake-credentials")
-    assert set(snowflake.dependencies) == {*crds, identity.urn, jobs.urn, *values}
-    operator_ns = run.named(NAMESPACE, "infisical")
+    kind, reader = CR, identity.urn
+    if api == "v1beta1":
+        connection = run.named(CONNECTION, "infisical/infisical")
+        auth = run.named(AUTH, "infisical/infisical-universal")
+        assert set(connection.dependencies) == {*crds, operator_ns.urn}
+        assert set(auth.dependencies) == {*crds, operator_ns.urn, identity.urn, connection.urn}
+        kind, reader = STATIC, auth.urn
+    catalog = run.named(kind, "floe-jobs/catalog-credentials")
+    assert set(catalog.dependencies) == {*crds, reader, jobs.urn}
+    snowflake = run.named(kind, "floe-jobs/snowflake-credentials")
+    assert set(snowflake.dependencies) == {*crds, reader, jobs.urn, *values}
     assert len(crds) == len(CHART_CRDS) and sorted(release.dependencies) == sorted([operator_ns.urn, *crds])
     assert identity.dependencies == [operator_ns.urn]
 
@@ -144,7 +159,7 @@ def test_renaming_a_reference_keeps_every_value_and_password(run_program: RunPro
     before = run_program(manifest)
     config = {**default_config("dev"), "floe:secretValues": {"snowflake-creds": {"SNOWFLAKE_USER": "user-canary"}}}
     after = run_program(manifest.replace("snowflake-credentials", "snowflake-creds"), config=config)
-    assert after.of_type(CR) and {r.name for r in after.of_type(CR)} >= {"floe-jobs/snowflake-creds"}
+    assert after.of_type(STATIC) and {r.name for r in after.of_type(STATIC)} >= {"floe-jobs/snowflake-creds"}
     urns = {r.urn for r in before.registrations if r.type in (VALUE, PASSWORD)}
     assert len(urns) == 3
     assert urns == {r.urn for r in after.registrations if r.type in (VALUE, PASSWORD)}
@@ -179,7 +194,7 @@ def test_stacks_made_with_a_component_per_reference_keep_every_object(
     # component; without an alias to it, the next up would delete and recreate every one of them,
     # values in Infisical included.
     run = run_program() if manifest == "infisical" else run_program(K8S_MANIFEST, config=k8s_config())
-    references = [r for r in run.registrations if r.type in (CR, VALUE, PASSWORD) or (r.type == SECRET
+    references = [r for r in run.registrations if r.type in (CR, STATIC, VALUE, PASSWORD) or (r.type == SECRET
                   and not r.name.startswith("infisical/"))]
     assert references
     for r in references:  # a plain URN: the SDK sends it without waiting for the platform's URN
@@ -338,10 +353,11 @@ def _plan_for(stack: str, config: dict[str, Any], manifest: Path) -> Any:
     [
         (None, "dev", default_config("dev")),
         (None, "prod", {**default_config("prod"), "floe:protect": "true", "floe:kubeContext": "floe-prod"}),
+        (V1ALPHA1, "dev", default_config("dev")),
         (K8S_MANIFEST, "staging", k8s_config("staging")),
         (V1BETA1_AND_ESO, "dev", default_config("dev")),
     ],
-    ids=["infisical-dev", "infisical-prod", "k8s-staging", "v1beta1-and-eso-installed"],
+    ids=["infisical-dev", "infisical-prod", "v1alpha1-dev", "k8s-staging", "v1beta1-and-eso-installed"],
 )
 def test_program_registers_exactly_the_plan(
     run_program: RunProgram, tmp_path: Path, manifest: str | None, stack: str, config: dict[str, Any]

@@ -119,7 +119,7 @@ def test_a_pull_request_preview_runs_with_no_secret_at_all(
         monkeypatch.setenv(name, value if "${{" not in value else _secret(value))
     run = run_program(stack=stack, config=_committed_config(stack), preview=True)
     assert run.error is None
-    assert run.of_type("kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret")
+    assert run.of_type("kubernetes:secrets.infisical.com/v1beta1:InfisicalStaticSecret")
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])

@@ -108,7 +108,8 @@ says so on stderr."""
 
 
 class InfisicalPlugin(SecretsPlugin):
-    """Secrets in Infisical folders; the cluster side is one InfisicalSecret per reference."""
+    """Secrets in Infisical folders; the cluster side is one InfisicalStaticSecret (v1beta1, the default)
+    or InfisicalSecret (v1alpha1) per reference, or an ESO ExternalSecret."""
 
     def __init__(self, context: PluginContext) -> None:
         super().__init__(context)

@@ -46,7 +46,7 @@ class OperatorSettings(_Model):
     namespace: DnsLabel = "infisical"
     chart_version: ExactVersion = DEFAULT_CHART_VERSION
     chart_repo: Url = DEFAULT_CHART_REPO
-    api: Literal["v1alpha1", "v1beta1"] = "v1alpha1"
+    api: Literal["v1alpha1", "v1beta1"] = "v1beta1"
 
 
 class EsoSettings(_Model):

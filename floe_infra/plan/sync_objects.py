@@ -1,9 +1,10 @@
 """The objects that sync one Infisical folder into one Kubernetes Secret, per mechanism.
 
 Three ways lead to the same Secret (named after the reference, in its namespace): the operator's
-``InfisicalSecret`` (v1alpha1, the default), its ``InfisicalStaticSecret`` (v1beta1, with a shared
-``InfisicalConnection`` and ``InfisicalAuth``), or External Secrets Operator (``via: eso``: a
-``ClusterSecretStore`` and an ``ExternalSecret``). Pure functions, like the rest of the plan.
+``InfisicalStaticSecret`` (v1beta1, the default, with a shared ``InfisicalConnection`` and
+``InfisicalAuth``), its older ``InfisicalSecret`` (v1alpha1, with ``operator: {api: v1alpha1}``), or
+External Secrets Operator (``via: eso``: a ``ClusterSecretStore`` and an ``ExternalSecret``). Pure
+functions, like the rest of the plan.
 
 Switching a reference between them must never leave pods without their Secret, so every sync
 object carries ``pulumi.com/deletionPropagationPolicy: orphan``: when Pulumi deletes the old one

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 from cluster import LocalCluster
-from conftest import CHART, ROOT, Infisical, Pulumi, make_project, pulumi_env, unavailable
+from conftest import ROOT, Pulumi, make_project, pulumi_env, unavailable
+from localenv import CHART, Infisical
 
 pytestmark = pytest.mark.e2e
 
@@ -110,12 +111,8 @@ def manifest(infisical: Infisical, chart_repo: str, api: str = "v1alpha1", via: 
 
 def configure(pulumi: Pulumi, infisical: Infisical, canaries: dict[str, str]) -> None:
     pulumi("stack", "init")
-    pulumi.config_set("floe:environment", ENV)
-    pulumi.config_set("floe:kubeContext", "floe-local")
-    pulumi.config_set("floe:operatorClientId", infisical.viewer[0], secret=True)
-    pulumi.config_set("floe:operatorClientSecret", infisical.viewer[1], secret=True)
-    pulumi.config_set("infisical:clientId", infisical.writer[0])
-    pulumi.config_set("infisical:clientSecret", infisical.writer[1], secret=True)
+    for key, value, secret in infisical.stack_config(ENV, "floe-local"):
+        pulumi.config_set(key, value, secret=secret)
     values = "floe:secretValues.snowflake-credentials.SNOWFLAKE_USER"
     pulumi.config_set(values, canaries["user"], secret=True, path=True)
     pulumi.config_set("floe:secretValues.dagster-db.DATABASE_URL", canaries["database"], secret=True, path=True)

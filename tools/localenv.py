@@ -1,0 +1,211 @@
+"""The local stand-ins a real run needs besides the cluster (tools/cluster.py), shared by `make e2e`
+and `make demo`: a Helm chart repository on loopback, and the real Infisical server of
+../shared/infisical-server, reused when it runs, else started and afterwards stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from floe_infra.clients.infisical import Connection, Credentials, NotFound, connect
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CHART = SHARED / "reference" / "secrets-operator-chart"
+SERVER = SHARED / "infisical-server"
+
+
+@dataclass
+class Infisical:
+    """A project on an Infisical server, as a person with the writer identity sees it."""
+
+    host: str
+    project_slug: str
+    writer: tuple[str, str]
+    viewer: tuple[str, str]
+    prefix: str
+    _conn: Connection | None = field(default=None, repr=False)
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = connect(Credentials(self.host, *self.writer))
+        return self._conn
+
+    def get(self, env: str, path: str, key: str) -> str | None:
+        try:
+            secret = self.conn.call(
+                "e2e read",
+                lambda c: c.secrets.get_secret_by_name(
+                    secret_name=key, project_slug=self.project_slug, environment_slug=env, secret_path=path,
+                    expand_secret_references=False, include_imports=False, view_secret_value=True,
+                ),
+            )
+        except NotFound:
+            return None
+        return str(secret.secretValue)
+
+    def set(self, env: str, path: str, key: str, value: str) -> None:
+        """Create or overwrite, as a person does in the Infisical UI."""
+        project_id = self.conn.project_id(self.project_slug)
+        self.conn.ensure_folders(self.project_slug, env, path)
+        args = {"secret_path": path, "environment_slug": env, "project_id": project_id, "secret_value": value}
+        if self.get(env, path, key) is None:
+            self.conn.call("e2e create", lambda c: c.secrets.create_secret_by_name(secret_name=key, **args))
+        else:
+            self.conn.call("e2e update", lambda c: c.secrets.update_secret_by_name(current_secret_name=key, **args))
+
+    def delete(self, env: str, path: str, key: str) -> None:
+        project_id = self.conn.project_id(self.project_slug)
+        self.conn.call(
+            "e2e delete",
+            lambda c: c.secrets.delete_secret_by_name(
+                secret_name=key, secret_path=path, environment_slug=env, project_id=project_id
+            ),
+        )
+
+    @classmethod
+    def from_credentials(cls, values: dict[str, str], prefix: str) -> Infisical:
+        """From up.sh's credentials.env (the writer identity, and the viewer for the operator)."""
+        return cls(
+            values["INFISICAL_HOST"], values["INFISICAL_PROJECT_SLUG"],
+            (values["INFISICAL_CLIENT_ID"], values["INFISICAL_CLIENT_SECRET"]),
+            (values["INFISICAL_VIEWER_CLIENT_ID"], values["INFISICAL_VIEWER_CLIENT_SECRET"]),
+            prefix,
+        )
+
+    def stack_config(self, environment: str, context: str) -> list[tuple[str, str, bool]]:
+        """(key, value, secret) of what a stack on this server needs: the viewer for the operator,
+        the writer for the program's own writes (the README's two identities)."""
+        return [
+            ("floe:environment", environment, False), ("floe:kubeContext", context, False),
+            ("floe:operatorClientId", self.viewer[0], True), ("floe:operatorClientSecret", self.viewer[1], True),
+            ("infisical:clientId", self.writer[0], False), ("infisical:clientSecret", self.writer[1], True),
+        ]
+
+    def remove_prefix(self, env: str) -> None:
+        """Delete this run's top folder, and so everything it wrote (absent: nothing to do)."""
+        project_id = self.conn.project_id(self.project_slug)
+        with contextlib.suppress(NotFound):
+            self.conn.call(
+                "e2e cleanup",
+                lambda c: c.folders.delete_folder(
+                    folder_id_or_name=self.prefix, environment_slug=env, project_id=project_id, path="/"
+                ),
+            )
+
+
+class LocalEnvError(RuntimeError):
+    """A stand-in could not start; the message says which and why."""
+
+
+# --- a Helm chart repository on loopback -------------------------------------------------------
+
+
+def package_chart(source: Path) -> tuple[str, bytes, dict[str, Any]]:
+    """The chart directory as ``helm package`` lays it out: NAME/... in a gzipped tar."""
+    meta = yaml.safe_load((source / "Chart.yaml").read_text())
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path in sorted(source.rglob("*")):
+            if path.is_file():
+                info = tar.gettarinfo(str(path), arcname=f"{meta['name']}/{path.relative_to(source)}")
+                info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
+                with path.open("rb") as f:
+                    tar.addfile(info, f)
+    return f"{meta['name']}-{meta['version']}.tgz", buf.getvalue(), meta
+
+
+@contextlib.contextmanager
+def chart_repository(root: Path, chart: Path = CHART) -> Iterator[str]:
+    """A Helm chart repository on 127.0.0.1 serving ``chart`` from ``root``; its URL."""
+    name, data, meta = package_chart(chart)
+    (root / name).write_bytes(data)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    digest = hashlib.sha256(data).hexdigest()
+    entry = {**meta, "urls": [f"{url}/{name}"], "digest": digest, "created": "2026-07-21T00:00:00Z"}
+    index = {"apiVersion": "v1", "entries": {meta["name"]: [entry]}, "generated": "2026-07-21T00:00:00Z"}
+    (root / "index.yaml").write_text(yaml.safe_dump(index))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield url + "/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+# --- the real Infisical server -----------------------------------------------------------------
+
+
+def env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def server_state() -> Path:
+    return Path(os.environ.get("INFISICAL_STATE", Path.home() / ".cache" / "floe-infisical"))
+
+
+def server_running(state: Path) -> bool:
+    """Whether the server of ``state`` runs (its recorded pid still runs Infisical's backend)."""
+    try:
+        pid = int((state / "backend.pid").read_text())
+        return b"dist/main.mjs" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+
+
+def server_env(state: Path) -> dict[str, str]:
+    # Rate limits off (development): the e2e and the demo make more requests a minute per route
+    # than production's 40 allow one address.
+    return {**os.environ, "INFISICAL_STATE": str(state),
+            "INFISICAL_NODE_ENV": os.environ.get("INFISICAL_NODE_ENV", "development")}
+
+
+def start_server(state: Path, output: int | None = subprocess.PIPE) -> dict[str, str]:
+    """Runs up.sh (builds once, starts what is not running); the credentials it wrote.
+    ``output=None`` lets its progress through to the terminal."""
+    if not (SERVER / "up.sh").exists():
+        raise LocalEnvError(f"the Infisical server is not at {SERVER} (../shared)")
+    result = subprocess.run([str(SERVER / "up.sh")], env=server_env(state), stdout=subprocess.PIPE, stderr=output,
+                            text=True, timeout=1800)
+    if result.returncode != 0:
+        raise LocalEnvError(f"the Infisical server did not start ({SERVER / 'up.sh'} exited {result.returncode})"
+                            + (f":\n{result.stderr[-4000:]}" if result.stderr else ""))
+    return env_file(Path(result.stdout.strip().splitlines()[-1]))
+
+
+def stop_server(state: Path) -> None:
+    subprocess.run([str(SERVER / "down.sh")], env=server_env(state), capture_output=True, timeout=120, check=False)
+
+
+@contextlib.contextmanager
+def infisical_server() -> Iterator[dict[str, str]]:
+    """The real server's credentials while the block runs; stopped after it if this started it."""
+    state = server_state()
+    started = not server_running(state)
+    credentials = start_server(state)
+    try:
+        yield credentials
+    finally:
+        if started:
+            stop_server(state)
