@@ -10,7 +10,6 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from floe_infra.deploy.secret_value import _parse_id, secret_id
 from floe_infra.model import names
 from floe_infra.model.manifest import LoadedManifest, Manifest
 from floe_infra.model.yaml_source import YamlSyntaxError, parse_yaml
@@ -78,12 +77,6 @@ def test_object_names_are_valid_and_distinct_when_cut(a: str, b: str, c: str) ->
 slug_st = st.from_regex(r"[a-z0-9]{1,8}(-[a-z0-9]{1,8}){0,2}", fullmatch=True)
 path_st = st.from_regex(r"/([A-Za-z0-9_-]{1,8}(/[A-Za-z0-9_-]{1,8}){0,3})?", fullmatch=True)
 key_st = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True)
-
-
-@given(slug_st, slug_st, path_st, key_st)
-def test_a_secret_value_id_parses_back(project: str, env: str, path: str, key: str) -> None:
-    parsed = _parse_id(secret_id(project, env, path, key))
-    assert parsed == {"project_slug": project, "environment": env, "path": path, "key": key}
 
 
 yaml_scalars = st.one_of(

@@ -113,7 +113,7 @@ def test_diff_sees_no_change_in_the_same_secret_value(value: Any) -> None:
         ({"path": "/compute/other"}, True, ["path"]),
         ({"environment": "prod"}, True, ["environment"]),
         ({"project_slug": "other"}, True, ["project_slug"]),
-        ({"site_url": "https://other-infisical.example.com"}, True, ["site_url"]),
+        ({"site_url": "https://other-infisical.example.com"}, True, []),
     ],
     ids=["same", "value", "unknown-value", "comment", "rename-key", "path", "environment", "project", "other-host"],
 )
@@ -126,9 +126,13 @@ def test_diff(infisical: InfisicalFixture, change: dict[str, Any], changes: bool
 # --- the lifecycle ------------------------------------------------------------------------
 
 
+def secret_of(infisical: InfisicalFixture, key: str = "SNOWFLAKE_PASSWORD") -> Any:
+    return infisical.double.secrets[(infisical.project.id, "dev", "/compute/snowflake", key)]
+
+
 def test_create_makes_the_folders_then_the_secret(infisical: InfisicalFixture) -> None:
     result = infisical.provider().create(dict(PROPS))
-    assert result.id == ID
+    assert result.id == secret_of(infisical).id  # Infisical's own id: it survives renames
     assert stored(infisical) == VALUE
     counts = infisical.double.count()
     assert counts["POST /api/v1/auth/universal-auth/login"] == 1
@@ -156,11 +160,84 @@ def test_create_refuses_a_key_it_does_not_own(infisical: InfisicalFixture) -> No
     assert stored(infisical) == VALUE
 
 
-def test_create_with_adopt_takes_the_key_over(infisical: InfisicalFixture) -> None:
+def test_create_with_adopt_takes_the_key_over_and_the_state_keeps_no_adopt(infisical: InfisicalFixture) -> None:
+    """adopt is for the first create: the state keeps no flag that would change later operations."""
     provider = infisical.provider()
     provider.create(dict(PROPS))
-    provider.create({**PROPS, "value": "adopted", "adopt": True})
+    adopted = provider.create({**PROPS, "value": "adopted", "adopt": True})
     assert stored(infisical) == "adopted"
+    assert "adopt" not in _outs(adopted)
+    updated = provider.update(adopted.id, _outs(adopted), {**PROPS, "value": "next", "adopt": True})
+    assert "adopt" not in _outs(updated)
+    assert "adopt" not in _outs(provider.read(adopted.id, _outs(updated)))
+    provider.delete(adopted.id, _outs(updated))  # an adopted key is owned like any other
+    assert stored(infisical) is None
+
+
+def test_the_id_survives_a_rename_and_the_state_points_at_the_renamed_key(infisical: InfisicalFixture) -> None:
+    provider = infisical.provider()
+    created = provider.create(dict(PROPS))
+    renamed = {**PROPS, "key": "SNOWFLAKE_PASS"}
+    outs = _outs(provider.update(created.id, _outs(created), renamed))
+    assert secret_of(infisical, "SNOWFLAKE_PASS").id == created.id
+    read = provider.read(created.id, outs)
+    assert (read.id, _outs(read)) == (created.id, outs)  # refresh: no change
+    provider.create({**PROPS, "key": "NEIGHBOUR"})
+    provider.delete(created.id, outs)
+    assert stored(infisical, "SNOWFLAKE_PASS") is None and stored(infisical) is None
+    assert stored(infisical, "NEIGHBOUR") == VALUE  # and nothing else
+
+
+@pytest.mark.parametrize(
+    "move", [lambda url: url.replace("127.0.0.1", "localhost"), lambda url: url + "/"],
+    ids=["new-dns-name", "trailing-slash"],
+)
+def test_a_new_url_for_the_same_server_updates_and_never_deletes(
+    infisical: InfisicalFixture, move: Callable[[str], str]
+) -> None:
+    provider = infisical.provider()
+    created = provider.create({**PROPS, "site_url": infisical.double.url})
+    moved = {**PROPS, "site_url": move(infisical.double.url), "value": "after-move"}
+    assert provider.diff(created.id, _outs(created), moved).replaces == []
+    before = len(infisical.double.requests)
+    provider.update(created.id, _outs(created), moved)
+    assert stored(infisical) == "after-move"
+    assert [m for m, _ in infisical.double.requests[before:] if m == "DELETE"] == []
+
+
+def test_a_new_host_that_lacks_the_key_gets_it(infisical: InfisicalFixture) -> None:
+    """Another server behind the new URL (here: the one server, which lost the key): the update
+    writes the key there, under its new name, and deletes nothing."""
+    provider = infisical.provider()
+    created = provider.create({**PROPS, "site_url": infisical.double.url})
+    infisical.double.secrets.clear()
+    moved = {**PROPS, "site_url": infisical.double.url.replace("127.0.0.1", "localhost"), "key": "RENAMED"}
+    before = len(infisical.double.requests)
+    provider.update(created.id, _outs(created), moved)
+    assert stored(infisical, "RENAMED") == VALUE
+    assert [m for m, _ in infisical.double.requests[before:] if m == "DELETE"] == []
+
+
+def test_a_rename_whose_answer_was_lost_succeeds_on_the_retry(infisical: InfisicalFixture) -> None:
+    """The PATCH renames the key but its answer is lost (502): the retry finds the old name gone,
+    and the new name holding the value is success, not "deleted outside Pulumi"."""
+    provider = infisical.provider()
+    created = provider.create(dict(PROPS))
+    double = infisical.double
+    original = double.handle
+    lost: list[bool] = []
+
+    def land_then_fail(method: str, target: str, headers: dict[str, str], body: dict[str, Any]) -> Any:
+        answer = original(method, target, headers, body)
+        if method == "PATCH" and answer and answer[0] == 200 and not lost:
+            lost.append(True)
+            return 502, {"statusCode": 502, "message": "Bad Gateway", "error": "BadGateway"}
+        return answer
+
+    double.handle = land_then_fail  # type: ignore[method-assign]
+    result = provider.update(created.id, _outs(created), {**PROPS, "key": "SNOWFLAKE_PASS", "value": "v2"})
+    assert lost and stored(infisical, "SNOWFLAKE_PASS") == "v2" and stored(infisical) is None
+    assert _outs(result)["key"] == "SNOWFLAKE_PASS"
 
 
 def test_read_returns_the_live_value_so_drift_shows(infisical: InfisicalFixture) -> None:
@@ -173,12 +250,6 @@ def test_read_returns_the_live_value_so_drift_shows(infisical: InfisicalFixture)
     assert result.id == ID and _outs(result)["value"] == "drifted"
     assert provider.diff(ID, _outs(result), dict(PROPS)).changes is True
     assert infisical.double.count()["GET /api/v3/secrets/raw/{name}"] == 1
-
-
-def test_read_by_id_alone_imports(infisical: InfisicalFixture) -> None:
-    provider = infisical.provider()
-    provider.create(dict(PROPS))
-    assert provider.read(ID, {}).outs == {**PROPS, "comment": ""}
 
 
 def test_read_of_a_secret_deleted_outside_pulumi_drops_it_from_state(infisical: InfisicalFixture) -> None:

@@ -9,6 +9,7 @@ state, so it carries nothing but the manifest's site URL: credentials come from 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Callable
 from dataclasses import replace
@@ -42,27 +43,18 @@ from ..clients.infisical import (
 )
 from ..model import names
 
-SCOPE = ("site_url", "project_slug", "environment", "path")
-"""Inputs that name where the secret lives: changing one moves it (replace). ``site_url`` is the
-Infisical host: the same project slug on another server is another secret."""
+SCOPE = ("project_slug", "environment", "path")
+"""Inputs that name where the secret lives: changing one moves it (replace)."""
 
-_IN_PLACE = ("key", "value", "comment")
+_IN_PLACE = ("site_url", "key", "value", "comment")
+"""``site_url`` too: a new URL may name the same server (a new DNS name, http to https), where a
+replace's delete would remove the key its create had just found. So a new host is an update that
+makes the new host hold the value, and never deletes at the old one."""
 
 # Credentials per configured provider instance, outside the instance so pickling cannot reach them.
 _CREDENTIALS: weakref.WeakKeyDictionary[InfisicalSecretValueProvider, Credentials | InfisicalError] = (
     weakref.WeakKeyDictionary()
 )
-
-
-def secret_id(project_slug: str, environment: str, path: str, key: str) -> str:
-    return f"{project_slug}:{environment}:{path}:{key}"
-
-
-def _parse_id(id_: str) -> dict[str, str]:
-    parts = id_.split(":")
-    if len(parts) != 4:
-        raise InfisicalError(f"{id_!r} is not an InfisicalSecretValue id: write project:environment:/path:KEY")
-    return dict(zip(("project_slug", "environment", "path", "key"), parts, strict=True))
 
 
 def _unknown(value: Any) -> bool:
@@ -177,9 +169,9 @@ class InfisicalSecretValueProvider(ResourceProvider):
             nonlocal maybe_landed
             maybe_landed = maybe_landed or may_have_landed
 
-        def create(client: Any) -> bool:
+        def create(client: Any) -> str | None:
             try:
-                client.secrets.create_secret_by_name(
+                secret = client.secrets.create_secret_by_name(
                     secret_name=props["key"],
                     secret_path=props["path"],
                     environment_slug=props["environment"],
@@ -191,12 +183,12 @@ class InfisicalSecretValueProvider(ResourceProvider):
                 # Only an attempt whose outcome is unknown can have made the key: then it is ours.
                 # One that was answered (429, an expired token, any 4xx) did nothing.
                 if isinstance(classify(exc), AlreadyExists) and (maybe_landed or props.get("adopt")):
-                    return False
+                    return None
                 raise
-            return True
+            return str(secret.id)
 
         try:
-            created = conn.call(f"create {where}", create, retried)
+            secret_id = conn.call(f"create {where}", create, retried)
         except Refused as exc:
             if isinstance(exc, AlreadyExists):
                 raise InfisicalError(
@@ -204,16 +196,84 @@ class InfisicalSecretValueProvider(ResourceProvider):
                     "adopt=True on this InfisicalSecretValue (adopt: true on the manifest key) to take it over"
                 ) from None
             raise self._failure(conn, exc, "create", props) from None
-        if not created:
-            self._write(conn, props, project_id, props["key"], where)
-        return CreateResult(secret_id(props["project_slug"], props["environment"], props["path"], props["key"]), props)
+        if secret_id is None:  # ours after a lost answer, or adopted: make it hold the value
+            secret_id = self._write(conn, props, project_id, props["key"], where)
+        return CreateResult(secret_id, _outputs(props))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        if not props.get("key"):  # `pulumi import` / `get`: the id is all there is
-            props = {**_parse_id(id_), "comment": "", "adopt": False, **props}
         conn = self._connection(props)
         try:
+            secret = self._get(conn, props)
+        except Refused as exc:
+            raise self._failure(conn, exc, "read", props) from None
+        if secret is None:  # gone (or its folder is): the next up recreates it
+            return ReadResult(id_="", outs={})
+        return ReadResult(id_, _outputs({**props, "value": secret.secretValue, "comment": secret.secretComment or ""}))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        conn = self._connection(news)
+        project_id = conn.project_id(news["project_slug"])
+        where = _where(news)
+        current = olds.get("key", news["key"])
+        if _host(olds) == _host(news):
+            self._write(conn, news, project_id, current, where)
+            return UpdateResult(_outputs(news))
+        # Another URL for the host: the same server under a new name, or another server. Either way
+        # the new host ends up holding the value, and nothing is deleted at the old one.
+        for key in dict.fromkeys((current, news["key"])):
+            with contextlib.suppress(_Missing):
+                self._write(conn, news, project_id, key, where, missing=_Missing)
+                return UpdateResult(_outputs(news))
+        self.create({**news, "adopt": True})  # adopt: a lost answer's key, found on the retry, is this one
+        return UpdateResult(_outputs(news))
+
+    def _write(
+        self, conn: Connection, props: dict[str, Any], project_id: str, current_key: str, where: str,
+        missing: type[Exception] | None = None,
+    ) -> str:
+        """One PATCH: value (always: the API requires it), comment and, when renamed, the key; the
+        secret's id. Safe to retry: when an attempt whose answer was lost renamed the key, the retry
+        finds the old name gone, and the new one holding the value is success. ``missing``: raised
+        when the key is not there (else an error that says refresh)."""
+        maybe_landed = False
+
+        def retried(may_have_landed: bool) -> None:
+            nonlocal maybe_landed
+            maybe_landed = maybe_landed or may_have_landed
+
+        try:
             secret = conn.call(
+                f"update {where}",
+                lambda c: c.secrets.update_secret_by_name(
+                    current_secret_name=current_key,
+                    secret_path=props["path"],
+                    environment_slug=props["environment"],
+                    project_id=project_id,
+                    secret_value=props["value"],
+                    secret_comment=props.get("comment") or "",
+                    new_secret_name=props["key"] if props["key"] != current_key else None,
+                ),
+                retried,
+            )
+        except Refused as exc:
+            if isinstance(exc, NotFound) and maybe_landed and current_key != props["key"]:
+                landed = self._get(conn, props)
+                if landed is not None and landed.secretValue == props["value"]:
+                    return str(landed.id)
+            if isinstance(exc, NotFound) and missing is not None:
+                raise missing() from None
+            if isinstance(exc, NotFound) and not exc.folder_missing:
+                raise InfisicalError(
+                    f"{where} was deleted outside Pulumi: run `pulumi refresh` so the next `pulumi up` creates it"
+                ) from None
+            raise self._failure(conn, exc, "update", props) from None
+        return str(secret.id)
+
+    @staticmethod
+    def _get(conn: Connection, props: dict[str, Any]) -> Any:
+        """The secret ``props`` name as Infisical holds it, value included; None when it is not there."""
+        try:
+            return conn.call(
                 f"read {_where(props)}",
                 lambda c: c.secrets.get_secret_by_name(
                     secret_name=props["key"],
@@ -226,38 +286,7 @@ class InfisicalSecretValueProvider(ResourceProvider):
                 ),
             )
         except NotFound:
-            return ReadResult(id_="", outs={})  # gone (or its folder is): the next up recreates it
-        except Refused as exc:
-            raise self._failure(conn, exc, "read", props) from None
-        return ReadResult(id_, {**props, "value": secret.secretValue, "comment": secret.secretComment or ""})
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        conn = self._connection(news)
-        project_id = conn.project_id(news["project_slug"])
-        self._write(conn, news, project_id, olds.get("key", news["key"]), _where(news))
-        return UpdateResult(news)
-
-    def _write(self, conn: Connection, props: dict[str, Any], project_id: str, current_key: str, where: str) -> None:
-        """One PATCH: value (always: the API requires it), comment and, when renamed, the key."""
-        try:
-            conn.call(
-                f"update {where}",
-                lambda c: c.secrets.update_secret_by_name(
-                    current_secret_name=current_key,
-                    secret_path=props["path"],
-                    environment_slug=props["environment"],
-                    project_id=project_id,
-                    secret_value=props["value"],
-                    secret_comment=props.get("comment") or "",
-                    new_secret_name=props["key"] if props["key"] != current_key else None,
-                ),
-            )
-        except Refused as exc:
-            if isinstance(exc, NotFound) and not exc.folder_missing:
-                raise InfisicalError(
-                    f"{where} was deleted outside Pulumi: run `pulumi refresh` so the next `pulumi up` creates it"
-                ) from None
-            raise self._failure(conn, exc, "update", props) from None
+            return None
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         conn = self._connection(props)
@@ -282,6 +311,20 @@ class InfisicalSecretValueProvider(ResourceProvider):
         return conn.denied(exc, action, _where(props), props["project_slug"], props["environment"])
 
 
+class _Missing(Exception):
+    """The key is not at the host asked."""
+
+
+def _host(props: dict[str, Any]) -> str:
+    return str(props.get("site_url") or "").rstrip("/")
+
+
+def _outputs(props: dict[str, Any]) -> dict[str, Any]:
+    """What the state keeps: ``adopt`` applies to the first create only, and is not kept to change
+    what later operations do."""
+    return {k: v for k, v in props.items() if k != "adopt"}
+
+
 # Pickled into every stack's state under this path (a module of its own, which re-exports it).
 InfisicalSecretValueProvider.__module__ = "floe_infra.secret_value"
 
@@ -295,7 +338,6 @@ class InfisicalSecretValue(pulumi.dynamic.Resource, module="infisical", name="Se
     key: pulumi.Output[str]
     value: pulumi.Output[str]
     comment: pulumi.Output[str]
-    adopt: pulumi.Output[bool]
     site_url: pulumi.Output[str]
 
     def __init__(
