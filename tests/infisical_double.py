@@ -1,9 +1,20 @@
 """A test double of the Infisical API: an HTTP server on 127.0.0.1 that answers like the real one.
 
 It serves the paths infisicalsdk 1.0.18 calls, with the status codes and error bodies recorded
-against a self-hosted server (../shared/reference/infisical-api-recordings.json; a test replays
-them all). It counts requests and injects faults: latency, 429/5xx with Retry-After, dropped
-connections, expired tokens. It is a double: it lives in tests/ and nothing in floe_infra uses it.
+against a self-hosted server (../shared/reference/infisical-api-recordings.json and
+infisical-token-expiry-recordings.json; a test replays them all). It counts requests and injects
+faults: latency, 429/5xx with Retry-After, dropped connections, expired tokens.
+It is a double: it lives in tests/ and nothing in floe_infra uses it.
+
+Token expiry has two stages, as the server's identity-access-token service has them (the JWT's own
+``exp`` is the identity's accessTokenMaxTTL), on a virtual clock (:meth:`InfisicalDouble.advance`,
+no sleeping) or set per token (:meth:`InfisicalDouble.expire_tokens`):
+
+- past accessTokenTTL (from login or the last renew), within accessTokenMaxTTL: the first use, on any
+  route or ``POST /api/v1/auth/token/renew``, gets 401 "Failed to renew MI access token due to TTL
+  expiration" and deletes the token; every later use gets 401 "No identity access token found";
+- past accessTokenMaxTTL: 403 TokenError "Your token has expired", on every route, renew and the
+  login included (whenever the token is sent as the ``Authorization`` header).
 """
 
 from __future__ import annotations
@@ -32,6 +43,24 @@ def _required(field_name: str) -> tuple[int, JsonBody]:
 
 
 FOLDER_NOT_FOUND = "Folder not found for the given environment slug & secret path"
+LOGIN = "/api/v1/auth/universal-auth/login"
+RENEW = "/api/v1/auth/token/renew"
+DEFAULT_TTL = 2592000  # a new Universal Auth identity's accessTokenTTL and accessTokenMaxTTL: 30 days
+
+# The answers to a token that is no longer good (identity-access-token-service.ts, error-handler.ts).
+# (status, message, error), as _error takes them.
+TTL_EXPIRED = (401, "Failed to renew MI access token due to TTL expiration", "UnauthorizedError")
+TOKEN_NOT_FOUND = (401, "No identity access token found", "UnauthorizedError")
+JWT_EXPIRED = (403, "Your token has expired. Please re-authenticate.", "TokenError")
+JWT_MALFORMED = (
+    403,
+    "The provided access token is malformed. Please use a valid token or generate a new one and try again.",
+    "TokenError",
+)
+PAST_MAX_TTL_ON_RENEW = (401, "Failed to renew MI access token past its Max TTL expiration", "UnauthorizedError")
+
+PAST_TTL, DELETED, PAST_MAX_TTL = "past-ttl", "deleted", "past-max-ttl"
+"""The stages :meth:`InfisicalDouble.expire_tokens` puts tokens in."""
 
 
 @dataclass
@@ -41,6 +70,29 @@ class Fault:
     status: int | None = None  # None: drop the connection without answering
     retry_after: str | None = None
     times: int = 1
+
+
+@dataclass
+class Identity:
+    """A machine identity with Universal Auth: its client secret, role, and token lifetimes (seconds)."""
+
+    secret: str
+    can_write: bool = True
+    ttl: int = DEFAULT_TTL
+    max_ttl: int = DEFAULT_TTL
+
+
+@dataclass
+class Token:
+    """An access token the double issued. ``created`` and ``renewed`` are on the double's clock;
+    ``deleted``: the server dropped its row (past its TTL once), yet the JWT still verifies."""
+
+    client_id: str
+    created: float
+    renewed: float
+    ttl: int
+    max_ttl: int
+    deleted: bool = False
 
 
 @dataclass
@@ -62,12 +114,15 @@ class Secret:
 class InfisicalDouble:
     """State of a fake Infisical instance, plus the knobs tests turn."""
 
-    identities: dict[str, tuple[str, bool]] = field(default_factory=dict)  # client id -> (secret, can write)
+    identities: dict[str, Identity] = field(default_factory=dict)  # by client id
     projects: dict[str, Project] = field(default_factory=dict)
     folders: set[tuple[str, str, str]] = field(default_factory=set)  # (project id, env, path)
     secrets: dict[tuple[str, str, str, str], Secret] = field(default_factory=dict)
-    tokens: dict[str, tuple[str, bool]] = field(default_factory=dict)  # token -> (client id, expired)
+    tokens: dict[str, Token] = field(default_factory=dict)
+    clock: float = 0.0  # seconds, virtual: only advance() moves it
     requests: list[tuple[str, str]] = field(default_factory=list)
+    # what each request the API answered got: (kind as count() names it, status, error message or None)
+    answers: list[tuple[str, int, Any]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     latency: float = 0.0
     url: str = ""
@@ -75,8 +130,16 @@ class InfisicalDouble:
 
     # --- set-up and inspection -------------------------------------------------------------
 
-    def add_identity(self, client_id: str, client_secret: str, *, can_write: bool = True) -> None:
-        self.identities[client_id] = (client_secret, can_write)
+    def add_identity(
+        self,
+        client_id: str,
+        client_secret: str,
+        *,
+        can_write: bool = True,
+        access_token_ttl: int = DEFAULT_TTL,
+        access_token_max_ttl: int = DEFAULT_TTL,
+    ) -> None:
+        self.identities[client_id] = Identity(client_secret, can_write, access_token_ttl, access_token_max_ttl)
 
     def add_project(self, slug: str, environments: tuple[str, ...] = ("dev", "staging", "prod")) -> Project:
         project = Project(str(uuid.uuid4()), slug, environments)
@@ -86,13 +149,40 @@ class InfisicalDouble:
         return project
 
     def token_for(self, client_id: str) -> str:
+        """A token for ``client_id``, as a login at the current clock issues it."""
+        identity = self.identities.get(client_id, Identity(""))
         token = f"tok-{uuid.uuid4().hex}"
-        self.tokens[token] = (client_id, False)
+        with self.lock:
+            self.tokens[token] = Token(client_id, self.clock, self.clock, identity.ttl, identity.max_ttl)
         return token
 
-    def expire_tokens(self) -> None:
+    def advance(self, seconds: float) -> None:
+        """Move the clock: every token ages, and each reaches its stages as on the real server."""
         with self.lock:
-            self.tokens = {t: (c, True) for t, (c, _) in self.tokens.items()}
+            self.clock += seconds
+
+    def expire_tokens(self, stage: str = PAST_MAX_TTL) -> None:
+        """Put every token issued so far (not later ones) in ``stage``, whatever its lifetimes:
+
+        - ``PAST_TTL``: past its accessTokenTTL, within its accessTokenMaxTTL: the next use gets 401
+          "Failed to renew MI access token due to TTL expiration" and deletes it;
+        - ``DELETED``: deleted already (it was used once past its TTL): 401 "No identity access token found";
+        - ``PAST_MAX_TTL``: past its accessTokenMaxTTL (the JWT's exp): 403 TokenError "Your token has expired".
+        """
+        with self.lock:
+            for token in self.tokens.values():
+                if stage == PAST_TTL:
+                    token.renewed = self.clock - token.ttl - 1
+                elif stage == DELETED:
+                    token.deleted = True
+                elif stage == PAST_MAX_TTL:
+                    token.created = token.renewed = self.clock - token.max_ttl - 1
+                else:
+                    raise ValueError(f"unknown token stage {stage!r}: use {PAST_TTL}, {DELETED} or {PAST_MAX_TTL}")
+
+    def logins(self) -> int:
+        """Universal Auth logins asked for, answered or not."""
+        return self.count()[f"POST {LOGIN}"]
 
     def inject(self, fault: Fault) -> None:
         with self.lock:
@@ -125,40 +215,77 @@ class InfisicalDouble:
                 if fault.retry_after is not None:
                     payload["retryAfter"] = fault.retry_after
                 return status, payload
-            caller = self._authenticate(headers.get("authorization"))
-            if method == "POST" and path == "/api/v1/auth/universal-auth/login":
-                # The real server checks a bearer token even on the login: a stale one is refused.
-                if isinstance(caller, tuple) and headers.get("authorization"):
-                    return caller
-                return self._login(body)
-            if isinstance(caller, tuple):
-                return caller
-            return self._route(method, path, query, body, caller)
+            status, payload = self._answer(method, path, query, headers, body)
+            self.answers.append((f"{method} {_route(path)}", status, payload.get("message") if status >= 400 else None))
+            return status, payload
+
+    def _answer(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: JsonBody
+    ) -> tuple[int, JsonBody]:
+        # The real server checks a bearer token on every request that carries one (an onRequest
+        # hook), the login and the renew included: a stale one is refused there too.
+        header = headers.get("authorization")
+        caller = self._authenticate(header) if header else None
+        if isinstance(caller, tuple):
+            return caller
+        if method == "POST" and path == LOGIN:
+            return self._login(body)
+        if method == "POST" and path == RENEW:
+            return self._renew(body)
+        if caller is None:
+            return _error(401, "Token missing", "UnauthorizedError")
+        return self._route(method, path, query, body, caller)
 
     def _login(self, body: JsonBody) -> tuple[int, JsonBody]:
         known = self.identities.get(str(body.get("clientId")))
         if known is None:
             return _error(404, "No identity with specified client ID was found", "NotFound")
-        if known[0] != body.get("clientSecret"):
+        if known.secret != body.get("clientSecret"):
             return _error(401, "Invalid credentials", "UnauthorizedError")
         token = self.token_for(str(body["clientId"]))
-        return 200, {"accessToken": token, "expiresIn": 2592000, "accessTokenMaxTTL": 2592000, "tokenType": "Bearer"}
+        return 200, _token_body(token, self.tokens[token])
 
-    def _authenticate(self, header: str | None) -> tuple[int, JsonBody] | bool:
+    def _renew(self, body: JsonBody) -> tuple[int, JsonBody]:
+        """``POST /api/v1/auth/token/renew``: the token in the body, checked as a bearer token is;
+        its TTL restarts unless that would take it past its max TTL. The same token comes back."""
+        token = body.get("accessToken")
+        if not isinstance(token, str):
+            return _required("accessToken")
+        refused = self._check(token)
+        if refused is not None:
+            return refused
+        found = self.tokens[token]
+        if self.clock + found.ttl > found.created + found.max_ttl:
+            found.deleted = True
+            return _error(*PAST_MAX_TTL_ON_RENEW)
+        found.renewed = self.clock
+        return 200, _token_body(token, found)
+
+    def _check(self, token: str) -> tuple[int, JsonBody] | None:
+        """The server's checks of an access token, in its order: the JWT (malformed, then past its
+        exp, which is the max TTL), then its row (deleted, then past its TTL, which deletes it)."""
+        found = self.tokens.get(token)
+        if found is None:
+            return _error(*JWT_MALFORMED)
+        if self.clock >= found.created + found.max_ttl:
+            return _error(*JWT_EXPIRED)
+        if found.deleted:
+            return _error(*TOKEN_NOT_FOUND)
+        if self.clock > found.renewed + found.ttl:
+            found.deleted = True
+            return _error(*TTL_EXPIRED)
+        return None
+
+    def _authenticate(self, header: str) -> tuple[int, JsonBody] | bool:
         """The caller's write permission, or the error answer."""
-        if not header:
-            return _error(401, "Token missing", "UnauthorizedError")
         token = header.removeprefix("Bearer ").strip()
-        if token not in self.tokens:
-            return _error(
-                403,
-                "The provided access token is malformed. Please use a valid token or generate a new one and try again.",
-                "TokenError",
-            )
-        client_id, expired = self.tokens[token]
-        if expired:
-            return _error(403, "Your token has expired. Please re-authenticate.", "TokenError")
-        return self.identities[client_id][1]
+        refused = self._check(token)
+        if refused is not None:
+            return refused
+        identity = self.identities.get(self.tokens[token].client_id)
+        if identity is None:  # deleting an identity deletes its tokens' rows
+            return _error(*TOKEN_NOT_FOUND)
+        return identity.can_write
 
     def _route(
         self, method: str, path: str, query: dict[str, str], body: JsonBody, can_write: bool
@@ -249,6 +376,8 @@ class InfisicalDouble:
         env, path = query.get("environment", ""), query.get("secretPath", "/")
         if project is None or env not in project.environments:
             return _error(404, FOLDER_NOT_FOUND, "Create secret")
+        if (project.id, env, path) not in self.folders:
+            return 200, {"secrets": [], "imports": []}
         hidden = query.get("viewSecretValue") == "false"  # the server then omits values
         found = [
             {**self._secret_body(project, env, k, s), "secretPath": path, "tags": []}
@@ -256,7 +385,8 @@ class InfisicalDouble:
             for (pid, e, p, k), s in sorted(self.secrets.items(), key=lambda i: i[0])
             if (pid, e, p) == (project.id, env, path)
         ]
-        return 200, {"secrets": found, "imports": []}
+        # "imports" only when asked for (include_imports, default false), or for a missing folder
+        return 200, {"secrets": found} | ({"imports": []} if query.get("include_imports") == "true" else {})
 
     def _get(self, key: str, query: dict[str, str]) -> tuple[int, JsonBody]:
         project = self._project_by_query(query)
@@ -300,6 +430,10 @@ class InfisicalDouble:
         del self.secrets[where]
         self.secrets[(project.id, env, path, new_key)] = secret
         return 200, {"secret": self._secret_body(project, env, new_key, secret)}
+
+
+def _token_body(token: str, found: Token) -> JsonBody:
+    return {"accessToken": token, "expiresIn": found.ttl, "accessTokenMaxTTL": found.max_ttl, "tokenType": "Bearer"}
 
 
 def _route(path: str) -> str:

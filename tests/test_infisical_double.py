@@ -1,12 +1,14 @@
 """The Infisical double answers every recorded exchange as the real server did.
 
-Replays ../shared/reference/infisical-api-recordings.json in order against a fresh double: same
-status, the same error body, and success bodies with the same fields (ids and times aside).
+Replays ../shared/reference/infisical-api-recordings.json and infisical-token-expiry-recordings.json,
+each in order against a fresh double: same status, the same error body, and success bodies with the
+same fields (ids and times aside).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -17,8 +19,8 @@ from infisical_double import DoubleServer, InfisicalDouble
 PLACEHOLDER_FREE = {"statusCode", "message", "error"}
 
 
-def _exchanges() -> list[dict[str, Any]]:
-    return list(json.loads(reference_file("infisical-api-recordings.json").read_text())["exchanges"])
+def _exchanges(name: str = "infisical-api-recordings.json") -> list[dict[str, Any]]:
+    return list(json.loads(reference_file(name).read_text())["exchanges"])
 
 
 def _substitute(value: Any, project_id: str) -> Any:
@@ -42,8 +44,9 @@ def test_the_double_answers_like_the_recorded_server() -> None:
     double.add_identity(*WRITER)
     double.add_identity("reader", "reader-secret", can_write=False)
     project = double.add_project("acceptance-project")
-    writer, reader, stale = double.token_for(WRITER[0]), double.token_for("reader"), double.token_for(WRITER[0])
-    double.tokens[stale] = (WRITER[0], True)
+    stale = double.token_for(WRITER[0])
+    double.expire_tokens()  # past its max TTL: the only token issued so far
+    writer, reader = double.token_for(WRITER[0]), double.token_for("reader")
     auth = {
         "request with no token": None,
         "request with a malformed token": "not-a-token",
@@ -99,3 +102,72 @@ def test_secret_fields_match_the_recording(field: str) -> None:
             )  # fmt: skip
             if "secret" in recorded[case]["response"]["body"]:
                 assert answer.json()["secret"][field] == recorded[case]["response"]["body"]["secret"][field]
+
+
+EXPIRY = "infisical-token-expiry-recordings.json"
+TOKEN_PLACEHOLDER = re.compile(r"<[a-z0-9-]*access-token[a-z0-9-]*>")
+
+
+def _lifetimes() -> tuple[int, int]:
+    """accessTokenTTL and accessTokenMaxTTL of the identity the expiry recordings used (their "source")."""
+    source = json.loads(reference_file(EXPIRY).read_text())["source"]
+    ttl = re.search(r"accessTokenTTL=(\d+) s", source)
+    max_ttl = re.search(r"accessTokenMaxTTL=(\d+) s", source)
+    assert ttl and max_ttl, source
+    return int(ttl.group(1)), int(max_ttl.group(1))
+
+
+def test_the_double_expires_tokens_like_the_recorded_server() -> None:
+    """Both stages of expiry, renew, and a login that still carries an expired bearer token, in the
+    recorded order. The double's clock stands where the recording's cases say ("3.6 s after login"),
+    and each placeholder token is the one the double issued at the login that recorded it."""
+    exchanges = _exchanges(EXPIRY)
+    ttl, max_ttl = _lifetimes()
+    double = InfisicalDouble()
+    double.add_identity(*WRITER, access_token_ttl=ttl, access_token_max_ttl=max_ttl)
+    project = double.add_project("expiry-project")
+    tokens: dict[str, str] = {}  # recorded placeholder -> the token the double issued
+    logged_in_at = 0.0
+
+    def real(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: real(v) for k, v in value.items()}
+        if not isinstance(value, str):
+            return value
+        fixed = {"<project-id>": project.id, "<client-id>": WRITER[0], "<client-secret>": WRITER[1]}
+        if value in fixed:
+            return fixed[value]
+        for placeholder in TOKEN_PLACEHOLDER.findall(value):
+            assert placeholder in tokens, f"{placeholder} used before a login issued it"
+            value = value.replace(placeholder, tokens[placeholder])
+        return value
+
+    mismatches, replayed = [], 0
+    with DoubleServer(double):
+        for ex in exchanges:
+            req, case, expected = ex["request"], ex["case"], ex["response"]
+            after = re.search(r"(\d+(?:\.\d+)?) s after login", case)
+            if after:
+                double.advance(logged_in_at + float(after.group(1)) - double.clock)
+            answer = requests.request(
+                req["method"], double.url + req["path"], params=real(req["query"]), json=real(req["body"]),
+                headers=real(req.get("headers", {})), timeout=5,
+            )  # fmt: skip
+            replayed += 1
+            got = answer.json()
+            recorded_token = expected["body"].get("accessToken")
+            if expected["status"] == 200 and req["path"].endswith("/login") and recorded_token:
+                assert recorded_token not in tokens, f"{case}: {recorded_token} issued twice"
+                tokens[recorded_token] = got.get("accessToken")
+                logged_in_at = double.clock
+            if answer.status_code != expected["status"]:
+                mismatches.append(f"{case}: status {answer.status_code}, recorded {expected['status']}")
+            elif expected["status"] >= 400 and got != expected["body"]:
+                mismatches.append(f"{case}: body {got}, recorded {expected['body']}")
+            elif expected["status"] < 400 and _shape(got) != _shape(expected["body"]):
+                mismatches.append(f"{case}: fields {_shape(got)}, recorded {_shape(expected['body'])}")
+            elif recorded_token and got != real(expected["body"]):  # the same token back, the same lifetimes
+                mismatches.append(f"{case}: body {got}, recorded {expected['body']}")
+    assert mismatches == []
+    assert replayed == len(exchanges) == 19
+    assert double.logins() == 5

@@ -216,7 +216,20 @@ class AlreadyExists(Refused):
 
 
 class TokenExpired(Refused):
-    """403 TokenError: the access token expired or is malformed; a new login fixes it."""
+    """The access token is no longer good; a new login fixes it. 403 TokenError: past the identity's
+    accessTokenMaxTTL (the JWT's exp), or malformed. 401 UnauthorizedError with one of
+    :data:`TOKEN_GONE`: past its accessTokenTTL (the server deletes it on that first use), or
+    deleted already."""
+
+
+TOKEN_GONE = frozenset(
+    {
+        "Failed to renew MI access token due to TTL expiration",  # the first use past accessTokenTTL
+        "No identity access token found",  # every later use: the server deleted the token
+    }
+)
+"""The 401 messages (identity-access-token-service.ts) that mean the token is no longer good. Any
+other 401 is not: a wrong client secret, a request body the server's validation refused."""
 
 
 class PermissionDenied(Refused):
@@ -237,6 +250,8 @@ def classify(exc: APIError) -> Refused:
     if status == 400 and "already exist" in str(message):
         return AlreadyExists(status, kind, str(message))
     if status == 403 and kind == "TokenError":
+        return TokenExpired(status, kind, str(message))
+    if status == 401 and kind == "UnauthorizedError" and str(message) in TOKEN_GONE:
         return TokenExpired(status, kind, str(message))
     if status == 403 and kind == "PermissionDenied":
         return PermissionDenied(status, kind, str(message))
@@ -267,7 +282,9 @@ class Connection:
         client.api.session.mount("https://", adapter)
         return client
 
-    def _login(self, seen: int) -> None:
+    def _login(self, seen: int, stale: Refused | None = None) -> None:
+        """Log in, unless another thread did since generation ``seen``. ``stale``: the refusal of
+        the old token that makes this a re-login (its message says so when the login fails)."""
         with self._lock:
             if self._generation != seen:
                 return  # another thread logged in meanwhile
@@ -278,24 +295,32 @@ class Connection:
             try:
                 self._retrying("log in", lambda: self.client.auth.universal_auth.login(self.client_id, self._secret))
             except APIError as exc:
-                raise InfisicalError(self._login_failure(classify(exc))) from None
+                failure = self._login_failure(classify(exc))
+                if stale is not None:
+                    failure = f"logging in again after Infisical refused the access token (HTTP {stale}): {failure}"
+                raise InfisicalError(failure) from None
             self._generation += 1
 
     def _login_failure(self, refused: Refused) -> str:
         where = f"Infisical at {self.host} refused machine identity {self.client_id}"
         if refused.status == 401:
-            return f"{where}: wrong client secret; set it with `pulumi config set --secret infisical:clientSecret`"
+            return (
+                f"{where}: wrong client secret (HTTP {refused}); "
+                "set it with `pulumi config set --secret infisical:clientSecret`"
+            )
         if isinstance(refused, NotFound):
-            return f"{where}: no identity has this client id; check `infisical:clientId`"
-        return f"{where} ({refused})"
+            return f"{where}: no identity has this client id (HTTP {refused}); check `infisical:clientId`"
+        return f"{where} (HTTP {refused})"
 
     def call(
         self, what: str, fn: Callable[[InfisicalSDKClient], T], on_retry: Callable[[bool], None] | None = None
     ) -> T:
-        """Run ``fn(client)`` logged in, within the retry policy. A refusal other than an expired
-        token (which logs in again, once) reaches the caller as a :class:`Refused` subclass; the
-        caller knows what it means for its operation. ``on_retry(may_have_landed)`` hears of each
-        failed attempt that is retried."""
+        """Run ``fn(client)`` logged in, within the retry policy. A token that is no longer good
+        (:class:`TokenExpired`) logs in again, with a new client, and ``fn`` runs once more; refused
+        again, that is an :class:`InfisicalError` naming the identity, never another login. Any
+        other refusal reaches the caller as a :class:`Refused` subclass; the caller knows what it
+        means for its operation. ``on_retry(may_have_landed)`` hears of each failed attempt that
+        is retried."""
         if self._generation == 0:
             self._login(0)
         relogged = False
@@ -305,11 +330,17 @@ class Connection:
                 return self._retrying(what, lambda: fn(self.client), on_retry)
             except APIError as exc:
                 refused = classify(exc)
-                if isinstance(refused, TokenExpired) and not relogged:
-                    relogged = True
-                    self._login(seen)
-                    continue
-                raise refused from None
+                if not isinstance(refused, TokenExpired):
+                    raise refused from None
+                if relogged:
+                    raise InfisicalError(
+                        f"could not {what}: Infisical at {self.host} refused the access token of machine identity "
+                        f"{self.client_id} again right after a new login (HTTP {refused}); check that the "
+                        "identity's Universal Auth access token TTL is longer than a request takes, and that "
+                        "the server's clock is right"
+                    ) from None
+                relogged = True
+                self._login(seen, stale=refused)
 
     def _retrying(self, what: str, fn: Callable[[], T], on_retry: Callable[[bool], None] | None = None) -> T:
         policy = self.policy

@@ -295,6 +295,8 @@ def test_4_renaming_a_reference_or_a_key_keeps_every_value(stack: Stack) -> None
     stack.pulumi.up()
     assert get(ENV, catalog, "POLARIS_API_TOKEN") == token
     assert get(ENV, catalog, "POLARIS_TOKEN") is None
+    # The state points at the renamed key: a refresh finds it as it is.
+    stack.pulumi("refresh", "--yes", "--expect-no-changes")
     # And back, the same ways, so the later steps start from the original manifest.
     manifest_file.write_text(
         renamed_ref.replace("POLARIS_TOKEN: {", "POLARIS_TOKEN: {renamed_from: POLARIS_API_TOKEN, ")
@@ -304,6 +306,27 @@ def test_4_renaming_a_reference_or_a_key_keeps_every_value(stack: Stack) -> None
     stack.pulumi.up()
     stack.pulumi("preview", "--expect-no-changes")
     assert get(ENV, catalog, "POLARIS_TOKEN") == token
+
+
+def test_4_a_new_url_for_the_same_infisical_keeps_every_key(stack: Stack) -> None:
+    """The writer's host given in another form (a new DNS name for the same server): an update
+    that finds each key where it is; nothing is deleted, and the next preview is empty."""
+    where = (ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_PASSWORD")
+    password = stack.infisical.get(*where)
+    other = stack.infisical.host.replace("127.0.0.1", "localhost")
+    assert other != stack.infisical.host
+    stack.pulumi.config_set("infisical:siteUrl", other)
+    try:
+        changes = _changes(stack)
+        assert changes and {op for op, _, _ in changes} == {"update"}, changes
+        stack.pulumi.up()
+        assert stack.infisical.get(*where) == password
+        assert stack.infisical.get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_USER") == stack.canaries["user-2"]
+        stack.pulumi("preview", "--expect-no-changes")
+    finally:
+        stack.pulumi("config", "rm", "infisical:siteUrl")
+    stack.pulumi.up()
+    assert stack.infisical.get(*where) == password
 
 
 def _uids(stack: Stack, kind: str) -> dict[str, str]:
