@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +30,7 @@ ENV = "dev"
 RESYNC = 5  # seconds: the operator's smallest interval, and this stack's
 FOLLOW = 45  # seconds a change may take to reach the Secret: the interval, plus the operator's backoff
 JOBS = "floe-jobs"
+MARK = "secrets.infisical.com/managed-secret.snowflake-credentials"  # the operator's, on the pod template
 T = TypeVar("T")
 
 
@@ -210,10 +212,16 @@ def test_3_a_rotation_reaches_the_secret_and_restarts_only_annotated_workloads(s
     deployments = [workload("reloaded", outputs["workloadAnnotations"]), workload("steady", {})]
     synced.cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                                   "items": deployments}))
+    def marked(name: str) -> dict[str, Any] | None:
+        """Rolled out, with the operator's mark of the Secret version it last saw (the operator
+        marks an annotated workload on its first reconcile after the workload appears)."""
+        d = rolled_out(synced, name)
+        return d if d and MARK in (d["spec"]["template"]["metadata"].get("annotations") or {}) else None
+
     before = {}
-    for name in ("reloaded", "steady"):
-        d, _ = eventually(lambda name=name: rolled_out(synced, name), f"Deployment {name} rolled out", 90)  # type: ignore[misc]
-        before[name] = (d["metadata"]["generation"], replica_sets(synced, name))
+    for name, ready in (("reloaded", marked), ("steady", partial(rolled_out, synced))):
+        d, _ = eventually(partial(ready, name), f"Deployment {name} rolled out", 90)
+        before[name] = (d["metadata"]["generation"], replica_sets(synced, name), d["spec"]["template"])
     # By `pulumi up`, for a `config: true` key.
     synced.values["user"] = f"user-{secrets.token_hex(6)}"
     synced.pulumi.config_set("floe:secretValues.snowflake-credentials.SNOWFLAKE_USER", synced.values["user"],
@@ -227,9 +235,9 @@ def test_3_a_rotation_reaches_the_secret_and_restarts_only_annotated_workloads(s
         return d if d and d["metadata"]["generation"] > before["reloaded"][0] else None
 
     reloaded, _ = eventually(restarted, "the annotated Deployment rolls out a new template", 90)
-    template = reloaded["spec"]["template"]["metadata"].get("annotations", {})
-    assert any(k.startswith("secrets.infisical.com/managed-secret") for k in template), template
-    assert len(replica_sets(synced, "reloaded") - before["reloaded"][1]) == 1, "no new ReplicaSet"
+    mark = reloaded["spec"]["template"]["metadata"]["annotations"][MARK]
+    assert mark != before["reloaded"][2]["metadata"]["annotations"][MARK], "the template names the old version"
+    assert len(replica_sets(synced, "reloaded") - before["reloaded"][1]) == 1, "not one new ReplicaSet"
     # Out of band, in Infisical, for a key set by hand.
     synced.values["account"] = f"account-{secrets.token_hex(6)}"
     synced.infisical.set(ENV, synced.snowflake, "SNOWFLAKE_ACCOUNT", synced.values["account"])
@@ -237,8 +245,8 @@ def test_3_a_rotation_reaches_the_secret_and_restarts_only_annotated_workloads(s
                "the Secret follows a value changed in Infisical")
     steady = synced.kube("deployment", JOBS, "steady")
     assert steady is not None
-    assert (steady["metadata"]["generation"], replica_sets(synced, "steady")) == before["steady"], \
-        "a Deployment without the annotation was restarted"
+    assert (steady["metadata"]["generation"], replica_sets(synced, "steady"), steady["spec"]["template"]) \
+        == before["steady"], "a Deployment without the annotation was restarted"
 
 
 def test_4_a_wrong_operator_client_secret_shows_as_failed_with_the_operators_reason(synced: Synced) -> None:
@@ -294,11 +302,14 @@ def test_5_switching_to_v1beta1_keeps_the_secret_and_syncs_it_the_same(synced: S
     assert gaps == [], f"a Secret was missing or changed during the switch: {sorted(set(gaps))}"
     assert synced.kube("infisicalsecret", JOBS, "snowflake-credentials") is None
     assert synced.kube("infisicalstaticsecret", JOBS, "snowflake-credentials") is not None
-    # The new object syncs: a change in Infisical arrives through it.
+    # The new object syncs: a change in Infisical arrives through it, and restarts the workload.
+    generation = (synced.kube("deployment", JOBS, "reloaded") or {})["metadata"]["generation"]
     synced.values["account"] = f"account-{secrets.token_hex(6)}"
     synced.infisical.set(ENV, synced.snowflake, "SNOWFLAKE_ACCOUNT", synced.values["account"])
     eventually(lambda: synced.secret_data("snowflake-credentials") == synced.expected()["snowflake-credentials"],
                "the Secret follows Infisical through the InfisicalStaticSecret")
+    eventually(lambda: (d := rolled_out(synced, "reloaded")) and d["metadata"]["generation"] > generation,
+               "the annotated Deployment rolls out after a v1beta1 sync", 90)
     rows, _ = eventually(synced.all_synced, "floe secrets status: every InfisicalStaticSecret synced")
     assert {r["name"] for r in rows} == {"snowflake-credentials", "dagster-db"}
     listing = synced.floe("list")
