@@ -5,8 +5,8 @@ the Infisical operator (out of cluster), and `pulumi up` of a `demo` stack of th
     python tools/demo.py up     # what `make demo` runs (after `make runtime install`); builds the tools
     python tools/demo.py down   # `make demo-down`: destroys the stack, stops and removes what `up` made
 
-Everything lives in .demo/ (git-ignored); the Infisical server is stopped by `down` only if `up`
-started it. No step is silent for more than about 10 seconds.
+Everything lives in .demo/ (git-ignored; FLOE_DEMO_DIR elsewhere); the Infisical server is
+stopped by `down` only if `up` started it. No step is silent for more than about 10 seconds.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from localenv import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / ".demo"
+DEMO = Path(os.environ.get("FLOE_DEMO_DIR", ROOT / ".demo")).resolve()
 STACK = "demo"
 ENV = "dev"
 HAND_SET = {"/compute/snowflake": "SNOWFLAKE_ACCOUNT", "/catalog/polaris": "POLARIS_TOKEN"}  # set "by a person"
