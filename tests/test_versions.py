@@ -115,3 +115,42 @@ def test_cluster_down_stops_its_own_processes_and_leaves_a_reused_pid_alone(
 def test_cluster_script_runs_as_a_command() -> None:
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "cluster.py")], capture_output=True, text=True)
     assert result.returncode == 2 and "cluster.py down STATE_DIR" in result.stderr
+
+
+# --- tools/build.sh on a user's machine ----------------------------------------------------------
+
+
+def fake_go(tmp_path: Path, version: str, build_exit: int) -> dict[str, str]:
+    """A PATH whose `go` reports ``version`` and whose builds exit ``build_exit``."""
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    go = bin_dir / "go"
+    go.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1 $2" = "env GOVERSION" ]; then echo {version}; exit 0; fi\n'
+        f'echo "go: fake failure of: $*" >&2; exit {build_exit}\n'
+    )
+    go.chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "FLOE_TOOLS": str(tmp_path / "tools")}
+
+
+def test_build_sh_says_which_go_it_needs_within_a_second(tmp_path: Path) -> None:
+    start = time.monotonic()
+    result = subprocess.run([str(ROOT / "tools" / "build.sh")], env=fake_go(tmp_path, "go1.21.0", 0),
+                            capture_output=True, text=True, timeout=30)
+    assert time.monotonic() - start < 5
+    assert result.returncode != 0
+    assert re.fullmatch(r"tools: Go 1\.\d+(\.\d+)? or newer is needed \(a go\.mod asks for it\), found Go 1\.21\.0 "
+                        r"\(\S+/go\)\n", result.stderr), result.stderr
+
+
+def test_build_sh_leaves_no_partial_tools_dir_when_a_step_fails(tmp_path: Path) -> None:
+    vendor = ROOT.parent / "shared" / "vendor"
+    if not vendor.is_dir():
+        pytest.skip(f"the vendored sources are not at {vendor} (../shared)")
+    env = fake_go(tmp_path, "go1.99.0", 1)
+    result = subprocess.run([str(ROOT / "tools" / "build.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "tools: build failed" in result.stderr and "removed the partial" in result.stderr
+    tools = Path(env["FLOE_TOOLS"])
+    assert not tools.exists() or list(tools.iterdir()) == [], "a partial tools directory was left behind"
