@@ -88,8 +88,10 @@ fi
 
 # A failed or interrupted build leaves nothing behind: a rerun never sees half a tools directory.
 scratches=()
+ticker=
 cleanup() {
 	local rc=$?
+	[[ -n $ticker ]] && kill "$ticker" 2>/dev/null
 	rm -rf "${scratches[@]}"
 	if [[ ! -f $root/complete ]]; then
 		rm -rf "$root"
@@ -104,11 +106,16 @@ rm -rf "$root"
 mkdir -p "$root/bin.partial"
 out=$root/bin.partial
 start=$SECONDS
-step() { # step NAME COMMAND...: run and time one build step
+step() { # step NAME COMMAND...: run and time one build step, saying every 30 s that it still runs
 	local name=$1 t=$SECONDS
 	shift
 	echo "tools: building $name ..."
+	(while sleep 30; do echo "tools: still building $name ($((SECONDS - t))s)"; done) &
+	ticker=$!
 	"$@"
+	kill "$ticker" 2>/dev/null || true
+	wait "$ticker" 2>/dev/null || true
+	ticker=
 	printf 'tools: %-26s %4ds\n' "$name" $((SECONDS - t)) | tee -a "$root/timings.txt"
 }
 scratch() { # scratch SRC: cd into a writable scratch copy of a source folder

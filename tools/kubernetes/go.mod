@@ -1,6 +1,6 @@
 // pulumi-resource-kubernetes, built from the Go module proxy (see tools/build.sh).
 // The proxy serves this one commit of the provider module: f47bc2d6 (2026-01-15T03:34:56Z), the
-// commit PyPI's pulumi-kubernetes 4.25.0a1768448096 was built from.
+// commit of the v4.25.0 release tag: built as version 4.25.0, which PyPI's pulumi-kubernetes==4.25.0 declares.
 module floe.local/tools/kubernetes
 
 go 1.24.7
