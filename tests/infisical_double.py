@@ -2,7 +2,11 @@
 
 It serves the paths infisicalsdk 1.0.18 calls, with the status codes and error bodies recorded
 against a self-hosted server (../shared/reference/infisical-api-recordings.json and
-infisical-token-expiry-recordings.json; a test replays them all). It counts requests and injects
+infisical-token-expiry-recordings.json, and recordings/infisical-gone-recordings.json: a project or
+folder that does not exist; a test replays them all). That server answers a lookup by slug of a
+project that does not exist 500 (``GET /api/v2/workspace/{slug}``, a secret read or list by
+``workspaceSlug``) and 404 on ``GET /api/v1/projects/slug/{slug}``; ``project_slug_route=False``
+makes the double a server without that v1 route. It counts requests and injects
 faults: latency, 429/5xx with Retry-After, dropped connections, expired tokens.
 It is a double: it lives in tests/ and nothing in floe_infra uses it.
 
@@ -43,6 +47,10 @@ def _required(field_name: str) -> tuple[int, JsonBody]:
 
 
 FOLDER_NOT_FOUND = "Folder not found for the given environment slug & secret path"
+FOLDER_NOT_FOUND_BY = {"POST": "Create secret", "PATCH": "UpdateSecret", "DELETE": "Delete secret"}  # its "error"
+BOT_LOOKUP = "Project not found during bot lookup. Are you sure you are using the correct project ID?"
+NOT_A_MEMBER = "You are not allowed to access this resource"
+SOMETHING_WENT_WRONG = "Something went wrong"  # a 500's message; its "error" names the failed step
 LOGIN = "/api/v1/auth/universal-auth/login"
 RENEW = "/api/v1/auth/token/renew"
 DEFAULT_TTL = 2592000  # a new Universal Auth identity's accessTokenTTL and accessTokenMaxTTL: 30 days
@@ -70,6 +78,7 @@ class Fault:
     status: int | None = None  # None: drop the connection without answering
     retry_after: str | None = None
     times: int = 1
+    path: str | None = None  # only requests whose path starts with this; None: any request
 
 
 @dataclass
@@ -125,6 +134,7 @@ class InfisicalDouble:
     answers: list[tuple[str, int, Any]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     latency: float = 0.0
+    project_slug_route: bool = True  # False: a server without GET /api/v1/projects/slug/{slug}
     url: str = ""
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -147,6 +157,13 @@ class InfisicalDouble:
         for env in environments:
             self.folders.add((project.id, env, "/"))
         return project
+
+    def remove_project(self, slug: str) -> None:
+        """Delete a project, with its folders and secrets, as deleting it in Infisical does."""
+        with self.lock:
+            project = self.projects.pop(slug)
+            self.folders = {f for f in self.folders if f[0] != project.id}
+            self.secrets = {k: v for k, v in self.secrets.items() if k[0] != project.id}
 
     def token_for(self, client_id: str) -> str:
         """A token for ``client_id``, as a login at the current clock issues it."""
@@ -204,11 +221,11 @@ class InfisicalDouble:
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         with self.lock:
             self.requests.append((method, path))
-            if self.faults:
-                fault = self.faults[0]
+            fault = next((f for f in self.faults if f.path is None or path.startswith(f.path)), None)
+            if fault is not None:
                 fault.times -= 1
                 if fault.times <= 0:
-                    self.faults.pop(0)
+                    self.faults.remove(fault)
                 if fault.status is None:
                     return None
                 status, payload = _error(fault.status, "injected fault", "Injected")
@@ -292,8 +309,14 @@ class InfisicalDouble:
     ) -> tuple[int, JsonBody]:
         if method == "GET" and path.startswith("/api/v2/workspace/"):
             project = self.projects.get(path.rsplit("/", 1)[1])
-            if project is None:  # not recorded; the shape of every other NotFound
-                return _error(404, "Project not found", "NotFound")
+            if project is None:  # the project DAL wraps its NotFound in a DatabaseError
+                return _error(500, SOMETHING_WENT_WRONG, "Failed to find project by slug")
+            return 200, self._project_body(project)
+        if method == "GET" and path.startswith("/api/v1/projects/slug/") and self.project_slug_route:
+            slug = path.rsplit("/", 1)[1]
+            project = self.projects.get(slug)
+            if project is None:
+                return _error(404, f"Project with slug '{slug}' not found", "NotFound")
             return 200, self._project_body(project)
         if path == "/api/v2/folders" and method == "POST":
             return self._create_folder(body, can_write)
@@ -326,12 +349,22 @@ class InfisicalDouble:
             return self._project_by_id(query["workspaceId"])
         return self.projects.get(query.get("workspaceSlug", ""))
 
+    @staticmethod
+    def _no_project(query: dict[str, str], by_slug_step: str) -> tuple[int, JsonBody]:
+        """The answer to a secrets request for a project that does not exist: by id, the project
+        bot's 404; by slug, the DAL's wrapped NotFound, a 500 whose "error" names the step."""
+        if "workspaceId" in query:
+            return _error(404, BOT_LOOKUP, "NotFound")
+        return _error(500, SOMETHING_WENT_WRONG, by_slug_step)
+
     def _create_folder(self, body: JsonBody, can_write: bool) -> tuple[int, JsonBody]:
         if not can_write:
             return _error(403, "You are not allowed to create on secretFolders", "PermissionDenied")
         project = self._project_by_id(body.get("projectId"))
+        if project is None:  # the permission check finds no membership in it
+            return _error(403, NOT_A_MEMBER, "Identity is not a member of the specified project")
         env, parent, name = body.get("environment"), body.get("path", "/"), body.get("name")
-        if project is None or env not in project.environments or (project.id, env, parent) not in self.folders:
+        if env not in project.environments or (project.id, env, parent) not in self.folders:
             return _error(404, FOLDER_NOT_FOUND, "NotFound")  # not recorded for folders; secrets answer so
         folder = f"{parent.rstrip('/')}/{name}"
         self.folders.add((project.id, str(env), folder))
@@ -374,7 +407,9 @@ class InfisicalDouble:
     def _list(self, query: dict[str, str]) -> tuple[int, JsonBody]:
         project = self._project_by_query(query)
         env, path = query.get("environment", ""), query.get("secretPath", "/")
-        if project is None or env not in project.environments:
+        if project is None:
+            return self._no_project(query, "Failed to find project by slug")
+        if env not in project.environments:
             return _error(404, FOLDER_NOT_FOUND, "Create secret")
         if (project.id, env, path) not in self.folders:
             return 200, {"secrets": [], "imports": []}
@@ -391,7 +426,9 @@ class InfisicalDouble:
     def _get(self, key: str, query: dict[str, str]) -> tuple[int, JsonBody]:
         project = self._project_by_query(query)
         env, path = query.get("environment", ""), query.get("secretPath", "/")
-        if project is None or (project.id, env, path) not in self.folders:
+        if project is None:
+            return self._no_project(query, "Find project by slug")
+        if (project.id, env, path) not in self.folders:
             return _error(404, FOLDER_NOT_FOUND, "Create secret")
         secret = self.secrets.get((project.id, env, path, key))
         if secret is None:
@@ -408,8 +445,10 @@ class InfisicalDouble:
             return _error(403, f"You are not allowed to {verb} on secrets", "PermissionDenied")
         project = self._project_by_id(body["workspaceId"])
         env, path = str(body.get("environment", "")), str(body.get("secretPath", "/"))
-        if project is None or (project.id, env, path) not in self.folders:
-            return _error(404, FOLDER_NOT_FOUND, "Create secret")
+        if project is None:
+            return _error(404, BOT_LOOKUP, "NotFound")
+        if (project.id, env, path) not in self.folders:
+            return _error(404, FOLDER_NOT_FOUND, FOLDER_NOT_FOUND_BY[method])
         where = (project.id, env, path, key)
         secret = self.secrets.get(where)
         if method == "POST":

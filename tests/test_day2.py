@@ -142,6 +142,20 @@ def test_validate_names_missing_keys_and_empty_folders(world: World, capsys: pyt
     assert "OK snowflake-credentials: exists, 3 keys" in out
 
 
+def test_validate_of_a_project_that_is_gone_fails_at_once_naming_it(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Infisical answers a list by slug of a missing project 500; the v1 lookup says it is gone, so
+    the CLI says so at once instead of retrying a minute."""
+    world.infisical.remove_project("floe-platform")
+    code, out, err = run(capsys, "validate")
+    assert (code, out.splitlines()[1:]) == (2, [])  # the heading, then the one-line error
+    assert re.search(r"has no project floe-platform \(404 NotFound: Project with slug 'floe-platform' not found\); "
+                     r"check the project slug", err), err  # fmt: skip
+    counts = world.infisical.count()
+    assert (counts["GET /api/v3/secrets/raw"], counts["GET /api/v1/projects/slug/floe-platform"]) == (1, 1)
+
+
 def test_validate_before_the_first_up_needs_only_keys_set_by_hand(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,14 +1,17 @@
 """The Infisical double answers every recorded exchange as the real server did.
 
 Replays ../shared/reference/infisical-api-recordings.json and infisical-token-expiry-recordings.json,
-each in order against a fresh double: same status, the same error body, and success bodies with the
-same fields (ids and times aside).
+and recordings/infisical-gone-recordings.json (kept in this repository), each in order against a
+fresh double: same status, the same error body, and success bodies with the same fields (ids and
+times aside).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,3 +174,64 @@ def test_the_double_expires_tokens_like_the_recorded_server() -> None:
     assert mismatches == []
     assert replayed == len(exchanges) == 19
     assert double.logins() == 5
+
+
+GONE = Path(__file__).resolve().parent / "recordings" / "infisical-gone-recordings.json"
+
+
+def test_the_double_answers_like_the_recorded_server_when_the_project_or_folder_is_gone() -> None:
+    """A project or folder that does not exist: the 500 of a lookup by slug, the 404 of the v1
+    lookup, a route the server lacks, and every secrets route by id, by slug, and in a missing folder."""
+    recorded = json.loads(GONE.read_text())
+    exchanges: list[dict[str, Any]] = recorded["exchanges"]
+    double = InfisicalDouble()
+    double.add_identity(*WRITER)
+    project = double.add_project("floe-infra")  # the real slug the recordings name
+    placeholders = {"<project-id>": project.id, "<unknown-project-id>": str(uuid.uuid4())}
+
+    def real(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: real(v) for k, v in value.items()}
+        return placeholders.get(value, value) if isinstance(value, str) else value
+
+    token = double.token_for(WRITER[0])
+    mismatches, replayed = [], 0
+    with DoubleServer(double):
+        for ex in exchanges:
+            req, case, expected = ex["request"], ex["case"], ex["response"]
+            body = real(req["body"])
+            headers = {"Authorization": f"Bearer {token}"}
+            if req["path"].endswith("/login"):
+                body, headers = {"clientId": WRITER[0], "clientSecret": WRITER[1]}, {}
+            answer = requests.request(
+                req["method"], double.url + req["path"], params=real(req["query"]), json=body, headers=headers,
+                timeout=5,
+            )  # fmt: skip
+            replayed += 1
+            got = answer.json()
+            if answer.status_code != expected["status"]:
+                mismatches.append(f"{case}: status {answer.status_code}, recorded {expected['status']}")
+            elif expected["status"] >= 400 and got != expected["body"]:
+                mismatches.append(f"{case}: body {got}, recorded {expected['body']}")
+            elif expected["status"] < 400 and _shape(got) != _shape(expected["body"]):
+                mismatches.append(f"{case}: fields {_shape(got)}, recorded {_shape(expected['body'])}")
+    assert mismatches == []
+    assert replayed == len(exchanges) == 17
+    assert "writer" in recorded["source"] and "member" in recorded["source"]
+
+
+def test_a_double_without_the_v1_project_route_answers_it_as_an_unknown_route() -> None:
+    """An older server (no GET /api/v1/projects/slug/{slug}): the route-not-found 404 recorded for a
+    route the server lacks, which says nothing about the project."""
+    (unknown,) = [
+        ex for ex in json.loads(GONE.read_text())["exchanges"] if ex["case"] == "a route this server does not have"
+    ]
+    double = InfisicalDouble(project_slug_route=False)
+    double.add_identity(*WRITER)
+    token = double.token_for(WRITER[0])
+    path = "/api/v1/projects/slug/floe-gone-project"
+    with DoubleServer(double):
+        answer = requests.get(double.url + path, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    expected = unknown["response"]["body"]
+    assert answer.status_code == unknown["response"]["status"] == 404
+    assert answer.json() == {**expected, "message": expected["message"].replace(unknown["request"]["path"], path)}

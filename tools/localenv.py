@@ -36,6 +36,7 @@ class Infisical:
     writer: tuple[str, str]
     viewer: tuple[str, str]
     prefix: str
+    short_ttl: tuple[str, str] | None = None  # a writer whose tokens live 3 s (max 5 s), if the server has one
     _conn: Connection | None = field(default=None, repr=False)
 
     @property
@@ -84,6 +85,8 @@ class Infisical:
             (values["INFISICAL_CLIENT_ID"], values["INFISICAL_CLIENT_SECRET"]),
             (values["INFISICAL_VIEWER_CLIENT_ID"], values["INFISICAL_VIEWER_CLIENT_SECRET"]),
             prefix,
+            (values["INFISICAL_SHORT_TTL_CLIENT_ID"], values["INFISICAL_SHORT_TTL_CLIENT_SECRET"])
+            if "INFISICAL_SHORT_TTL_CLIENT_ID" in values else None,
         )
 
     def stack_config(self, environment: str, context: str) -> list[tuple[str, str, bool]]:

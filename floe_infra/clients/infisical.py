@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -62,7 +63,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return retry_after
-        base = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
+        base = min(self.max_backoff, self.backoff * 2.0 ** min(attempt - 1, 64))  # 2.0 ** 1024 overflows
         return base * random.uniform(0.8, 1.2)
 
 
@@ -130,12 +131,24 @@ class Transient(Exception):
     """
 
     def __init__(
-        self, what: str, retry_after: float | None = None, *, may_have_landed: bool, unreached: bool = False
+        self,
+        what: str,
+        retry_after: float | None = None,
+        *,
+        may_have_landed: bool,
+        unreached: bool = False,
+        status: int | None = None,
     ) -> None:
         super().__init__(what)
         self.retry_after = retry_after
         self.may_have_landed = may_have_landed
         self.unreached = unreached  # no connection at all: refused, or the name did not resolve
+        self.status = status  # the HTTP status of a 429 or 5xx; None when no answer came
+
+    @property
+    def server_fault(self) -> bool:
+        """The server answered 5xx: an outage, or (on this Infisical) a lookup of a project that is gone."""
+        return self.status is not None and self.status >= 500
 
 
 class RateLimited(Transient):
@@ -167,9 +180,9 @@ class _PolicyAdapter(HTTPAdapter):
             ) from None
         what = f"HTTP {response.status_code} from {request.method} {_path(request.url)}"
         if response.status_code == 429:
-            raise RateLimited(what, _retry_after(response.headers), may_have_landed=False)
+            raise RateLimited(what, _retry_after(response.headers), may_have_landed=False, status=429)
         if response.status_code >= 500:
-            raise Transient(what, _retry_after(response.headers), may_have_landed=True)
+            raise Transient(what, _retry_after(response.headers), may_have_landed=True, status=response.status_code)
         return response
 
 
@@ -210,6 +223,27 @@ class NotFound(Refused):
     def folder_missing(self) -> bool:
         return "Folder not found" in self.message
 
+    @property
+    def key_missing(self) -> bool:
+        """The secret itself is not there (its folder, environment and project are)."""
+        return not self.folder_missing
+
+
+class ProjectNotFound(NotFound):
+    """404: the project does not exist (any more), or not in the identity's organisation. Said by
+    ``GET /api/v1/projects/slug/{slug}`` ("Project with slug '...' not found") and by every request
+    that names the project by id ("Project not found during bot lookup..."). A project that exists
+    but that the identity is no member of is a 403, not this."""
+
+    @property
+    def key_missing(self) -> bool:
+        return False
+
+
+PROJECT_NOT_FOUND = re.compile(r"Project with slug '.*' not found|Project not found during bot lookup\b.*", re.DOTALL)
+"""The 404 messages of a project that is not there. A 404 for a route the server lacks (an older
+server without ``/api/v1/projects/slug``) says ``Route GET:... not found``: not this."""
+
 
 class AlreadyExists(Refused):
     """400: a secret of that name is already in that folder."""
@@ -245,6 +279,8 @@ def classify(exc: APIError) -> Refused:
     if isinstance(message, list):  # zod validation issues
         message = "; ".join(f"{'.'.join(map(str, m.get('path', [])))}: {m.get('message')}" for m in message)
     status = int(exc.status_code or 0)
+    if status == 404 and PROJECT_NOT_FOUND.fullmatch(str(message)):
+        return ProjectNotFound(status, kind, str(message))
     if status == 404:
         return NotFound(status, kind, str(message))
     if status == 400 and "already exist" in str(message):
@@ -256,6 +292,26 @@ def classify(exc: APIError) -> Refused:
     if status == 403 and kind == "PermissionDenied":
         return PermissionDenied(status, kind, str(message))
     return Refused(status, kind, str(message))
+
+
+PROJECT_SLUG_ADVICE = "check the project slug (plugins.secrets.config.project_slug in the manifest)"
+
+
+class ProjectGone(InfisicalError):
+    """:meth:`Connection.project_id` found no project of that slug: Infisical said so, at once
+    (never an outage to wait out). A delete or a refresh takes it as "gone with the project"."""
+
+    def __init__(self, host: str, slug: str, refused: ProjectNotFound) -> None:
+        super().__init__(f"Infisical at {host} has no project {slug} ({refused}); {PROJECT_SLUG_ADVICE}")
+        self.slug, self.refused = slug, refused
+
+
+PROJECT_BY_SLUG_V2 = "/api/v2/workspace/{slug}"
+PROJECT_BY_SLUG_V1 = "/api/v1/projects/slug/{slug}"
+"""The two lookups of a project by slug. v2 is the one this server version has always had, and it
+answers a slug with no project **500** (its DAL wraps the not-found in a DatabaseError), as does a
+secret read or list by ``workspaceSlug``; v1 (later upstream, backported to ours) answers it 404
+"Project with slug '...' not found". Servers without v1 answer it with a route-not-found 404."""
 
 
 class Connection:
@@ -313,21 +369,31 @@ class Connection:
         return f"{where} (HTTP {refused})"
 
     def call(
-        self, what: str, fn: Callable[[InfisicalSDKClient], T], on_retry: Callable[[bool], None] | None = None
+        self,
+        what: str,
+        fn: Callable[[InfisicalSDKClient], T],
+        on_retry: Callable[[bool], None] | None = None,
+        *,
+        project: str | None = None,
     ) -> T:
         """Run ``fn(client)`` logged in, within the retry policy. A token that is no longer good
         (:class:`TokenExpired`) logs in again, with a new client, and ``fn`` runs once more; refused
         again, that is an :class:`InfisicalError` naming the identity, never another login. Any
         other refusal reaches the caller as a :class:`Refused` subclass; the caller knows what it
         means for its operation. ``on_retry(may_have_landed)`` hears of each failed attempt that
-        is retried."""
+        is retried.
+
+        ``project``: the slug ``fn``'s request names the project by. Infisical answers such a
+        request 500 when there is no such project, so the first 5xx asks the v1 lookup (once): if
+        that says the project is not there, the caller gets :class:`ProjectNotFound` at once
+        instead of retries until the deadline."""
         if self._generation == 0:
             self._login(0)
         relogged = False
         while True:
             seen = self._generation
             try:
-                return self._retrying(what, lambda: fn(self.client), on_retry)
+                return self._retrying(what, lambda: fn(self.client), on_retry, project)
             except APIError as exc:
                 refused = classify(exc)
                 if not isinstance(refused, TokenExpired):
@@ -342,14 +408,25 @@ class Connection:
                 relogged = True
                 self._login(seen, stale=refused)
 
-    def _retrying(self, what: str, fn: Callable[[], T], on_retry: Callable[[bool], None] | None = None) -> T:
+    def _retrying(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        on_retry: Callable[[bool], None] | None = None,
+        project: str | None = None,
+    ) -> T:
         policy = self.policy
         start = time.monotonic()
         attempt = 0
+        probe = project  # asked once, at the first 5xx
         while True:
             try:
                 return fn()
             except Transient as exc:
+                if probe is not None and exc.server_fault:
+                    gone, probe = self._project_not_found(probe), None
+                    if gone is not None:
+                        raise gone from None
                 attempt += 1
                 if on_retry is not None:
                     on_retry(exc.may_have_landed)
@@ -369,8 +446,26 @@ class Connection:
                     )
                 time.sleep(delay)
 
+    def _project_not_found(self, slug: str) -> ProjectNotFound | None:
+        """Whether Infisical says there is no project ``slug``: one request to the v1 lookup, no
+        retry. None when it has the project, cannot say (an older server without the route, a
+        fault, a refusal) or did not answer: the caller's 5xx is then an outage as before."""
+        try:
+            self.client.api.get(path=PROJECT_BY_SLUG_V1.format(slug=quote(slug, safe="")), model=dict)
+        except APIError as exc:
+            refused = classify(exc)
+            return refused if isinstance(refused, ProjectNotFound) else None
+        except Transient:
+            return None
+        return None
+
     def denied(self, refused: Refused, action: str, scope: str, project: str, environment: str) -> InfisicalError:
         """The message for a request Infisical refused for good (no retry can help)."""
+        if isinstance(refused, ProjectNotFound):
+            return InfisicalError(
+                f"could not {action} {scope}: Infisical at {self.host} has no project {project} ({refused}); "
+                f"{PROJECT_SLUG_ADVICE}"
+            )
         if isinstance(refused, NotFound) and refused.folder_missing:
             return InfisicalError(
                 f"could not {action} {scope}: Infisical has no environment {environment} or no such folder in "
@@ -384,13 +479,17 @@ class Connection:
         return InfisicalError(f"could not {action} {scope} on {self.host}: {refused}")
 
     def project_id(self, slug: str) -> str:
-        """Writes need the project id; ``GET /api/v2/workspace/{slug}`` gives it (no SDK method)."""
+        """Writes need the project id; ``GET /api/v2/workspace/{slug}`` gives it (no SDK method).
+        :class:`ProjectGone` when Infisical says there is no such project."""
         if slug not in self._project_ids:
             try:
                 body = self.call(
                     f"look up project {slug}",
-                    lambda c: c.api.get(path=f"/api/v2/workspace/{quote(slug, safe='')}", model=dict).data,
+                    lambda c: c.api.get(path=PROJECT_BY_SLUG_V2.format(slug=quote(slug, safe="")), model=dict).data,
+                    project=slug,
                 )
+            except ProjectNotFound as gone:
+                raise ProjectGone(self.host, slug, gone) from None
             except Refused as refused:
                 raise InfisicalError(f"could not look up project {slug} on {self.host}: {refused}") from None
             self._project_ids[slug] = str(body["id"])

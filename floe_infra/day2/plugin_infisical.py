@@ -141,6 +141,7 @@ class InfisicalPlugin(SecretsPlugin):
                     include_imports=False,
                     recursive=False,
                 ),
+                project=settings.project_slug,  # by slug: a gone project answers 500, see Connection.call
             )
         except Refused as exc:
             raise conn.denied(exc, "list", path, settings.project_slug, self.context.environment) from None

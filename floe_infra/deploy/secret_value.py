@@ -36,6 +36,8 @@ from ..clients.infisical import (
     Credentials,
     InfisicalError,
     NotFound,
+    ProjectGone,
+    ProjectNotFound,
     Refused,
     RetryPolicy,
     classify,
@@ -204,6 +206,9 @@ class InfisicalSecretValueProvider(ResourceProvider):
         conn = self._connection(props)
         try:
             secret = self._get(conn, props)
+        except ProjectNotFound as gone:
+            _warn_project_gone(conn, props, gone, "refresh drops it from the state")
+            return ReadResult(id_="", outs={})
         except Refused as exc:
             raise self._failure(conn, exc, "read", props) from None
         if secret is None:  # gone (or its folder is): the next up recreates it
@@ -256,13 +261,13 @@ class InfisicalSecretValueProvider(ResourceProvider):
                 retried,
             )
         except Refused as exc:
-            if isinstance(exc, NotFound) and maybe_landed and current_key != props["key"]:
+            if isinstance(exc, NotFound) and exc.key_missing and maybe_landed and current_key != props["key"]:
                 landed = self._get(conn, props)
                 if landed is not None and landed.secretValue == props["value"]:
                     return str(landed.id)
             if isinstance(exc, NotFound) and missing is not None:
                 raise missing() from None
-            if isinstance(exc, NotFound) and not exc.folder_missing:
+            if isinstance(exc, NotFound) and exc.key_missing:
                 raise InfisicalError(
                     f"{where} was deleted outside Pulumi: run `pulumi refresh` so the next `pulumi up` creates it"
                 ) from None
@@ -271,7 +276,8 @@ class InfisicalSecretValueProvider(ResourceProvider):
 
     @staticmethod
     def _get(conn: Connection, props: dict[str, Any]) -> Any:
-        """The secret ``props`` name as Infisical holds it, value included; None when it is not there."""
+        """The secret ``props`` name as Infisical holds it, value included; None when it is not there,
+        or its folder is not. :class:`ProjectNotFound` when its project is not."""
         try:
             return conn.call(
                 f"read {_where(props)}",
@@ -284,13 +290,20 @@ class InfisicalSecretValueProvider(ResourceProvider):
                     include_imports=False,
                     view_secret_value=True,
                 ),
+                project=props["project_slug"],  # by slug: a gone project answers 500, see Connection.call
             )
+        except ProjectNotFound:
+            raise
         except NotFound:
             return None
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         conn = self._connection(props)
-        project_id = conn.project_id(props["project_slug"])
+        try:
+            project_id = conn.project_id(props["project_slug"])
+        except ProjectGone as gone:
+            _warn_project_gone(conn, props, gone.refused, "delete has nothing to do")
+            return
         try:
             conn.call(
                 f"delete {_where(props)}",
@@ -301,14 +314,25 @@ class InfisicalSecretValueProvider(ResourceProvider):
                     project_id=project_id,
                 ),
             )
+        except ProjectNotFound as gone:  # the project went after this process looked it up
+            _warn_project_gone(conn, props, gone, "delete has nothing to do")
         except NotFound:
-            pass  # already gone is what delete wants
+            pass  # already gone, or its folder is: what delete wants
         except Refused as exc:
             raise self._failure(conn, exc, "delete", props) from None
 
     @staticmethod
     def _failure(conn: Connection, exc: Refused, action: str, props: dict[str, Any]) -> InfisicalError:
         return conn.denied(exc, action, _where(props), props["project_slug"], props["environment"])
+
+
+def _warn_project_gone(conn: Connection, props: dict[str, Any], refused: ProjectNotFound, outcome: str) -> None:
+    """Say, as a Pulumi warning, that a key went with its project. A dynamic provider has no engine
+    connection, so ``pulumi.log.warn`` writes ``warning: ...`` to its stderr, which the CLI shows."""
+    pulumi.log.warn(
+        f"{_where(props)}: Infisical at {conn.host} has no project {props['project_slug']} any more, "
+        f"so the key is gone with it; {outcome} (HTTP {refused})"
+    )
 
 
 class _Missing(Exception):
