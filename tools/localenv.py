@@ -58,6 +58,18 @@ class Infisical:
             return None
         return str(secret.secretValue)
 
+    def keys(self, env: str, path: str) -> set[str]:
+        """The names of the secrets in one folder (values not asked for)."""
+        project_id = self.conn.project_id(self.project_slug)
+        listed = self.conn.call(
+            "e2e list",
+            lambda c: c.secrets.list_secrets(
+                environment_slug=env, secret_path=path, project_id=project_id, view_secret_value=False,
+                expand_secret_references=False, include_imports=False,
+            ),
+        )
+        return {s.secretKey for s in listed.secrets}
+
     def set(self, env: str, path: str, key: str, value: str) -> None:
         """Create or overwrite, as a person does in the Infisical UI."""
         project_id = self.conn.project_id(self.project_slug)

@@ -1,6 +1,7 @@
 """An HTTP proxy on 127.0.0.1 in front of the real Infisical server that misbehaves on request: it
 holds a request (so a token ages past its TTL), loses an answer after the server acted on the
-request, or answers 429 itself. Everything else passes through unchanged; every exchange is logged."""
+request, answers 429 itself, or goes down (every connection dropped) after some requests.
+Everything else passes through unchanged; every exchange is logged."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ class FaultProxy:
     rules: list[Rule] = field(default_factory=list)
     log: list[Exchange] = field(default_factory=list)
     url: str = ""
+    down_after: tuple[str, str, int] | None = None  # (method, path, n): an outage after n such requests
+    down: bool = False  # every request: the connection drops, nothing reaches the server
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, rule: Rule) -> Rule:
@@ -73,6 +76,10 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if proxy.down:
+                proxy.log.append(Exchange(self.command, self.path, None, "", "down"))
+                self.close_connection = True
+                return
             rule = proxy._match(self.command, self.path)
             if rule is not None and rule.action == "answer":
                 payload = b'{"statusCode":429,"message":"Rate limit exceeded","error":"TooManyRequests"}'
@@ -96,6 +103,10 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 found = re.search(rb'"message"\s*:\s*"([^"]*)"', data)
                 message = found[1].decode() if found else ""
             proxy.log.append(Exchange(self.command, self.path, answer.status, message, rule.action if rule else ""))
+            if proxy.down_after and self.command == proxy.down_after[0] and re.search(proxy.down_after[1], self.path):
+                method, path, n = proxy.down_after
+                forwarded = [e for e in proxy.log if e.status and e.method == method and re.search(path, e.path)]
+                proxy.down = len(forwarded) >= n
             if rule is not None and rule.action == "lose-answer":
                 self.close_connection = True  # the server acted; the caller hears nothing
                 return

@@ -5,6 +5,7 @@ every operation, an answer lost after the server acted, a storm of 429s. Nothing
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -152,7 +153,32 @@ def test_3_a_storm_of_429s_is_waited_out_with_bounded_requests(faulty: Faulty) -
     faulty.pulumi("preview", "--expect-no-changes")
 
 
-def test_4_destroy_with_an_expired_token_removes_what_the_stack_wrote(faulty: Faulty) -> None:
+def test_5_infisical_going_down_mid_up_fails_clearly_and_the_next_up_converges(faulty: Faulty) -> None:
+    """Three new keys; the server becomes unreachable after the first is written. `up` fails within
+    the provider's deadline (120 s per operation), one error per key it could not write; once the
+    server is back, `up` writes exactly the missing ones: no duplicate, no orphan, nothing lost."""
+    before = {k: faulty.get(k) for k in ("USER", "DB_PASSWORD")}
+    new = {f"TOKEN_{i}": {"generate": {"length": 20}} for i in range(3)}
+    faulty.write_manifest({"USER": KEYS["USER"],
+                           "DB_PASSWORD": {"generate": {"length": 24}}, **new})
+    faulty.proxy.down_after = ("POST", SECRETS, 1)
+    try:
+        failed = faulty.pulumi("up", "--yes", "--skip-preview", check=False, timeout=400)
+    finally:
+        faulty.proxy.down_after, faulty.proxy.down = None, False
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "Traceback" not in output
+    failed_keys = set(re.findall(r"could not create key (TOKEN_\d) .*Infisical at \S+ kept failing for 120s", output))
+    written = faulty.infisical.keys(ENV, faulty.folder)
+    assert failed_keys and failed_keys.isdisjoint(written) and failed_keys | written >= set(new), output[-3000:]
+    faulty.pulumi.up()
+    keys = faulty.infisical.keys(ENV, faulty.folder)
+    assert keys == {"USER", "DB_PASSWORD", *new}, keys
+    assert {k: faulty.get(k) for k in before} == before
+    faulty.pulumi("preview", "--expect-no-changes")
+
+
+def test_6_destroy_with_an_expired_token_removes_what_the_stack_wrote(faulty: Faulty) -> None:
     since = len(faulty.proxy.log)
     faulty.proxy.add(Rule("DELETE", SECRETS, "hold", seconds=PAST_TTL))
     faulty.pulumi("destroy", "--yes")
