@@ -490,3 +490,18 @@ def test_retry_after_reads_seconds_and_http_dates(value: str, seconds: float | N
 
     now = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC).timestamp()
     assert _retry_after({"Retry-After": value}, now=now) == seconds
+
+
+def test_a_key_an_interrupted_up_wrote_is_taken_over_when_it_holds_this_stacks_value(
+    infisical: InfisicalFixture,
+) -> None:
+    """`pulumi up` killed after Infisical created the key and before the state recorded it: the
+    next create finds it holding exactly the value it would write, and takes it over; a key that
+    holds another value is still refused (test_create_refuses_a_key_it_does_not_own)."""
+    provider = infisical.provider()
+    first = provider.create(dict(PROPS))  # the run that was killed: its result never reached the state
+    before = len(infisical.double.requests)
+    again = infisical.provider().create(dict(PROPS))
+    assert again.id == first.id and _outs(again)["value"] == VALUE
+    assert stored(infisical) == VALUE
+    assert [m for m, _ in infisical.double.requests[before:] if m in ("PATCH", "DELETE")] == []

@@ -192,6 +192,13 @@ class InfisicalSecretValueProvider(ResourceProvider):
         try:
             secret_id = conn.call(f"create {where}", create, retried)
         except Refused as exc:
+            existing = self._get(conn, props) if isinstance(exc, AlreadyExists) else None
+            if existing is not None and existing.secretValue == props["value"]:
+                # It holds exactly this stack's value: written by an earlier `up` that was killed
+                # before it could record it (a pending create). Taking it over changes nothing.
+                pulumi.log.warn(f"{where} already held this stack's value (an interrupted `pulumi up` wrote it): "
+                                "taken over as this stack's")
+                return CreateResult(str(existing.id), _outputs(props))
             if isinstance(exc, AlreadyExists):
                 raise InfisicalError(
                     f"Infisical already has {where}, not created by this stack: delete it there, or set "

@@ -25,9 +25,9 @@ class Rule:
 
     method: str
     path: str
-    action: Literal["hold", "lose-answer", "answer"]
+    action: Literal["hold", "hold-answer", "lose-answer", "answer"]
     times: int = 1
-    seconds: float = 0.0  # hold: how long before forwarding
+    seconds: float = 0.0  # hold: how long before forwarding; hold-answer: after the server answered
     status: int = 429  # answer: the status, with a Retry-After of one second
     used: int = 0
 
@@ -107,6 +107,8 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 method, path, n = proxy.down_after
                 forwarded = [e for e in proxy.log if e.status and e.method == method and re.search(path, e.path)]
                 proxy.down = len(forwarded) >= n
+            if rule is not None and rule.action == "hold-answer":
+                time.sleep(rule.seconds)
             if rule is not None and rule.action == "lose-answer":
                 self.close_connection = True  # the server acted; the caller hears nothing
                 return

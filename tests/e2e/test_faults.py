@@ -5,8 +5,12 @@ every operation, an answer lost after the server acted, a storm of 429s. Nothing
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +82,9 @@ def faulty(
         unavailable("the Infisical server has no short-TTL identity (INFISICAL_SHORT_TTL_CLIENT_ID)")
     tmp = tmp_path_factory.mktemp("faults")
     project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
-    pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig), stack="faults")
+    # Stack dev, like the suite's other stacks: the namespaces it leaves (retained on destroy) carry
+    # the stack's name in a label, which another stack name's server-side apply could not take over.
+    pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
     with fault_proxy(infisical.host) as proxy:
         stack = Faulty(pulumi, proxy, infisical, chart_repo, {})
         stack.write_manifest(KEYS)
@@ -153,7 +159,7 @@ def test_3_a_storm_of_429s_is_waited_out_with_bounded_requests(faulty: Faulty) -
     faulty.pulumi("preview", "--expect-no-changes")
 
 
-def test_5_infisical_going_down_mid_up_fails_clearly_and_the_next_up_converges(faulty: Faulty) -> None:
+def test_4_infisical_going_down_mid_up_fails_clearly_and_the_next_up_converges(faulty: Faulty) -> None:
     """Three new keys; the server becomes unreachable after the first is written. `up` fails within
     the provider's deadline (120 s per operation), one error per key it could not write; once the
     server is back, `up` writes exactly the missing ones: no duplicate, no orphan, nothing lost."""
@@ -175,6 +181,39 @@ def test_5_infisical_going_down_mid_up_fails_clearly_and_the_next_up_converges(f
     keys = faulty.infisical.keys(ENV, faulty.folder)
     assert keys == {"USER", "DB_PASSWORD", *new}, keys
     assert {k: faulty.get(k) for k in before} == before
+    faulty.pulumi("preview", "--expect-no-changes")
+
+
+def test_5_a_killed_up_recovers_with_refresh_and_up_and_keeps_the_value(faulty: Faulty) -> None:
+    """`pulumi up` killed (SIGKILL, the whole process group) after Infisical created a new key and
+    before the state recorded it. The README's recovery, `pulumi cancel` (if a lock was left),
+    `pulumi refresh --clear-pending-creates`, `pulumi up`, converges: the key keeps the value
+    written before the kill, and the next preview is empty."""
+    manifest = yaml.safe_load((faulty.pulumi.project / "manifest.yaml").read_text())
+    keys = manifest["secrets"]["faulty"]["keys"]
+    faulty.write_manifest({**keys, "KILLED": {"generate": {"length": 20}}})
+    faulty.proxy.add(Rule("POST", SECRETS + "KILLED", "hold-answer", seconds=60))
+    up = subprocess.Popen(
+        [str(faulty.pulumi.bin_dir / "pulumi"), "up", "--yes", "--skip-preview", "--non-interactive",
+         "--stack", faulty.pulumi.stack], cwd=faulty.pulumi.project, env=faulty.pulumi.env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while faulty.proxy.count("POST", SECRETS + "KILLED") == 0 and up.poll() is None:
+            assert time.monotonic() < deadline, "the create of KILLED never reached Infisical"
+            time.sleep(0.2)
+    finally:
+        os.killpg(up.pid, signal.SIGKILL)
+        up.wait()
+    written = faulty.get("KILLED")
+    assert written is not None, "Infisical did not get the key before the kill"
+    assert "pending_operations" in faulty.pulumi.state()
+    faulty.pulumi("cancel", "--yes", check=False)
+    faulty.pulumi("refresh", "--yes", "--clear-pending-creates")
+    result = faulty.pulumi.up()
+    assert "already held this stack's value" in result.stdout + result.stderr
+    assert faulty.get("KILLED") == written
     faulty.pulumi("preview", "--expect-no-changes")
 
 
