@@ -33,6 +33,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SECRET_SIG = rpc._special_secret_sig
 
 
+# One InfisicalSecretValue's inputs, as the provider tests drive it.
+VALUE = "value-canary-7f3a"
+PROPS: dict[str, Any] = {
+    "project_slug": "floe-platform",
+    "environment": "dev",
+    "path": "/compute/snowflake",
+    "key": "SNOWFLAKE_PASSWORD",
+    "value": VALUE,
+    "comment": "",
+    "adopt": False,
+}
+
+
 CRDS_ENV = "FLOE_OPERATOR_CRDS"
 
 

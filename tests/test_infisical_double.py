@@ -41,6 +41,18 @@ def _shape(body: Any) -> Any:
     return type(body).__name__ if body is not None else None
 
 
+def _differs(case: str, status: int, got: Any, expected: dict[str, Any]) -> str | None:
+    """How the double's answer differs from the recorded one: status, error bodies exactly,
+    success bodies by their fields (ids and times differ); None when it does not."""
+    if status != expected["status"]:
+        return f"{case}: status {status}, recorded {expected['status']}"
+    if expected["status"] >= 400 and got != expected["body"]:
+        return f"{case}: body {got}, recorded {expected['body']}"
+    if expected["status"] < 400 and _shape(got) != _shape(expected["body"]):
+        return f"{case}: fields {_shape(got)}, recorded {_shape(expected['body'])}"
+    return None
+
+
 def test_the_double_answers_like_the_recorded_server() -> None:
     exchanges = _exchanges()
     double = InfisicalDouble()
@@ -78,12 +90,8 @@ def test_the_double_answers_like_the_recorded_server() -> None:
             )
             expected = ex["response"]
             got = answer.json()
-            if answer.status_code != expected["status"]:
-                mismatches.append(f"{case}: status {answer.status_code}, recorded {expected['status']}")
-            elif expected["status"] >= 400 and got != expected["body"]:
-                mismatches.append(f"{case}: body {got}, recorded {expected['body']}")
-            elif expected["status"] < 400 and _shape(got) != _shape(expected["body"]):
-                mismatches.append(f"{case}: fields {_shape(got)}, recorded {_shape(expected['body'])}")
+            if mismatch := _differs(case, answer.status_code, got, expected):
+                mismatches.append(mismatch)
     assert mismatches == []
     assert len(exchanges) == 28
 
@@ -163,12 +171,8 @@ def test_the_double_expires_tokens_like_the_recorded_server() -> None:
                 assert recorded_token not in tokens, f"{case}: {recorded_token} issued twice"
                 tokens[recorded_token] = got.get("accessToken")
                 logged_in_at = double.clock
-            if answer.status_code != expected["status"]:
-                mismatches.append(f"{case}: status {answer.status_code}, recorded {expected['status']}")
-            elif expected["status"] >= 400 and got != expected["body"]:
-                mismatches.append(f"{case}: body {got}, recorded {expected['body']}")
-            elif expected["status"] < 400 and _shape(got) != _shape(expected["body"]):
-                mismatches.append(f"{case}: fields {_shape(got)}, recorded {_shape(expected['body'])}")
+            if mismatch := _differs(case, answer.status_code, got, expected):
+                mismatches.append(mismatch)
             elif recorded_token and got != real(expected["body"]):  # the same token back, the same lifetimes
                 mismatches.append(f"{case}: body {got}, recorded {expected['body']}")
     assert mismatches == []
@@ -209,12 +213,8 @@ def test_the_double_answers_like_the_recorded_server_when_the_project_or_folder_
             )  # fmt: skip
             replayed += 1
             got = answer.json()
-            if answer.status_code != expected["status"]:
-                mismatches.append(f"{case}: status {answer.status_code}, recorded {expected['status']}")
-            elif expected["status"] >= 400 and got != expected["body"]:
-                mismatches.append(f"{case}: body {got}, recorded {expected['body']}")
-            elif expected["status"] < 400 and _shape(got) != _shape(expected["body"]):
-                mismatches.append(f"{case}: fields {_shape(got)}, recorded {_shape(expected['body'])}")
+            if mismatch := _differs(case, answer.status_code, got, expected):
+                mismatches.append(mismatch)
     assert mismatches == []
     assert replayed == len(exchanges) == 17
     assert "writer" in recorded["source"] and "member" in recorded["source"]

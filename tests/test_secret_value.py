@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import FAST, READER, WRITER, InfisicalFixture
+from conftest import FAST, PROPS, READER, VALUE, WRITER, InfisicalFixture
 from google.protobuf import struct_pb2
 from infisical_double import Fault, InfisicalDouble
 from pulumi.dynamic import ConfigureRequest
@@ -20,16 +20,6 @@ from pulumi.runtime import rpc
 from floe_infra import InfisicalSecretValueProvider
 from floe_infra.clients.infisical import InfisicalError, RetryPolicy
 
-VALUE = "value-canary-7f3a"
-PROPS: dict[str, Any] = {
-    "project_slug": "floe-platform",
-    "environment": "dev",
-    "path": "/compute/snowflake",
-    "key": "SNOWFLAKE_PASSWORD",
-    "value": VALUE,
-    "comment": "",
-    "adopt": False,
-}
 ID = "floe-platform:dev:/compute/snowflake:SNOWFLAKE_PASSWORD"
 
 def _outs(result: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import WRITER, InfisicalFixture
+from conftest import PROPS, VALUE, WRITER, InfisicalFixture
 from infisical_double import (
     DELETED,
     JWT_EXPIRED,
@@ -41,17 +41,7 @@ from floe_infra.clients.infisical import (
     connect,
 )
 
-VALUE = "value-canary-7f3a"
 NEW_VALUE = "new-value-canary-91c2"
-PROPS: dict[str, Any] = {
-    "project_slug": "floe-platform",
-    "environment": "dev",
-    "path": "/compute/snowflake",
-    "key": "SNOWFLAKE_PASSWORD",
-    "value": VALUE,
-    "comment": "",
-    "adopt": False,
-}
 SECRET_ROUTE = "/api/v3/secrets/raw/{name}"
 LOGIN_KIND = f"POST {LOGIN}"
 
