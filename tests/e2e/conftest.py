@@ -47,6 +47,15 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+# The order the modules run in: the lifecycle first, on a cluster no stack has touched (its first
+# step previews on an empty cluster; the CRDs and namespaces a stack made outlive it).
+ORDER = ("test_lifecycle.py", "test_sync.py", "test_faults.py", "test_demo.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: ORDER.index(item.path.name) if item.path.name in ORDER else len(ORDER))
+
+
 def _tools_bin() -> Path | None:
     out = subprocess.run([str(ROOT / "tools" / "build.sh"), "--dir"], capture_output=True, text=True, check=False)
     path = Path(out.stdout.strip())

@@ -49,6 +49,7 @@ class FaultProxy:
     url: str = ""
     down_after: tuple[str, str, int] | None = None  # (method, path, n): an outage after n such requests
     down: bool = False  # every request: the connection drops, nothing reaches the server
+    _arrived: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, rule: Rule) -> Rule:
@@ -64,6 +65,15 @@ class FaultProxy:
                     return rule
         return None
 
+    def going_down(self, method: str, path: str) -> bool:
+        """Whether this request meets the outage: once ``down``, or when it is a request past the
+        first n of ``down_after`` (decided as it arrives: requests sent together split cleanly)."""
+        with self._lock:
+            if self.down_after and method == self.down_after[0] and re.search(self.down_after[1], path):
+                self._arrived += 1
+                self.down = self.down or self._arrived > self.down_after[2]
+            return self.down
+
     def count(self, method: str, path: str) -> int:
         return sum(1 for e in self.log if e.method == method and re.search(path, e.path))
 
@@ -76,7 +86,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if proxy.down:
+            if proxy.going_down(self.command, self.path):
                 proxy.log.append(Exchange(self.command, self.path, None, "", "down"))
                 self.close_connection = True
                 return
@@ -103,10 +113,6 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 found = re.search(rb'"message"\s*:\s*"([^"]*)"', data)
                 message = found[1].decode() if found else ""
             proxy.log.append(Exchange(self.command, self.path, answer.status, message, rule.action if rule else ""))
-            if proxy.down_after and self.command == proxy.down_after[0] and re.search(proxy.down_after[1], self.path):
-                method, path, n = proxy.down_after
-                forwarded = [e for e in proxy.log if e.status and e.method == method and re.search(path, e.path)]
-                proxy.down = len(forwarded) >= n
             if rule is not None and rule.action == "hold-answer":
                 time.sleep(rule.seconds)
             if rule is not None and rule.action == "lose-answer":

@@ -167,7 +167,7 @@ def test_4_infisical_going_down_mid_up_fails_clearly_and_the_next_up_converges(f
     new = {f"TOKEN_{i}": {"generate": {"length": 20}} for i in range(3)}
     faulty.write_manifest({"USER": KEYS["USER"],
                            "DB_PASSWORD": {"generate": {"length": 24}}, **new})
-    faulty.proxy.down_after = ("POST", SECRETS, 1)
+    faulty.proxy.down_after, faulty.proxy._arrived = ("POST", SECRETS, 1), 0
     try:
         failed = faulty.pulumi("up", "--yes", "--skip-preview", check=False, timeout=400)
     finally:
