@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,14 @@ PROPS: dict[str, Any] = {
     "comment": "",
     "adopt": False,
 }
+
+
+@pytest.fixture(autouse=True)
+def _sigint_restored() -> Iterator[None]:
+    """The program installs its own SIGINT handler (see deploy.program): not for the test run."""
+    previous = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 CRDS_ENV = "FLOE_OPERATOR_CRDS"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -498,3 +499,16 @@ def test_a_preview_registers_what_an_update_does(run_program: RunProgram) -> Non
     assert shape(preview) == shape(update)
     value = preview.named(VALUE, "/compute/snowflake:SNOWFLAKE_PASSWORD")
     assert value.secret_inputs() >= {"value"}
+
+
+def test_a_program_the_engine_cancels_exits_quietly() -> None:
+    """The language host cancels with SIGINT; the SDK's runner would print a KeyboardInterrupt
+    traceback under every failed `up`. The program exits with status 1 instead (e2e: test_faults)."""
+    from floe_infra.deploy import program
+
+    program._exit_quietly_when_cancelled()
+    handler = signal.getsignal(signal.SIGINT)
+    assert callable(handler)
+    with pytest.raises(SystemExit) as exited:
+        handler(signal.SIGINT, None)
+    assert exited.value.code == 1

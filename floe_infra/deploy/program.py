@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,8 +91,20 @@ class BadInput(SystemExit):
         self.message = message
 
 
+def _exit_quietly_when_cancelled() -> None:
+    """The language host cancels a running program (after a resource failed, or on Ctrl-C) with
+    SIGINT, and the SDK's runner does not catch the KeyboardInterrupt: every failed `up` would end in
+    a Python traceback of the runner's. The engine has the error already; exit with status 1."""
+
+    def cancelled(_signum: int, _frame: object) -> None:
+        raise SystemExit(1)
+
+    signal.signal(signal.SIGINT, cancelled)
+
+
 def run() -> SecretsPlatform:
     """Entry point of ``__main__.py``: validate everything first, so bad input creates nothing."""
+    _exit_quietly_when_cancelled()
     config = pulumi.Config(NAMESPACE)
     try:
         plan = plan_from_config(config, Path(pulumi.runtime.get_root_directory()))

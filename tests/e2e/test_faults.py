@@ -5,6 +5,7 @@ every operation, an answer lost after the server acted, a storm of 429s. Nothing
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -217,9 +218,27 @@ def test_5_a_killed_up_recovers_with_refresh_and_up_and_keeps_the_value(faulty: 
     faulty.pulumi("preview", "--expect-no-changes")
 
 
+def test_5_adopt_takes_over_a_key_set_by_hand_at_create_only(faulty: Faulty) -> None:
+    """`adopt: true` (the documented way to take over an existing key; `pulumi import` cannot load a
+    dynamic provider): the key becomes the stack's, and nothing of it stays in the state."""
+    faulty.infisical.set(ENV, faulty.folder, "ADOPTED", "set-by-hand")
+    manifest = yaml.safe_load((faulty.pulumi.project / "manifest.yaml").read_text())
+    keys = manifest["secrets"]["faulty"]["keys"]
+    faulty.pulumi.config_set("floe:secretValues.faulty.ADOPTED", "from-the-stack", secret=True, path=True)
+    faulty.write_manifest({**keys, "ADOPTED": {"config": True, "adopt": True}})
+    faulty.pulumi.up()
+    assert faulty.get("ADOPTED") == "from-the-stack"
+    state = json.loads(faulty.pulumi("stack", "export").stdout)["deployment"]["resources"]
+    (adopted,) = [r for r in state if r["urn"].endswith(":ADOPTED") and "SecretValue" in r["type"]]
+    assert "adopt" not in adopted["outputs"]
+    faulty.write_manifest({**keys, "ADOPTED": {"config": True}})
+    faulty.pulumi("preview", "--expect-no-changes")
+
+
 def test_6_destroy_with_an_expired_token_removes_what_the_stack_wrote(faulty: Faulty) -> None:
     since = len(faulty.proxy.log)
     faulty.proxy.add(Rule("DELETE", SECRETS, "hold", seconds=PAST_TTL))
     faulty.pulumi("destroy", "--yes")
     assert faulty.refusals(since)[:1] == [(401, RENEW)]
     assert faulty.get("USER") is None and faulty.get("DB_PASSWORD") is None
+    assert faulty.get("ADOPTED") is None, "an adopted key is the stack's, and goes with it"
