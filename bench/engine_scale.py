@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests" / "e2e"), str(ROOT / "te
 
 from cluster import LocalCluster  # noqa: E402
 from conftest import Pulumi, pulumi_env  # noqa: E402
-from localenv import chart_repository  # noqa: E402
+from localenv import built_tools, chart_repository  # noqa: E402
 
 from floe_infra import build_plan, load_manifest, parse_stack_config  # noqa: E402
 
@@ -149,9 +148,8 @@ def main() -> int:
                         help="both arms with PULUMI_SKIP_CHECKPOINTS=true: the engine saves state once, at the end "
                              "(default: off, a checkpoint after every step, as users run it)")
     args = parser.parse_args()
-    bin_dir = Path(subprocess.run([str(ROOT / "tools" / "build.sh"), "--dir"], capture_output=True, text=True,
-                                  check=True).stdout.strip())
-    if not (bin_dir.parent / "complete").exists():
+    bin_dir = built_tools()
+    if bin_dir is None:
         print("the Go tools are not built: run `make tools`", file=sys.stderr)
         return 2
     rows = []

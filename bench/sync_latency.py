@@ -22,7 +22,6 @@ import json
 import random
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests" / "e2e"), str(ROOT / "te
 
 from cluster import LocalCluster  # noqa: E402
 from conftest import Pulumi, make_project, pulumi_env  # noqa: E402
-from localenv import Infisical, chart_repository, infisical_server  # noqa: E402
+from localenv import Infisical, built_tools, chart_repository, infisical_server  # noqa: E402
 
 ENV = "dev"
 NAMESPACE = "floe-jobs"
@@ -108,9 +107,8 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=5, help="resync interval in seconds, at least 5 (default: 5)")
     parser.add_argument("--rounds", type=int, default=5, help="rotations measured per API (default: 5)")
     args = parser.parse_args()
-    bin_dir = Path(subprocess.run([str(ROOT / "tools" / "build.sh"), "--dir"], capture_output=True, text=True,
-                                  check=True).stdout.strip())
-    if not (bin_dir.parent / "complete").exists():
+    bin_dir = built_tools()
+    if bin_dir is None:
         print("the Go tools are not built: run `make tools`", file=sys.stderr)
         return 2
     rows = []

@@ -27,6 +27,7 @@ from cluster import ClusterError, LocalCluster
 from localenv import (
     Infisical,
     LocalEnvError,
+    built_tools,
     chart_repository,
     env_file,
     server_running,
@@ -83,8 +84,8 @@ def tools_bin(build: bool = False) -> Path:
     script = str(ROOT / "tools" / "build.sh")
     if build:
         run("make tools (cold: about 30 minutes, see the README)", [script])
-    path = Path(subprocess.run([script, "--dir"], capture_output=True, text=True, check=True).stdout.strip())
-    if not (path.parent / "complete").exists():
+    path = built_tools()
+    if path is None:
         raise SystemExit("demo: the tools are not built: run `make tools`")
     return path
 

@@ -22,7 +22,8 @@ import yaml
 
 from floe_infra.clients.infisical import Connection, Credentials, NotFound, connect
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
 CHART = SHARED / "reference" / "secrets-operator-chart"
 SERVER = SHARED / "infisical-server"
 
@@ -120,6 +121,13 @@ class Infisical:
                     folder_id_or_name=self.prefix, environment_slug=env, project_id=project_id, path="/"
                 ),
             )
+
+
+def built_tools() -> Path | None:
+    """The bin directory `make tools` built for this checkout; None while it is not (complete)."""
+    out = subprocess.run([str(ROOT / "tools" / "build.sh"), "--dir"], capture_output=True, text=True, check=False)
+    path = Path(out.stdout.strip())
+    return path if out.returncode == 0 and (path.parent / "complete").exists() else None
 
 
 class LocalEnvError(RuntimeError):

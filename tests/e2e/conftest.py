@@ -31,6 +31,7 @@ from localenv import (  # noqa: E402
     SERVER,
     Infisical,
     LocalEnvError,
+    built_tools,
     chart_repository,
     env_file,
     infisical_server,
@@ -56,15 +57,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: ORDER.index(item.path.name) if item.path.name in ORDER else len(ORDER))
 
 
-def _tools_bin() -> Path | None:
-    out = subprocess.run([str(ROOT / "tools" / "build.sh"), "--dir"], capture_output=True, text=True, check=False)
-    path = Path(out.stdout.strip())
-    return path if out.returncode == 0 and (path.parent / "complete").exists() else None
-
-
 @pytest.fixture(scope="session")
 def tools_bin() -> Path:
-    path = _tools_bin()
+    path = built_tools()
     if path is None:
         unavailable("the Go tools are not built for this checkout: run `make tools` (see README)")
     return path
