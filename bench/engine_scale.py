@@ -1,31 +1,30 @@
-"""`pulumi preview` and `pulumi up` of the real program under the real engine, against the floor.
+"""`pulumi preview` and `pulumi up` of the real program under the real engine, against floors.
 
 For each size (references), on the local control plane (tools/cluster.py) with the tools that
 `make tools` built:
 - program: the project with a manifest of N references (the operator chart from a local chart
   repository; a site URL nobody answers: references with no keys make no Infisical call);
-- floor: the same engine, provider and cluster, and the same Kubernetes objects as bare
+- floors: the same engine, provider and cluster, and the same Kubernetes objects as bare
   `CustomResource`s from a few lines of Python: what the engine and the provider cost whatever the
-  program does. Two floors:
-  - "same objects" (the target's): each of the program's InfisicalSecrets with its metadata and
-    spec (in namespace `default`, beside the program's), plus 4 small objects for its namespaces,
-    release and identity Secret. The state the engine writes is then the same size as the
-    program's, so the ratio is the program's own cost;
-  - "minimal": the same number of InfisicalSecrets with a one-field spec, for comparison: the
-    program's objects carry about twice the state, and a file backend writes the whole state
-    after every step.
-  The program's Helm release (chart download, install, waiting for the operator Deployment) is
-  work no floor does: it counts against the program.
-Each arm is a fresh stack: `pulumi preview`, then `pulumi up --skip-preview`, wall time; then
-`pulumi destroy`. Target: program at most 1.3x the floor.
+  program does. Three:
+  - "chart + same objects": the program's operator chart as a bare `helm.v3.Release` with the same
+    values, plus the objects below: what installing the chart costs whatever the program does;
+  - "same objects": each of the program's sync objects (InfisicalStaticSecrets, or InfisicalSecrets
+    with `api: v1alpha1`, and the connection and auth) with its metadata and spec (in namespace
+    `default`), plus 4 small objects for its namespaces, release and identity Secret;
+  - "minimal": as many InfisicalSecrets with a one-field spec, for comparison.
+Each arm is a fresh stack: `pulumi preview` on an empty cluster, `pulumi up --skip-preview`, then
+`pulumi preview` of the converged stack (the pull-request case), wall time; then `pulumi destroy`.
+The offline `floe secrets plan` of the same manifest is timed beside them.
 
-    .venv/bin/python bench/engine_scale.py [--sizes 10 100 1000] [--skip-checkpoints]
+    .venv/bin/python bench/engine_scale.py [--sizes 10 50 1000] [--skip-checkpoints]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,32 +57,49 @@ import json
 
 import pulumi_kubernetes as k8s
 
-# The program's InfisicalSecrets (objects.json), then 4 small objects for its 2 namespaces, the
-# release and the identity Secret: each a bare CustomResource (the program's run installed the CRD).
-objects = json.load(open("objects.json")) + [{"metadata": {"name": f"extra-{i}"},
-                                              "spec": {"hostAPI": "http://127.0.0.1:9/api"}} for i in range(4)]
+# The program's sync objects (objects.json), then 4 small objects for its 2 namespaces, the release
+# and the identity Secret: each a bare CustomResource (the program's run installed the CRDs). With
+# release.json, also the program's chart as a bare Release with the same values.
+objects = json.load(open("objects.json")) + [
+    {"apiVersion": "secrets.infisical.com/v1alpha1", "kind": "InfisicalSecret", "metadata": {"name": f"extra-{i}"},
+     "spec": {"hostAPI": "http://127.0.0.1:9/api"}} for i in range(4)]
 for obj in objects:
-    k8s.apiextensions.CustomResource(obj["metadata"]["name"], api_version="secrets.infisical.com/v1alpha1",
-                                     kind="InfisicalSecret", metadata={**obj["metadata"], "namespace": "default"},
+    k8s.apiextensions.CustomResource(f"{obj['kind']}-{obj['metadata']['name']}", api_version=obj["apiVersion"],
+                                     kind=obj["kind"], metadata={**obj["metadata"], "namespace": "default"},
                                      spec=obj["spec"])
+try:
+    release = json.load(open("release.json"))
+except FileNotFoundError:
+    release = None
+if release:
+    k8s.helm.v3.Release("floor-operator", chart=release["chart"], version=release["version"],
+                        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=release["repo"]),
+                        namespace="floor-operator", create_namespace=True, values=release["values"])
 """
 
 
-FLOORS = ("same objects", "minimal")
+FLOORS = ("chart + same objects", "same objects", "minimal")
+SYNC_KINDS = ("InfisicalSecret", "InfisicalStaticSecret", "InfisicalConnection", "InfisicalAuth")
 
 
-def _floor_objects(manifest: str, minimal: bool) -> list[dict[str, Any]]:
-    """The program's InfisicalSecrets as the plan has them (``minimal``: names and a one-field spec)."""
+def _floor_objects(manifest: str, minimal: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The program's sync objects as the plan has them (``minimal``: as many InfisicalSecrets with a
+    one-field spec), and its operator release (chart, version, repo, values)."""
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "manifest.yaml").write_text(manifest)
         plan = build_plan(load_manifest(Path(tmp) / "manifest.yaml"),
                           parse_stack_config("dev", {"environment": "dev"}, "bench"))
-    objects = [o.manifest() for o in plan.kube_objects() if o.kind == "InfisicalSecret"]
+    objects = [o.manifest() for o in plan.kube_objects() if o.kind in SYNC_KINDS]
+    assert plan.operator is not None, "the bench manifest is of type infisical"
+    release = plan.operator.release
+    chart = {"chart": release.chart, "version": release.version, "repo": release.repo, "values": dict(release.values)}
     if minimal:
-        return [{"metadata": {"name": o["metadata"]["name"]}, "spec": {"hostAPI": "http://127.0.0.1:9/api"}}
-                for o in objects]
-    return [{"metadata": {k: v for k, v in o["metadata"].items() if k != "namespace"}, "spec": o["spec"]}
-            for o in objects]
+        return [{"apiVersion": "secrets.infisical.com/v1alpha1", "kind": "InfisicalSecret",
+                 "metadata": {"name": o["metadata"]["name"]}, "spec": {"hostAPI": "http://127.0.0.1:9/api"}}
+                for o in objects], chart
+    return [{"apiVersion": o["apiVersion"], "kind": o["kind"],
+             "metadata": {k: v for k, v in o["metadata"].items() if k != "namespace"}, "spec": o["spec"]}
+            for o in objects], chart
 
 
 def _project(root: Path, name: str, program: str, manifest: str | None) -> Path:
@@ -106,17 +122,20 @@ def _timed(pulumi: Pulumi, *args: str) -> float:
     return time.perf_counter() - start
 
 
-def _arm(pulumi: Pulumi, config: dict[str, str]) -> tuple[float, float]:
+PHASES = ("preview", "up", "preview again")  # on an empty cluster, up, then on the converged stack
+
+
+def _arm(pulumi: Pulumi, config: dict[str, str]) -> tuple[float, float, float]:
     pulumi("stack", "init")
     for key, value in config.items():
         pulumi.config_set(key, value, secret=key.endswith(("ClientId", "ClientSecret")))
     preview = _timed(pulumi, "preview")
     up = _timed(pulumi, "up", "--yes", "--skip-preview")
-    return preview, up
+    return preview, up, _timed(pulumi, "preview", "--expect-no-changes")
 
 
 def _measure(n: int, tmp: Path, bin_dir: Path, cluster: LocalCluster, repo: str,
-             skip_checkpoints: bool) -> dict[str, tuple[float, float]]:
+             skip_checkpoints: bool) -> dict[str, tuple[float, ...]]:
     """(preview, up) seconds of the program and of each floor at ``n`` references; all destroyed after."""
     refs = "".join(f"  ref-{i}:\n    path: /bench/ref-{i}\n" for i in range(n))
     manifest = MANIFEST.format(repo=repo, refs=refs)
@@ -126,24 +145,31 @@ def _measure(n: int, tmp: Path, bin_dir: Path, cluster: LocalCluster, repo: str,
     if skip_checkpoints:
         env["PULUMI_SKIP_CHECKPOINTS"] = "true"
     program = Pulumi(bin_dir, _project(arm_dir, "program", (ROOT / "__main__.py").read_text(), manifest), env)
-    times = {"program": _arm(program, {"floe:environment": "dev", "floe:operatorClientId": "bench",
-                                       "floe:operatorClientSecret": "bench"})}
+    config = {"floe:environment": "dev", "floe:operatorClientId": "bench", "floe:operatorClientSecret": "bench"}
+    times: dict[str, tuple[float, ...]] = {"program": _arm(program, config)}
+    start = time.perf_counter()
+    subprocess.run([str(ROOT / ".venv" / "bin" / "floe"), "secrets", "plan", "--stack", "dev", "--manifest",
+                    str(program.project / "manifest.yaml")], cwd=program.project, capture_output=True, check=True)
+    times["floe secrets plan"] = (time.perf_counter() - start,)
     for floor in FLOORS:
-        project = _project(arm_dir, floor.replace(" ", "-"), FLOOR, None)
-        (project / "objects.json").write_text(json.dumps(_floor_objects(manifest, minimal=floor == "minimal")))
+        project = _project(arm_dir, floor.replace(" ", "-").replace("+", "and"), FLOOR, None)
+        objects, release = _floor_objects(manifest, minimal=floor == "minimal")
+        (project / "objects.json").write_text(json.dumps(objects))
+        if floor.startswith("chart"):
+            (project / "release.json").write_text(json.dumps(release))
         pulumi = Pulumi(bin_dir, project, env)
         times[floor] = _arm(pulumi, {})
         pulumi("destroy", "--yes", timeout=3600)
     program("destroy", "--yes", timeout=3600)
-    print(f"  {n} references: " + "; ".join(f"{arm} preview {t[0]:.1f} s, up {t[1]:.1f} s" for arm, t in times.items()),
-          file=sys.stderr, flush=True)
+    shown = "; ".join(f"{arm} " + ", ".join(f"{t:.1f} s" for t in ts) for arm, ts in times.items())
+    print(f"  {n} references: {shown}", file=sys.stderr, flush=True)
     return times
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000],
-                        help="numbers of references to measure (default: 10 100 1000)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 1000],
+                        help="numbers of references to measure (default: 10 50 1000)")
     parser.add_argument("--skip-checkpoints", action="store_true",
                         help="both arms with PULUMI_SKIP_CHECKPOINTS=true: the engine saves state once, at the end "
                              "(default: off, a checkpoint after every step, as users run it)")
@@ -164,13 +190,15 @@ def main() -> int:
                     rows.append((n, _measure(n, tmp, bin_dir, cluster, repo, args.skip_checkpoints)))
         finally:
             cluster.down()
-    print(f"{'references':>10} | {'phase':<7} | {'program s':>9} | {'floor s':>7} | {'ratio':>5} | "
-          f"{'minimal floor s':>15} | {'ratio':>5}")
-    print("-" * 80)
+    print(f"{'references':>10} | {'phase':<13} | {'program s':>9} | {'chart+CRs floor s':>17} | {'ratio':>5} | "
+          f"{'CRs floor s':>11} | {'ratio':>5} | {'minimal s':>9} | {'floe plan s':>11}")
+    print("-" * 110)
     for n, times in rows:
-        for i, phase in enumerate(("preview", "up")):
-            pt, ft, mt = times["program"][i], times["same objects"][i], times["minimal"][i]
-            print(f"{n:>10} | {phase:<7} | {pt:>9.1f} | {ft:>7.1f} | {pt / ft:>5.2f} | {mt:>15.1f} | {pt / mt:>5.2f}")
+        for i, phase in enumerate(PHASES):
+            pt, ct, ft, mt = (times[arm][i] for arm in ("program", *FLOORS))
+            plan = f"{times['floe secrets plan'][0]:.1f}" if i == 0 else ""
+            print(f"{n:>10} | {phase:<13} | {pt:>9.1f} | {ct:>17.1f} | {pt / ct:>5.2f} | {ft:>11.1f} | "
+                  f"{pt / ft:>5.2f} | {mt:>9.1f} | {plan:>11}")
     return 0
 
 
