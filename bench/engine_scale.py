@@ -6,7 +6,10 @@ For each size (references), on the local control plane (tools/cluster.py) with t
   repository; a site URL nobody answers: references with no keys make no Infisical call);
 - floors: the same engine, provider and cluster, and the same Kubernetes objects as bare
   `CustomResource`s from a few lines of Python: what the engine and the provider cost whatever the
-  program does. Three:
+  program does. Four:
+  - "chart CRDs + chart + same objects": the work the program does, written bare: the chart's CRDs
+    rendered by a bare `helm.v3.Chart` and applied as resources of their own, then the release and
+    the objects below (all waiting for the CRDs, as the program's do);
   - "chart + same objects": the program's operator chart as a bare `helm.v3.Release` with the same
     values, plus the objects below: what installing the chart costs whatever the program does;
   - "same objects": each of the program's sync objects (InfisicalStaticSecrets, or InfisicalSecrets
@@ -55,30 +58,46 @@ secrets:
 FLOOR = """\
 import json
 
+import pulumi
 import pulumi_kubernetes as k8s
 
 # The program's sync objects (objects.json), then 4 small objects for its 2 namespaces, the release
-# and the identity Secret: each a bare CustomResource (the program's run installed the CRDs). With
-# release.json, also the program's chart as a bare Release with the same values.
+# and the identity Secret: each a bare CustomResource. With release.json, also the program's chart as
+# a bare Release with the same values; with "crds" in it, the chart's CRDs too, rendered by a bare
+# Chart and applied as resources of their own before the objects (what the program does); without,
+# the objects rely on CRDs that an earlier run left in the cluster.
+try:
+    release = json.load(open("release.json"))
+except FileNotFoundError:
+    release = None
+crds = None
+if release and release.get("crds"):
+    def only_crds(obj, opts):
+        if obj.get("kind") != "CustomResourceDefinition":
+            obj.clear()
+            obj.update(apiVersion="v1", kind="List")
+
+    chart = k8s.helm.v3.Chart("floor-crds", k8s.helm.v3.ChartOpts(
+        chart=release["chart"], version=release["version"], fetch_opts=k8s.helm.v3.FetchOpts(repo=release["repo"]),
+        values=release["crds"], transformations=[only_crds]))
+    crds = chart.resources.apply(lambda created: list(created.values()))
 objects = json.load(open("objects.json")) + [
     {"apiVersion": "secrets.infisical.com/v1alpha1", "kind": "InfisicalSecret", "metadata": {"name": f"extra-{i}"},
      "spec": {"hostAPI": "http://127.0.0.1:9/api"}} for i in range(4)]
 for obj in objects:
     k8s.apiextensions.CustomResource(f"{obj['kind']}-{obj['metadata']['name']}", api_version=obj["apiVersion"],
                                      kind=obj["kind"], metadata={**obj["metadata"], "namespace": "default"},
-                                     spec=obj["spec"])
-try:
-    release = json.load(open("release.json"))
-except FileNotFoundError:
-    release = None
+                                     spec=obj["spec"], opts=pulumi.ResourceOptions(depends_on=crds))
 if release:
     k8s.helm.v3.Release("floor-operator", chart=release["chart"], version=release["version"],
                         repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=release["repo"]),
-                        namespace="floor-operator", create_namespace=True, values=release["values"])
+                        namespace="floor-operator", create_namespace=True, values=release["values"],
+                        opts=pulumi.ResourceOptions(depends_on=crds))
 """
 
 
-FLOORS = ("chart + same objects", "same objects", "minimal")
+CRD_FLOOR = "chart CRDs + chart + same objects"
+FLOORS = (CRD_FLOOR, "chart + same objects", "same objects", "minimal")
 SYNC_KINDS = ("InfisicalSecret", "InfisicalStaticSecret", "InfisicalConnection", "InfisicalAuth")
 
 
@@ -92,7 +111,8 @@ def _floor_objects(manifest: str, minimal: bool) -> tuple[list[dict[str, Any]], 
     objects = [o.manifest() for o in plan.kube_objects() if o.kind in SYNC_KINDS]
     assert plan.operator is not None, "the bench manifest is of type infisical"
     release = plan.operator.release
-    chart = {"chart": release.chart, "version": release.version, "repo": release.repo, "values": dict(release.values)}
+    chart = {"chart": release.chart, "version": release.version, "repo": release.repo, "values": dict(release.values),
+             "crds": dict(plan.operator.crds.values)}
     if minimal:
         return [{"apiVersion": "secrets.infisical.com/v1alpha1", "kind": "InfisicalSecret",
                  "metadata": {"name": o["metadata"]["name"]}, "spec": {"hostAPI": "http://127.0.0.1:9/api"}}
@@ -146,24 +166,43 @@ def _measure(n: int, tmp: Path, bin_dir: Path, cluster: LocalCluster, repo: str,
         env["PULUMI_SKIP_CHECKPOINTS"] = "true"
     program = Pulumi(bin_dir, _project(arm_dir, "program", (ROOT / "__main__.py").read_text(), manifest), env)
     config = {"floe:environment": "dev", "floe:operatorClientId": "bench", "floe:operatorClientSecret": "bench"}
-    times: dict[str, tuple[float, ...]] = {"program": _arm(program, config)}
+    times: dict[str, tuple[float, ...]] = {}
+
+    def floor(name: str) -> None:
+        project = _project(arm_dir, name.replace(" ", "-").replace("+", "and"), FLOOR, None)
+        objects, release = _floor_objects(manifest, minimal=name == "minimal")
+        (project / "objects.json").write_text(json.dumps(objects))
+        if name != CRD_FLOOR:
+            release.pop("crds")
+        if "chart" in name:
+            (project / "release.json").write_text(json.dumps(release))
+        pulumi = Pulumi(bin_dir, project, env)
+        times[name] = _arm(pulumi, {})
+        pulumi("destroy", "--yes", timeout=3600)
+
+    # The CRD floor first, on an empty cluster; its destroy deletes its CRDs, so the program's first
+    # preview also finds none. The program keeps its CRDs on destroy, which the other floors use.
+    floor(CRD_FLOOR)
+    times["program"] = _arm(program, config)
     start = time.perf_counter()
     subprocess.run([str(ROOT / ".venv" / "bin" / "floe"), "secrets", "plan", "--stack", "dev", "--manifest",
                     str(program.project / "manifest.yaml")], cwd=program.project, capture_output=True, check=True)
     times["floe secrets plan"] = (time.perf_counter() - start,)
-    for floor in FLOORS:
-        project = _project(arm_dir, floor.replace(" ", "-").replace("+", "and"), FLOOR, None)
-        objects, release = _floor_objects(manifest, minimal=floor == "minimal")
-        (project / "objects.json").write_text(json.dumps(objects))
-        if floor.startswith("chart"):
-            (project / "release.json").write_text(json.dumps(release))
-        pulumi = Pulumi(bin_dir, project, env)
-        times[floor] = _arm(pulumi, {})
-        pulumi("destroy", "--yes", timeout=3600)
+    for name in FLOORS[1:]:
+        floor(name)
     program("destroy", "--yes", timeout=3600)
+    _delete_operator_crds(bin_dir, cluster)  # kept by the program's destroy: the next size starts empty
     shown = "; ".join(f"{arm} " + ", ".join(f"{t:.1f} s" for t in ts) for arm, ts in times.items())
     print(f"  {n} references: {shown}", file=sys.stderr, flush=True)
     return times
+
+
+def _delete_operator_crds(bin_dir: Path, cluster: LocalCluster) -> None:
+    kubectl = [str(bin_dir / "kubectl"), "--kubeconfig", str(cluster.kubeconfig)]
+    listed = subprocess.run([*kubectl, "get", "crd", "-o", "name"], capture_output=True, text=True, check=True)
+    names = [n for n in listed.stdout.split() if n.endswith(".secrets.infisical.com")]
+    if names:
+        subprocess.run([*kubectl, "delete", "--wait", *names], capture_output=True, check=True)
 
 
 def main() -> int:
@@ -190,15 +229,19 @@ def main() -> int:
                     rows.append((n, _measure(n, tmp, bin_dir, cluster, repo, args.skip_checkpoints)))
         finally:
             cluster.down()
-    print(f"{'references':>10} | {'phase':<13} | {'program s':>9} | {'chart+CRs floor s':>17} | {'ratio':>5} | "
-          f"{'CRs floor s':>11} | {'ratio':>5} | {'minimal s':>9} | {'floe plan s':>11}")
-    print("-" * 110)
+    header = ["references", "phase", "program s", "chart CRDs+chart+CRs floor s", "ratio", "chart+CRs floor s",
+              "ratio", "CRs floor s", "ratio", "minimal s", "floe plan s"]
+    print(" | ".join(header))
+    print(" | ".join("-" * len(h) for h in header))
     for n, times in rows:
         for i, phase in enumerate(PHASES):
-            pt, ct, ft, mt = (times[arm][i] for arm in ("program", *FLOORS))
-            plan = f"{times['floe secrets plan'][0]:.1f}" if i == 0 else ""
-            print(f"{n:>10} | {phase:<13} | {pt:>9.1f} | {ct:>17.1f} | {pt / ct:>5.2f} | {ft:>11.1f} | "
-                  f"{pt / ft:>5.2f} | {mt:>9.1f} | {plan:>11}")
+            program = times["program"][i]
+            floors = [times[arm][i] for arm in FLOORS]
+            cells = [str(n), phase, f"{program:.1f}"]
+            for t in floors[:3]:
+                cells += [f"{t:.1f}", f"{program / t:.2f}"]
+            cells += [f"{floors[3]:.1f}", f"{times['floe secrets plan'][0]:.1f}" if i == 0 else ""]
+            print(" | ".join(cells))
     return 0
 
 

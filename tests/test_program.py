@@ -512,3 +512,77 @@ def test_a_program_the_engine_cancels_exits_quietly() -> None:
     with pytest.raises(SystemExit) as exited:
         handler(signal.SIGINT, None)
     assert exited.value.code == 1
+
+
+@pytest.mark.parametrize("kind", ["Namespace", "Secret"])
+def test_core_objects_register_exactly_as_the_typed_classes_would(kind: str) -> None:
+    """CoreObject stands in for pulumi_kubernetes.core.v1.Namespace/Secret (whose module costs a
+    quarter of a second per preview to import): the same type, inputs, secret inputs and secret
+    outputs reach the engine."""
+    import pulumi
+    import pulumi_kubernetes as k8s
+    from conftest import RecordingMonitor
+
+    from floe_infra.deploy.components import CoreObject
+
+    metadata = {"name": "x", "namespace": "floe-jobs", "labels": {"a": "b"}, "annotations": {"c": "d"}}
+    data = {"K": pulumi.Output.secret("v"), "L": pulumi.Output.from_input("plain")}
+    monitor = RecordingMonitor()
+    pulumi.runtime.settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(monitor.mocks, project="p", stack="s", monitor=monitor)
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def register() -> None:
+        opts = pulumi.ResourceOptions(protect=True)
+        if kind == "Secret":
+            k8s.core.v1.Secret("typed", metadata=metadata, type="Opaque", string_data=data, opts=opts)
+            CoreObject("ours", kind, metadata, {"type": "Opaque", "stringData": data}, opts)
+        else:
+            k8s.core.v1.Namespace("typed", metadata=metadata, opts=opts)
+            CoreObject("ours", kind, metadata, {}, opts)
+
+    register()
+    typed, ours = monitor.registrations
+    assert (ours.type, ours.inputs, ours.secret_inputs(), sorted(ours.additional_secret_outputs), ours.protect) == (
+        typed.type, typed.inputs, typed.secret_inputs(), sorted(typed.additional_secret_outputs), typed.protect
+    )
+    assert ours.type == f"kubernetes:core/v1:{kind}"
+    if kind == "Secret":
+        assert ours.secret_inputs() == {"stringData"}
+
+
+RUN_AND_LIST_MODULES = """
+import json, sys
+import pulumi
+sys.path.insert(0, "tests")
+from conftest import RecordingMonitor, default_config
+from floe_infra.model.settings import SECRET_KEYS
+
+monitor = RecordingMonitor()
+pulumi.runtime.set_mocks(monitor.mocks, project="floe", stack="dev", preview=True, monitor=monitor)
+pulumi.runtime.settings.SETTINGS.root_directory = "."
+values = default_config("dev")
+pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()},
+                              [k for k in values if k.removeprefix("floe:") in SECRET_KEYS])
+
+@pulumi.runtime.test
+def evaluate():
+    from floe_infra.deploy.program import run
+    return run().outputs
+
+evaluate()
+assert any(r.type == "kubernetes:core/v1:Secret" for r in monitor.registrations)
+print(sorted(m for m in ("infisical_sdk", "pulumi_kubernetes.core.v1") if m in sys.modules))
+"""
+
+
+def test_a_preview_of_the_program_does_not_import_what_it_does_not_use() -> None:
+    """A preview of the example stack (a Secret, Namespaces, InfisicalSecretValues) loads neither the
+    Infisical SDK (the dynamic provider's process imports it when it talks to Infisical) nor the
+    pulumi_kubernetes core/v1 module (CoreObject): together half a second of every preview."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", RUN_AND_LIST_MODULES], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -19,17 +19,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import requests
-from infisical_sdk import InfisicalSDKClient
-from infisical_sdk.infisical_requests import APIError
 from requests.adapters import HTTPAdapter
 
 from ..errors import FloeError
 from ..model import names
 from ..model.settings import WRITER_ENV
+
+if TYPE_CHECKING:
+    from infisical_sdk import InfisicalSDKClient
+    from infisical_sdk.infisical_requests import APIError
 
 T = TypeVar("T")
 
@@ -270,6 +273,17 @@ class PermissionDenied(Refused):
     """403 PermissionDenied: the identity's role does not allow the action."""
 
 
+@cache
+def api_error() -> type[APIError]:
+    """The SDK's error class, imported on first use: the SDK (and boto3, which it imports) is a
+    tenth of a second that a program whose secrets all come from config, or a preview, need not
+    pay."""
+    from infisical_sdk.infisical_requests import APIError
+
+    error: type[APIError] = APIError
+    return error
+
+
 def classify(exc: APIError) -> Refused:
     """The one reading of an SDK error: Infisical's status, ``error`` field and message (the
     message, not the status, tells a missing folder from a missing secret, or a duplicate key)."""
@@ -332,6 +346,8 @@ class Connection:
         raise TypeError("an Infisical connection holds a token and must never be pickled")
 
     def _new_client(self) -> InfisicalSDKClient:
+        from infisical_sdk import InfisicalSDKClient
+
         client = InfisicalSDKClient(host=self.host, cache_ttl=None)
         adapter = _PolicyAdapter(self.policy.timeout)
         client.api.session.mount("http://", adapter)
@@ -350,7 +366,7 @@ class Connection:
                 self.client = self._new_client()
             try:
                 self._retrying("log in", lambda: self.client.auth.universal_auth.login(self.client_id, self._secret))
-            except APIError as exc:
+            except api_error() as exc:
                 failure = self._login_failure(classify(exc))
                 if stale is not None:
                     failure = f"logging in again after Infisical refused the access token (HTTP {stale}): {failure}"
@@ -394,7 +410,7 @@ class Connection:
             seen = self._generation
             try:
                 return self._retrying(what, lambda: fn(self.client), on_retry, project)
-            except APIError as exc:
+            except api_error() as exc:
                 refused = classify(exc)
                 if not isinstance(refused, TokenExpired):
                     raise refused from None
@@ -452,7 +468,7 @@ class Connection:
         fault, a refusal) or did not answer: the caller's 5xx is then an outage as before."""
         try:
             self.client.api.get(path=PROJECT_BY_SLUG_V1.format(slug=quote(slug, safe="")), model=dict)
-        except APIError as exc:
+        except api_error() as exc:
             refused = classify(exc)
             return refused if isinstance(refused, ProjectNotFound) else None
         except Transient:

@@ -16,7 +16,6 @@ from dataclasses import replace
 from typing import Any
 
 import pulumi
-from infisical_sdk.infisical_requests import APIError
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
@@ -40,6 +39,7 @@ from ..clients.infisical import (
     ProjectNotFound,
     Refused,
     RetryPolicy,
+    api_error,
     classify,
     connect,
 )
@@ -181,7 +181,7 @@ class InfisicalSecretValueProvider(ResourceProvider):
                     secret_value=props["value"],
                     secret_comment=props.get("comment") or None,
                 )
-            except APIError as exc:
+            except api_error() as exc:
                 # Only an attempt whose outcome is unknown can have made the key: then it is ours.
                 # One that was answered (429, an expired token, any 4xx) did nothing.
                 if isinstance(classify(exc), AlreadyExists) and (maybe_landed or props.get("adopt")):
