@@ -17,16 +17,18 @@ For each size (references), on the local control plane (tools/cluster.py) with t
     `default`), plus 4 small objects for its namespaces, release and identity Secret;
   - "minimal": as many InfisicalSecrets with a one-field spec, for comparison.
 Each arm is a fresh stack: `pulumi preview` on an empty cluster, `pulumi up --skip-preview`, then
-`pulumi preview` of the converged stack (the pull-request case), wall time; then `pulumi destroy`.
+`pulumi preview` of the converged stack (the pull-request case), wall time (each preview the median
+of --repeat runs); then `pulumi destroy`.
 The offline `floe secrets plan` of the same manifest is timed beside them.
 
-    .venv/bin/python bench/engine_scale.py [--sizes 10 50 1000] [--skip-checkpoints]
+    .venv/bin/python bench/engine_scale.py [--sizes 10 50 1000] [--repeat 3] [--skip-checkpoints]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -145,17 +147,20 @@ def _timed(pulumi: Pulumi, *args: str) -> float:
 PHASES = ("preview", "up", "preview again")  # on an empty cluster, up, then on the converged stack
 
 
-def _arm(pulumi: Pulumi, config: dict[str, str]) -> tuple[float, float, float]:
+REPEAT = 3  # previews per phase; the median is reported (one preview varies by about ±25%)
+
+
+def _arm(pulumi: Pulumi, config: dict[str, str], repeat: int) -> tuple[float, float, float]:
     pulumi("stack", "init")
     for key, value in config.items():
         pulumi.config_set(key, value, secret=key.endswith(("ClientId", "ClientSecret")))
-    preview = _timed(pulumi, "preview")
+    preview = statistics.median(_timed(pulumi, "preview") for _ in range(repeat))
     up = _timed(pulumi, "up", "--yes", "--skip-preview")
-    return preview, up, _timed(pulumi, "preview", "--expect-no-changes")
+    return preview, up, statistics.median(_timed(pulumi, "preview", "--expect-no-changes") for _ in range(repeat))
 
 
 def _measure(n: int, tmp: Path, bin_dir: Path, cluster: LocalCluster, repo: str,
-             skip_checkpoints: bool) -> dict[str, tuple[float, ...]]:
+             skip_checkpoints: bool, repeat: int) -> dict[str, tuple[float, ...]]:
     """(preview, up) seconds of the program and of each floor at ``n`` references; all destroyed after."""
     refs = "".join(f"  ref-{i}:\n    path: /bench/ref-{i}\n" for i in range(n))
     manifest = MANIFEST.format(repo=repo, refs=refs)
@@ -177,13 +182,13 @@ def _measure(n: int, tmp: Path, bin_dir: Path, cluster: LocalCluster, repo: str,
         if "chart" in name:
             (project / "release.json").write_text(json.dumps(release))
         pulumi = Pulumi(bin_dir, project, env)
-        times[name] = _arm(pulumi, {})
+        times[name] = _arm(pulumi, {}, repeat)
         pulumi("destroy", "--yes", timeout=3600)
 
     # The CRD floor first, on an empty cluster; its destroy deletes its CRDs, so the program's first
     # preview also finds none. The program keeps its CRDs on destroy, which the other floors use.
     floor(CRD_FLOOR)
-    times["program"] = _arm(program, config)
+    times["program"] = _arm(program, config, repeat)
     start = time.perf_counter()
     subprocess.run([str(ROOT / ".venv" / "bin" / "floe"), "secrets", "plan", "--stack", "dev", "--manifest",
                     str(program.project / "manifest.yaml")], cwd=program.project, capture_output=True, check=True)
@@ -212,6 +217,8 @@ def main() -> int:
     parser.add_argument("--skip-checkpoints", action="store_true",
                         help="both arms with PULUMI_SKIP_CHECKPOINTS=true: the engine saves state once, at the end "
                              "(default: off, a checkpoint after every step, as users run it)")
+    parser.add_argument("--repeat", type=int, default=REPEAT,
+                        help=f"previews per phase, median reported (default: {REPEAT})")
     args = parser.parse_args()
     bin_dir = built_tools()
     if bin_dir is None:
@@ -226,7 +233,7 @@ def main() -> int:
         try:
             with chart_repository(tmp / "charts") as repo:
                 for n in args.sizes:
-                    rows.append((n, _measure(n, tmp, bin_dir, cluster, repo, args.skip_checkpoints)))
+                    rows.append((n, _measure(n, tmp, bin_dir, cluster, repo, args.skip_checkpoints, args.repeat)))
         finally:
             cluster.down()
     header = ["references", "phase", "program s", "chart CRDs+chart+CRs floor s", "ratio", "chart+CRs floor s",

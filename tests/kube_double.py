@@ -21,7 +21,9 @@ from local_server import JsonHandler, LocalServer
 TOKEN = "kube-double-token"
 SERVED = {
     "/apis/secrets.infisical.com/v1alpha1": {"infisicalsecrets": "InfisicalSecret"},
-    "/apis/secrets.infisical.com/v1beta1": {"infisicalstaticsecrets": "InfisicalStaticSecret"},
+    "/apis/secrets.infisical.com/v1beta1": {
+        "infisicalstaticsecrets": "InfisicalStaticSecret", "infisicalauths": "InfisicalAuth",
+    },
     "/apis/external-secrets.io/v1": {"externalsecrets": "ExternalSecret"},
     "/api/v1": {"secrets": "Secret"},
 }

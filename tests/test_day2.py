@@ -418,6 +418,41 @@ def test_list_and_status_read_v1beta1_and_eso_conditions(world: World, capsys: p
     ]
 
 
+def test_status_of_a_static_secret_whose_auth_is_refused_gives_infisicals_reason(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The operator marks the InfisicalStaticSecret only "InfisicalAuth is not ready"; the reason
+    (here a Kubernetes Auth login refused for the ServiceAccount's name) is on the InfisicalAuth."""
+    use_operator_api(world.project, "v1beta1")
+    world.kube.objects.clear()
+    refused = ('infisicalAuth is not ready to be used due to an error: unable to authenticate with Kubernetes: '
+               'APIError: CallKubernetesAuthLogin unsuccessful response [POST http://127.0.0.1:18080/api/v1/auth/'
+               'kubernetes-auth/login] [status-code=401] [message="Access denied: K8s name not allowed."]')
+    world.kube.add("infisicalauths", {
+        "apiVersion": "secrets.infisical.com/v1beta1", "kind": "InfisicalAuth",
+        "metadata": {"name": "infisical-kubernetes", "namespace": "infisical", "labels": LABELS},
+        "status": {"conditions": [condition("secrets.infisical.com/IsReady", "False", "Error", refused,
+                                            timedelta(minutes=1))]},
+    })  # fmt: skip
+    for name, path in (("catalog-credentials", "/catalog/polaris"), ("snowflake-credentials", "/compute/snowflake")):
+        world.kube.add("infisicalstaticsecrets", {
+            "apiVersion": "secrets.infisical.com/v1beta1", "kind": "InfisicalStaticSecret",
+            "metadata": {"name": name, "namespace": "floe-jobs", "labels": LABELS},
+            "spec": {"infisicalAuthRef": {"name": "infisical-kubernetes", "namespace": "infisical"},
+                     "sources": [{"projectSlug": "floe-platform", "environmentSlug": "dev", "secretPath": path}]},
+            "status": {"conditions": [condition(STATIC_STATUS, "False", "Error",
+                                                "Reconciliation failed: InfisicalAuth is not ready", timedelta(minutes=1))]},
+        })  # fmt: skip
+    code, out, _ = run(capsys, "status", "--format", "json")
+    assert code == 1
+    rows = json.loads(out)["rows"]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["message"].startswith("Failed: Error: Reconciliation failed: InfisicalAuth is not ready (InfisicalAuth "
+                                         "infisical/infisical-kubernetes: Error: infisicalAuth is not ready")
+        assert "Access denied: K8s name not allowed." in row["message"]
+
+
 # --- type k8s -----------------------------------------------------------------------------
 
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import subprocess
 import tarfile
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -232,3 +235,63 @@ def infisical_server() -> Iterator[dict[str, str]]:
     finally:
         if started:
             stop_server(state)
+
+
+class InfisicalAdminError(LocalEnvError):
+    """The server refused an admin call: its status and answer."""
+
+    def __init__(self, what: str, status: int, answer: str) -> None:
+        super().__init__(f"{what}: HTTP {status}: {answer[:500]}")
+        self.status = status
+        self.answer = answer
+
+
+@dataclass
+class InfisicalAdmin:
+    """The local server's organisation admin (the admin machine identity of admin.env), for what a
+    person does in Infisical's UI: machine identities, their auth methods and project memberships."""
+
+    host: str
+    org_id: str
+    project_id: str
+    client: tuple[str, str]
+    _token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_state(cls, state: Path | None = None) -> InfisicalAdmin:
+        values = env_file((state or server_state()) / "admin.env")
+        return cls(values["INFISICAL_HOST"], values["INFISICAL_ORG_ID"], values["INFISICAL_PROJECT_ID"],
+                   (values["INFISICAL_ADMIN_CLIENT_ID"], values["INFISICAL_ADMIN_CLIENT_SECRET"]))
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None, token: str | None) -> Any:
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        request = urllib.request.Request(self.host + path, method=method, headers=headers,
+                                         data=json.dumps(body).encode() if body is not None else None)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return json.loads(answer.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise InfisicalAdminError(f"{method} {path}", exc.code, exc.read().decode(errors="replace")) from None
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        if self._token is None:
+            login = {"clientId": self.client[0], "clientSecret": self.client[1]}
+            self._token = str(self._request("POST", "/api/v1/auth/universal-auth/login", login, None)["accessToken"])
+        return self._request(method, path, body, self._token)
+
+    def create_identity(self, name: str) -> str:
+        """A new machine identity with no organisation role (it gets a project role of its own)."""
+        body = {"name": name, "organizationId": self.org_id, "role": "no-access"}
+        return str(self.call("POST", "/api/v1/identities", body)["identity"]["id"])
+
+    def delete_identity(self, identity_id: str) -> None:
+        with contextlib.suppress(InfisicalAdminError):
+            self.call("DELETE", f"/api/v1/identities/{identity_id}")
+
+    def add_to_project(self, identity_id: str, role: str) -> None:
+        self.call("POST", f"/api/v2/workspace/{self.project_id}/identity-memberships/{identity_id}", {"role": role})
+
+    def kubernetes_auth(self, identity_id: str, *, method: str = "POST", **settings: Any) -> None:
+        """Attach (POST) or change (PATCH) an identity's Kubernetes Auth: ``kubernetesHost``,
+        ``caCert``, ``tokenReviewerJwt``, ``allowedNamespaces``, ``allowedNames``, ``allowedAudience``."""
+        self.call(method, f"/api/v1/auth/kubernetes-auth/identities/{identity_id}", settings)

@@ -26,6 +26,7 @@ READY = "secrets.infisical.com/ReadyToSyncSecrets"
 TOKEN = "secrets.infisical.com/LoadedInfisicalToken"
 STATIC_STATUS = "secrets.infisical.com/LastReconcileStatus"
 STATIC_SYNCED_AT = "secrets.infisical.com/LastSuccessfulReconcileAt"
+AUTH_READY = "secrets.infisical.com/IsReady"
 
 
 def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -77,15 +78,32 @@ def sync_state(obj: Mapping[str, Any]) -> SyncState:
     return _state(obj, "InfisicalSecret", status, scope.project, scope.environment, times)
 
 
-def static_sync_state(obj: Mapping[str, Any]) -> SyncState:
+def auth_failures(auths: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+    """Why each InfisicalAuth that is not ready is not, by (namespace, name): a failed login carries
+    Infisical's answer there, while the static secrets that use it say only that it is not ready."""
+    failures = {}
+    for auth in auths:
+        ready = _conditions(auth).get(AUTH_READY)
+        if ready is not None and ready.get("status") == "False":
+            meta = auth.get("metadata", {})
+            failures[(str(meta.get("namespace", "")), str(meta.get("name", "")))] = _status_of(ready)[1]
+    return failures
+
+
+def static_sync_state(obj: Mapping[str, Any], auth_failures: Mapping[tuple[str, str], str] | None = None) -> SyncState:
     """An InfisicalStaticSecret (v1beta1): its operator records the last successful reconcile
-    time itself (the message of ``LastSuccessfulReconcileAt``), which is as precise as it gets."""
+    time itself (the message of ``LastSuccessfulReconcileAt``), which is as precise as it gets.
+    A failure because its InfisicalAuth is not ready gives that auth's reason too."""
     conditions = _conditions(obj)
     synced_at = conditions.get(STATIC_SYNCED_AT)
     times: list[object] = [synced_at.get("message")] if synced_at else []
     scope = read_scope("InfisicalStaticSecret", obj.get("spec") or {})
     assert scope is not None
     status = _status_of(conditions.get(STATIC_STATUS))
+    ref = (obj.get("spec") or {}).get("infisicalAuthRef") or {}
+    reason = (auth_failures or {}).get((str(ref.get("namespace", "")), str(ref.get("name", ""))))
+    if status[0] == "Failed" and reason:
+        status = ("Failed", f"{status[1]} (InfisicalAuth {ref.get('namespace')}/{ref.get('name')}: {reason})")
     return _state(obj, "InfisicalStaticSecret", status, scope.project, scope.environment, times)
 
 
@@ -166,7 +184,8 @@ class InfisicalPlugin(SecretsPlugin):
         labels = {**MANAGED_BY, STACK_LABEL: self.context.stack}
         if settings.operator.api == "v1beta1":
             found = cluster.list(V1BETA1, "infisicalstaticsecrets", namespace, labels)
-            states = [static_sync_state(o) for o in found]
+            failures = auth_failures(cluster.list(V1BETA1, "infisicalauths", settings.operator.namespace, labels))
+            states = [static_sync_state(o, failures) for o in found]
         else:
             states = [sync_state(o) for o in cluster.list(V1ALPHA1, "infisicalsecrets", namespace, labels)]
         external = cluster.list(ESO_API, "externalsecrets", namespace, labels, required=False)

@@ -250,12 +250,12 @@ class _Builder:
         return password.result
 
 
-CORE_KINDS = ("Namespace", "Secret")
+CORE_KINDS = ("Namespace", "Secret", "ServiceAccount")
 
 
 class CoreObject(pulumi.CustomResource):
-    """A core/v1 Namespace or Secret, registered as ``kubernetes:core/v1:<kind>`` with the inputs
-    and options that ``pulumi_kubernetes.core.v1.Namespace``/``Secret`` send. Those classes live in
+    """A core/v1 Namespace, Secret or ServiceAccount, registered as ``kubernetes:core/v1:<kind>`` with
+    the inputs and options that ``pulumi_kubernetes.core.v1.Namespace``/``Secret``/... send. Those classes live in
     a module that builds every core type's classes on import, a quarter of a second of each preview
     (bench/engine_scale.py); tests/test_program.py holds this class to theirs."""
 
@@ -328,7 +328,11 @@ class InfisicalOperator(pulumi.ComponentResource):
         self.resources = builder.created
         self.ready = builder.ready
         self.register_outputs(
-            {"release": args.plan.release.logical_name, "identitySecret": args.plan.identity.logical_name}
+            {
+                "release": args.plan.release.logical_name,
+                "identitySecret": args.plan.identity.logical_name if args.plan.identity else None,
+                "serviceAccount": args.plan.service_account.logical_name if args.plan.service_account else None,
+            }
         )
 
 

@@ -42,11 +42,31 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+OperatorAuth = Literal["universal", "kubernetes"]
+DEFAULT_AUTH_SERVICE_ACCOUNT = "infisical-auth"
+
+
 class OperatorSettings(_Model):
     namespace: DnsLabel = "infisical"
     chart_version: ExactVersion = DEFAULT_CHART_VERSION
     chart_repo: Url = DEFAULT_CHART_REPO
     api: Literal["v1alpha1", "v1beta1"] = "v1beta1"
+    # How the operator logs in to Infisical: universal (a client id and secret in a Secret), or
+    # kubernetes (a short-lived token of service_account, which the program creates in the
+    # operator's namespace; the identity id is stack config floe:operatorIdentityId).
+    auth: OperatorAuth = "universal"
+    service_account: DnsName | None = None
+
+    @model_validator(mode="after")
+    def _service_account_needs_kubernetes_auth(self) -> OperatorSettings:
+        if self.auth != "kubernetes" and self.service_account:
+            raise ValueError("service_account is for auth: kubernetes; set operator.auth: kubernetes or remove it")
+        return self
+
+    @property
+    def auth_service_account(self) -> str:
+        """The ServiceAccount whose tokens log the operator in (kubernetes auth), in its namespace."""
+        return self.service_account or DEFAULT_AUTH_SERVICE_ACCOUNT
 
 
 class EsoSettings(_Model):

@@ -114,6 +114,14 @@ def go_duration(value: str) -> str:
     return f"{interval_seconds(value)}s"
 
 
+_UUID = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+def identity_id(value: str) -> str:
+    """An Infisical machine identity's id (Infisical answers any other string with a 500)."""
+    return _require(_UUID, value, "a machine identity id: copy the identity's ID (a UUID) from Infisical")
+
+
 def exact_version(value: str) -> str:
     return _require(
         _EXACT_VERSION, value, "an exact chart version: pin one release, like v0.11.5 (not latest or a range)"

@@ -30,7 +30,9 @@ WRITER_ENV = {
 }
 """The writer identity's ``infisical:*`` keys and the environment variables Infisical's CLI and
 Terraform provider read instead (the site URL defaults to the manifest's)."""
-SCALAR_KEYS = ("environment", "manifest", "jobsNamespace", "createNamespaces", "protect", "kubeContext")
+SCALAR_KEYS = (
+    "environment", "manifest", "jobsNamespace", "createNamespaces", "protect", "kubeContext", "operatorIdentityId"
+)
 SECRET_KEYS = ("operatorClientId", "operatorClientSecret", "secretValues")
 KNOWN_KEYS = SCALAR_KEYS + SECRET_KEYS
 
@@ -47,6 +49,8 @@ class StackSettings:
     protect: bool = False
     kube_context: str | None = None
     operator_credentials_set: bool = False
+    operator_credentials: frozenset[str] = frozenset()  # which of operatorClientId/Secret are set
+    operator_identity_id: str | None = None
     secret_value_keys: Mapping[str, frozenset[str]] | None = None
     writer_credentials_set: bool | None = None
     source: str = "stack config"
@@ -107,6 +111,9 @@ class _StackConfig(BaseModel):
     create_namespaces: PulumiBool = Field(True, alias="createNamespaces")
     protect: PulumiBool = False
     kube_context: Text | None = Field(None, alias="kubeContext")
+    operator_identity_id: Annotated[Text, AfterValidator(_rule(names.identity_id))] | None = Field(
+        None, alias="operatorIdentityId"
+    )
     operator_client_id: object = Field(None, alias="operatorClientId")
     operator_client_secret: object = Field(None, alias="operatorClientSecret")
     secret_values: object = Field(None, alias="secretValues")
@@ -127,6 +134,11 @@ def parse_stack_config(stack: str, values: Mapping[str, object], source: str) ->
         protect=config.protect,
         kube_context=config.kube_context,
         operator_credentials_set=config.operator_client_id is not None and config.operator_client_secret is not None,
+        operator_credentials=frozenset(
+            key for key, value in (("operatorClientId", config.operator_client_id),
+                                   ("operatorClientSecret", config.operator_client_secret)) if value is not None
+        ),
+        operator_identity_id=config.operator_identity_id,
         secret_value_keys=_secret_value_keys(config.secret_values, source),
         source=source,
     )

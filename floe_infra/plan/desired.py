@@ -205,20 +205,27 @@ Desired = KubeObject | HelmRelease | InfisicalValue | ChartCrds
 
 @dataclass(frozen=True)
 class OperatorPlan:
-    """The Infisical operator install: its namespace (if created), release and identity Secret; with
-    operator API v1beta1 its connection and auth objects; and External Secrets Operator if installed."""
+    """The Infisical operator install: its namespace (if created), release, and what it logs in
+    with: universal auth, the identity Secret (client id and secret); kubernetes auth, the
+    ServiceAccount whose tokens it presents (and, for v1beta1, a Secret holding only the identity
+    id, which InfisicalAuth reads from a Secret). With operator API v1beta1 its connection and auth
+    objects; and External Secrets Operator if installed."""
 
     namespace: KubeObject | None
     crds: ChartCrds
     release: HelmRelease
-    identity: KubeObject
+    identity: KubeObject | None
+    service_account: KubeObject | None = None
+    identity_id: str | None = None  # kubernetes auth: the identity the ServiceAccount logs in as
     connection: KubeObject | None = None
     auth: KubeObject | None = None
     eso: HelmRelease | None = None
     eso_namespace: KubeObject | None = None
 
     def resources(self) -> tuple[Desired, ...]:
-        optional = (self.namespace, self.crds, self.release, self.identity, self.connection, self.auth)
+        optional = (
+            self.namespace, self.crds, self.release, self.service_account, self.identity, self.connection, self.auth
+        )
         eso = (self.eso_namespace, self.eso)
         return tuple(r for r in (*optional, *eso) if r is not None)
 

@@ -27,7 +27,7 @@ from .desired import (
     SecretSource,
     StackPlan,
 )
-from .sync_objects import eso_release, sync_objects, v1beta1_auth
+from .sync_objects import IDENTITY_ID_KEY, IDENTITY_ID_SECRET, eso_release, sync_objects, v1beta1_auth
 
 CHART_NAME = "secrets-operator"
 RELEASE_NAME = "infisical-secrets-operator"
@@ -43,6 +43,14 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
     if plugin.type == "infisical":
         assert plugin.config is not None  # the model requires it for this type
         eso_used = any(r.via == "eso" for r in references)
+        if plugin.config.operator.auth == "kubernetes":
+            for ref in references:
+                if ref.via == "eso":
+                    raise manifest.error(
+                        (*ref.declared_at, "via"),
+                        "via: eso logs in with the universal-auth identity Secret, which operator.auth: kubernetes "
+                        "does not create: remove via: eso (the operator syncs it) or set operator.auth: universal",
+                    )
         operator: OperatorPlan | None = _operator(plugin.config, settings, labels, eso_used)
         plans = tuple(_infisical_reference(r, plugin.config, settings, labels, operator) for r in references)
     elif plugin.type == "k8s":
@@ -107,7 +115,22 @@ def deploy_config_problems(plan: StackPlan) -> list[str]:
             "it is protected (floe:protect: true) but does not name its cluster, so it would deploy to whatever "
             f"kubeconfig context is current: run `{set_command(settings.stack, 'kubeContext', '<kubeconfig-context>')}`"
         )
-    if plan.operator is not None and not settings.operator_credentials_set:
+    kubernetes_auth = plan.operator is not None and plan.operator.service_account is not None
+    if kubernetes_auth and settings.operator_identity_id is None:
+        problems.append(
+            "the operator logs in with Kubernetes Auth (plugins.secrets.config.operator.auth: kubernetes) but the "
+            "identity it logs in as is not set: run "
+            f"`{set_command(settings.stack, 'operatorIdentityId', '<identity-id>')}`"
+        )
+    if kubernetes_auth and settings.operator_credentials:
+        set_keys = sorted(settings.operator_credentials)
+        problems.append(
+            f"it sets {' and '.join(f'floe:{k}' for k in set_keys)}, but with operator.auth: kubernetes no client "
+            "secret is kept in the cluster: run "
+            + " and ".join(f"`pulumi config rm --stack {settings.stack} 'floe:{k}'`" for k in set_keys)
+            + " (or set operator.auth: universal)"
+        )
+    if plan.operator is not None and not kubernetes_auth and not settings.operator_credentials_set:
         problems.append(
             "the operator's machine identity is not set: run "
             f"`{set_command(settings.stack, 'operatorClientId', '<client-id>', secret=True)}` and "
@@ -168,20 +191,37 @@ def _operator(
         depends_on=(*deps, crds.id),
         protect=settings.protect,
     )
-    identity = _opaque_secret(
-        config.identity_secret,
-        op.namespace,
-        labels,
-        {
-            "clientId": SecretSource(config_key="operatorClientId"),
-            "clientSecret": SecretSource(config_key="operatorClientSecret"),
-        },
-        deps,
-        settings.protect,
+    if op.auth == "kubernetes":
+        service_account: KubeObject | None = KubeObject(
+            api_version="v1", kind="ServiceAccount", name=op.auth_service_account, namespace=op.namespace,
+            labels=labels, depends_on=deps, protect=settings.protect,
+        )
+        # v1beta1's InfisicalAuth reads the identity id from a Secret; nothing else is in it.
+        identity = (
+            _opaque_secret(IDENTITY_ID_SECRET, op.namespace, labels,
+                           {IDENTITY_ID_KEY: SecretSource(config_key="operatorIdentityId")}, deps, settings.protect)
+            if op.api == "v1beta1" else None
+        )
+    else:
+        service_account = None
+        identity = _opaque_secret(
+            config.identity_secret,
+            op.namespace,
+            labels,
+            {
+                "clientId": SecretSource(config_key="operatorClientId"),
+                "clientSecret": SecretSource(config_key="operatorClientSecret"),
+            },
+            deps,
+            settings.protect,
+        )
+    plan = OperatorPlan(
+        namespace=namespace, crds=crds, release=release, identity=identity, service_account=service_account,
+        identity_id=settings.operator_identity_id if service_account else None,
     )
-    plan = OperatorPlan(namespace=namespace, crds=crds, release=release, identity=identity)
     if op.api == "v1beta1":
-        connection, auth = v1beta1_auth(config, (crds.id, *deps), identity, labels, settings.protect)
+        assert identity is not None
+        connection, auth = v1beta1_auth(config, (crds.id, *deps), identity, labels, settings.protect, service_account)
         plan = replace(plan, connection=connection, auth=auth)
     if eso_used and config.eso.install:
         eso_ns = _namespace(config.eso.namespace, labels, settings) if settings.create_namespaces else None
@@ -315,9 +355,13 @@ def _check_secret_targets(
 ) -> None:
     """Two writers of one Secret would fight forever; reject that before anything is created."""
     owners: dict[tuple[str, str], str] = {}
-    if operator is not None:
+    if operator is not None and operator.identity is not None:
         assert operator.identity.namespace is not None
-        owners[(operator.identity.namespace, operator.identity.name)] = "plugins.secrets.config.identity_secret"
+        what = (
+            "plugins.secrets.config.identity_secret" if operator.service_account is None
+            else f"the operator's identity id Secret ({operator.identity.name})"
+        )
+        owners[(operator.identity.namespace, operator.identity.name)] = what
     for plan in plans:
         ref = plan.reference
         target = (ref.namespace, ref.name)

@@ -30,7 +30,8 @@ V1BETA1 = "secrets.infisical.com/v1beta1"
 ESO_API = "external-secrets.io/v1"
 ORPHAN_ON_DELETE: Mapping[str, str] = MappingProxyType({"pulumi.com/deletionPropagationPolicy": "orphan"})
 ESO_RELEASE, ESO_CHART = "external-secrets", "external-secrets"
-CONNECTION_NAME, AUTH_NAME = "infisical", "infisical-universal"
+CONNECTION_NAME, AUTH_NAME, KUBERNETES_AUTH_NAME = "infisical", "infisical-universal", "infisical-kubernetes"
+IDENTITY_ID_KEY, IDENTITY_ID_SECRET = "identityId", "infisical-identity-id"
 
 @dataclass(frozen=True)
 class Scope:
@@ -44,7 +45,7 @@ class Scope:
 _SCOPE_FIELDS: dict[str, tuple[tuple[str | int, ...], tuple[str, str, str]]] = {
     # kind: (where in its spec, its names for project, environment and path)
     "InfisicalSecret": (
-        ("authentication", "universalAuth", "secretsScope"), ("projectSlug", "envSlug", "secretsPath")
+        ("authentication", "*", "secretsScope"), ("projectSlug", "envSlug", "secretsPath")
     ),
     "InfisicalStaticSecret": (("sources", 0), ("projectSlug", "environmentSlug", "secretPath")),
     "ClusterSecretStore": (
@@ -63,8 +64,9 @@ def read_scope(kind: str, spec: Mapping[str, Any]) -> Scope | None:
     node: Any = spec
     for step in where:
         try:
-            node = node[step]
-        except (KeyError, IndexError, TypeError):
+            # "*": the one entry there (InfisicalSecret's universalAuth or kubernetesAuth)
+            node = next(iter(node.values())) if step == "*" else node[step]
+        except (KeyError, IndexError, TypeError, AttributeError, StopIteration):
             node = {}
             break
     values = [str(node.get(f, "")) if isinstance(node, Mapping) else "" for f in fields]
@@ -101,31 +103,51 @@ def _object(
     )
 
 
+def _account(service_account: KubeObject) -> dict[str, str]:
+    assert service_account.namespace is not None
+    return {"name": service_account.name, "namespace": service_account.namespace}
+
+
 def v1beta1_auth(
     config: InfisicalSettings,
     requires: tuple[str, ...],
     identity: KubeObject,
     labels: Mapping[str, str],
     protect: bool,
+    service_account: KubeObject | None = None,
 ) -> tuple[KubeObject, KubeObject]:
-    """The InfisicalConnection and the universal-auth InfisicalAuth every static secret uses;
-    ``requires``: their CRDs and namespace."""
+    """The InfisicalConnection and the InfisicalAuth every static secret uses; ``requires``: their
+    CRDs and namespace. Universal auth reads client id and secret from ``identity``; kubernetes auth
+    (with ``service_account``) reads only the identity id from it, and logs in with a token of
+    ``service_account`` that the operator requests for each login."""
     ns = config.operator.namespace
     address = {"address": config.site_url.rstrip("/")}
     connection = _object(
         V1BETA1, "InfisicalConnection", CONNECTION_NAME, ns, labels, address, requires, protect, {}
     )
-    auth_spec = {
-        "method": "universal",
-        "infisicalConnectionRef": {"name": CONNECTION_NAME, "namespace": ns},
-        "universal": {
+    reference = {"infisicalConnectionRef": {"name": CONNECTION_NAME, "namespace": ns}}
+    if service_account is None:
+        name, deps = AUTH_NAME, (*requires, identity.id, connection.id)
+        auth_spec: dict[str, Any] = {"method": "universal", **reference, "universal": {
             "clientIdRef": _credential(identity, "clientId"),
             "clientSecretRef": _credential(identity, "clientSecret"),
-        },
-    }
-    deps = (*requires, identity.id, connection.id)
-    auth = _object(V1BETA1, "InfisicalAuth", AUTH_NAME, ns, labels, auth_spec, deps, protect, {})
+        }}
+    else:
+        name, deps = KUBERNETES_AUTH_NAME, (*requires, identity.id, service_account.id, connection.id)
+        auth_spec = {"method": "kubernetes", **reference, "kubernetes": {
+            "identityIdRef": _credential(identity, IDENTITY_ID_KEY),
+            "serviceAccountRef": _account(service_account),
+        }}
+    auth = _object(V1BETA1, "InfisicalAuth", name, ns, labels, auth_spec, deps, protect, {})
     return connection, auth
+
+
+def config_identity_id(operator: OperatorPlan) -> str:
+    """The identity id a v1alpha1 InfisicalSecret names in its spec (plain: it is no credential)."""
+    return operator.identity_id or IDENTITY_ID_PLACEHOLDER
+
+
+IDENTITY_ID_PLACEHOLDER = "<floe:operatorIdentityId>"
 
 
 def eso_release(config: InfisicalSettings, depends_on: tuple[str, ...], protect: bool) -> HelmRelease:
@@ -159,6 +181,7 @@ def sync_objects(
     """The objects that fill ``ref``'s Secret; each depends on ``values`` (ids written first)."""
     identity = operator.identity
     if ref.via == "eso":
+        assert identity is not None  # the plan refuses via: eso with kubernetes auth
         store_deps = (identity.id, operator.eso.id) if operator.eso else (identity.id,)
         store = _object(
             ESO_API,
@@ -217,20 +240,27 @@ def sync_objects(
         }
         deps = (operator.crds.id, auth.id, *values)
         return (_object(V1BETA1, "InfisicalStaticSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
-    assert identity.namespace is not None
+    scope = {"projectSlug": config.project_slug, "envSlug": environment, "secretsPath": ref.path}
+    if operator.service_account is not None:
+        login: dict[str, Any] = {"kubernetesAuth": {
+            "identityId": config_identity_id(operator),
+            "serviceAccountRef": _account(operator.service_account),
+            # A TokenRequest per login (a Kubernetes 1.24+ ServiceAccount has no token Secret).
+            "autoCreateServiceAccountToken": True,
+            "secretsScope": scope,
+        }}
+        credentials = operator.service_account
+    else:
+        assert identity is not None and identity.namespace is not None
+        login = {"universalAuth": {
+            "credentialsRef": {"secretName": identity.name, "secretNamespace": identity.namespace},
+            "secretsScope": scope,
+        }}
+        credentials = identity
     spec = {
         "hostAPI": config.host_api,
         "syncConfig": {"resyncInterval": config.resync_interval},
-        "authentication": {
-            "universalAuth": {
-                "credentialsRef": {"secretName": identity.name, "secretNamespace": identity.namespace},
-                "secretsScope": {
-                    "projectSlug": config.project_slug,
-                    "envSlug": environment,
-                    "secretsPath": ref.path,
-                },
-            }
-        },
+        "authentication": login,
         "managedKubeSecretReferences": [
             {
                 "secretName": ref.name,
@@ -243,5 +273,5 @@ def sync_objects(
     # creationPolicy Orphan (the CRD's default): the Secret carries no owner reference, so nothing
     # that deletes the InfisicalSecret (a CRD removed with its Helm release, a namespace switch of the
     # release) garbage-collects the Secret that pods read; a new InfisicalSecret resumes syncing it.
-    deps = (operator.crds.id, identity.id, *values)
+    deps = (operator.crds.id, credentials.id, *values)
     return (_object(V1ALPHA1, "InfisicalSecret", ref.name, ref.namespace, labels, spec, deps, protect),)

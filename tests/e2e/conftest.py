@@ -15,10 +15,11 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
@@ -39,6 +40,22 @@ from localenv import (  # noqa: E402
 
 ARTIFACTS = Path(os.environ.get("FLOE_E2E_ARTIFACTS", ROOT / "out" / "e2e"))
 PASSPHRASE = "floe-e2e-passphrase"
+
+
+FOLLOW = 45  # seconds a change may take to reach a Secret: the resync interval, plus the operator's backoff
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], what: str, timeout: float = FOLLOW) -> tuple[T, float]:
+    """The first truthy result of ``probe`` and the seconds it took; fails naming ``what``."""
+    start = time.monotonic()
+    while True:
+        result = probe()
+        if result:
+            return result, time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"{what}: not within {timeout:.0f}s", pytrace=False)
+        time.sleep(0.5)
 
 
 def unavailable(reason: str) -> NoReturn:

@@ -12,26 +12,24 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import ARTIFACTS, ROOT, Pulumi, make_project, pulumi_env
+from conftest import ARTIFACTS, ROOT, Pulumi, eventually, make_project, pulumi_env
 from localenv import Infisical
 
 pytestmark = pytest.mark.e2e
 
 ENV = "dev"
 RESYNC = 5  # seconds: the operator's smallest interval, and this stack's
-FOLLOW = 45  # seconds a change may take to reach the Secret: the interval, plus the operator's backoff
 JOBS = "floe-jobs"
 MARK = "secrets.infisical.com/managed-secret.snowflake-credentials"  # the operator's, on the pod template
-T = TypeVar("T")
 
 
 def manifest(infisical: Infisical, chart_repo: str, api: str | None) -> dict[str, Any]:
@@ -109,18 +107,6 @@ class Synced:
             },
             "dagster-db": {"DATABASE_URL": self.values["database"]},
         }
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = FOLLOW) -> tuple[T, float]:
-    """The first truthy result of ``probe`` and the seconds it took; fails naming ``what``."""
-    start = time.monotonic()
-    while True:
-        result = probe()
-        if result:
-            return result, time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"{what}: not within {timeout:.0f}s", pytrace=False)
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
