@@ -440,16 +440,18 @@ def test_status_of_a_static_secret_whose_auth_is_refused_gives_infisicals_reason
             "metadata": {"name": name, "namespace": "floe-jobs", "labels": LABELS},
             "spec": {"infisicalAuthRef": {"name": "infisical-kubernetes", "namespace": "infisical"},
                      "sources": [{"projectSlug": "floe-platform", "environmentSlug": "dev", "secretPath": path}]},
-            "status": {"conditions": [condition(STATIC_STATUS, "False", "Error",
-                                                "Reconciliation failed: InfisicalAuth is not ready", timedelta(minutes=1))]},
+            "status": {"conditions": [condition(
+                STATIC_STATUS, "False", "Error", "Reconciliation failed: InfisicalAuth is not ready",
+                timedelta(minutes=1))]},
         })  # fmt: skip
     code, out, _ = run(capsys, "status", "--format", "json")
     assert code == 1
     rows = json.loads(out)["rows"]
     assert len(rows) == 2
     for row in rows:
-        assert row["message"].startswith("Failed: Error: Reconciliation failed: InfisicalAuth is not ready (InfisicalAuth "
-                                         "infisical/infisical-kubernetes: Error: infisicalAuth is not ready")
+        assert row["message"].startswith(
+            "Failed: Error: Reconciliation failed: InfisicalAuth is not ready (InfisicalAuth "
+            "infisical/infisical-kubernetes: Error: infisicalAuth is not ready")
         assert "Access denied: K8s name not allowed." in row["message"]
 
 

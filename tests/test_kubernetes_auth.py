@@ -120,7 +120,9 @@ MANIFEST_PROBLEMS = [
 ]
 
 
-@pytest.mark.parametrize(("manifest", "match"), [c[1:] for c in MANIFEST_PROBLEMS], ids=[c[0] for c in MANIFEST_PROBLEMS])
+@pytest.mark.parametrize(
+    ("manifest", "match"), [c[1:] for c in MANIFEST_PROBLEMS], ids=[c[0] for c in MANIFEST_PROBLEMS]
+)
 def test_manifest_that_does_not_fit_kubernetes_auth_names_the_field(
     tmp_path: Path, manifest: Any, match: str
 ) -> None:

@@ -109,6 +109,7 @@ def test_operator_release_and_identity(tmp_path: Path) -> None:
     plan = plan_for(tmp_path)
     assert plan.operator is not None
     release, identity = plan.operator.release, plan.operator.identity
+    assert identity is not None
     assert (release.chart, release.version, release.namespace, release.name) == (
         "secrets-operator",
         "v0.11.5",

@@ -214,7 +214,7 @@ class LocalCluster:
         pid = self._spawn("infisical-operator", [
             "--kubeconfig", str(self.kubeconfig), "--metrics-bind-address", "0",
             "--health-probe-bind-address", f"{HOST}:{probe}", "--leader-elect=false", "--zap-devel=false",
-        ])
+        ], env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})  # its Kubernetes Auth reads only the variable
         self._record({**self._recorded_pids(), "infisical-operator": pid})
         self._wait("infisical-operator", lambda: _http_ok(f"http://{HOST}:{probe}/readyz"), timeout)
         return self.state_dir / "logs" / "infisical-operator.log"
@@ -246,10 +246,10 @@ class LocalCluster:
         assert self.bin_dir is not None
         return self.bin_dir / name
 
-    def _spawn(self, name: str, args: list[str]) -> int:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> int:
         log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen([str(self._bin(name)), *args], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
         log.close()
         self._procs = getattr(self, "_procs", {})
         self._procs[name] = proc
