@@ -69,8 +69,11 @@ tools-cold:
 
 # The main job end to end on local defaults: local cluster, the real Infisical server, the operator,
 # `pulumi up` of a demo stack of the example manifest, then `floe secrets status`.
+# AUTH=kubernetes: the operator logs in with a ServiceAccount token (Infisical Kubernetes Auth).
+AUTH ?= universal
 demo: $(STAMP) $(RUNTIME_STAMP)
-	$(BIN)/python tools/demo.py up
+	$(if $(filter-out universal kubernetes,$(AUTH)),$(error AUTH is $(AUTH): use universal or kubernetes))
+	$(BIN)/python tools/demo.py up $(if $(filter kubernetes,$(AUTH)),--kubernetes-auth)
 
 demo-down: $(STAMP)
 	$(BIN)/python tools/demo.py down

@@ -13,6 +13,7 @@ removes STATE_DIR.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -226,6 +227,35 @@ class LocalCluster:
         pids = self._recorded_pids()
         self._stop({k: v for k, v in pids.items() if k == "infisical-operator"})
         self._record({k: v for k, v in pids.items() if k != "infisical-operator"})
+
+    # -- what Infisical's Kubernetes Auth needs of a cluster ---------------------------------
+    def api_server(self) -> tuple[str, str]:
+        """The API server's URL and CA certificate (PEM)."""
+        entry = json.loads(self.kubeconfig.read_text())["clusters"][0]["cluster"]
+        return str(entry["server"]), Path(entry["certificate-authority"]).read_text()
+
+    def token_reviewer_jwt(self, name: str = "floe-token-reviewer", hours: int = 24) -> str:
+        """A JWT of ServiceAccount kube-system/``name``, bound to system:auth-delegator (it may call
+        TokenReview): what an Infisical identity's Kubernetes Auth verifies logins with."""
+        self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": "kube-system"}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                         "name": "system:auth-delegator"},
+             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "kube-system"}]},
+        ]}))
+        return self.kubectl("create", "token", name, "-n", "kube-system", "--duration", f"{hours}h").strip()
+
+    def remove_token_reviewer(self, name: str = "floe-token-reviewer") -> None:
+        self.kubectl("delete", "clusterrolebinding", name, "--ignore-not-found")
+        self.kubectl("delete", "serviceaccount", name, "-n", "kube-system", "--ignore-not-found")
+
+    def secrets(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(namespace, name, decoded data) of every Secret in the cluster."""
+        found = json.loads(self.kubectl("get", "secrets", "-A", "-o", "json"))["items"]
+        return [(s["metadata"]["namespace"], s["metadata"]["name"],
+                 {k: base64.b64decode(v).decode(errors="replace") for k, v in (s.get("data") or {}).items()})
+                for s in found]
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
         result = subprocess.run(

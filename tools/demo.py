@@ -3,6 +3,8 @@ the Infisical operator (out of cluster), and `pulumi up` of a `demo` stack of th
 (file backend and passphrase of its own); then `floe secrets status` and one synced Secret's keys.
 
     python tools/demo.py up     # what `make demo` runs (after `make runtime install`); builds the tools
+    python tools/demo.py up --kubernetes-auth   # `make demo AUTH=kubernetes`: the operator logs in
+                                # with a ServiceAccount token (Infisical Kubernetes Auth); no client secret
     python tools/demo.py down   # `make demo-down`: destroys the stack, stops and removes what `up` made
 
 Everything lives in .demo/ (git-ignored; FLOE_DEMO_DIR elsewhere); the Infisical server is
@@ -26,6 +28,7 @@ import yaml
 from cluster import ClusterError, LocalCluster
 from localenv import (
     Infisical,
+    InfisicalAdmin,
     LocalEnvError,
     built_tools,
     chart_repository,
@@ -108,7 +111,10 @@ def pulumi_env(bin_dir: Path, kubeconfig: Path) -> dict[str, str]:
     }
 
 
-def project(infisical: Infisical, chart_repo: str) -> Path:
+OPERATOR_NS, AUTH_ACCOUNT = "infisical", "infisical-auth"  # the manifest's defaults
+
+
+def project(infisical: Infisical, chart_repo: str, kubernetes_auth: bool) -> Path:
     """The program with the example manifest, pointed at the local server and chart repository."""
     path = DEMO / "project"
     path.mkdir(exist_ok=True)
@@ -120,11 +126,37 @@ def project(infisical: Infisical, chart_repo: str) -> Path:
     config = manifest["plugins"]["secrets"]["config"]
     config.update(site_url=infisical.host, project_slug=infisical.project_slug, resync_interval="10s")
     config["operator"]["chart_repo"] = chart_repo
+    if kubernetes_auth:
+        config["operator"]["auth"] = "kubernetes"
     (path / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return path
 
 
-def up() -> None:
+def kubernetes_identity(cluster: LocalCluster) -> str:
+    """An identity that logs in with Kubernetes Auth, made by the local server's admin (as a person
+    would in Infisical's UI): the server checks each login with TokenReview on the local cluster."""
+    kept = DEMO / "kubernetes-identity"
+    if kept.exists():
+        return kept.read_text()
+    server, ca = cluster.api_server()
+    identity = InfisicalAdmin.from_state().kubernetes_identity(
+        f"floe-demo-k8s-{secrets.token_hex(4)}", host=server, ca=ca, reviewer_jwt=cluster.token_reviewer_jwt(),
+        namespace=OPERATOR_NS, service_account=AUTH_ACCOUNT,
+    )
+    kept.write_text(identity)
+    return identity
+
+
+def client_secret_holders(cluster: LocalCluster) -> tuple[int, list[str]]:
+    """How many Secrets the cluster has, and which hold a client secret of the server's identities
+    or a clientId/clientSecret key."""
+    known = InfisicalAdmin.from_state().client_secrets()
+    found = cluster.secrets()
+    return len(found), [f"{ns}/{name}" for ns, name, data in found
+                        if known & set(data.values()) or {"clientId", "clientSecret"} & set(data)]
+
+
+def up(kubernetes_auth: bool = False) -> None:
     DEMO.mkdir(exist_ok=True)
     say("0/5 the tools: Pulumi CLI, language host and kubernetes provider, control plane, operator")
     bin_dir = tools_bin(build=True)
@@ -143,6 +175,14 @@ def up() -> None:
     except LocalEnvError as exc:
         raise SystemExit(f"demo: {exc}") from exc
     infisical = Infisical.from_credentials(credentials, prefix="")
+    identity = None
+    if kubernetes_auth:
+        try:
+            identity = kubernetes_identity(cluster)
+        except LocalEnvError as exc:
+            raise SystemExit(f"demo: {exc}") from exc
+        say(f"    identity {identity} (project viewer) logs in with Kubernetes Auth: a token of ServiceAccount "
+            f"{OPERATOR_NS}/{AUTH_ACCOUNT}, checked by TokenReview at {cluster.api_server()[0]}")
     made = DEMO / "hand-set.json"  # what down removes: only keys this demo set
     ours = json.loads(made.read_text()) if made.exists() else {}
     for path, key in HAND_SET.items():
@@ -154,10 +194,14 @@ def up() -> None:
     pulumi = [str(bin_dir / "pulumi"), "--non-interactive"]
     (DEMO / "charts").mkdir(exist_ok=True)
     with chart_repository(DEMO / "charts") as repo:
-        cwd = project(infisical, repo)
+        cwd = project(infisical, repo, kubernetes_auth)
         say(f"3/5 pulumi up of stack '{STACK}' (the example manifest; state in .demo/backend)")
         run("pulumi stack", [*pulumi, "stack", "select", "--create", STACK], env, cwd, show=False)
-        for key, value, secret in infisical.stack_config(ENV, "floe-local"):
+        config = [c for c in infisical.stack_config(ENV, "floe-local")
+                  if not (identity and c[0].startswith("floe:operatorClient"))]
+        if identity:
+            config.append(("floe:operatorIdentityId", identity, False))
+        for key, value, secret in config:
             run("pulumi config", [*pulumi, "config", "set", *(["--secret"] if secret else []), key, value], env, cwd,
                 show=False)
         user = "floe:secretValues.snowflake-credentials.SNOWFLAKE_USER"
@@ -184,6 +228,12 @@ def up() -> None:
     secret = json.loads(cluster.kubectl("get", "secret", "snowflake-credentials", "-n", "floe-jobs", "-o", "json"))
     say("keys of Secret floe-jobs/snowflake-credentials (filled by the operator; values not shown): "
         + ", ".join(sorted(secret.get("data") or {})))
+    if kubernetes_auth:
+        count, holders = client_secret_holders(cluster)
+        if holders:
+            raise SystemExit(f"demo: Secrets that hold a client secret: {', '.join(holders)}")
+        say(f"client secrets stored in the cluster: none (all {count} Secrets checked for the server's client "
+            "secrets and for clientId/clientSecret keys)")
     say("done. `make demo-down` stops and removes all of it.")
 
 
@@ -199,6 +249,8 @@ def down() -> None:
         say("destroying the demo stack (the keys it wrote into Infisical go with it)")
         run("pulumi destroy", [str(bin_dir / "pulumi"), "--non-interactive", "destroy", "--yes", "--remove",
                                "--stack", STACK], env, DEMO / "project", show=False)
+        if (DEMO / "kubernetes-identity").exists():
+            InfisicalAdmin.from_state(state).delete_identity((DEMO / "kubernetes-identity").read_text())
         if (DEMO / "hand-set.json").exists():
             infisical = Infisical.from_credentials(env_file(state / "credentials.env"), prefix="")
             for path, key in json.loads((DEMO / "hand-set.json").read_text()).items():
@@ -214,8 +266,8 @@ def down() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if argv == ["up"]:
-        up()
+    if argv in (["up"], ["up", "--kubernetes-auth"]):
+        up(kubernetes_auth=len(argv) == 2)
     elif argv == ["down"]:
         down()
     else:

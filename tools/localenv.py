@@ -291,6 +291,26 @@ class InfisicalAdmin:
     def add_to_project(self, identity_id: str, role: str) -> None:
         self.call("POST", f"/api/v2/workspace/{self.project_id}/identity-memberships/{identity_id}", {"role": role})
 
+    def kubernetes_identity(self, name: str, *, host: str, ca: str, reviewer_jwt: str, namespace: str,
+                            service_account: str) -> str:
+        """A new identity, a viewer of the project, that logs in with Kubernetes Auth: a token of
+        ``namespace``/``service_account``, which the server checks with TokenReview at ``host``."""
+        identity = self.create_identity(name)
+        try:
+            self.add_to_project(identity, "viewer")
+            self.kubernetes_auth(identity, kubernetesHost=host, caCert=ca, tokenReviewerJwt=reviewer_jwt,
+                                 allowedNamespaces=namespace, allowedNames=service_account, allowedAudience="")
+        except InfisicalAdminError:
+            self.delete_identity(identity)
+            raise
+        return identity
+
+    def client_secrets(self, state: Path | None = None) -> set[str]:
+        """Every client secret of the local server's identities (credentials.env and admin.env)."""
+        state = state or server_state()
+        values = {**env_file(state / "credentials.env"), **env_file(state / "admin.env")}
+        return {v for k, v in values.items() if k.endswith("CLIENT_SECRET") and v}
+
     def kubernetes_auth(self, identity_id: str, *, method: str = "POST", **settings: Any) -> None:
         """Attach (POST) or change (PATCH) an identity's Kubernetes Auth: ``kubernetesHost``,
         ``caCert``, ``tokenReviewerJwt``, ``allowedNamespaces``, ``allowedNames``, ``allowedAudience``."""

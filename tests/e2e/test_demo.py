@@ -9,23 +9,25 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from localenv import Infisical
+from localenv import Infisical, InfisicalAdmin, InfisicalAdminError
 
 pytestmark = pytest.mark.e2e
 
 
-def demo(command: str, where: Path) -> subprocess.CompletedProcess[str]:
+def demo(command: str, where: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "demo.py"), command], env={**os.environ, "FLOE_DEMO_DIR": str(where)},
-        capture_output=True, text=True, timeout=900,
+        [sys.executable, str(ROOT / "tools" / "demo.py"), command, *flags],
+        env={**os.environ, "FLOE_DEMO_DIR": str(where)}, capture_output=True, text=True, timeout=900,
     )
 
 
+@pytest.mark.parametrize("auth", ["universal", "kubernetes"])
 def test_demo_syncs_every_reference_and_demo_down_removes_what_it_made(
-    tools_bin: Path, infisical: Infisical, tmp_path: Path
+    tools_bin: Path, infisical: Infisical, tmp_path: Path, auth: str
 ) -> None:
     where = tmp_path / "demo"
-    up = demo("up", where)
+    up = demo("up", where, *(["--kubernetes-auth"] if auth == "kubernetes" else []))
+    identity = (where / "kubernetes-identity").read_text() if (where / "kubernetes-identity").exists() else None
     try:
         assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-2000:]
         lines = up.stdout.splitlines()
@@ -39,6 +41,12 @@ def test_demo_syncs_every_reference_and_demo_down_removes_what_it_made(
         assert infisical.get("dev", "/compute/snowflake", "SNOWFLAKE_PASSWORD") is not None
         password = infisical.get("dev", "/compute/snowflake", "SNOWFLAKE_PASSWORD")
         assert password and password not in up.stdout + up.stderr, "a secret value in the demo's output"
+        none_stored = "client secrets stored in the cluster: none"
+        if auth == "kubernetes":
+            assert identity and f"identity {identity} (project viewer) logs in with Kubernetes Auth" in up.stdout
+            assert none_stored in up.stdout
+        else:
+            assert none_stored not in up.stdout
     finally:
         down = demo("down", where)
     assert down.returncode == 0, down.stdout + down.stderr
@@ -48,5 +56,9 @@ def test_demo_syncs_every_reference_and_demo_down_removes_what_it_made(
     assert infisical.get("dev", "/compute/snowflake", "SNOWFLAKE_ACCOUNT") is None
     assert infisical.get("dev", "/catalog/polaris", "POLARIS_TOKEN") is None
     assert "stopping the Infisical server" not in down.stdout
+    if identity:  # the identity the demo made is gone with it
+        with pytest.raises(InfisicalAdminError) as gone:
+            InfisicalAdmin.from_state().call("GET", f"/api/v1/identities/{identity}")
+        assert gone.value.status == 404
     running = subprocess.run(["pgrep", "-f", str(where)], capture_output=True, text=True).stdout.split()
     assert running == [], f"processes of the demo still run: {running}"

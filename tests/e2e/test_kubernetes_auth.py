@@ -21,7 +21,7 @@ import pytest
 import yaml
 from cluster import LocalCluster
 from conftest import ARTIFACTS, ROOT, Pulumi, eventually, make_project, pulumi_env, unavailable
-from localenv import Infisical, InfisicalAdmin, env_file, server_state
+from localenv import Infisical, InfisicalAdmin, server_state
 
 pytestmark = pytest.mark.e2e
 
@@ -97,24 +97,6 @@ def subprocess_floe(stack: Stack, *args: str) -> Any:
     )
 
 
-def api_server(cluster: LocalCluster) -> tuple[str, str]:
-    """The local API server's URL and CA certificate (PEM), from the kubeconfig."""
-    entry = json.loads(cluster.kubeconfig.read_text())["clusters"][0]["cluster"]
-    return entry["server"], Path(entry["certificate-authority"]).read_text()
-
-
-def token_reviewer(cluster: LocalCluster) -> str:
-    """A JWT of a ServiceAccount that may call TokenReview (system:auth-delegator), as Infisical's
-    Kubernetes Auth needs."""
-    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": REVIEWER, "namespace": "kube-system"}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": REVIEWER},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
-         "subjects": [{"kind": "ServiceAccount", "name": REVIEWER, "namespace": "kube-system"}]},
-    ]}))
-    return cluster.kubectl("create", "token", REVIEWER, "-n", "kube-system", "--duration", "24h").strip()
-
-
 @pytest.fixture(scope="module")
 def stack(
     tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
@@ -125,8 +107,11 @@ def stack(
     if not (server_state() / "admin.env").exists():
         unavailable(f"the local Infisical server's {server_state() / 'admin.env'} is missing")
     admin = InfisicalAdmin.from_state()
-    server, ca = api_server(cluster)
-    identity = admin.create_identity(f"floe-e2e-k8s-{secrets.token_hex(4)}")
+    server, ca = cluster.api_server()
+    identity = admin.kubernetes_identity(
+        f"floe-e2e-k8s-{secrets.token_hex(4)}", host=server, ca=ca, reviewer_jwt=cluster.token_reviewer_jwt(REVIEWER),
+        namespace=OPERATOR_NS, service_account=ACCOUNT,
+    )
     tmp = tmp_path_factory.mktemp("k8s-auth")
     project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
     pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
@@ -134,9 +119,6 @@ def stack(
         "token": f"token-{secrets.token_hex(6)}", "user": f"user-{secrets.token_hex(6)}"})
     log = None
     try:
-        admin.add_to_project(identity, "viewer")
-        admin.kubernetes_auth(identity, kubernetesHost=server, caCert=ca, tokenReviewerJwt=token_reviewer(cluster),
-                              allowedNamespaces=OPERATOR_NS, allowedNames=ACCOUNT, allowedAudience="")
         stack.write_manifest()  # universal auth first: the viewer identity's client id and secret
         pulumi("stack", "init")
         for key, value, secret in infisical.stack_config(ENV, "floe-local"):
@@ -156,22 +138,7 @@ def stack(
             shutil.copy(log, ARTIFACTS / "infisical-operator-kubernetes-auth.log")
         admin.delete_identity(identity)
         cluster.kubectl("delete", "secret", "warehouse-credentials", "-n", JOBS, "--ignore-not-found", "--wait=false")
-        cluster.kubectl("delete", "clusterrolebinding", REVIEWER, "--ignore-not-found")
-        cluster.kubectl("delete", "serviceaccount", REVIEWER, "-n", "kube-system", "--ignore-not-found")
-
-
-def known_client_secrets() -> set[str]:
-    """Every client secret the local server's identities have (credentials.env and admin.env)."""
-    values = {**env_file(server_state() / "credentials.env"), **env_file(server_state() / "admin.env")}
-    return {v for k, v in values.items() if k.endswith("CLIENT_SECRET") and v}
-
-
-def cluster_secrets(cluster: LocalCluster) -> list[tuple[str, str, dict[str, str]]]:
-    """(namespace, name, decoded data) of every Secret in the cluster."""
-    found = json.loads(cluster.kubectl("get", "secrets", "-A", "-o", "json"))["items"]
-    return [(s["metadata"]["namespace"], s["metadata"]["name"],
-             {k: base64.b64decode(v).decode(errors="replace") for k, v in (s.get("data") or {}).items()})
-            for s in found]
+        cluster.remove_token_reviewer(REVIEWER)
 
 
 def test_1_switching_to_kubernetes_auth_keeps_syncing_and_leaves_no_client_secret(stack: Stack) -> None:
@@ -191,9 +158,9 @@ def test_1_switching_to_kubernetes_auth_keeps_syncing_and_leaves_no_client_secre
     eventually(stack.synced, "the Secret follows Infisical with Kubernetes Auth")
     eventually(stack.all_synced, "floe secrets status: synced")
     # No Secret anywhere in the cluster holds a client secret, nor a key of that name.
-    known = known_client_secrets()
+    known = stack.admin.client_secrets()
     assert known, "no client secrets to look for"
-    holders = [(ns, name) for ns, name, data in cluster_secrets(stack.cluster)
+    holders = [(ns, name) for ns, name, data in stack.cluster.secrets()
                if known & set(data.values()) or {"clientId", "clientSecret"} & set(data)]
     assert holders == [], f"Secrets holding a client secret: {holders}"
 
