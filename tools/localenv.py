@@ -264,7 +264,8 @@ class InfisicalAdmin:
                    (values["INFISICAL_ADMIN_CLIENT_ID"], values["INFISICAL_ADMIN_CLIENT_SECRET"]))
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None, token: str | None) -> Any:
-        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        headers = {**({"Content-Type": "application/json"} if body is not None else {}),
+                   **({"Authorization": f"Bearer {token}"} if token else {})}
         request = urllib.request.Request(self.host + path, method=method, headers=headers,
                                          data=json.dumps(body).encode() if body is not None else None)
         try:

@@ -339,7 +339,7 @@ class Connection:
         self.client = self._new_client()
         self._lock = threading.Lock()
         self._generation = 0
-        self._project_ids: dict[str, str] = {}
+        self._projects: dict[str, dict[str, Any]] = {}
         self._folders: set[tuple[str, str, str]] = set()
 
     def __getstate__(self) -> None:
@@ -497,7 +497,11 @@ class Connection:
     def project_id(self, slug: str) -> str:
         """Writes need the project id; ``GET /api/v2/workspace/{slug}`` gives it (no SDK method).
         :class:`ProjectGone` when Infisical says there is no such project."""
-        if slug not in self._project_ids:
+        return str(self.project(slug)["id"])
+
+    def project(self, slug: str) -> Mapping[str, Any]:
+        """The project as ``GET /api/v2/workspace/{slug}`` answers it (``id``, ``orgId``, ...)."""
+        if slug not in self._projects:
             try:
                 body = self.call(
                     f"look up project {slug}",
@@ -508,8 +512,8 @@ class Connection:
                 raise ProjectGone(self.host, slug, gone) from None
             except Refused as refused:
                 raise InfisicalError(f"could not look up project {slug} on {self.host}: {refused}") from None
-            self._project_ids[slug] = str(body["id"])
-        return self._project_ids[slug]
+            self._projects[slug] = dict(body)
+        return self._projects[slug]
 
     def ensure_folders(self, project: str, environment: str, path: str) -> None:
         """Create every folder of ``path`` that this process has not seen (creating one that

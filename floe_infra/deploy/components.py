@@ -22,10 +22,12 @@ from ..plan.desired import (
     HelmRelease,
     InfisicalValue,
     KubeObject,
+    ManagedIdentity,
     OperatorPlan,
     SecretSource,
     StackPlan,
 )
+from .identities import ClientSecret, MachineIdentity, OperatorLogin
 from .password import GeneratedPassword
 from .secret_value import InfisicalSecretValue
 
@@ -122,6 +124,8 @@ class _Builder:
         # A chart's objects, by the chart's id: they register when its render returns, so a
         # dependency on the chart waits for this list, not for the component (empty until then).
         self.ready: dict[str, pulumi.Output[list[pulumi.Resource]]] = dict(ready or {})
+        # The identity the stack manages, its client secret, and the host they live on.
+        self.managed: tuple[MachineIdentity, ClientSecret, str] | None = None
 
     def add(self, desired: Desired, former_parent: str | pulumi.Output[str] | None = None) -> pulumi.Resource:
         """``former_parent``: a component the object was once a child of (an alias): its URN, or,
@@ -129,7 +133,6 @@ class _Builder:
         which makes each alias a plain URN the SDK need not wait for."""
         # One flat method rather than a dispatch to helpers: the SDK records every program frame
         # under each registration, so call depth here is paid a thousand times in a large stack.
-        value = desired if isinstance(desired, InfisicalValue) else None
         # Each former identity: the old name (a key's renamed_from, a release's namespace/name), the
         # old parent, or both.
         former_name = desired.previous_name if isinstance(desired, (InfisicalValue, HelmRelease)) else None
@@ -139,7 +142,7 @@ class _Builder:
             depends_on=self._depends_on(desired.depends_on),
             protect=desired.protect,
             retain_on_delete=desired.retain_on_delete,
-            provider=None if value else self._cluster,
+            provider=None if isinstance(desired, (InfisicalValue, ManagedIdentity)) else self._cluster,
             aliases=previous,
         )
         resource: pulumi.Resource
@@ -175,6 +178,17 @@ class _Builder:
             )
             self.ready[desired.id] = chart.resources.apply(lambda created: list(created.values()))
             resource = chart
+        elif isinstance(desired, ManagedIdentity):
+            identity = MachineIdentity(
+                desired.logical_name, identity_name=desired.name, project_slug=desired.project_slug,
+                role=desired.role, site_url=self._values.writer_host(desired.site_url), opts=opts,
+            )
+            resource = ClientSecret(
+                desired.logical_name, identity_id=identity.identity_id, rotation=desired.rotation,
+                site_url=self._values.writer_host(desired.site_url),
+                opts=pulumi.ResourceOptions(parent=self._parent, protect=desired.protect),
+            )
+            self.managed = (identity, resource, self._values.writer_host(desired.site_url))
         elif isinstance(desired, HelmRelease):
             resource = k8s.helm.v3.Release(
                 desired.logical_name,
@@ -235,7 +249,14 @@ class _Builder:
             )
             for name, s in obj.generated().items()
         }
-        return {k: generated.get(k) or self._values.config_value(s) for k, s in obj.secret_data.items()}
+        return {k: generated.get(k) or self._value(s) for k, s in obj.secret_data.items()}
+
+    def _value(self, source: SecretSource) -> pulumi.Output[str]:
+        if source.identity_output is None:
+            return self._values.config_value(source)
+        assert self.managed is not None, "the plan puts the managed identity before its Secret"
+        identity, client_secret, _ = self.managed
+        return identity.client_id if source.identity_output == "clientId" else client_secret.client_secret
 
     def _password(
         self, name: str, source: SecretSource, protect: bool, aliases: list[str | pulumi.Alias] | None
@@ -327,6 +348,7 @@ class InfisicalOperator(pulumi.ComponentResource):
             builder.add(desired)
         self.resources = builder.created
         self.ready = builder.ready
+        self.managed = builder.managed
         self.register_outputs(
             {
                 "release": args.plan.release.logical_name,
@@ -377,6 +399,16 @@ class SecretsPlatform(pulumi.ComponentResource):
             )
             for obj in ref.objects:
                 builder.add(obj, former)
+        if plan.operator is not None and operator.managed is not None:
+            # On a rotation, the old client secret is revoked (at the end of the `up`) only once the
+            # operator has logged in with the new one: after every object that names its Secret.
+            identity, client_secret, host = operator.managed
+            users = [r for d, r in builder.created.items() if d.split(":", 1)[0] in ("InfisicalAuth", "InfisicalSecret")
+                     ]
+            OperatorLogin(
+                "operator", identity_id=identity.identity_id, client_secret_id=client_secret.id, site_url=host,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=users),
+            )
         self.outputs = plan.outputs()
         # The outputs are the stack's `secrets` output; not repeated in this component's state.
         self.register_outputs({})

@@ -85,6 +85,18 @@ class InfisicalSettings(_Model):
     resync_interval: Interval = "60s"
     operator: OperatorSettings = OperatorSettings()
     eso: EsoSettings = EsoSettings()
+    # external: bring the operator's identity (stack config); managed: the stack makes it, with the
+    # identity Pulumi runs with (infisical:clientId), which must be allowed to.
+    identities: Literal["external", "managed"] = "external"
+
+    @model_validator(mode="after")
+    def _managed_identities_use_universal_auth(self) -> InfisicalSettings:
+        if self.identities == "managed" and self.operator.auth == "kubernetes":
+            raise ValueError(
+                "identities: managed makes a Universal Auth identity; with operator.auth: kubernetes, make the "
+                "identity in Infisical and set floe:operatorIdentityId (identities: external)"
+            )
+        return self
 
     @property
     def host_api(self) -> str:

@@ -122,6 +122,15 @@ def identity_id(value: str) -> str:
     return _require(_UUID, value, "a machine identity id: copy the identity's ID (a UUID) from Infisical")
 
 
+_ROTATION = re.compile(r"\A[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?\Z")
+
+
+def rotation(value: str) -> str:
+    """A rotation mark: it ends the identity Secret's name, so lowercase letters, digits and '-'."""
+    what = "a rotation mark: use at most 20 lowercase letters, digits and '-' (like 2026-12)"
+    return _require(_ROTATION, value, what)
+
+
 def exact_version(value: str) -> str:
     return _require(
         _EXACT_VERSION, value, "an exact chart version: pin one release, like v0.11.5 (not latest or a range)"

@@ -31,7 +31,8 @@ WRITER_ENV = {
 """The writer identity's ``infisical:*`` keys and the environment variables Infisical's CLI and
 Terraform provider read instead (the site URL defaults to the manifest's)."""
 SCALAR_KEYS = (
-    "environment", "manifest", "jobsNamespace", "createNamespaces", "protect", "kubeContext", "operatorIdentityId"
+    "environment", "manifest", "jobsNamespace", "createNamespaces", "protect", "kubeContext", "operatorIdentityId",
+    "operatorSecretRotation",
 )
 SECRET_KEYS = ("operatorClientId", "operatorClientSecret", "secretValues")
 KNOWN_KEYS = SCALAR_KEYS + SECRET_KEYS
@@ -51,6 +52,7 @@ class StackSettings:
     operator_credentials_set: bool = False
     operator_credentials: frozenset[str] = frozenset()  # which of operatorClientId/Secret are set
     operator_identity_id: str | None = None
+    operator_secret_rotation: str | None = None
     secret_value_keys: Mapping[str, frozenset[str]] | None = None
     writer_credentials_set: bool | None = None
     source: str = "stack config"
@@ -114,6 +116,9 @@ class _StackConfig(BaseModel):
     operator_identity_id: Annotated[Text, AfterValidator(_rule(names.identity_id))] | None = Field(
         None, alias="operatorIdentityId"
     )
+    operator_secret_rotation: Annotated[Text, AfterValidator(_rule(names.rotation))] | None = Field(
+        None, alias="operatorSecretRotation"
+    )
     operator_client_id: object = Field(None, alias="operatorClientId")
     operator_client_secret: object = Field(None, alias="operatorClientSecret")
     secret_values: object = Field(None, alias="secretValues")
@@ -139,6 +144,7 @@ def parse_stack_config(stack: str, values: Mapping[str, object], source: str) ->
                                    ("operatorClientSecret", config.operator_client_secret)) if value is not None
         ),
         operator_identity_id=config.operator_identity_id,
+        operator_secret_rotation=config.operator_secret_rotation,
         secret_value_keys=_secret_value_keys(config.secret_values, source),
         source=source,
     )

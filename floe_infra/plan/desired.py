@@ -30,11 +30,14 @@ class SecretSource:
     config_path: tuple[str, ...] = ()
     generate_length: int | None = None
     generate_special: bool = True
+    identity_output: str | None = None  # clientId/clientSecret of the identity the stack manages
 
     @property
     def placeholder(self) -> str:
         if self.generate_length is not None:
             return f"<generated: {self.generate_length} characters>"
+        if self.identity_output is not None:
+            return f"<{self.identity_output} of the managed identity>"
         dotted = ".".join((f"floe:{self.config_key}", *self.config_path))
         return f"<secret from {dotted}>"
 
@@ -200,7 +203,33 @@ class ChartCrds(_Desired):
         return self.release
 
 
-Desired = KubeObject | HelmRelease | InfisicalValue | ChartCrds
+@dataclass(frozen=True)
+class ManagedIdentity(_Desired):
+    """The operator's machine identity, made by the stack (``identities: managed``): the identity,
+    its membership of the project with ``role``, Universal Auth and one client secret, which a new
+    ``rotation`` replaces (the old one is revoked once the operator has logged in with the new)."""
+
+    name: str
+    project_slug: str
+    role: str
+    site_url: str
+    rotation: str
+    protect: bool = False
+    retain_on_delete: bool = False
+    depends_on: tuple[str, ...] = ()
+    kind: Literal["MachineIdentity"] = "MachineIdentity"
+
+    pulumi_type = "pulumi-python:dynamic/infisical:MachineIdentity"
+
+    @property
+    def logical_name(self) -> str:
+        return "operator"
+
+    def generated(self) -> dict[str, SecretSource]:
+        return {}
+
+
+Desired = KubeObject | HelmRelease | InfisicalValue | ChartCrds | ManagedIdentity
 
 
 @dataclass(frozen=True)
@@ -216,6 +245,7 @@ class OperatorPlan:
     release: HelmRelease
     identity: KubeObject | None
     service_account: KubeObject | None = None
+    managed_identity: ManagedIdentity | None = None
     identity_id: str | None = None  # kubernetes auth: the identity the ServiceAccount logs in as
     connection: KubeObject | None = None
     auth: KubeObject | None = None
@@ -224,7 +254,8 @@ class OperatorPlan:
 
     def resources(self) -> tuple[Desired, ...]:
         optional = (
-            self.namespace, self.crds, self.release, self.service_account, self.identity, self.connection, self.auth
+            self.namespace, self.crds, self.release, self.managed_identity, self.service_account, self.identity,
+            self.connection, self.auth,
         )
         eso = (self.eso_namespace, self.eso)
         return tuple(r for r in (*optional, *eso) if r is not None)

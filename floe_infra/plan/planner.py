@@ -22,6 +22,7 @@ from .desired import (
     HelmRelease,
     InfisicalValue,
     KubeObject,
+    ManagedIdentity,
     OperatorPlan,
     ReferencePlan,
     SecretSource,
@@ -130,7 +131,24 @@ def deploy_config_problems(plan: StackPlan) -> list[str]:
             + " and ".join(f"`pulumi config rm --stack {settings.stack} 'floe:{k}'`" for k in set_keys)
             + " (or set operator.auth: universal)"
         )
-    if plan.operator is not None and not kubernetes_auth and not settings.operator_credentials_set:
+    managed = plan.operator is not None and plan.operator.managed_identity is not None
+    if managed and settings.operator_credentials:
+        set_keys = sorted(settings.operator_credentials)
+        problems.append(
+            f"it sets {' and '.join(f'floe:{k}' for k in set_keys)}, but with identities: managed the stack makes "
+            "the operator's identity and client secret itself: run "
+            + " and ".join(f"`pulumi config rm --stack {settings.stack} 'floe:{k}'`" for k in set_keys)
+        )
+    if managed and settings.writer_credentials_set is False:
+        client_id = set_command(settings.stack, "clientId", "<client-id>", namespace=WRITER_NAMESPACE)
+        secret = set_command(settings.stack, "clientSecret", "<client-secret>", secret=True, namespace=WRITER_NAMESPACE)
+        problems.append(
+            "with identities: managed the identity Pulumi runs with makes the operator's identity, and it is not "
+            f"set: run `{client_id}` and `{secret}` (or export {WRITER_ENV['clientId']} and "
+            f"{WRITER_ENV['clientSecret']}); it needs an organization role that may create identities and a "
+            "project role that may add members"
+        )
+    if plan.operator is not None and not kubernetes_auth and not managed and not settings.operator_credentials_set:
         problems.append(
             "the operator's machine identity is not set: run "
             f"`{set_command(settings.stack, 'operatorClientId', '<client-id>', secret=True)}` and "
@@ -202,6 +220,26 @@ def _operator(
                            {IDENTITY_ID_KEY: SecretSource(config_key="operatorIdentityId")}, deps, settings.protect)
             if op.api == "v1beta1" else None
         )
+    elif config.identities == "managed":
+        service_account = None
+        rotation = settings.operator_secret_rotation or ""
+        managed = ManagedIdentity(
+            name=f"floe-{config.project_slug}-{settings.stack}-operator", project_slug=config.project_slug,
+            role="viewer", site_url=config.site_url, rotation=rotation, protect=settings.protect,
+        )
+        # A rotation renames the Secret: the auth objects that name it change, which makes the
+        # operator log in again (it keeps a login while their spec stays the same).
+        identity = _opaque_secret(
+            f"{config.identity_secret}-{rotation}" if rotation else config.identity_secret,
+            op.namespace,
+            labels,
+            {
+                "clientId": SecretSource(identity_output="clientId"),
+                "clientSecret": SecretSource(identity_output="clientSecret"),
+            },
+            (*deps, managed.id),
+            settings.protect,
+        )
     else:
         service_account = None
         identity = _opaque_secret(
@@ -218,6 +256,7 @@ def _operator(
     plan = OperatorPlan(
         namespace=namespace, crds=crds, release=release, identity=identity, service_account=service_account,
         identity_id=settings.operator_identity_id if service_account else None,
+        managed_identity=managed if config.identities == "managed" else None,
     )
     if op.api == "v1beta1":
         assert identity is not None

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from ..errors import FloeError
-from .desired import PASSWORD_TYPE, ChartCrds, HelmRelease, InfisicalValue, KubeObject, StackPlan
+from .desired import PASSWORD_TYPE, ChartCrds, HelmRelease, InfisicalValue, KubeObject, ManagedIdentity, StackPlan
 from .sync_objects import read_scope
 
 
@@ -36,6 +36,11 @@ def rows(plan: StackPlan) -> list[Row]:
             continue
         if isinstance(r, ChartCrds):
             detail = f"the CRDs of chart {r.chart} {r.version}, one resource each, kept on delete"
+            out.append(Row(r.pulumi_type, r.logical_name, "", detail))
+            continue
+        if isinstance(r, ManagedIdentity):
+            detail = (f"identity {r.name}-<nonce> in Infisical, project {r.project_slug} as {r.role}, Universal Auth, "
+                      f"one client secret (rotation {r.rotation or 'none yet'})")
             out.append(Row(r.pulumi_type, r.logical_name, "", detail))
             continue
         for name, source in r.generated().items():

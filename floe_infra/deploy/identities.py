@@ -1,0 +1,296 @@
+"""Machine identities this stack manages (``identities: managed``): dynamic resources over the
+Infisical API, as Infisical's Terraform provider has them (its names in brackets).
+
+- :class:`MachineIdentity` [``infisical_identity`` + ``infisical_project_identity`` +
+  ``infisical_identity_universal_auth``]: a new identity with no organisation role, a member of one
+  project with one role, logging in with Universal Auth. Destroy deletes it (its membership and
+  auth go with it). It never takes over or deletes an identity it did not create.
+- :class:`ClientSecret` [``infisical_identity_universal_auth_client_secret``]: one client secret,
+  a Pulumi secret in the state; a new ``rotation`` makes a new one, and the old one is revoked only
+  when Pulumi deletes the replaced resource, at the end of the `up`.
+- :class:`OperatorLogin`: on a rotation, waits until the new client secret has been used (the
+  operator logged in with it) before the `up` goes on to revoke the old one.
+
+The identity Pulumi runs with (``infisical:clientId``/``clientSecret``) does all of it: it needs
+an organisation role that may create identities, and a project role that may add members.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import ConfigureRequest, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+from ..clients.infisical import (
+    Connection,
+    Credentials,
+    InfisicalError,
+    NotFound,
+    PermissionDenied,
+    Refused,
+    connect,
+)
+
+_CREDENTIALS: weakref.WeakKeyDictionary[_AdminProvider, Credentials | InfisicalError] = weakref.WeakKeyDictionary()
+
+LOGIN_WAIT = 300.0
+"""Seconds a rotation waits for the operator to log in with the new client secret."""
+
+
+class _AdminProvider(ResourceProvider):
+    """Credentials from ``infisical:*`` config, as the writer's; kept outside the pickled instance."""
+
+    def __init__(self, site_url: str) -> None:
+        super().__init__()
+        self.site_url = site_url
+
+    def configure(self, req: ConfigureRequest) -> None:
+        try:
+            _CREDENTIALS[self] = Credentials.resolve(req.config.get, self.site_url)
+        except InfisicalError as exc:
+            _CREDENTIALS[self] = exc
+
+    def _connection(self) -> Connection:
+        credentials = _CREDENTIALS.get(self)
+        if credentials is None:
+            credentials = _CREDENTIALS[self] = Credentials.resolve(lambda _: None, self.site_url)
+        if isinstance(credentials, InfisicalError):
+            raise credentials
+        return connect(credentials)
+
+
+def _refused(conn: Connection, action: str, refused: Refused, needs: str) -> InfisicalError:
+    if isinstance(refused, PermissionDenied):
+        return InfisicalError(
+            f"machine identity {conn.client_id} (the one Pulumi uses, infisical:clientId) may not {action} on "
+            f"{conn.host} (HTTP {refused}): it needs {needs}"
+        )
+    return InfisicalError(f"could not {action} on {conn.host}: HTTP {refused}")
+
+
+def _post(conn: Connection, what: str, path: str, body: dict[str, Any],
+          on_retry: Callable[[bool], None] | None = None) -> dict[str, Any]:
+    return dict(conn.call(what, lambda c: c.api.post(path=path, model=dict, json=body).data, on_retry))
+
+
+class MachineIdentityProvider(_AdminProvider):
+    """Inputs: ``name``, ``project_slug``, ``role``. Outputs add ``identity_id``, ``client_id``."""
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [k for k in ("name", "project_slug", "role") if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "project_slug"],
+                          delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        conn = self._connection()
+        project = conn.project(props["project_slug"])
+        name = props["name"]
+        where = f"machine identity {name}"
+        # The name is the identity's only mark: with a nonce, an attempt whose answer was lost can
+        # be told apart from every identity that existed before (which is never touched).
+        marked = f"{name}-{secrets.token_hex(3)}"
+        landed = False
+
+        def retried(may_have_landed: bool) -> None:
+            nonlocal landed
+            landed = landed or may_have_landed
+
+        try:
+            created = _post(conn, f"create {where}", "/api/v1/identities",
+                            {"name": marked, "organizationId": project["orgId"], "role": "no-access"}, retried)
+        except Refused as exc:
+            raise _refused(conn, f"create {where} in organization {project['orgId']}", exc,
+                           "an organization role that may create identities") from None
+        identity_id = str(created["identity"]["id"])
+        if landed:
+            self._drop_twins(conn, project["orgId"], marked, identity_id)
+        try:
+            _post(conn, f"add {where} to project {props['project_slug']}",
+                  f"/api/v2/workspace/{project['id']}/identity-memberships/{identity_id}", {"role": props["role"]})
+            auth = _post(conn, f"give {where} Universal Auth",
+                         f"/api/v1/auth/universal-auth/identities/{identity_id}", {})
+        except Refused as exc:
+            self._delete(conn, identity_id)  # nothing half made stays behind
+            raise _refused(conn, f"add {where} to project {props['project_slug']} as {props['role']}", exc,
+                           "a project role that may add members (admin)") from None
+        except InfisicalError:
+            self._delete(conn, identity_id)
+            raise
+        outs = {**props, "identity_id": identity_id, "identity_name": marked,
+                "client_id": str(auth["identityUniversalAuth"]["clientId"]), "project_id": str(project["id"])}
+        return CreateResult(identity_id, outs)
+
+    @staticmethod
+    def _drop_twins(conn: Connection, org_id: str, marked: str, keep: str) -> None:
+        """Delete identities named ``marked`` other than ``keep``: made by attempts of this create
+        whose answers were lost (the nonce makes the name this create's alone)."""
+        listed = conn.call("list identities", lambda c: c.api.get(
+            path="/api/v1/identities", model=dict, params={"orgId": org_id}).data)
+        for entry in listed.get("identities", []):
+            identity = entry.get("identity") or {}
+            if identity.get("name") == marked and str(identity.get("id")) != keep:
+                MachineIdentityProvider._delete(conn, str(identity["id"]))
+
+    @staticmethod
+    def _delete(conn: Connection, identity_id: str) -> None:
+        try:
+            conn.call(f"delete machine identity {identity_id}",
+                      # A body: the SDK sends Content-Type JSON, and Infisical answers an empty one 500.
+                      lambda c: c.api.delete(path=f"/api/v1/identities/{identity_id}", model=dict, json={}))
+        except NotFound:
+            pass  # already gone: what delete wants
+        except Refused as exc:
+            raise _refused(conn, f"delete machine identity {identity_id}", exc,
+                           "an organization role that may delete identities") from None
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        conn = self._connection()
+        try:
+            conn.call(f"read machine identity {id_}", lambda c: c.api.get(path=f"/api/v1/identities/{id_}", model=dict))
+        except NotFound:
+            return ReadResult(id_="", outs={})
+        except Refused as exc:
+            raise _refused(
+                conn, f"read machine identity {id_}", exc, "an organization role that may read identities"
+            ) from None
+        return ReadResult(id_, props)
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        conn = self._connection()
+        outs = {**olds, **news}
+        try:
+            if olds.get("role") != news["role"]:
+                conn.call(f"change the project role of machine identity {id_}", lambda c: c.api.patch(
+                    path=f"/api/v2/workspace/{olds['project_id']}/identity-memberships/{id_}", model=dict,
+                    json={"roles": [{"role": news["role"], "isTemporary": False}]}))
+            if olds.get("name") != news["name"]:
+                marked = f"{news['name']}-{secrets.token_hex(3)}"
+                conn.call(f"rename machine identity {id_}", lambda c: c.api.patch(
+                    path=f"/api/v1/identities/{id_}", model=dict, json={"name": marked}))
+                outs["identity_name"] = marked
+        except Refused as exc:
+            raise _refused(conn, f"update machine identity {id_}", exc, "a role that may edit identities") from None
+        return UpdateResult(outs)
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        self._delete(self._connection(), id_)
+
+
+class ClientSecretProvider(_AdminProvider):
+    """Inputs: ``identity_id``, ``rotation``. Outputs add ``client_secret`` (a Pulumi secret)."""
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [k for k in ("identity_id", "rotation") if olds.get(k) != news.get(k)]
+        # A new client secret before the old one goes (the default), so the operator always has one.
+        return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        conn = self._connection()
+        identity = props["identity_id"]
+        path = f"/api/v1/auth/universal-auth/identities/{identity}/client-secrets"
+        nonce = f"floe-infra rotation {props['rotation'] or 0} {secrets.token_hex(4)}"
+        landed = False
+
+        def retried(may_have_landed: bool) -> None:
+            nonlocal landed
+            landed = landed or may_have_landed
+
+        try:
+            made = _post(conn, f"create a client secret for machine identity {identity}", path,
+                         {"description": nonce, "numUsesLimit": 0, "ttl": 0}, retried)
+        except Refused as exc:
+            raise _refused(conn, f"create a client secret for machine identity {identity}", exc,
+                           "an organization role that may create identities") from None
+        secret_id = str(made["clientSecretData"]["id"])
+        if landed:  # revoke the twins of attempts whose answers were lost: the nonce is this create's
+            listed = conn.call("list client secrets", lambda c: c.api.get(path=path, model=dict).data)
+            for twin in listed.get("clientSecretData", []):
+                if twin.get("description") == nonce and str(twin.get("id")) != secret_id:
+                    self._revoke(conn, identity, str(twin["id"]))
+        return CreateResult(secret_id, {**props, "client_secret": str(made["clientSecret"])})
+
+    @staticmethod
+    def _revoke(conn: Connection, identity: str, secret_id: str) -> None:
+        path = f"/api/v1/auth/universal-auth/identities/{identity}/client-secrets/{secret_id}/revoke"
+        try:
+            _post(conn, f"revoke client secret {secret_id} of machine identity {identity}", path, {})
+        except NotFound:
+            pass  # its identity is gone, and the secret with it
+        except Refused as exc:
+            raise _refused(conn, f"revoke a client secret of machine identity {identity}", exc,
+                           "an organization role that may delete identities") from None
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        self._revoke(self._connection(), props["identity_id"], id_)
+
+
+class OperatorLoginProvider(_AdminProvider):
+    """Inputs: ``identity_id``, ``client_secret_id``, ``wait``. Creating it waits for nothing (a new
+    stack's operator may not run yet); an update, a rotation, waits until Infisical counts a login
+    with the new client secret, so the old one is revoked only after the operator has moved on."""
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return DiffResult(changes=olds.get("client_secret_id") != news.get("client_secret_id"))
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(f"login-{props['identity_id']}", props)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        conn = self._connection()
+        identity, secret_id = news["identity_id"], news["client_secret_id"]
+        path = f"/api/v1/auth/universal-auth/identities/{identity}/client-secrets/{secret_id}"
+        deadline = time.monotonic() + float(news.get("wait") or LOGIN_WAIT)
+        while True:
+            used = conn.call("read the new client secret", lambda c: c.api.get(path=path, model=dict).data)
+            if int(used.get("clientSecretData", {}).get("clientSecretNumUses") or 0) > 0:
+                return UpdateResult(news)
+            if time.monotonic() > deadline:
+                raise InfisicalError(
+                    f"the operator has not logged in with the new client secret of machine identity {identity} "
+                    f"within {news.get('wait') or LOGIN_WAIT:.0f}s, so the old one is not revoked: check it with "
+                    "`floe secrets status`, then run `pulumi up` again"
+                )
+            time.sleep(2)
+
+
+for _provider in (MachineIdentityProvider, ClientSecretProvider, OperatorLoginProvider):
+    _provider.__module__ = "floe_infra.identities"  # pickled into the state under this path
+
+
+class MachineIdentity(pulumi.dynamic.Resource, module="infisical", name="MachineIdentity"):
+    """A machine identity this stack made, a member of ``project_slug`` with ``role``."""
+
+    identity_id: pulumi.Output[str]
+    client_id: pulumi.Output[str]
+
+    def __init__(self, name: str, *, identity_name: str, project_slug: str, role: str, site_url: str,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {"name": identity_name, "project_slug": project_slug, "role": role,
+                 "identity_id": None, "client_id": None, "identity_name": None, "project_id": None}
+        super().__init__(MachineIdentityProvider(site_url), name, props, opts)
+
+
+class ClientSecret(pulumi.dynamic.Resource, module="infisical", name="ClientSecret"):
+    """One Universal Auth client secret of ``identity_id``; a new ``rotation`` replaces it."""
+
+    client_secret: pulumi.Output[str]
+
+    def __init__(self, name: str, *, identity_id: pulumi.Input[str], rotation: str, site_url: str,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {"identity_id": identity_id, "rotation": rotation, "client_secret": None}
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["client_secret"])
+        super().__init__(ClientSecretProvider(site_url), name, props, pulumi.ResourceOptions.merge(opts, secret_opts))
+
+
+class OperatorLogin(pulumi.dynamic.Resource, module="infisical", name="OperatorLogin"):
+    """Waits, on a rotation, for the operator's first login with the new client secret."""
+
+    def __init__(self, name: str, *, identity_id: pulumi.Input[str], client_secret_id: pulumi.Input[str],
+                 site_url: str, wait: float = LOGIN_WAIT, opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {"identity_id": identity_id, "client_secret_id": client_secret_id, "wait": wait}
+        super().__init__(OperatorLoginProvider(site_url), name, props, opts)

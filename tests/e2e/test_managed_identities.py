@@ -1,0 +1,221 @@
+"""identities: managed against the real server and operator: with one admin credential, the stack
+makes the operator's identity (a project viewer with Universal Auth and one client secret), keeps
+the client secret only as a Pulumi secret, rotates it with no moment where the operator cannot log
+in, is refused with a clear error when its identity may not do it, and destroy removes only what
+it made. Steps run in order on one stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cluster import LocalCluster
+from conftest import ARTIFACTS, Pulumi, eventually, make_project, pulumi_env, unavailable
+from localenv import Infisical, InfisicalAdmin, InfisicalAdminError, env_file, server_state
+
+pytestmark = pytest.mark.e2e
+
+ENV = "dev"
+JOBS = "floe-jobs"
+OPERATOR_NS = "infisical"
+AUTH = "infisical-universal"
+READY = "secrets.infisical.com/IsReady"
+
+
+@dataclass
+class Stack:
+    pulumi: Pulumi
+    cluster: LocalCluster
+    infisical: Infisical
+    admin: InfisicalAdmin
+    chart_repo: str
+    values: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> str:
+        return f"/{self.infisical.prefix}/managed/lake"
+
+    def manifest(self) -> str:
+        return yaml.safe_dump({
+            "plugins": {"secrets": {"type": "infisical", "config": {
+                "site_url": self.infisical.host, "project_slug": self.infisical.project_slug,
+                "resync_interval": "5s", "identities": "managed", "operator": {"chart_repo": self.chart_repo},
+            }}},
+            "secrets": {"lake-credentials": {"path": self.folder, "keys": {"LAKE_TOKEN": {}}}},
+        }, sort_keys=False)
+
+    def secret(self, name: str, namespace: str = JOBS) -> dict[str, str] | None:
+        return next((data for ns, n, data in self.cluster.secrets() if (ns, n) == (namespace, name)), None)
+
+    def synced(self) -> bool:
+        return self.secret("lake-credentials") == {"LAKE_TOKEN": self.values["token"]}
+
+    def rotate_in_infisical(self) -> None:
+        self.values["token"] = f"token-{secrets.token_hex(6)}"
+        self.infisical.set(ENV, self.folder, "LAKE_TOKEN", self.values["token"])
+
+    def identity(self) -> dict[str, Any]:
+        """The MachineIdentity's outputs, from the stack's state."""
+        state = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)
+        (found,) = [r["outputs"] for r in state["deployment"]["resources"]
+                    if r["type"] == "pulumi-python:dynamic/infisical:MachineIdentity"]
+        return dict(found)
+
+    def client_secrets(self, identity_id: str) -> list[dict[str, Any]]:
+        """The identity's client secrets that are not revoked."""
+        listed = self.admin.call("GET", f"/api/v1/auth/universal-auth/identities/{identity_id}/client-secrets")
+        return list(listed["clientSecretData"])
+
+    def auth_ready(self) -> str | None:
+        out = self.cluster.kubectl("get", "infisicalauth", AUTH, "-n", OPERATOR_NS, "-o", "json",
+                                   "--ignore-not-found")
+        conditions = (json.loads(out).get("status") or {}).get("conditions") or [] if out.strip() else []
+        return next((c["status"] for c in conditions if c["type"] == READY), None)
+
+
+def org_identity_names(admin: InfisicalAdmin) -> dict[str, str]:
+    listed = admin.call("GET", f"/api/v1/identities?orgId={admin.org_id}")
+    return {str(i["identity"]["id"]): str(i["identity"]["name"]) for i in listed["identities"]}
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    if os.environ.get("FLOE_E2E_INFISICAL_ENV"):
+        pytest.skip("needs the admin of the local Infisical server (admin.env), not FLOE_E2E_INFISICAL_ENV's server")
+    if not (server_state() / "admin.env").exists():
+        unavailable(f"the local Infisical server's {server_state() / 'admin.env'} is missing")
+    admin = InfisicalAdmin.from_state()
+    tmp = tmp_path_factory.mktemp("managed")
+    project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
+    pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
+    stack = Stack(pulumi, cluster, infisical, admin, chart_repo, values={"token": f"token-{secrets.token_hex(6)}"})
+    log = None
+    try:
+        (project / "manifest.yaml").write_text(stack.manifest())
+        pulumi("stack", "init")
+        # One credential: the organisation admin identity, for Pulumi (it also writes values).
+        for key, value, secret in [("floe:environment", ENV, False), ("floe:kubeContext", "floe-local", False),
+                                   ("infisical:clientId", admin.client[0], False),
+                                   ("infisical:clientSecret", admin.client[1], True)]:
+            pulumi.config_set(key, value, secret=secret)
+        infisical.set(ENV, stack.folder, "LAKE_TOKEN", stack.values["token"])
+        pulumi.up()
+        log = cluster.start_operator()
+        yield stack
+    finally:
+        pulumi("destroy", "--yes", "--remove", check=False)
+        cluster.stop_operator()
+        if log is not None and log.exists():
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, ARTIFACTS / "infisical-operator-managed-identities.log")
+        cluster.kubectl("delete", "secret", "lake-credentials", "-n", JOBS, "--ignore-not-found", "--wait=false")
+
+
+def test_1_the_stack_makes_a_viewer_identity_whose_client_secret_is_only_a_pulumi_secret(stack: Stack) -> None:
+    eventually(stack.synced, "the Secret synced with the identity the stack made")
+    identity = stack.identity()
+    assert identity["identity_name"].startswith(f"floe-{stack.infisical.project_slug}-dev-operator-")
+    membership = stack.admin.call(
+        "GET", f"/api/v2/workspace/{stack.admin.project_id}/identity-memberships/{identity['identity_id']}")
+    assert [r["role"] for r in membership["identityMembership"]["roles"]] == ["viewer"]
+    assert len(stack.client_secrets(identity["identity_id"])) == 1
+    held = stack.secret("infisical-machine-identity", OPERATOR_NS)
+    assert held is not None and held["clientId"] == identity["client_id"]
+    state = stack.pulumi("stack", "export").stdout
+    assert held["clientSecret"] not in state, "the client secret in plaintext in the state"
+    assert held["clientSecret"] not in stack.pulumi("up", "--yes", "--skip-preview").stdout
+
+
+def test_2_a_preview_of_the_converged_stack_changes_nothing(stack: Stack) -> None:
+    stack.pulumi("preview", "--expect-no-changes")
+
+
+def test_3_a_rotation_makes_a_new_client_secret_and_revokes_the_old_once_the_operator_uses_the_new(
+    stack: Stack,
+) -> None:
+    identity_id = stack.identity()["identity_id"]
+    (old,) = stack.client_secrets(identity_id)
+    before = stack.secret("infisical-machine-identity", OPERATOR_NS)
+    seen: list[tuple[float, str | None]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append((time.monotonic(), stack.auth_ready()))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    stack.pulumi.config_set("floe:operatorSecretRotation", "r1")
+    watcher.start()
+    try:
+        stack.pulumi.up()
+        time.sleep(5)
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen and all(status == "True" for _, status in seen), f"the InfisicalAuth was not ready: {seen}"
+    (new,) = stack.client_secrets(identity_id)
+    assert new["id"] != old["id"], "the old client secret is still there, or no new one"
+    assert int(new["clientSecretNumUses"]) >= 1, "revoked before the operator used the new one"
+    assert stack.secret("infisical-machine-identity", OPERATOR_NS) is None
+    after = stack.secret("infisical-machine-identity-r1", OPERATOR_NS)
+    assert after is not None and before is not None
+    assert after["clientId"] == before["clientId"] and after["clientSecret"] != before["clientSecret"]
+    stack.rotate_in_infisical()
+    eventually(stack.synced, "the Secret follows Infisical with the new client secret")
+
+
+def test_4_an_identity_that_may_not_add_members_is_refused_with_the_permission_and_leaves_nothing(
+    stack: Stack, tools_bin: Path, tmp_path: Path,
+) -> None:
+    """The viewer identity may create identities in this organisation (its org role is member) but
+    not add one to the project: the error names both, and the identity it made is deleted again."""
+    before = org_identity_names(stack.admin)
+    project = make_project(tmp_path, tools_bin, stack.cluster.kubeconfig, "")
+    other = Pulumi(tools_bin, project, pulumi_env(tmp_path, tools_bin, stack.cluster.kubeconfig), stack="staging")
+    (project / "manifest.yaml").write_text(stack.manifest())
+    other("stack", "init")
+    viewer = stack.infisical.viewer
+    for key, value, secret in [("floe:environment", "staging", False), ("floe:kubeContext", "floe-local", False),
+                               ("infisical:clientId", viewer[0], False), ("infisical:clientSecret", viewer[1], True)]:
+        other.config_set(key, value, secret=secret)
+    platform = "urn:pulumi:staging::floe::floe:secrets:Platform"
+    targets = [f"{platform}::floe-secrets", f"{platform}$floe:secrets:InfisicalOperator::infisical-operator",
+               f"{platform}$floe:secrets:InfisicalOperator$pulumi-python:dynamic/infisical:MachineIdentity::operator"]
+    try:
+        # Only the identity: the first stack's release and namespaces are in the way of the rest.
+        failed = other("up", "--yes", "--skip-preview", *(a for t in targets for a in ("--target", t)), check=False)
+        output = failed.stdout + failed.stderr
+        assert failed.returncode != 0
+        assert f"machine identity {viewer[0]} (the one Pulumi uses, infisical:clientId) may not add machine identity " \
+               f"floe-{stack.infisical.project_slug}-staging-operator to project" in output, output[-3000:]
+        assert "You are not allowed to create on identity" in output and "a project role that may add members" in output
+        assert "Traceback" not in output
+        assert org_identity_names(stack.admin) == before, "an identity was left behind"
+    finally:
+        other("destroy", "--yes", "--remove", check=False)
+
+
+def test_5_destroy_deletes_the_identity_it_made_and_no_other(stack: Stack) -> None:
+    identity_id = stack.identity()["identity_id"]
+    others = set(org_identity_names(stack.admin)) - {identity_id}
+    assert stack.infisical.get(ENV, stack.folder, "LAKE_TOKEN") == stack.values["token"]
+    stack.pulumi("destroy", "--yes")
+    with pytest.raises(InfisicalAdminError) as gone:
+        stack.admin.call("GET", f"/api/v1/identities/{identity_id}")
+    assert gone.value.status == 404
+    assert set(org_identity_names(stack.admin)) == others
+    assert env_file(server_state() / "admin.env")["INFISICAL_ADMIN_IDENTITY_ID"] in others
