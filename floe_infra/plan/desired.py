@@ -220,6 +220,8 @@ class ManagedIdentity(_Desired):
     kind: Literal["MachineIdentity"] = "MachineIdentity"
 
     pulumi_type = "pulumi-python:dynamic/infisical:MachineIdentity"
+    client_secret_type = "pulumi-python:dynamic/infisical:ClientSecret"
+    login_type = "pulumi-python:dynamic/infisical:OperatorLogin"
 
     @property
     def logical_name(self) -> str:

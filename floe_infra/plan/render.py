@@ -39,9 +39,14 @@ def rows(plan: StackPlan) -> list[Row]:
             out.append(Row(r.pulumi_type, r.logical_name, "", detail))
             continue
         if isinstance(r, ManagedIdentity):
-            detail = (f"identity {r.name}-<nonce> in Infisical, project {r.project_slug} as {r.role}, Universal Auth, "
-                      f"one client secret (rotation {r.rotation or 'none yet'})")
-            out.append(Row(r.pulumi_type, r.logical_name, "", detail))
+            out += [
+                Row(r.pulumi_type, r.logical_name, "",
+                    f"identity {r.name}-<nonce> in Infisical, project {r.project_slug} as {r.role}, Universal Auth"),
+                Row(r.client_secret_type, r.logical_name, "",
+                    f"its client secret (rotation {r.rotation or 'none yet'}; a new rotation replaces it)"),
+                Row(r.login_type, r.logical_name, "",
+                    "on a rotation, waits for the operator's login with the new client secret"),
+            ]
             continue
         for name, source in r.generated().items():
             out.append(Row(PASSWORD_TYPE, name, "", source.placeholder))
