@@ -88,7 +88,7 @@ def test_stack_config_that_does_not_fit_managed_identities_names_the_key_and_the
 def test_managed_identities_with_kubernetes_auth_are_refused_with_the_fix(tmp_path: Path) -> None:
     manifest = managed_manifest()
     manifest = manifest.replace("      operator:\n", "      operator:\n        auth: kubernetes\n")
-    expected = r"identities: managed makes a Universal Auth identity; with operator\.auth: kubernetes, make the identity"
+    expected = r"identities: managed makes a Universal Auth identity; with operator\.auth: kubernetes, make"
     with pytest.raises(ManifestError, match=expected):
         plan_of(tmp_path, manifest)
 
