@@ -85,11 +85,32 @@ def test_stack_config_that_does_not_fit_managed_identities_names_the_key_and_the
     assert any(re.search(match, p) for p in problems), problems
 
 
-def test_managed_identities_with_kubernetes_auth_are_refused_with_the_fix(tmp_path: Path) -> None:
-    manifest = managed_manifest()
-    manifest = manifest.replace("      operator:\n", "      operator:\n        auth: kubernetes\n")
-    expected = r"identities: managed makes a Universal Auth identity; with operator\.auth: kubernetes, make"
-    with pytest.raises(ManifestError, match=expected):
+def test_managed_kubernetes_auth_makes_the_token_reviewer_and_names_the_identity_by_its_output(
+    tmp_path: Path,
+) -> None:
+    manifest = managed_manifest().replace("      operator:\n", "      operator:\n        auth: kubernetes\n")
+    plan = plan_of(tmp_path, manifest, kube_context="floe-local")
+    objects = {(o.kind, o.namespace, o.name): o for o in plan.kube_objects()}
+    token = objects[("Secret", "infisical", "infisical-token-reviewer")]
+    assert token.content == {"type": "kubernetes.io/service-account-token"}
+    assert token.annotations == {"kubernetes.io/service-account.name": "infisical-token-reviewer"}
+    binding = objects[("ClusterRoleBinding", None, "floe-dev-infisical-infisical-token-reviewer")]
+    assert binding.content["roleRef"]["name"] == "system:auth-delegator"
+    assert binding.content["subjects"] == [
+        {"kind": "ServiceAccount", "name": "infisical-token-reviewer", "namespace": "infisical"}]
+    managed = plan.operator.managed_identity
+    assert managed.kubernetes is not None and (managed.kubernetes.namespace, managed.kubernetes.service_account) == (
+        "infisical", "infisical-auth")
+    assert {token.id, binding.id} <= set(managed.depends_on)
+    holder = objects[("Secret", "infisical", "infisical-identity-id")]
+    assert holder.secret_data["identityId"].identity_output == "identityId" and managed.id in holder.depends_on
+    assert ("Secret", "infisical", "infisical-machine-identity") not in objects
+    assert CLIENT_SECRET not in table(plan)
+
+
+def test_managed_kubernetes_auth_with_v1alpha1_is_refused_with_the_fix(tmp_path: Path) -> None:
+    manifest = managed_manifest("v1alpha1").replace("      operator:\n", "      operator:\n        auth: kubernetes\n")
+    with pytest.raises(ManifestError, match=r"only v1beta1 reads: remove operator\.api: v1alpha1"):
         plan_of(tmp_path, manifest)
 
 

@@ -514,7 +514,7 @@ def test_a_program_the_engine_cancels_exits_quietly() -> None:
     assert exited.value.code == 1
 
 
-@pytest.mark.parametrize("kind", ["Namespace", "Secret"])
+@pytest.mark.parametrize("kind", ["Namespace", "Secret", "ServiceAccount", "ClusterRoleBinding"])
 def test_core_objects_register_exactly_as_the_typed_classes_would(kind: str) -> None:
     """CoreObject stands in for pulumi_kubernetes.core.v1.Namespace/Secret (whose module costs a
     quarter of a second per preview to import): the same type, inputs, secret inputs and secret
@@ -537,8 +537,14 @@ def test_core_objects_register_exactly_as_the_typed_classes_would(kind: str) -> 
         if kind == "Secret":
             k8s.core.v1.Secret("typed", metadata=metadata, type="Opaque", string_data=data, opts=opts)
             CoreObject("ours", kind, metadata, {"type": "Opaque", "stringData": data}, opts)
+        elif kind == "ClusterRoleBinding":
+            role = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"}
+            subjects = [{"kind": "ServiceAccount", "name": "r", "namespace": "n"}]
+            k8s.rbac.v1.ClusterRoleBinding("typed", metadata=metadata, role_ref=role, subjects=subjects, opts=opts)
+            CoreObject("ours", kind, metadata, {"roleRef": role, "subjects": subjects}, opts,
+                       "rbac.authorization.k8s.io/v1")
         else:
-            k8s.core.v1.Namespace("typed", metadata=metadata, opts=opts)
+            getattr(k8s.core.v1, kind)("typed", metadata=metadata, opts=opts)
             CoreObject("ours", kind, metadata, {}, opts)
 
     register()
@@ -546,7 +552,7 @@ def test_core_objects_register_exactly_as_the_typed_classes_would(kind: str) -> 
     assert (ours.type, ours.inputs, ours.secret_inputs(), sorted(ours.additional_secret_outputs), ours.protect) == (
         typed.type, typed.inputs, typed.secret_inputs(), sorted(typed.additional_secret_outputs), typed.protect
     )
-    assert ours.type == f"kubernetes:core/v1:{kind}"
+    assert ours.type == typed.type
     if kind == "Secret":
         assert ours.secret_inputs() == {"stringData"}
 

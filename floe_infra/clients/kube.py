@@ -75,6 +75,18 @@ class Cluster:
             raise PluginError(f"cannot reach the Kubernetes API at {self.server}: {reason}") from None
         return self.api.sanitize_for_serialization(answer)
 
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's data, decoded; None when there is no such Secret."""
+        import base64
+
+        from kubernetes.client import CoreV1Api
+
+        core = CoreV1Api(self.api)
+        found = self._call(f"a read of Secret {namespace}/{name}", lambda: core.read_namespaced_secret(name, namespace))
+        if found is None:
+            return None
+        return {k: base64.b64decode(v).decode() for k, v in (found.get("data") or {}).items()}
+
     def list(
         self, group_version: str, plural: str, namespace: str | None, labels: Mapping[str, str], *,
         required: bool = True,

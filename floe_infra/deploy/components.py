@@ -8,7 +8,7 @@ secrets, so ``pulumi preview`` shows exactly what ``floe secrets plan`` printed.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import pulumi
@@ -125,7 +125,7 @@ class _Builder:
         # dependency on the chart waits for this list, not for the component (empty until then).
         self.ready: dict[str, pulumi.Output[list[pulumi.Resource]]] = dict(ready or {})
         # The identity the stack manages, its client secret, and the host they live on.
-        self.managed: tuple[MachineIdentity, ClientSecret, str] | None = None
+        self.managed: tuple[MachineIdentity, ClientSecret | None, str] | None = None
 
     def add(self, desired: Desired, former_parent: str | pulumi.Output[str] | None = None) -> pulumi.Resource:
         """``former_parent``: a component the object was once a child of (an alias): its URN, or,
@@ -179,16 +179,18 @@ class _Builder:
             self.ready[desired.id] = chart.resources.apply(lambda created: list(created.values()))
             resource = chart
         elif isinstance(desired, ManagedIdentity):
+            host = self._values.writer_host(desired.site_url)
+            login = desired.kubernetes
             identity = MachineIdentity(
                 desired.logical_name, identity_name=desired.name, project_slug=desired.project_slug,
-                role=desired.role, site_url=self._values.writer_host(desired.site_url), opts=opts,
+                role=desired.role, site_url=host, kubernetes=asdict(login) if login else None, opts=opts,
             )
-            resource = ClientSecret(
-                desired.logical_name, identity_id=identity.identity_id, rotation=desired.rotation,
-                site_url=self._values.writer_host(desired.site_url),
+            client_secret = None if login else ClientSecret(
+                desired.logical_name, identity_id=identity.identity_id, rotation=desired.rotation, site_url=host,
                 opts=pulumi.ResourceOptions(parent=self._parent, protect=desired.protect),
             )
-            self.managed = (identity, resource, self._values.writer_host(desired.site_url))
+            resource = client_secret or identity
+            self.managed = (identity, client_secret, host)
         elif isinstance(desired, HelmRelease):
             resource = k8s.helm.v3.Release(
                 desired.logical_name,
@@ -213,13 +215,11 @@ class _Builder:
                 metadata["namespace"] = desired.namespace
             if desired.annotations:
                 metadata["annotations"] = dict(desired.annotations)
-            if desired.kind in CORE_KINDS:
-                content: dict[str, Any] = (
-                    {"type": str(desired.content["type"]), "stringData": self._secret_data(desired, former_parent)}
-                    if desired.kind == "Secret"
-                    else {}
-                )
-                resource = CoreObject(desired.logical_name, desired.kind, metadata, content, opts)
+            if desired.kind in CORE_KINDS or "spec" not in desired.content:
+                content: dict[str, Any] = dict(desired.content)
+                if desired.secret_data:
+                    content["stringData"] = self._secret_data(desired, former_parent)
+                resource = CoreObject(desired.logical_name, desired.kind, metadata, content, opts, desired.api_version)
             else:
                 resource = k8s.apiextensions.CustomResource(
                     desired.logical_name,
@@ -256,7 +256,10 @@ class _Builder:
             return self._values.config_value(source)
         assert self.managed is not None, "the plan puts the managed identity before its Secret"
         identity, client_secret, _ = self.managed
-        return identity.client_id if source.identity_output == "clientId" else client_secret.client_secret
+        if source.identity_output == "clientSecret":
+            assert client_secret is not None
+            return client_secret.client_secret
+        return identity.identity_id if source.identity_output == "identityId" else identity.client_id
 
     def _password(
         self, name: str, source: SecretSource, protect: bool, aliases: list[str | pulumi.Alias] | None
@@ -275,22 +278,26 @@ CORE_KINDS = ("Namespace", "Secret", "ServiceAccount")
 
 
 class CoreObject(pulumi.CustomResource):
-    """A core/v1 Namespace, Secret or ServiceAccount, registered as ``kubernetes:core/v1:<kind>`` with
-    the inputs and options that ``pulumi_kubernetes.core.v1.Namespace``/``Secret``/... send. Those classes live in
-    a module that builds every core type's classes on import, a quarter of a second of each preview
+    """A Kubernetes object without a ``spec`` (a core/v1 Namespace, Secret or ServiceAccount, or a
+    ClusterRoleBinding), registered as ``kubernetes:<group/version>:<kind>`` with the inputs and
+    options its typed class (``pulumi_kubernetes.core.v1.Secret``...) sends. Those classes live in
+    modules that build every type's classes on import, a quarter of a second of each preview
     (bench/engine_scale.py); tests/test_program.py holds this class to theirs."""
 
     def __init__(
         self, name: str, kind: str, metadata: Mapping[str, Any], content: Mapping[str, Any],
-        opts: pulumi.ResourceOptions,
+        opts: pulumi.ResourceOptions, api_version: str = "v1",
     ) -> None:
-        props: dict[str, Any] = {"apiVersion": "v1", "kind": kind, "metadata": metadata}
+        props: dict[str, Any] = {"apiVersion": api_version, "kind": kind, "metadata": metadata}
+        props.update(content)
         if kind == "Secret":
             # As the typed Secret: its data is secret in state whatever the inputs were.
-            props.update(content, stringData=pulumi.Output.secret(content["stringData"]))
+            if "stringData" in content:
+                props["stringData"] = pulumi.Output.secret(content["stringData"])
             secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])
             opts = pulumi.ResourceOptions.merge(opts, secret_outputs)
-        super().__init__(f"kubernetes:core/v1:{kind}", name, props, opts)
+        group_version = "core/v1" if api_version == "v1" else api_version
+        super().__init__(f"kubernetes:{group_version}:{kind}", name, props, opts)
 
 
 def _aliases(
@@ -399,10 +406,11 @@ class SecretsPlatform(pulumi.ComponentResource):
             )
             for obj in ref.objects:
                 builder.add(obj, former)
-        if plan.operator is not None and operator.managed is not None:
+        managed = operator.managed if plan.operator is not None else None
+        if managed is not None and managed[1] is not None:
             # On a rotation, the old client secret is revoked (at the end of the `up`) only once the
             # operator has logged in with the new one: after every object that names its Secret.
-            identity, client_secret, host = operator.managed
+            identity, client_secret, host = managed[0], managed[1], managed[2]
             users = [r for d, r in builder.created.items() if d.split(":", 1)[0] in ("InfisicalAuth", "InfisicalSecret")
                      ]
             OperatorLogin(

@@ -35,6 +35,7 @@ from ..clients.infisical import (
     Refused,
     connect,
 )
+from ..errors import FloeError
 
 _CREDENTIALS: weakref.WeakKeyDictionary[_AdminProvider, Credentials | InfisicalError] = weakref.WeakKeyDictionary()
 
@@ -78,11 +79,43 @@ def _post(conn: Connection, what: str, path: str, body: dict[str, Any],
     return dict(conn.call(what, lambda c: c.api.post(path=path, model=dict, json=body).data, on_retry))
 
 
+REVIEWER_WAIT = 60.0
+"""Seconds to wait for the cluster to fill the token reviewer's Secret (its token controller)."""
+
+
+def kubernetes_auth_settings(login: dict[str, Any]) -> dict[str, Any]:
+    """The identity's Kubernetes Auth, read from the cluster: the API server's URL (``host``, else
+    the kubeconfig's), its CA and the token reviewer's JWT (the Secret the stack made; the cluster
+    fills it). Never kept in the state."""
+    from ..clients.kube import Cluster
+
+    cluster = Cluster.connect(login.get("kube_context"))
+    deadline = time.monotonic() + REVIEWER_WAIT
+    where = f"{login['namespace']}/{login['reviewer_secret']}"
+    while True:
+        data = cluster.secret_data(login["namespace"], login["reviewer_secret"]) or {}
+        if data.get("token") and data.get("ca.crt"):
+            break
+        if time.monotonic() > deadline:
+            raise InfisicalError(
+                f"the cluster at {cluster.server} did not fill the token reviewer's Secret {where} within "
+                f"{REVIEWER_WAIT:.0f}s: its token controller (kube-controller-manager, with a service-account "
+                "private key) must run"
+            )
+        time.sleep(1)
+    return {
+        "kubernetesHost": login.get("host") or cluster.server, "caCert": data["ca.crt"],
+        "tokenReviewerJwt": data["token"], "allowedNamespaces": login["namespace"],
+        "allowedNames": login["service_account"], "allowedAudience": "",
+    }
+
+
 class MachineIdentityProvider(_AdminProvider):
-    """Inputs: ``name``, ``project_slug``, ``role``. Outputs add ``identity_id``, ``client_id``."""
+    """Inputs: ``name``, ``project_slug``, ``role``, and ``kubernetes`` (the Kubernetes Auth to give
+    it; else Universal Auth). Outputs add ``identity_id``, ``client_id`` (Universal Auth)."""
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in ("name", "project_slug", "role") if olds.get(k) != news.get(k)]
+        changed = [k for k in ("name", "project_slug", "role", "kubernetes") if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "project_slug"],
                           delete_before_replace=False)
 
@@ -112,17 +145,23 @@ class MachineIdentityProvider(_AdminProvider):
         try:
             _post(conn, f"add {where} to project {props['project_slug']}",
                   f"/api/v2/workspace/{project['id']}/identity-memberships/{identity_id}", {"role": props["role"]})
-            auth = _post(conn, f"give {where} Universal Auth",
-                         f"/api/v1/auth/universal-auth/identities/{identity_id}", {})
+            if props.get("kubernetes"):
+                _post(conn, f"give {where} Kubernetes Auth", f"/api/v1/auth/kubernetes-auth/identities/{identity_id}",
+                      kubernetes_auth_settings(props["kubernetes"]))
+                client_id = ""
+            else:
+                auth = _post(conn, f"give {where} Universal Auth",
+                             f"/api/v1/auth/universal-auth/identities/{identity_id}", {})
+                client_id = str(auth["identityUniversalAuth"]["clientId"])
         except Refused as exc:
             self._delete(conn, identity_id)  # nothing half made stays behind
             raise _refused(conn, f"add {where} to project {props['project_slug']} as {props['role']}", exc,
                            "a project role that may add members (admin)") from None
-        except InfisicalError:
+        except (InfisicalError, FloeError):
             self._delete(conn, identity_id)
             raise
-        outs = {**props, "identity_id": identity_id, "identity_name": marked,
-                "client_id": str(auth["identityUniversalAuth"]["clientId"]), "project_id": str(project["id"])}
+        outs = {**props, "identity_id": identity_id, "identity_name": marked, "client_id": client_id,
+                "project_id": str(project["id"])}
         return CreateResult(identity_id, outs)
 
     @staticmethod
@@ -168,6 +207,10 @@ class MachineIdentityProvider(_AdminProvider):
                 conn.call(f"change the project role of machine identity {id_}", lambda c: c.api.patch(
                     path=f"/api/v2/workspace/{olds['project_id']}/identity-memberships/{id_}", model=dict,
                     json={"roles": [{"role": news["role"], "isTemporary": False}]}))
+            if news.get("kubernetes") and olds.get("kubernetes") != news["kubernetes"]:
+                conn.call(f"change the Kubernetes Auth of machine identity {id_}", lambda c: c.api.patch(
+                    path=f"/api/v1/auth/kubernetes-auth/identities/{id_}", model=dict,
+                    json=kubernetes_auth_settings(news["kubernetes"])))
             if olds.get("name") != news["name"]:
                 marked = f"{news['name']}-{secrets.token_hex(3)}"
                 conn.call(f"rename machine identity {id_}", lambda c: c.api.patch(
@@ -269,8 +312,8 @@ class MachineIdentity(pulumi.dynamic.Resource, module="infisical", name="Machine
     client_id: pulumi.Output[str]
 
     def __init__(self, name: str, *, identity_name: str, project_slug: str, role: str, site_url: str,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"name": identity_name, "project_slug": project_slug, "role": role,
+                 kubernetes: dict[str, Any] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {"name": identity_name, "project_slug": project_slug, "role": role, "kubernetes": kubernetes,
                  "identity_id": None, "client_id": None, "identity_name": None, "project_id": None}
         super().__init__(MachineIdentityProvider(site_url), name, props, opts)
 

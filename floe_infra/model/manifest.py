@@ -90,11 +90,11 @@ class InfisicalSettings(_Model):
     identities: Literal["external", "managed"] = "external"
 
     @model_validator(mode="after")
-    def _managed_identities_use_universal_auth(self) -> InfisicalSettings:
-        if self.identities == "managed" and self.operator.auth == "kubernetes":
+    def _managed_kubernetes_auth_is_v1beta1(self) -> InfisicalSettings:
+        if self.identities == "managed" and self.operator.auth == "kubernetes" and self.operator.api == "v1alpha1":
             raise ValueError(
-                "identities: managed makes a Universal Auth identity; with operator.auth: kubernetes, make the "
-                "identity in Infisical and set floe:operatorIdentityId (identities: external)"
+                "identities: managed with operator.auth: kubernetes names the identity it makes through a Secret, "
+                "which only v1beta1 reads: remove operator.api: v1alpha1 (v1beta1 is the default)"
             )
         return self
 

@@ -32,7 +32,7 @@ WRITER_ENV = {
 Terraform provider read instead (the site URL defaults to the manifest's)."""
 SCALAR_KEYS = (
     "environment", "manifest", "jobsNamespace", "createNamespaces", "protect", "kubeContext", "operatorIdentityId",
-    "operatorSecretRotation",
+    "operatorSecretRotation", "kubernetesHost",
 )
 SECRET_KEYS = ("operatorClientId", "operatorClientSecret", "secretValues")
 KNOWN_KEYS = SCALAR_KEYS + SECRET_KEYS
@@ -53,6 +53,7 @@ class StackSettings:
     operator_credentials: frozenset[str] = frozenset()  # which of operatorClientId/Secret are set
     operator_identity_id: str | None = None
     operator_secret_rotation: str | None = None
+    kubernetes_host: str | None = None  # the API server's URL as Infisical reaches it (managed Kubernetes Auth)
     secret_value_keys: Mapping[str, frozenset[str]] | None = None
     writer_credentials_set: bool | None = None
     source: str = "stack config"
@@ -119,6 +120,7 @@ class _StackConfig(BaseModel):
     operator_secret_rotation: Annotated[Text, AfterValidator(_rule(names.rotation))] | None = Field(
         None, alias="operatorSecretRotation"
     )
+    kubernetes_host: Annotated[Text, AfterValidator(_rule(names.url))] | None = Field(None, alias="kubernetesHost")
     operator_client_id: object = Field(None, alias="operatorClientId")
     operator_client_secret: object = Field(None, alias="operatorClientSecret")
     secret_values: object = Field(None, alias="secretValues")
@@ -145,6 +147,7 @@ def parse_stack_config(stack: str, values: Mapping[str, object], source: str) ->
         ),
         operator_identity_id=config.operator_identity_id,
         operator_secret_rotation=config.operator_secret_rotation,
+        kubernetes_host=config.kubernetes_host,
         secret_value_keys=_secret_value_keys(config.secret_values, source),
         source=source,
     )

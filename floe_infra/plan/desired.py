@@ -204,16 +204,31 @@ class ChartCrds(_Desired):
 
 
 @dataclass(frozen=True)
+class KubernetesLogin:
+    """What a managed identity's Kubernetes Auth allows and checks logins with: the ServiceAccount
+    that may log in, and the token-reviewer Secret (its token and the cluster's CA) the stack makes;
+    ``host``: the API server's URL as Infisical reaches it (None: the kubeconfig's)."""
+
+    namespace: str
+    service_account: str
+    reviewer_secret: str
+    kube_context: str | None
+    host: str | None
+
+
+@dataclass(frozen=True)
 class ManagedIdentity(_Desired):
-    """The operator's machine identity, made by the stack (``identities: managed``): the identity,
-    its membership of the project with ``role``, Universal Auth and one client secret, which a new
-    ``rotation`` replaces (the old one is revoked once the operator has logged in with the new)."""
+    """The operator's machine identity, made by the stack (``identities: managed``): the identity and
+    its membership of the project with ``role``; with universal auth, Universal Auth and one client
+    secret, which a new ``rotation`` replaces (the old one is revoked once the operator has logged
+    in with the new); with ``kubernetes``, Kubernetes Auth, and no secret at all."""
 
     name: str
     project_slug: str
     role: str
     site_url: str
     rotation: str
+    kubernetes: KubernetesLogin | None = None
     protect: bool = False
     retain_on_delete: bool = False
     depends_on: tuple[str, ...] = ()
@@ -248,6 +263,7 @@ class OperatorPlan:
     identity: KubeObject | None
     service_account: KubeObject | None = None
     managed_identity: ManagedIdentity | None = None
+    token_reviewer: tuple[KubeObject, ...] = ()  # a managed identity's Kubernetes Auth: see _token_reviewer
     identity_id: str | None = None  # kubernetes auth: the identity the ServiceAccount logs in as
     connection: KubeObject | None = None
     auth: KubeObject | None = None
@@ -256,8 +272,8 @@ class OperatorPlan:
 
     def resources(self) -> tuple[Desired, ...]:
         optional = (
-            self.namespace, self.crds, self.release, self.managed_identity, self.service_account, self.identity,
-            self.connection, self.auth,
+            self.namespace, self.crds, self.release, *self.token_reviewer, self.managed_identity,
+            self.service_account, self.identity, self.connection, self.auth,
         )
         eso = (self.eso_namespace, self.eso)
         return tuple(r for r in (*optional, *eso) if r is not None)

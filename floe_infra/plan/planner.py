@@ -22,6 +22,7 @@ from .desired import (
     HelmRelease,
     InfisicalValue,
     KubeObject,
+    KubernetesLogin,
     ManagedIdentity,
     OperatorPlan,
     ReferencePlan,
@@ -117,13 +118,14 @@ def deploy_config_problems(plan: StackPlan) -> list[str]:
             f"kubeconfig context is current: run `{set_command(settings.stack, 'kubeContext', '<kubeconfig-context>')}`"
         )
     kubernetes_auth = plan.operator is not None and plan.operator.service_account is not None
-    if kubernetes_auth and settings.operator_identity_id is None:
+    managed = plan.operator is not None and plan.operator.managed_identity is not None
+    if kubernetes_auth and not managed and settings.operator_identity_id is None:
         problems.append(
             "the operator logs in with Kubernetes Auth (plugins.secrets.config.operator.auth: kubernetes) but the "
             "identity it logs in as is not set: run "
             f"`{set_command(settings.stack, 'operatorIdentityId', '<identity-id>')}`"
         )
-    if kubernetes_auth and settings.operator_credentials:
+    if kubernetes_auth and not managed and settings.operator_credentials:
         set_keys = sorted(settings.operator_credentials)
         problems.append(
             f"it sets {' and '.join(f'floe:{k}' for k in set_keys)}, but with operator.auth: kubernetes no client "
@@ -131,7 +133,11 @@ def deploy_config_problems(plan: StackPlan) -> list[str]:
             + " and ".join(f"`pulumi config rm --stack {settings.stack} 'floe:{k}'`" for k in set_keys)
             + " (or set operator.auth: universal)"
         )
-    managed = plan.operator is not None and plan.operator.managed_identity is not None
+    if managed and settings.operator_identity_id is not None:
+        problems.append(
+            "it sets floe:operatorIdentityId, but with identities: managed the stack makes the operator's identity: "
+            f"run `pulumi config rm --stack {settings.stack} 'floe:operatorIdentityId'`"
+        )
     if managed and settings.operator_credentials:
         set_keys = sorted(settings.operator_credentials)
         problems.append(
@@ -209,15 +215,31 @@ def _operator(
         depends_on=(*deps, crds.id),
         protect=settings.protect,
     )
+    reviewer: tuple[KubeObject, ...] = ()
+    managed: ManagedIdentity | None = None
     if op.auth == "kubernetes":
         service_account: KubeObject | None = KubeObject(
             api_version="v1", kind="ServiceAccount", name=op.auth_service_account, namespace=op.namespace,
             labels=labels, depends_on=deps, protect=settings.protect,
         )
+        id_source = SecretSource(config_key="operatorIdentityId")
+        id_deps = deps
+        if config.identities == "managed":
+            reviewer = _token_reviewer(op.namespace, labels, settings, deps)
+            managed = ManagedIdentity(
+                name=f"floe-{config.project_slug}-{settings.stack}-operator", project_slug=config.project_slug,
+                role="viewer", site_url=config.site_url, rotation="", protect=settings.protect,
+                kubernetes=KubernetesLogin(
+                    namespace=op.namespace, service_account=op.auth_service_account, reviewer_secret=REVIEWER,
+                    kube_context=settings.kube_context, host=settings.kubernetes_host,
+                ),
+                depends_on=tuple(r.id for r in reviewer),
+            )
+            id_source, id_deps = SecretSource(identity_output="identityId"), (*deps, managed.id)
         # v1beta1's InfisicalAuth reads the identity id from a Secret; nothing else is in it.
         identity = (
-            _opaque_secret(IDENTITY_ID_SECRET, op.namespace, labels,
-                           {IDENTITY_ID_KEY: SecretSource(config_key="operatorIdentityId")}, deps, settings.protect)
+            _opaque_secret(IDENTITY_ID_SECRET, op.namespace, labels, {IDENTITY_ID_KEY: id_source}, id_deps,
+                           settings.protect)
             if op.api == "v1beta1" else None
         )
     elif config.identities == "managed":
@@ -256,7 +278,7 @@ def _operator(
     plan = OperatorPlan(
         namespace=namespace, crds=crds, release=release, identity=identity, service_account=service_account,
         identity_id=settings.operator_identity_id if service_account else None,
-        managed_identity=managed if config.identities == "managed" else None,
+        managed_identity=managed, token_reviewer=reviewer,
     )
     if op.api == "v1beta1":
         assert identity is not None
@@ -267,6 +289,35 @@ def _operator(
         eso = eso_release(config, (eso_ns.id,) if eso_ns else (), settings.protect)
         plan = replace(plan, eso=eso, eso_namespace=eso_ns)
     return plan
+
+
+REVIEWER = "infisical-token-reviewer"
+
+
+def _token_reviewer(
+    namespace: str, labels: Mapping[str, str], settings: StackSettings, deps: tuple[str, ...]
+) -> tuple[KubeObject, ...]:
+    """What a managed identity's Kubernetes Auth checks logins with: a ServiceAccount that may call
+    TokenReview (``system:auth-delegator``) and a token Secret of it, which the cluster fills with
+    its token and CA; the identity's provider reads both from the cluster, nobody copies them."""
+    account = KubeObject(api_version="v1", kind="ServiceAccount", name=REVIEWER, namespace=namespace, labels=labels,
+                         depends_on=deps, protect=settings.protect)
+    token = KubeObject(
+        api_version="v1", kind="Secret", name=REVIEWER, namespace=namespace, labels=labels,
+        annotations={"kubernetes.io/service-account.name": REVIEWER},
+        content={"type": "kubernetes.io/service-account-token"}, depends_on=(account.id,), protect=settings.protect,
+    )
+    binding = KubeObject(
+        api_version="rbac.authorization.k8s.io/v1", kind="ClusterRoleBinding",
+        name=f"floe-{settings.stack}-{namespace}-{REVIEWER}", namespace=None, labels=labels,
+        content={
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "system:auth-delegator"},
+            "subjects": [{"kind": "ServiceAccount", "name": REVIEWER, "namespace": namespace}],
+        },
+        depends_on=(account.id,), protect=settings.protect,
+    )
+    return account, token, binding
 
 
 def _infisical_reference(

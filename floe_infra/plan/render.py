@@ -39,14 +39,18 @@ def rows(plan: StackPlan) -> list[Row]:
             out.append(Row(r.pulumi_type, r.logical_name, "", detail))
             continue
         if isinstance(r, ManagedIdentity):
-            out += [
-                Row(r.pulumi_type, r.logical_name, "",
-                    f"identity {r.name}-<nonce> in Infisical, project {r.project_slug} as {r.role}, Universal Auth"),
-                Row(r.client_secret_type, r.logical_name, "",
-                    f"its client secret (rotation {r.rotation or 'none yet'}; a new rotation replaces it)"),
-                Row(r.login_type, r.logical_name, "",
-                    "on a rotation, waits for the operator's login with the new client secret"),
-            ]
+            login = r.kubernetes
+            auth = (f"Kubernetes Auth for ServiceAccount {login.namespace}/{login.service_account}" if login
+                    else "Universal Auth")
+            out.append(Row(r.pulumi_type, r.logical_name, "",
+                           f"identity {r.name}-<nonce> in Infisical, project {r.project_slug} as {r.role}, {auth}"))
+            if login is None:
+                out += [
+                    Row(r.client_secret_type, r.logical_name, "",
+                        f"its client secret (rotation {r.rotation or 'none yet'}; a new rotation replaces it)"),
+                    Row(r.login_type, r.logical_name, "",
+                        "on a rotation, waits for the operator's login with the new client secret"),
+                ]
             continue
         for name, source in r.generated().items():
             out.append(Row(PASSWORD_TYPE, name, "", source.placeholder))

@@ -219,3 +219,45 @@ def test_5_destroy_deletes_the_identity_it_made_and_no_other(stack: Stack) -> No
     assert gone.value.status == 404
     assert set(org_identity_names(stack.admin)) == others
     assert env_file(server_state() / "admin.env")["INFISICAL_ADMIN_IDENTITY_ID"] in others
+
+
+def test_6_managed_kubernetes_auth_needs_no_credential_but_pulumis_own(
+    stack: Stack, tools_bin: Path, tmp_path: Path,
+) -> None:
+    """identities: managed with operator.auth: kubernetes: the stack makes the identity, gives it
+    Kubernetes Auth with a token reviewer it made in the cluster (its JWT and the CA read from the
+    cluster by the provider, never in config or state), and the operator syncs with no client
+    secret anywhere in the cluster."""
+    project = make_project(tmp_path, tools_bin, stack.cluster.kubeconfig, "")
+    other = Pulumi(tools_bin, project, pulumi_env(tmp_path, tools_bin, stack.cluster.kubeconfig))
+    doc = yaml.safe_load(stack.manifest())
+    doc["plugins"]["secrets"]["config"]["operator"]["auth"] = "kubernetes"
+    (project / "manifest.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    other("stack", "init")
+    for key, value, secret in [("floe:environment", ENV, False), ("floe:kubeContext", "floe-local", False),
+                               ("infisical:clientId", stack.admin.client[0], False),
+                               ("infisical:clientSecret", stack.admin.client[1], True)]:
+        other.config_set(key, value, secret=secret)
+    try:
+        other.up()
+        state = json.loads(other("stack", "export", "--show-secrets").stdout)
+        (identity,) = [r["outputs"] for r in state["deployment"]["resources"]
+                       if r["type"] == "pulumi-python:dynamic/infisical:MachineIdentity"]
+        reviewer = stack.secret("infisical-token-reviewer", OPERATOR_NS)
+        assert reviewer is not None and reviewer.get("token")
+        assert reviewer["token"] not in json.dumps(identity), "the reviewer's JWT in the identity's state"
+        found = stack.admin.call("GET", f"/api/v1/identities/{identity['identity_id']}")
+        assert found["identity"]["identity"]["authMethod"] == "kubernetes-auth"
+        stack.rotate_in_infisical()
+        eventually(stack.synced, "the Secret follows Infisical through the managed identity's Kubernetes Auth", 90)
+        known = stack.admin.client_secrets()
+        holders = [(ns, name) for ns, name, data in stack.cluster.secrets()
+                   if known & set(data.values()) or {"clientId", "clientSecret"} & set(data)]
+        assert holders == [], f"Secrets holding a client secret: {holders}"
+        other("destroy", "--yes")
+        with pytest.raises(InfisicalAdminError) as gone:
+            stack.admin.call("GET", f"/api/v1/identities/{identity['identity_id']}")
+        assert gone.value.status == 404
+        assert stack.secret("infisical-token-reviewer", OPERATOR_NS) is None
+    finally:
+        other("destroy", "--yes", "--remove", check=False)
