@@ -540,6 +540,17 @@ class Connection:
             parent = folder
 
 
+class Landed:
+    """An ``on_retry`` for :meth:`Connection.call`: whether any retried attempt may have reached
+    Infisical (its answer was lost), so the operation may have happened already."""
+
+    def __init__(self) -> None:
+        self.maybe = False
+
+    def __call__(self, may_have_landed: bool) -> None:
+        self.maybe = self.maybe or may_have_landed
+
+
 _CONNECTIONS: dict[tuple[str, str], Connection] = {}
 _CONNECTIONS_LOCK = threading.Lock()
 

@@ -30,6 +30,7 @@ from ..clients.infisical import (
     Connection,
     Credentials,
     InfisicalError,
+    Landed,
     NotFound,
     PermissionDenied,
     Refused,
@@ -127,20 +128,15 @@ class MachineIdentityProvider(_AdminProvider):
         # The name is the identity's only mark: with a nonce, an attempt whose answer was lost can
         # be told apart from every identity that existed before (which is never touched).
         marked = f"{name}-{secrets.token_hex(3)}"
-        landed = False
-
-        def retried(may_have_landed: bool) -> None:
-            nonlocal landed
-            landed = landed or may_have_landed
-
+        landed = Landed()
         try:
             created = _post(conn, f"create {where}", "/api/v1/identities",
-                            {"name": marked, "organizationId": project["orgId"], "role": "no-access"}, retried)
+                            {"name": marked, "organizationId": project["orgId"], "role": "no-access"}, landed)
         except Refused as exc:
             raise _refused(conn, f"create {where} in organization {project['orgId']}", exc,
                            "an organization role that may create identities") from None
         identity_id = str(created["identity"]["id"])
-        if landed:
+        if landed.maybe:
             self._drop_twins(conn, project["orgId"], marked, identity_id)
         try:
             _post(conn, f"add {where} to project {props['project_slug']}",
@@ -237,20 +233,15 @@ class ClientSecretProvider(_AdminProvider):
         identity = props["identity_id"]
         path = f"/api/v1/auth/universal-auth/identities/{identity}/client-secrets"
         nonce = f"floe-infra rotation {props['rotation'] or 0} {secrets.token_hex(4)}"
-        landed = False
-
-        def retried(may_have_landed: bool) -> None:
-            nonlocal landed
-            landed = landed or may_have_landed
-
+        landed = Landed()
         try:
             made = _post(conn, f"create a client secret for machine identity {identity}", path,
-                         {"description": nonce, "numUsesLimit": 0, "ttl": 0}, retried)
+                         {"description": nonce, "numUsesLimit": 0, "ttl": 0}, landed)
         except Refused as exc:
             raise _refused(conn, f"create a client secret for machine identity {identity}", exc,
                            "an organization role that may create identities") from None
         secret_id = str(made["clientSecretData"]["id"])
-        if landed:  # revoke the twins of attempts whose answers were lost: the nonce is this create's
+        if landed.maybe:  # revoke the twins of attempts whose answers were lost: the nonce is this create's
             listed = conn.call("list client secrets", lambda c: c.api.get(path=path, model=dict).data)
             for twin in listed.get("clientSecretData", []):
                 if twin.get("description") == nonce and str(twin.get("id")) != secret_id:

@@ -34,6 +34,7 @@ from ..clients.infisical import (
     Connection,
     Credentials,
     InfisicalError,
+    Landed,
     NotFound,
     ProjectGone,
     ProjectNotFound,
@@ -165,11 +166,7 @@ class InfisicalSecretValueProvider(ResourceProvider):
         where = _where(props)
         project_id = conn.project_id(props["project_slug"])
         conn.ensure_folders(props["project_slug"], props["environment"], props["path"])
-        maybe_landed = False  # an earlier attempt went out and got no definite answer
-
-        def retried(may_have_landed: bool) -> None:
-            nonlocal maybe_landed
-            maybe_landed = maybe_landed or may_have_landed
+        landed = Landed()  # an earlier attempt went out and got no definite answer
 
         def create(client: Any) -> str | None:
             try:
@@ -184,13 +181,13 @@ class InfisicalSecretValueProvider(ResourceProvider):
             except api_error() as exc:
                 # Only an attempt whose outcome is unknown can have made the key: then it is ours.
                 # One that was answered (429, an expired token, any 4xx) did nothing.
-                if isinstance(classify(exc), AlreadyExists) and (maybe_landed or props.get("adopt")):
+                if isinstance(classify(exc), AlreadyExists) and (landed.maybe or props.get("adopt")):
                     return None
                 raise
             return str(secret.id)
 
         try:
-            secret_id = conn.call(f"create {where}", create, retried)
+            secret_id = conn.call(f"create {where}", create, landed)
         except Refused as exc:
             existing = self._get(conn, props) if isinstance(exc, AlreadyExists) else None
             if existing is not None and existing.secretValue == props["value"]:
@@ -247,11 +244,7 @@ class InfisicalSecretValueProvider(ResourceProvider):
         secret's id. Safe to retry: when an attempt whose answer was lost renamed the key, the retry
         finds the old name gone, and the new one holding the value is success. ``missing``: raised
         when the key is not there (else an error that says refresh)."""
-        maybe_landed = False
-
-        def retried(may_have_landed: bool) -> None:
-            nonlocal maybe_landed
-            maybe_landed = maybe_landed or may_have_landed
+        landed = Landed()
 
         try:
             secret = conn.call(
@@ -265,13 +258,13 @@ class InfisicalSecretValueProvider(ResourceProvider):
                     secret_comment=props.get("comment") or "",
                     new_secret_name=props["key"] if props["key"] != current_key else None,
                 ),
-                retried,
+                landed,
             )
         except Refused as exc:
-            if isinstance(exc, NotFound) and exc.key_missing and maybe_landed and current_key != props["key"]:
-                landed = self._get(conn, props)
-                if landed is not None and landed.secretValue == props["value"]:
-                    return str(landed.id)
+            if isinstance(exc, NotFound) and exc.key_missing and landed.maybe and current_key != props["key"]:
+                held = self._get(conn, props)
+                if held is not None and held.secretValue == props["value"]:
+                    return str(held.id)
             if isinstance(exc, NotFound) and missing is not None:
                 raise missing() from None
             if isinstance(exc, NotFound) and exc.key_missing:

@@ -31,11 +31,13 @@ from localenv import (  # noqa: E402
     CHART,
     SERVER,
     Infisical,
+    InfisicalAdmin,
     LocalEnvError,
     built_tools,
     chart_repository,
     env_file,
     infisical_server,
+    server_state,
 )
 
 ARTIFACTS = Path(os.environ.get("FLOE_E2E_ARTIFACTS", ROOT / "out" / "e2e"))
@@ -129,6 +131,17 @@ def infisical() -> Iterator[Infisical]:
             yield server
         finally:
             server.remove_prefix("dev")
+
+
+@pytest.fixture(scope="session")
+def infisical_admin(infisical: Infisical) -> InfisicalAdmin:
+    """The local server's organisation admin (admin.env), for what a person does in Infisical's UI;
+    a test that needs it skips on another server (FLOE_E2E_INFISICAL_ENV)."""
+    if os.environ.get("FLOE_E2E_INFISICAL_ENV"):
+        pytest.skip("needs the admin of the local Infisical server (admin.env), not FLOE_E2E_INFISICAL_ENV's server")
+    if not (server_state() / "admin.env").exists():
+        unavailable(f"the local Infisical server's {server_state() / 'admin.env'} is missing")
+    return InfisicalAdmin.from_state()
 
 
 # --- Pulumi ------------------------------------------------------------------------------------

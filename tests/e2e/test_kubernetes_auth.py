@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -20,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import ARTIFACTS, ROOT, Pulumi, eventually, make_project, pulumi_env, unavailable
-from localenv import Infisical, InfisicalAdmin, server_state
+from conftest import ARTIFACTS, ROOT, Pulumi, eventually, make_project, pulumi_env
+from localenv import Infisical, InfisicalAdmin
 
 pytestmark = pytest.mark.e2e
 
@@ -100,13 +99,9 @@ def subprocess_floe(stack: Stack, *args: str) -> Any:
 @pytest.fixture(scope="module")
 def stack(
     tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, infisical_admin: InfisicalAdmin,
 ) -> Iterator[Stack]:
-    if os.environ.get("FLOE_E2E_INFISICAL_ENV"):
-        pytest.skip("needs the admin of the local Infisical server (admin.env), not FLOE_E2E_INFISICAL_ENV's server")
-    if not (server_state() / "admin.env").exists():
-        unavailable(f"the local Infisical server's {server_state() / 'admin.env'} is missing")
-    admin = InfisicalAdmin.from_state()
+    admin = infisical_admin
     server, ca = cluster.api_server()
     identity = admin.kubernetes_identity(
         f"floe-e2e-k8s-{secrets.token_hex(4)}", host=server, ca=ca, reviewer_jwt=cluster.token_reviewer_jwt(REVIEWER),

@@ -7,7 +7,6 @@ it made. Steps run in order on one stack."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import threading
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import ARTIFACTS, Pulumi, eventually, make_project, pulumi_env, unavailable
+from conftest import ARTIFACTS, Pulumi, eventually, make_project, pulumi_env
 from localenv import Infisical, InfisicalAdmin, InfisicalAdminError, env_file, server_state
 
 pytestmark = pytest.mark.e2e
@@ -91,13 +90,9 @@ def org_identity_names(admin: InfisicalAdmin) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def stack(
     tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, infisical_admin: InfisicalAdmin,
 ) -> Iterator[Stack]:
-    if os.environ.get("FLOE_E2E_INFISICAL_ENV"):
-        pytest.skip("needs the admin of the local Infisical server (admin.env), not FLOE_E2E_INFISICAL_ENV's server")
-    if not (server_state() / "admin.env").exists():
-        unavailable(f"the local Infisical server's {server_state() / 'admin.env'} is missing")
-    admin = InfisicalAdmin.from_state()
+    admin = infisical_admin
     tmp = tmp_path_factory.mktemp("managed")
     project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
     pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
