@@ -126,6 +126,7 @@ class _Builder:
         self.ready: dict[str, pulumi.Output[list[pulumi.Resource]]] = dict(ready or {})
         # The identity the stack manages, its client secret, and the host they live on.
         self.managed: tuple[MachineIdentity, ClientSecret | None, str] | None = None
+        self._waits: dict[tuple[str, ...], pulumi.Output[list[pulumi.Resource]]] = {}
 
     def add(self, desired: Desired, former_parent: str | pulumi.Output[str] | None = None) -> pulumi.Resource:
         """``former_parent``: a component the object was once a child of (an alias): its URN, or,
@@ -238,7 +239,13 @@ class _Builder:
         charts = [self.ready[d] for d in ids if d in self.ready]
         if not charts:
             return resources
-        return pulumi.Output.all(*charts).apply(lambda lists: [*resources, *(r for rs in lists for r in rs)])
+        # One Output per set of dependencies, shared by the objects that have it: the SDK tracks
+        # every Output until the program ends, and a thousand alike cost 2 s of a preview.
+        if ids not in self._waits:
+            self._waits[ids] = pulumi.Output.all(*charts).apply(
+                lambda lists: [*resources, *(r for rs in lists for r in rs)]
+            )
+        return self._waits[ids]
 
     def _secret_data(
         self, obj: KubeObject, former_parent: str | pulumi.Output[str] | None
