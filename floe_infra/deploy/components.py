@@ -216,7 +216,7 @@ class _Builder:
                 metadata["namespace"] = desired.namespace
             if desired.annotations:
                 metadata["annotations"] = dict(desired.annotations)
-            if desired.kind in CORE_KINDS or "spec" not in desired.content:
+            if "spec" not in desired.content:
                 content: dict[str, Any] = dict(desired.content)
                 if desired.secret_data:
                     content["stringData"] = self._secret_data(desired, former_parent)
@@ -279,9 +279,6 @@ class _Builder:
             opts=pulumi.ResourceOptions(parent=self._parent, protect=protect, aliases=aliases),
         )
         return password.result
-
-
-CORE_KINDS = ("Namespace", "Secret", "ServiceAccount")
 
 
 class CoreObject(pulumi.CustomResource):
