@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -58,6 +59,14 @@ def eventually(probe: Callable[[], T | None], what: str, timeout: float = FOLLOW
         if time.monotonic() - start > timeout:
             pytest.fail(f"{what}: not within {timeout:.0f}s", pytrace=False)
         time.sleep(0.5)
+
+
+def stop_operator(cluster: LocalCluster, log: Path | None, keep_as: str) -> None:
+    """Stop the operator a module started, keeping its log as ``$FLOE_E2E_ARTIFACTS/keep_as``."""
+    cluster.stop_operator()
+    if log is not None and log.exists():
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, ARTIFACTS / keep_as)
 
 
 def unavailable(reason: str) -> NoReturn:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import ARTIFACTS, ROOT, Pulumi, eventually, make_project, pulumi_env
+from conftest import ROOT, Pulumi, eventually, make_project, pulumi_env, stop_operator
 from localenv import Infisical, InfisicalAdmin
 
 pytestmark = pytest.mark.e2e
@@ -127,10 +126,7 @@ def stack(
         yield stack
     finally:
         pulumi("destroy", "--yes", "--remove", check=False)
-        cluster.stop_operator()
-        if log is not None and log.exists():
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(log, ARTIFACTS / "infisical-operator-kubernetes-auth.log")
+        stop_operator(cluster, log, "infisical-operator-kubernetes-auth.log")
         admin.delete_identity(identity)
         cluster.kubectl("delete", "secret", "warehouse-credentials", "-n", JOBS, "--ignore-not-found", "--wait=false")
         cluster.remove_token_reviewer(REVIEWER)

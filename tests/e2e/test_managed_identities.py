@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import ARTIFACTS, Pulumi, eventually, make_project, pulumi_env
+from conftest import Pulumi, eventually, make_project, pulumi_env, stop_operator
 from localenv import Infisical, InfisicalAdmin, InfisicalAdminError, env_file, server_state
 
 pytestmark = pytest.mark.e2e
@@ -112,10 +111,7 @@ def stack(
         yield stack
     finally:
         pulumi("destroy", "--yes", "--remove", check=False)
-        cluster.stop_operator()
-        if log is not None and log.exists():
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(log, ARTIFACTS / "infisical-operator-managed-identities.log")
+        stop_operator(cluster, log, "infisical-operator-managed-identities.log")
         cluster.kubectl("delete", "secret", "lake-credentials", "-n", JOBS, "--ignore-not-found", "--wait=false")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import shutil
 import subprocess
 import threading
 import time
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import ARTIFACTS, ROOT, Pulumi, eventually, make_project, pulumi_env
+from conftest import ROOT, Pulumi, eventually, make_project, pulumi_env, stop_operator
 from localenv import Infisical
 
 pytestmark = pytest.mark.e2e
@@ -136,10 +135,7 @@ def synced(
         yield stack
     finally:
         pulumi("destroy", "--yes", "--remove", check=False)
-        cluster.stop_operator()
-        if log is not None and log.exists():
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(log, ARTIFACTS / "infisical-operator.log")
+        stop_operator(cluster, log, "infisical-operator.log")
         for name in ("snowflake-credentials", "dagster-db", "reloaded", "steady"):
             for kind in ("secret", "deployment"):
                 cluster.kubectl("delete", kind, name, "-n", JOBS, "--ignore-not-found", "--wait=false")
