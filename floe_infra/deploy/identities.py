@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import secrets
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import ConfigureRequest, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, UpdateResult
 
 from ..clients.infisical import (
     Connection,
-    Credentials,
     InfisicalError,
     Landed,
     NotFound,
@@ -37,33 +35,21 @@ from ..clients.infisical import (
     connect,
 )
 from ..errors import FloeError
-
-_CREDENTIALS: weakref.WeakKeyDictionary[_AdminProvider, Credentials | InfisicalError] = weakref.WeakKeyDictionary()
+from .secret_value import WriterProvider
 
 LOGIN_WAIT = 300.0
 """Seconds a rotation waits for the operator to log in with the new client secret."""
 
 
-class _AdminProvider(ResourceProvider):
-    """Credentials from ``infisical:*`` config, as the writer's; kept outside the pickled instance."""
+class _AdminProvider(WriterProvider):
+    """Talks to Infisical as the identity Pulumi runs with, on ``site_url``."""
 
     def __init__(self, site_url: str) -> None:
         super().__init__()
         self.site_url = site_url
 
-    def configure(self, req: ConfigureRequest) -> None:
-        try:
-            _CREDENTIALS[self] = Credentials.resolve(req.config.get, self.site_url)
-        except InfisicalError as exc:
-            _CREDENTIALS[self] = exc
-
     def _connection(self) -> Connection:
-        credentials = _CREDENTIALS.get(self)
-        if credentials is None:
-            credentials = _CREDENTIALS[self] = Credentials.resolve(lambda _: None, self.site_url)
-        if isinstance(credentials, InfisicalError):
-            raise credentials
-        return connect(credentials)
+        return connect(self._credentials())
 
 
 def _refused(conn: Connection, action: str, refused: Refused, needs: str) -> InfisicalError:

@@ -55,9 +55,29 @@ replace's delete would remove the key its create had just found. So a new host i
 makes the new host hold the value, and never deletes at the old one."""
 
 # Credentials per configured provider instance, outside the instance so pickling cannot reach them.
-_CREDENTIALS: weakref.WeakKeyDictionary[InfisicalSecretValueProvider, Credentials | InfisicalError] = (
-    weakref.WeakKeyDictionary()
-)
+_CREDENTIALS: weakref.WeakKeyDictionary[WriterProvider, Credentials | InfisicalError] = weakref.WeakKeyDictionary()
+
+
+class WriterProvider(ResourceProvider):
+    """A provider that talks to Infisical as the identity Pulumi runs with (``infisical:*`` config,
+    else the environment). Its credentials are kept outside the instance, which Pulumi pickles."""
+
+    site_url: str | None
+
+    def configure(self, req: ConfigureRequest) -> None:
+        # Missing credentials fail the first request, not configure: a preview makes none.
+        try:
+            _CREDENTIALS[self] = Credentials.resolve(req.config.get, self.site_url)
+        except InfisicalError as exc:
+            _CREDENTIALS[self] = exc
+
+    def _credentials(self) -> Credentials:
+        credentials = _CREDENTIALS.get(self)
+        if credentials is None:  # not configured by an engine: environment variables only
+            credentials = _CREDENTIALS[self] = Credentials.resolve(lambda _: None, self.site_url)
+        if isinstance(credentials, InfisicalError):
+            raise credentials
+        return credentials
 
 
 def _unknown(value: Any) -> bool:
@@ -95,7 +115,7 @@ def _where(props: dict[str, Any]) -> str:
     )
 
 
-class InfisicalSecretValueProvider(ResourceProvider):
+class InfisicalSecretValueProvider(WriterProvider):
     """CRUD for one Infisical secret; ``diff`` and ``check`` never touch the network."""
 
     def __init__(self, site_url: str | None = None, policy: RetryPolicy | None = None) -> None:
@@ -103,19 +123,8 @@ class InfisicalSecretValueProvider(ResourceProvider):
         self.site_url = site_url
         self.policy = policy
 
-    def configure(self, req: ConfigureRequest) -> None:
-        # Missing credentials fail the first request, not configure: a preview makes none.
-        try:
-            _CREDENTIALS[self] = Credentials.resolve(req.config.get, self.site_url)
-        except InfisicalError as exc:
-            _CREDENTIALS[self] = exc
-
     def _connection(self, props: dict[str, Any]) -> Connection:
-        credentials = _CREDENTIALS.get(self)
-        if credentials is None:  # not configured by an engine: environment variables only
-            credentials = _CREDENTIALS[self] = Credentials.resolve(lambda _: None, self.site_url)
-        if isinstance(credentials, InfisicalError):
-            raise credentials
+        credentials = self._credentials()
         if props.get("site_url"):  # the resource's own host (an import has none: the configured one)
             credentials = replace(credentials, host=str(props["site_url"]).rstrip("/"))
         return connect(credentials, self.policy)
