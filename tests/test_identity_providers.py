@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 
 from floe_infra.clients.infisical import InfisicalError, PermissionDenied
-from floe_infra.deploy.identities import ClientSecretProvider, MachineIdentityProvider, OperatorLoginProvider
+from floe_infra.deploy.identities import (
+    ClientSecretProvider,
+    MachineIdentityProvider,
+    OperatorLoginProvider,
+    ProjectRoleProvider,
+)
 
 
 @dataclass
@@ -77,7 +82,8 @@ def use(provider: Any, conn: FakeConnection, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(provider, "_connection", lambda: conn)
 
 
-PROPS = {"name": "floe-p-dev-operator", "project_slug": "p", "role": "viewer", "kubernetes": None}
+ACCESS = {"ttl": 600, "max_ttl": 3600, "trusted_ips": []}
+PROPS = {"name": "floe-p-dev-operator", "project_slug": "p", "role": "viewer", "kubernetes": None, "access": ACCESS}
 
 
 def test_an_identity_whose_membership_is_refused_is_deleted_and_the_error_names_the_permission(
@@ -148,22 +154,158 @@ def test_a_lost_answer_to_a_client_secret_revokes_only_its_twin(monkeypatch: pyt
     assert revoked == [f"{base}/twin/revoke"]
 
 
+BASE = "/api/v1/auth/universal-auth/identities/id-1/client-secrets"
+
+
 @pytest.mark.parametrize(("uses", "ends"), [(1, "returns"), (0, "fails")])
-def test_a_rotation_waits_for_a_login_with_the_new_client_secret(
+def test_a_rotation_waits_for_a_login_with_the_new_client_secret_then_revokes_the_others(
     monkeypatch: pytest.MonkeyPatch, uses: int, ends: str
 ) -> None:
-    conn = FakeConnection(answers={("GET", "/api/v1/auth/universal-auth/identities/id-1/client-secrets/new"):
-                                   {"clientSecretData": {"clientSecretNumUses": uses}}})
+    listed = {"clientSecretData": [{"id": "new"}, {"id": "old"}, {"id": "gone", "isClientSecretRevoked": True}]}
+    conn = FakeConnection(answers={("GET", f"{BASE}/new"): {"clientSecretData": {"clientSecretNumUses": uses}},
+                                   ("GET", BASE): listed, ("POST", f"{BASE}/old/revoke"): {}})
     provider = OperatorLoginProvider("https://infisical.example.com")
     use(provider, conn, monkeypatch)
     monkeypatch.setattr("floe_infra.deploy.identities.time.sleep", lambda _: None)
     news = {"identity_id": "id-1", "client_secret_id": "new", "wait": 0.01}
     if ends == "returns":
         assert provider.update("login-id-1", {"client_secret_id": "old"}, news).outs == news
+        assert [p for m, p, _ in conn.requests if p.endswith("/revoke")] == [f"{BASE}/old/revoke"]
     else:
         with pytest.raises(InfisicalError, match=r"the operator has not logged in with the new client secret of "
                                                  r"machine identity id-1 within 0s, so the old one is not revoked"):
             provider.update("login-id-1", {"client_secret_id": "old"}, news)
+        assert [p for m, p, _ in conn.requests if p.endswith("/revoke")] == []
     asked = len(conn.requests)
     provider.create(news)  # a new stack's operator may not run yet: creating waits for nothing
     assert len(conn.requests) == asked
+
+
+def _client_secret(conn: FakeConnection, monkeypatch: pytest.MonkeyPatch) -> ClientSecretProvider:
+    provider = ClientSecretProvider("https://infisical.example.com")
+    use(provider, conn, monkeypatch)
+    return provider
+
+
+@pytest.mark.parametrize(
+    ("olds", "news", "changes"),
+    [
+        ({"rotation": "", "secret_id": "s1", "valid": True}, {"rotation": "r1"}, True),
+        ({"rotation": "r1", "secret_id": "s1", "valid": True}, {"rotation": "r1"}, False),
+        ({"rotation": "r1", "secret_id": "s1", "valid": False}, {"rotation": "r1"}, True),  # revoked by hand
+        ({"rotation": "r1"}, {"rotation": "r1"}, True),  # a state of the previous release: no secret_id yet
+    ],
+    ids=["rotation", "same", "revoked-by-hand", "earlier-release"],
+)
+def test_a_client_secret_changes_in_place_never_by_replace(
+    olds: dict[str, Any], news: dict[str, Any], changes: bool
+) -> None:
+    """A protected stack may update a resource, not replace it: a rotation, a repair and an upgrade
+    are all updates."""
+    diff = ClientSecretProvider("x").diff("s0", {"identity_id": "id-1", **olds}, {"identity_id": "id-1", **news})
+    assert (diff.changes, diff.replaces) == (changes, [])
+
+
+def test_a_rotation_makes_a_new_client_secret_and_keeps_the_old_for_the_login_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conn = FakeConnection(answers={("POST", BASE): {"clientSecret": "n3w", "clientSecretData": {"id": "s2"}}})
+    provider = _client_secret(conn, monkeypatch)
+    olds = {"identity_id": "id-1", "rotation": "", "secret_id": "s1", "client_secret": "0ld", "valid": True}
+    outs = provider.update("s1", olds, {"identity_id": "id-1", "rotation": "r1", "client_secret": None}).outs
+    assert outs is not None and (outs["secret_id"], outs["client_secret"], outs["rotation"]) == ("s2", "n3w", "r1")
+    assert [p for m, p, _ in conn.requests if p.endswith("/revoke")] == []
+
+
+@pytest.mark.parametrize(("answer", "valid"), [({"isClientSecretRevoked": True}, False),
+                                               ({"isClientSecretRevoked": False}, True), (None, False)],
+                         ids=["revoked", "valid", "gone"])
+def test_refresh_notices_a_client_secret_revoked_outside_pulumi(
+    monkeypatch: pytest.MonkeyPatch, answer: dict[str, Any] | None, valid: bool
+) -> None:
+    from floe_infra.clients.infisical import NotFound
+
+    conn = FakeConnection(answers={("GET", f"{BASE}/s1"): {"clientSecretData": answer}} if answer else {},
+                          refuse={} if answer else {("GET", f"{BASE}/s1"): NotFound(404, "NotFound", "gone")})
+    read = _client_secret(conn, monkeypatch).read("s1", {"identity_id": "id-1", "secret_id": "s1"})
+    assert (read.outs or {})["valid"] is valid
+
+
+K8S = {"namespace": "infisical", "service_account": "infisical-auth", "reviewer_secret": "r", "kube_context": None,
+       "host": "https://10.0.0.1:6443", "audience": None}
+
+
+@pytest.mark.parametrize(
+    ("olds", "news", "expected"),
+    [
+        ({"kubernetes": None}, {"kubernetes": K8S},
+         [("DELETE", "/api/v1/auth/universal-auth/identities/id-1"),
+          ("POST", "/api/v1/auth/kubernetes-auth/identities/id-1")]),
+        ({"kubernetes": K8S}, {"kubernetes": None},
+         [("DELETE", "/api/v1/auth/kubernetes-auth/identities/id-1"),
+          ("POST", "/api/v1/auth/universal-auth/identities/id-1")]),
+        ({"kubernetes": None}, {"kubernetes": None, "access": {**ACCESS, "ttl": 60}},
+         [("PATCH", "/api/v1/auth/universal-auth/identities/id-1")]),
+        ({"role": "viewer"}, {"role": "floe-dev-reader-abc123"},
+         [("PATCH", "/api/v2/workspace/project-1/identity-memberships/id-1")]),
+    ],
+    ids=["universal-to-kubernetes", "kubernetes-to-universal", "token-ttl", "viewer-to-scoped-role"],
+)
+def test_an_identity_changes_method_ttls_and_role_in_place(
+    monkeypatch: pytest.MonkeyPatch, olds: dict[str, Any], news: dict[str, Any], expected: list[tuple[str, str]],
+) -> None:
+    """A switch of method removes the old (Infisical keeps one per identity: PATCHing the other
+    answers 400 "Failed to update Kubernetes Auth") and attaches the new; TTLs are sent together."""
+    settings = {"kubernetesHost": "h", "caCert": "c", "tokenReviewerJwt": "j", "allowedNamespaces": "infisical",
+                "allowedNames": "infisical-auth", "allowedAudience": "https://kubernetes.default.svc"}
+    monkeypatch.setattr("floe_infra.deploy.identities.kubernetes_auth_settings", lambda login, access: settings)
+    monkeypatch.setattr("floe_infra.deploy.identities.cluster_fingerprint", lambda login: "fp" if login else None)
+    conn = FakeConnection(answers={
+        ("DELETE", "/api/v1/auth/"): {}, ("POST", "/api/v1/auth/kubernetes-auth/"): {},
+        ("POST", "/api/v1/auth/universal-auth/"): {"identityUniversalAuth": {"clientId": "cid-2"}},
+        ("PATCH", "/api/v1/auth/"): {}, ("PATCH", "/api/v2/workspace/"): {},
+    })
+    provider = MachineIdentityProvider("https://infisical.example.com")
+    use(provider, conn, monkeypatch)
+    base = {**PROPS, "project_id": "project-1", "identity_id": "id-1", "client_id": "cid-1"}
+    outs = provider.update("id-1", {**base, **olds}, {**PROPS, **news}).outs or {}
+    assert [(m, p) for m, p, _ in conn.requests] == expected
+    body = conn.requests[-1][2]
+    if expected[-1][1].startswith("/api/v1/auth/universal-auth"):
+        ttl = (news.get("access") or ACCESS)["ttl"]
+        assert (body["accessTokenTTL"], body["accessTokenMaxTTL"]) == (ttl, 3600)
+        assert body["clientSecretTrustedIps"] == body["accessTokenTrustedIps"] == [
+            {"ipAddress": "0.0.0.0/0"}, {"ipAddress": "::/0"}]
+    if news.get("kubernetes") and not olds.get("kubernetes"):
+        assert outs["client_id"] == "" and outs["cluster_fingerprint"] == "fp"
+    if olds.get("kubernetes") and not news.get("kubernetes"):
+        assert outs["client_id"] == "cid-2"
+
+
+def test_a_new_cluster_ca_token_or_address_is_a_diff(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider = MachineIdentityProvider("https://infisical.example.com")
+    olds = {**PROPS, "kubernetes": K8S, "site_url": "h", "cluster_fingerprint": "before"}
+    same = provider.diff("id-1", olds, {**PROPS, "kubernetes": K8S, "site_url": "h", "cluster_fingerprint": "before"})
+    moved = provider.diff("id-1", olds, {**PROPS, "kubernetes": K8S, "site_url": "h", "cluster_fingerprint": "after"})
+    unknown = provider.diff("id-1", olds, {**PROPS, "kubernetes": K8S, "site_url": "h", "cluster_fingerprint": None})
+    assert (same.changes, moved.changes, moved.replaces, unknown.changes) == (False, True, [], False)
+
+
+def test_a_scoped_role_reads_one_environment_and_the_manifests_folders(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: dict[str, Any] = {}
+
+    def created(body: Any) -> Any:
+        made.update(body)
+        return {"role": {"id": "role-1", "slug": body["slug"]}}
+
+    conn = FakeConnection(answers={("POST", "/api/v1/workspace/p/roles"): created})
+    provider = ProjectRoleProvider("https://infisical.example.com")
+    use(provider, conn, monkeypatch)
+    props = {"project_slug": "p", "slug": "floe-prod-reader", "environment": "prod", "paths": ["/a", "/b/c"]}
+    result = provider.create(props)
+    assert result.id == "role-1" and made["slug"].startswith("floe-prod-reader-")
+    assert (result.outs or {})["role_slug"] == made["slug"]
+    assert made["permissions"] == [{"subject": "secrets", "action": ["read"], "conditions": {
+        "environment": "prod", "secretPath": {"$in": ["/a", "/b/c"]}}}]
+    diff = provider.diff("role-1", {**props, **(result.outs or {})}, {**props, "paths": ["/a"]})
+    assert (diff.changes, diff.replaces) == (True, [])

@@ -24,6 +24,7 @@ from floe_infra.plan.render import table
 IDENTITY = "pulumi-python:dynamic/infisical:MachineIdentity"
 CLIENT_SECRET = "pulumi-python:dynamic/infisical:ClientSecret"
 LOGIN = "pulumi-python:dynamic/infisical:OperatorLogin"
+ROLE = "pulumi-python:dynamic/infisical:ProjectRole"
 SECRET = "kubernetes:core/v1:Secret"
 
 
@@ -45,25 +46,73 @@ def managed_config(stack: str = "dev", **extra: Any) -> dict[str, Any]:
     return {**config, **extra}
 
 
-@pytest.mark.parametrize(("rotation", "secret_name"), [(None, "infisical-machine-identity"),
-                                                       ("2026-12", "infisical-machine-identity-2026-12")])
-def test_the_plan_makes_a_viewer_identity_and_fills_the_identity_secret_from_it(
-    tmp_path: Path, rotation: str | None, secret_name: str
+@pytest.mark.parametrize(
+    ("api", "rotation", "secret_name", "marked"),
+    [("v1beta1", None, "infisical-machine-identity", None),
+     ("v1beta1", "2026-12", "infisical-machine-identity", "2026-12"),  # in place: a protected stack may update
+     ("v1alpha1", "2026-12", "infisical-machine-identity-2026-12", None)],  # v1alpha1 logs in again on a new spec
+    ids=["v1beta1", "v1beta1-rotated", "v1alpha1-rotated"],
+)
+def test_the_plan_makes_a_scoped_identity_and_fills_the_identity_secret_from_it(
+    tmp_path: Path, api: str, rotation: str | None, secret_name: str, marked: str | None
 ) -> None:
-    plan = plan_of(tmp_path, managed_manifest(), operator_secret_rotation=rotation)
+    plan = plan_of(tmp_path, managed_manifest(api), operator_secret_rotation=rotation)
     managed = plan.operator.managed_identity
     assert isinstance(managed, ManagedIdentity)
-    assert (managed.name, managed.project_slug, managed.role, managed.rotation) == (
-        "floe-floe-platform-dev-operator", "floe-platform", "viewer", rotation or "")
+    assert (managed.name, managed.project_slug, managed.role, managed.rotation, managed.role_slug) == (
+        "floe-floe-platform-dev-operator", "floe-platform", "scoped", rotation or "", "floe-dev-reader")
+    assert (managed.environment, managed.paths) == ("dev", ("/catalog/polaris", "/compute/snowflake"))
+    assert managed.access() == {"ttl": 600, "max_ttl": 3600, "trusted_ips": []}
     identity = plan.operator.identity
     assert identity.name == secret_name and managed.id in identity.depends_on
     assert {k: s.identity_output for k, s in identity.secret_data.items()} == {
         "clientId": "clientId", "clientSecret": "clientSecret"}
-    auth = plan.operator.auth
-    assert auth.content["spec"]["universal"]["clientSecretRef"]["name"] == secret_name
+    if api == "v1beta1":
+        auth, connection = plan.operator.auth, plan.operator.connection
+        assert auth.content["spec"]["universal"]["clientSecretRef"]["name"] == secret_name
+        # The connection comes after the Secret and carries the mark: its change drops the operator's login.
+        assert identity.id in connection.depends_on
+        assert connection.annotations == ({"floe.dev/operator-secret-rotation": marked} if marked else {})
     shown = table(plan)
-    assert all(t in shown for t in (IDENTITY, CLIENT_SECRET, LOGIN))
+    assert all(t in shown for t in (IDENTITY, CLIENT_SECRET, LOGIN, ROLE))
     assert "<clientSecret of the managed identity>" in str(identity.manifest())
+
+
+def test_a_rotation_of_a_protected_v1alpha1_stack_is_refused_with_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match=r"a rotation in a protected stack \(floe:protect: true\) needs api: "
+                                            r"v1beta1.*remove operator\.api: v1alpha1"):
+        plan_of(tmp_path, managed_manifest("v1alpha1"), operator_secret_rotation="r1", protect=True,
+                kube_context="floe-prod")
+
+
+@pytest.mark.parametrize(
+    ("identity", "match"),
+    [({"role": "admin"}, r"identity\.role: Input should be 'scoped' or 'viewer'"),
+     ({"token_ttl": "5s"}, r"token_ttl is 5s: at least 15s"),
+     ({"token_ttl": "2h", "token_max_ttl": "1h"}, r"token_max_ttl \(1h\) is shorter than token_ttl \(2h\)"),
+     ({"trusted_ips": ["10.0.0.0/33"]}, r"'10\.0\.0\.0/33' is not an IP address or CIDR range"),
+     ({"audience": "api"}, r"identity\.audience is for Kubernetes Auth: set operator\.auth: kubernetes")],
+    ids=["role", "short-ttl", "max-below-ttl", "bad-cidr", "audience-without-kubernetes"],
+)
+def test_identity_settings_are_checked_with_the_field_and_the_fix(
+    tmp_path: Path, identity: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ManifestError, match=match):
+        plan_of(tmp_path, managed_manifest(identity=identity))
+
+
+def test_identity_settings_without_managed_identities_are_refused(tmp_path: Path) -> None:
+    doc = yaml.safe_load(managed_manifest(identity={"token_ttl": "5m"}))
+    doc["plugins"]["secrets"]["config"]["identities"] = "external"
+    with pytest.raises(ManifestError, match=r"identity: sets the identity the stack makes: set identities: managed"):
+        plan_of(tmp_path, yaml.safe_dump(doc))
+
+
+def test_the_whole_project_viewer_is_an_opt_in_the_plan_warns_about(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, managed_manifest(identity={"role": "viewer"}))
+    assert plan.operator.managed_identity.role == "viewer"
+    assert any("identity.role: viewer" in w and "every environment" in w for w in plan.warnings), plan.warnings
+    assert ROLE not in table(plan)
 
 
 CONFIG_PROBLEMS = [
@@ -120,19 +169,28 @@ def test_a_rotation_mark_that_cannot_end_a_secret_name_is_refused_with_the_key()
 
 
 @pytest.mark.parametrize("api", ["v1alpha1", "v1beta1"])
-def test_the_program_registers_the_identity_its_client_secret_and_the_login_wait(
-    run_program: RunProgram, api: str
+@pytest.mark.parametrize("protect", [False, True])
+def test_the_program_registers_the_role_the_identity_its_client_secret_and_the_login_wait(
+    run_program: RunProgram, api: str, protect: bool
 ) -> None:
-    run = run_program(managed_manifest(api), config=managed_config())
+    extra = {"floe:protect": "true", "floe:kubeContext": "floe-prod"} if protect else {}
+    run = run_program(managed_manifest(api), config=managed_config(**extra))
+    (role,) = run.of_type(ROLE)
     (identity,) = run.of_type(IDENTITY)
     (client_secret,) = run.of_type(CLIENT_SECRET)
     (login,) = run.of_type(LOGIN)
-    assert identity.plain("name") == "floe-floe-platform-dev-operator" and identity.plain("role") == "viewer"
+    assert (role.plain("slug"), role.plain("environment"), role.plain("paths")) == (
+        "floe-dev-reader", "dev", ["/catalog/polaris", "/compute/snowflake"])
+    assert identity.plain("name") == "floe-floe-platform-dev-operator"
+    assert identity.plain("access") == {"ttl": 600, "max_ttl": 3600, "trusted_ips": []}
     assert identity.provider == "" and client_secret.provider == ""  # not the cluster's provider
     assert "client_secret" in client_secret.additional_secret_outputs
-    users = {r.urn for r in run.registrations if r.type.endswith(("InfisicalAuth", "InfisicalSecret"))}
+    users = {r.urn for r in run.registrations if r.type.endswith(("InfisicalAuth", "InfisicalSecret",
+                                                                  "InfisicalConnection"))}
     assert users and users <= set(login.dependencies)
-    secret = run.named(SECRET, "infisical/infisical-machine-identity")
+    assert all(r.protect is protect for r in (role, identity, client_secret, login))
+    name = "infisical-machine-identity"
+    secret = run.named(SECRET, f"infisical/{name}")
     assert client_secret.urn in secret.dependencies and "stringData" in secret.secret_inputs()
 
 

@@ -141,13 +141,54 @@ def test_one_login_per_process_and_folders_made_once(infisical: InfisicalFixture
     assert counts["POST /api/v3/secrets/raw/{name}"] == 3
 
 
-def test_create_refuses_a_key_it_does_not_own(infisical: InfisicalFixture) -> None:
+MINE = "floe/prod-eu"
+
+
+def _marked(owner: str, **change: Any) -> dict[str, Any]:
+    """PROPS as check() makes them for a stack ``owner``: the comment is its mark."""
+    return dict(InfisicalSecretValueProvider().check({}, {**PROPS, "owner": owner, **change}).inputs)
+
+
+@pytest.mark.parametrize(
+    ("existing_owner", "existing_value", "adopt", "taken", "named"),
+    [
+        ("floe/prod-us", VALUE, False, False, "stack floe/prod-us"),  # a rival stack, the same value
+        ("", VALUE, False, False, "no floe-infra mark"),  # a person set the same value by hand
+        ("", "another-canary", False, False, "no floe-infra mark"),
+        (MINE, VALUE, False, True, None),  # this stack's: an interrupted up, or a lost answer
+        (MINE, "stale-canary", False, True, None),
+        ("floe/prod-us", VALUE, True, True, None),  # adopt: true takes anything
+    ],
+    ids=["rival-same-value", "by-hand-same-value", "by-hand-other-value", "own-mark", "own-mark-other-value",
+         "adopt"],
+)
+def test_create_takes_over_only_a_key_that_carries_this_stacks_mark(
+    infisical: InfisicalFixture, existing_owner: str, existing_value: str, adopt: bool, taken: bool,
+    named: str | None,
+) -> None:
     provider = infisical.provider()
-    provider.create(dict(PROPS))
-    with pytest.raises(InfisicalError, match=r"already has key SNOWFLAKE_PASSWORD in project floe-platform, "
-                       r"environment dev, path /compute/snowflake.*delete it there, or set adopt=True"):  # fmt: skip
-        provider.create({**PROPS, "value": "another-canary"})
+    provider.create(_marked(existing_owner, value=existing_value))
+    mine = _marked(MINE, adopt=adopt)
+    if not taken:
+        with pytest.raises(InfisicalError) as refused:
+            provider.create(mine)
+        message = str(refused.value)
+        assert (f"Infisical already has key SNOWFLAKE_PASSWORD in project floe-platform, environment dev, path "
+                f"/compute/snowflake, not written by this stack ({named}): set adopt: true on that key") in message
+        assert VALUE not in message and "another-canary" not in message
+        assert stored(infisical) == existing_value
+        return
+    provider.create(mine)
     assert stored(infisical) == VALUE
+    held = infisical.double.secrets[(infisical.project.id, "dev", "/compute/snowflake", "SNOWFLAKE_PASSWORD")]
+    assert held.comment == "managed by floe-infra, stack floe/prod-eu"
+
+
+def test_check_makes_the_owner_the_keys_comment() -> None:
+    inputs = InfisicalSecretValueProvider().check({}, {**PROPS, "owner": "floe/prod-us"}).inputs
+    assert inputs["comment"] == "managed by floe-infra, stack floe/prod-us"
+    failures = InfisicalSecretValueProvider().check({}, {**PROPS, "owner": 7}).failures
+    assert [(f.property, f.reason) for f in failures] == [("owner", "owner must be a string: <pulumi project>/<stack>")]
 
 
 def test_create_with_adopt_takes_the_key_over_and_the_state_keeps_no_adopt(infisical: InfisicalFixture) -> None:
@@ -186,8 +227,8 @@ def test_a_new_url_for_the_same_server_updates_and_never_deletes(
     infisical: InfisicalFixture, move: Callable[[str], str]
 ) -> None:
     provider = infisical.provider()
-    created = provider.create({**PROPS, "site_url": infisical.double.url})
-    moved = {**PROPS, "site_url": move(infisical.double.url), "value": "after-move"}
+    created = provider.create(_marked(MINE, site_url=infisical.double.url))
+    moved = _marked(MINE, site_url=move(infisical.double.url), value="after-move")
     assert provider.diff(created.id, _outs(created), moved).replaces == []
     before = len(infisical.double.requests)
     provider.update(created.id, _outs(created), moved)
@@ -199,13 +240,26 @@ def test_a_new_host_that_lacks_the_key_gets_it(infisical: InfisicalFixture) -> N
     """Another server behind the new URL (here: the one server, which lost the key): the update
     writes the key there, under its new name, and deletes nothing."""
     provider = infisical.provider()
-    created = provider.create({**PROPS, "site_url": infisical.double.url})
+    created = provider.create(_marked(MINE, site_url=infisical.double.url))
     infisical.double.secrets.clear()
-    moved = {**PROPS, "site_url": infisical.double.url.replace("127.0.0.1", "localhost"), "key": "RENAMED"}
+    moved = _marked(MINE, site_url=infisical.double.url.replace("127.0.0.1", "localhost"), key="RENAMED")
     before = len(infisical.double.requests)
     provider.update(created.id, _outs(created), moved)
     assert stored(infisical, "RENAMED") == VALUE
     assert [m for m, _ in infisical.double.requests[before:] if m == "DELETE"] == []
+
+
+@pytest.mark.parametrize("rival", ["floe/prod-us", ""], ids=["rival-stack", "by-hand"])
+def test_a_new_host_updates_only_a_key_that_carries_this_stacks_mark(infisical: InfisicalFixture, rival: str) -> None:
+    """At the new host the key is someone else's (another stack's mark, or none): refused, left as it is."""
+    provider = infisical.provider()
+    created = provider.create(_marked(MINE, site_url=infisical.double.url))
+    infisical.double.secrets.clear()
+    provider.create(_marked(rival, value="theirs-canary"))
+    moved = _marked(MINE, site_url=infisical.double.url.replace("127.0.0.1", "localhost"), value="after-move")
+    with pytest.raises(InfisicalError, match=r"not written by this stack .*: set adopt: true"):
+        provider.update(created.id, _outs(created), moved)
+    assert stored(infisical) == "theirs-canary"
 
 
 def test_a_rename_whose_answer_was_lost_succeeds_on_the_retry(infisical: InfisicalFixture) -> None:
@@ -326,7 +380,7 @@ def test_a_create_whose_answer_was_lost_is_not_a_conflict(infisical: InfisicalFi
 
     lost: list[bool] = []
     double.handle = land_then_fail  # type: ignore[method-assign]
-    provider.create(dict(PROPS))
+    provider.create(_marked(MINE))
     assert lost and stored(infisical) == VALUE
 
 
@@ -347,7 +401,7 @@ def test_no_silent_takeover_after_an_answered_attempt(
     provider.create({**PROPS, "value": "theirs"})  # someone else's key, where ours would go
     provider.create({**PROPS, "key": "WARMUP"})
     answered_first(infisical.double)
-    with pytest.raises(InfisicalError, match="not created by this stack"):
+    with pytest.raises(InfisicalError, match="not written by this stack"):
         provider.create(dict(PROPS))
     assert stored(infisical) == "theirs"
 
@@ -482,16 +536,13 @@ def test_retry_after_reads_seconds_and_http_dates(value: str, seconds: float | N
     assert _retry_after({"Retry-After": value}, now=now) == seconds
 
 
-def test_a_key_an_interrupted_up_wrote_is_taken_over_when_it_holds_this_stacks_value(
-    infisical: InfisicalFixture,
-) -> None:
+def test_a_key_an_interrupted_up_wrote_is_taken_over_by_its_mark(infisical: InfisicalFixture) -> None:
     """`pulumi up` killed after Infisical created the key and before the state recorded it: the
-    next create finds it holding exactly the value it would write, and takes it over; a key that
-    holds another value is still refused (test_create_refuses_a_key_it_does_not_own)."""
+    next create finds it carrying this stack's mark, and takes it over with one write."""
     provider = infisical.provider()
-    first = provider.create(dict(PROPS))  # the run that was killed: its result never reached the state
+    first = provider.create(_marked(MINE))  # the run that was killed: its result never reached the state
     before = len(infisical.double.requests)
-    again = infisical.provider().create(dict(PROPS))
+    again = infisical.provider().create(_marked(MINE))
     assert again.id == first.id and _outs(again)["value"] == VALUE
     assert stored(infisical) == VALUE
-    assert [m for m, _ in infisical.double.requests[before:] if m in ("PATCH", "DELETE")] == []
+    assert [m for m, _ in infisical.double.requests[before:] if m == "DELETE"] == []

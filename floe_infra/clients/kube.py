@@ -82,10 +82,23 @@ class Cluster:
         from kubernetes.client import CoreV1Api
 
         core = CoreV1Api(self.api)
-        found = self._call(f"a read of Secret {namespace}/{name}", lambda: core.read_namespaced_secret(name, namespace))
+        found = self._call(f"a read of Secret {namespace}/{name}",
+                           lambda: core.read_namespaced_secret(name, namespace, _request_timeout=TIMEOUT))
         if found is None:
             return None
         return {k: base64.b64decode(v).decode() for k, v in (found.get("data") or {}).items()}
+
+    def issuer(self) -> str:
+        """The service-account issuer the API server names in its discovery document: by default also
+        the audience of the tokens it issues when none is asked for (a TokenRequest without
+        audiences, as the operator makes)."""
+        found = self._call("a read of /.well-known/openid-configuration", lambda: self.api.call_api(
+            "/.well-known/openid-configuration", "GET", auth_settings=["BearerToken"], response_type="object",
+            _return_http_data_only=True, _request_timeout=TIMEOUT))
+        if not isinstance(found, dict) or not found.get("issuer"):
+            raise PluginError(f"the Kubernetes API at {self.server} names no service-account issuer: set "
+                              "plugins.secrets.config.identity.audience")
+        return str(found["issuer"])
 
     def list(
         self, group_version: str, plural: str, namespace: str | None, labels: Mapping[str, str], *,

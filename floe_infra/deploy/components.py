@@ -27,7 +27,7 @@ from ..plan.desired import (
     SecretSource,
     StackPlan,
 )
-from .identities import ClientSecret, MachineIdentity, OperatorLogin
+from .identities import ClientSecret, MachineIdentity, OperatorLogin, ProjectRole
 from .password import GeneratedPassword
 from .secret_value import InfisicalSecretValue
 
@@ -162,6 +162,7 @@ class _Builder:
                 if source.generate_length is not None
                 else self._values.config_value(source),
                 opts=opts,
+                owner=f"{pulumi.get_project()}/{pulumi.get_stack()}",
                 adopt=desired.adopt,
                 site_url=self._values.writer_host(desired.site_url),
             )
@@ -182,13 +183,21 @@ class _Builder:
         elif isinstance(desired, ManagedIdentity):
             host = self._values.writer_host(desired.site_url)
             login = desired.kubernetes
+            own = pulumi.ResourceOptions(parent=self._parent, protect=desired.protect)
+            role: pulumi.Input[str] = "viewer"
+            if desired.role == "scoped":
+                role = ProjectRole(
+                    desired.logical_name, project_slug=desired.project_slug, slug=desired.role_slug,
+                    environment=desired.environment, paths=list(desired.paths), site_url=host, opts=own,
+                ).role_slug
             identity = MachineIdentity(
                 desired.logical_name, identity_name=desired.name, project_slug=desired.project_slug,
-                role=desired.role, site_url=host, kubernetes=asdict(login) if login else None, opts=opts,
+                role=role, site_url=host, access=desired.access(),
+                kubernetes={**asdict(login), "audience": desired.audience} if login else None, opts=opts,
             )
             client_secret = None if login else ClientSecret(
                 desired.logical_name, identity_id=identity.identity_id, rotation=desired.rotation, site_url=host,
-                opts=pulumi.ResourceOptions(parent=self._parent, protect=desired.protect),
+                opts=own,
             )
             resource = client_secret or identity
             self.managed = (identity, client_secret, host)
@@ -415,11 +424,11 @@ class SecretsPlatform(pulumi.ComponentResource):
             # On a rotation, the old client secret is revoked (at the end of the `up`) only once the
             # operator has logged in with the new one: after every object that names its Secret.
             identity, client_secret, host = managed[0], managed[1], managed[2]
-            users = [r for d, r in builder.created.items() if d.split(":", 1)[0] in ("InfisicalAuth", "InfisicalSecret")
-                     ]
+            users = [r for d, r in builder.created.items()
+                     if d.split(":", 1)[0] in ("InfisicalConnection", "InfisicalAuth", "InfisicalSecret")]
             OperatorLogin(
-                "operator", identity_id=identity.identity_id, client_secret_id=client_secret.id, site_url=host,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=users),
+                "operator", identity_id=identity.identity_id, client_secret_id=client_secret.secret_id, site_url=host,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=users, protect=plan.settings.protect),
             )
         self.outputs = plan.outputs()
         # The outputs are the stack's `secrets` output; not repeated in this component's state.

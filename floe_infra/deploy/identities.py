@@ -1,15 +1,19 @@
 """Machine identities this stack manages (``identities: managed``): dynamic resources over the
 Infisical API, as Infisical's Terraform provider has them (its names in brackets).
 
+- :class:`ProjectRole` [``infisical_project_role``]: a project role of the stack's own that may only
+  read secrets in one environment, in the manifest's folders.
 - :class:`MachineIdentity` [``infisical_identity`` + ``infisical_project_identity`` +
-  ``infisical_identity_universal_auth``]: a new identity with no organisation role, a member of one
-  project with one role, logging in with Universal Auth. Destroy deletes it (its membership and
+  ``infisical_identity_universal_auth`` / ``infisical_identity_kubernetes_auth``]: a new identity
+  with no organisation role, a member of one project with one role, logging in with Universal Auth
+  or Kubernetes Auth, with short-lived access tokens. A change of method, token settings, or of the
+  cluster it checks Kubernetes logins with, is an update. Destroy deletes it (its membership and
   auth go with it). It never takes over or deletes an identity it did not create.
-- :class:`ClientSecret` [``infisical_identity_universal_auth_client_secret``]: one client secret,
-  a Pulumi secret in the state; a new ``rotation`` makes a new one, and the old one is revoked only
-  when Pulumi deletes the replaced resource, at the end of the `up`.
+- :class:`ClientSecret` [``infisical_identity_universal_auth_client_secret``]: the current client
+  secret, a Pulumi secret in the state; a new ``rotation`` makes a new one in place (an update, which
+  a protected stack allows), and so does a refresh that finds it revoked.
 - :class:`OperatorLogin`: on a rotation, waits until the new client secret has been used (the
-  operator logged in with it) before the `up` goes on to revoke the old one.
+  operator logged in with it), then revokes every other client secret of the identity.
 
 The identity Pulumi runs with (``infisical:clientId``/``clientSecret``) does all of it: it needs
 an organisation role that may create identities, and a project role that may add members.
@@ -17,13 +21,15 @@ an organisation role that may create identities, and a project role that may add
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ReadResult, UpdateResult
+from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
 from ..clients.infisical import (
     Connection,
@@ -69,42 +75,110 @@ def _post(conn: Connection, what: str, path: str, body: dict[str, Any],
 REVIEWER_WAIT = 60.0
 """Seconds to wait for the cluster to fill the token reviewer's Secret (its token controller)."""
 
+OPEN = ({"ipAddress": "0.0.0.0/0"}, {"ipAddress": "::/0"})
+"""Infisical's own default for trusted IPs: anywhere."""
 
-def kubernetes_auth_settings(login: dict[str, Any]) -> dict[str, Any]:
-    """The identity's Kubernetes Auth, read from the cluster: the API server's URL (``host``, else
-    the kubeconfig's), its CA and the token reviewer's JWT (the Secret the stack made; the cluster
-    fills it). Never kept in the state."""
+
+def _trusted(access: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"ipAddress": c} for c in access.get("trusted_ips") or ()] or [dict(o) for o in OPEN]
+
+
+def _token_settings(access: dict[str, Any]) -> dict[str, Any]:
+    """Access-token TTLs for either method (both always sent: Infisical checks TTL <= max TTL
+    against the stored max when one is missing)."""
+    return {"accessTokenTTL": int(access["ttl"]), "accessTokenMaxTTL": int(access["max_ttl"]),
+            "accessTokenNumUsesLimit": 0, "accessTokenTrustedIps": _trusted(access)}
+
+
+def universal_auth_settings(access: dict[str, Any]) -> dict[str, Any]:
+    return {**_token_settings(access), "clientSecretTrustedIps": _trusted(access)}
+
+
+def _reviewer(login: dict[str, Any], wait: float) -> tuple[Any, dict[str, str] | None]:
     from ..clients.kube import Cluster
 
     cluster = Cluster.connect(login.get("kube_context"))
-    deadline = time.monotonic() + REVIEWER_WAIT
-    where = f"{login['namespace']}/{login['reviewer_secret']}"
+    deadline = time.monotonic() + wait
     while True:
         data = cluster.secret_data(login["namespace"], login["reviewer_secret"]) or {}
         if data.get("token") and data.get("ca.crt"):
-            break
-        if time.monotonic() > deadline:
-            raise InfisicalError(
-                f"the cluster at {cluster.server} did not fill the token reviewer's Secret {where} within "
-                f"{REVIEWER_WAIT:.0f}s: its token controller (kube-controller-manager, with a service-account "
-                "private key) must run"
-            )
+            return cluster, data
+        if time.monotonic() >= deadline:
+            return cluster, None
         time.sleep(1)
+
+
+def kubernetes_auth_settings(login: dict[str, Any], access: dict[str, Any]) -> dict[str, Any]:
+    """The identity's Kubernetes Auth, read from the cluster: the API server's URL (``host``, else
+    the kubeconfig's), its CA, the token reviewer's JWT (the Secret the stack made; the cluster
+    fills it) and the audience (``audience``, else the cluster's service-account issuer: the
+    audience of the tokens the operator requests). Never kept in the state."""
+    cluster, data = _reviewer(login, REVIEWER_WAIT)
+    if data is None:
+        raise InfisicalError(
+            f"the cluster at {cluster.server} did not fill the token reviewer's Secret "
+            f"{login['namespace']}/{login['reviewer_secret']} within {REVIEWER_WAIT:.0f}s: its token controller "
+            "(kube-controller-manager, with a service-account private key) must run"
+        )
     return {
         "kubernetesHost": login.get("host") or cluster.server, "caCert": data["ca.crt"],
         "tokenReviewerJwt": data["token"], "allowedNamespaces": login["namespace"],
-        "allowedNames": login["service_account"], "allowedAudience": "",
+        "allowedNames": login["service_account"], "allowedAudience": login.get("audience") or cluster.issuer(),
+        **_token_settings(access),
     }
 
 
+def cluster_fingerprint(login: dict[str, Any] | None) -> str | None:
+    """A digest of what the identity's Kubernetes Auth reads from the cluster (API address, CA,
+    reviewer JWT, audience): a new one is a diff. None when the cluster cannot say yet (the
+    reviewer's Secret is not filled: a stack being made)."""
+    if not login:
+        return None
+    try:
+        cluster, data = _reviewer(login, 0)
+        if data is None:
+            return None
+        parts = [login.get("host") or cluster.server, data["ca.crt"], data["token"], login.get("audience") or
+                 cluster.issuer()]
+    except FloeError:
+        return None
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _method(props: dict[str, Any]) -> str:
+    return "kubernetes-auth" if props.get("kubernetes") else "universal-auth"
+
+
+IDENTITY_INPUTS = ("name", "project_slug", "role", "kubernetes", "access", "site_url")
+
+
 class MachineIdentityProvider(_AdminProvider):
-    """Inputs: ``name``, ``project_slug``, ``role``, and ``kubernetes`` (the Kubernetes Auth to give
-    it; else Universal Auth). Outputs add ``identity_id``, ``client_id`` (Universal Auth)."""
+    """Inputs: ``name``, ``project_slug``, ``role``, ``access`` (``ttl``, ``max_ttl``,
+    ``trusted_ips``), ``site_url``, and ``kubernetes`` (the Kubernetes Auth to give it; else
+    Universal Auth). Outputs add ``identity_id``, ``client_id`` (Universal Auth) and
+    ``cluster_fingerprint`` (Kubernetes Auth)."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        return CheckResult({**news, "cluster_fingerprint": cluster_fingerprint(news.get("kubernetes"))}, [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in ("name", "project_slug", "role", "kubernetes") if olds.get(k) != news.get(k)]
+        changed = [k for k in IDENTITY_INPUTS if k in news and olds.get(k) != news.get(k)]
+        fingerprint = news.get("cluster_fingerprint")
+        if fingerprint and fingerprint != olds.get("cluster_fingerprint"):
+            changed.append("cluster_fingerprint")  # a new reviewer token, CA or API address
         return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "project_slug"],
                           delete_before_replace=False)
+
+    def _attach(self, conn: Connection, where: str, identity_id: str, props: dict[str, Any]) -> str:
+        """Give the identity its auth method; the Universal Auth client id ('' for Kubernetes Auth)."""
+        access = props.get("access") or {}
+        if props.get("kubernetes"):
+            _post(conn, f"give {where} Kubernetes Auth", f"/api/v1/auth/kubernetes-auth/identities/{identity_id}",
+                  kubernetes_auth_settings(props["kubernetes"], access))
+            return ""
+        auth = _post(conn, f"give {where} Universal Auth", f"/api/v1/auth/universal-auth/identities/{identity_id}",
+                     universal_auth_settings(access))
+        return str(auth["identityUniversalAuth"]["clientId"])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         conn = self._connection()
@@ -125,25 +199,19 @@ class MachineIdentityProvider(_AdminProvider):
         if landed.maybe:
             self._drop_twins(conn, project["orgId"], marked, identity_id)
         try:
-            _post(conn, f"add {where} to project {props['project_slug']}",
-                  f"/api/v2/workspace/{project['id']}/identity-memberships/{identity_id}", {"role": props["role"]})
-            if props.get("kubernetes"):
-                _post(conn, f"give {where} Kubernetes Auth", f"/api/v1/auth/kubernetes-auth/identities/{identity_id}",
-                      kubernetes_auth_settings(props["kubernetes"]))
-                client_id = ""
-            else:
-                auth = _post(conn, f"give {where} Universal Auth",
-                             f"/api/v1/auth/universal-auth/identities/{identity_id}", {})
-                client_id = str(auth["identityUniversalAuth"]["clientId"])
-        except Refused as exc:
-            self._delete(conn, identity_id)  # nothing half made stays behind
-            raise _refused(conn, f"add {where} to project {props['project_slug']} as {props['role']}", exc,
-                           "a project role that may add members (admin)") from None
+            try:
+                _post(conn, f"add {where} to project {props['project_slug']}",
+                      f"/api/v2/workspace/{project['id']}/identity-memberships/{identity_id}",
+                      {"roles": [{"role": props["role"], "isTemporary": False}]})
+            except Refused as exc:
+                raise _refused(conn, f"add {where} to project {props['project_slug']} as {props['role']}", exc,
+                               "a project role that may add members (admin)") from None
+            client_id = self._attach(conn, where, identity_id, props)
         except (InfisicalError, FloeError):
-            self._delete(conn, identity_id)
+            self._delete(conn, identity_id)  # nothing half made stays behind
             raise
         outs = {**props, "identity_id": identity_id, "identity_name": marked, "client_id": client_id,
-                "project_id": str(project["id"])}
+                "project_id": str(project["id"]), "cluster_fingerprint": cluster_fingerprint(props.get("kubernetes"))}
         return CreateResult(identity_id, outs)
 
     @staticmethod
@@ -184,41 +252,149 @@ class MachineIdentityProvider(_AdminProvider):
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         conn = self._connection()
         outs = {**olds, **news}
+        where = f"machine identity {id_}"
         try:
+            if olds.get("site_url") and olds.get("site_url") != news.get("site_url"):
+                self._still_there(conn, id_)
             if olds.get("role") != news["role"]:
-                conn.call(f"change the project role of machine identity {id_}", lambda c: c.api.patch(
+                conn.call(f"change the project role of {where}", lambda c: c.api.patch(
                     path=f"/api/v2/workspace/{olds['project_id']}/identity-memberships/{id_}", model=dict,
                     json={"roles": [{"role": news["role"], "isTemporary": False}]}))
-            if news.get("kubernetes") and olds.get("kubernetes") != news["kubernetes"]:
-                conn.call(f"change the Kubernetes Auth of machine identity {id_}", lambda c: c.api.patch(
-                    path=f"/api/v1/auth/kubernetes-auth/identities/{id_}", model=dict,
-                    json=kubernetes_auth_settings(news["kubernetes"])))
+            old_method, new_method = _method(olds), _method(news)
+            if old_method != new_method:
+                # One auth method at a time: the old goes (with its client secrets and their
+                # tokens), then the new is attached.
+                with contextlib.suppress(NotFound):
+                    conn.call(f"remove the {old_method} of {where}", lambda c: c.api.delete(
+                        path=f"/api/v1/auth/{old_method}/identities/{id_}", model=dict, json={}))
+                outs["client_id"] = self._attach(conn, where, id_, news)
+            elif news.get("kubernetes"):
+                if (olds.get("kubernetes"), olds.get("access"), olds.get("cluster_fingerprint")) != (
+                        news["kubernetes"], news.get("access"), news.get("cluster_fingerprint")):
+                    conn.call(f"change the Kubernetes Auth of {where}", lambda c: c.api.patch(
+                        path=f"/api/v1/auth/kubernetes-auth/identities/{id_}", model=dict,
+                        json=kubernetes_auth_settings(news["kubernetes"], news.get("access") or {})))
+            elif olds.get("access") != news.get("access"):
+                conn.call(f"change the Universal Auth of {where}", lambda c: c.api.patch(
+                    path=f"/api/v1/auth/universal-auth/identities/{id_}", model=dict,
+                    json=universal_auth_settings(news.get("access") or {})))
             if olds.get("name") != news["name"]:
                 marked = f"{news['name']}-{secrets.token_hex(3)}"
-                conn.call(f"rename machine identity {id_}", lambda c: c.api.patch(
+                conn.call(f"rename {where}", lambda c: c.api.patch(
                     path=f"/api/v1/identities/{id_}", model=dict, json={"name": marked}))
                 outs["identity_name"] = marked
+            outs["cluster_fingerprint"] = cluster_fingerprint(news.get("kubernetes"))
         except Refused as exc:
-            raise _refused(conn, f"update machine identity {id_}", exc, "a role that may edit identities") from None
+            raise _refused(conn, f"update {where}", exc, "a role that may edit identities") from None
         return UpdateResult(outs)
+
+    @staticmethod
+    def _still_there(conn: Connection, id_: str) -> None:
+        """A new site URL must name the server that holds the identity (a new DNS name, http to
+        https): another server has none of it, and the identity is not moved."""
+        try:
+            conn.call(f"read machine identity {id_}", lambda c: c.api.get(path=f"/api/v1/identities/{id_}", model=dict))
+        except NotFound:
+            raise InfisicalError(
+                f"machine identity {id_} is not at {conn.host}: the new site_url names another Infisical server; "
+                "to make the operator's identity there, run `pulumi up --replace` with this resource's URN"
+            ) from None
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         self._delete(self._connection(), id_)
 
 
-class ClientSecretProvider(_AdminProvider):
-    """Inputs: ``identity_id``, ``rotation``. Outputs add ``client_secret`` (a Pulumi secret)."""
+def role_permissions(environment: str, paths: list[str]) -> list[dict[str, Any]]:
+    """Read secrets in ``environment``, in exactly ``paths``: what the operator's list of each
+    folder needs (it reads no folder it is not given, and the project lookup needs membership only)."""
+    return [{"subject": "secrets", "action": ["read"],
+             "conditions": {"environment": environment, "secretPath": {"$in": list(paths)}}}]
+
+
+class ProjectRoleProvider(_AdminProvider):
+    """Inputs: ``project_slug``, ``slug`` (the role's slug before its nonce), ``environment``,
+    ``paths``, ``site_url``. Outputs add ``role_slug`` (with the nonce), ``role_id``."""
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in ("identity_id", "rotation") if olds.get(k) != news.get(k)]
-        # A new client secret before the old one goes (the default), so the operator always has one.
-        return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
+        keys = ("project_slug", "slug", "environment", "paths", "site_url")
+        changed = [k for k in keys if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "project_slug"],
+                          delete_before_replace=False)
+
+    @staticmethod
+    def _body(props: dict[str, Any]) -> dict[str, Any]:
+        return {"description": f"floe-infra: the operator of stack {props['slug']} reads {props['environment']}, "
+                               f"folders {', '.join(props['paths'])}",
+                "permissions": role_permissions(props["environment"], props["paths"])}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         conn = self._connection()
-        identity = props["identity_id"]
+        slug = f"{props['slug']}-{secrets.token_hex(3)}"  # the nonce: a lost answer's role is this create's
+        path = f"/api/v1/workspace/{props['project_slug']}/roles"
+        landed = Landed()
+        try:
+            made = _post(conn, f"create project role {slug}", path, {"slug": slug, "name": slug, **self._body(props)},
+                         landed)
+        except Refused as exc:
+            found = self._find(conn, props["project_slug"], slug) if landed.maybe else None
+            if found is None:
+                raise _refused(conn, f"create project role {slug} in project {props['project_slug']}", exc,
+                               "a project role that may create roles (admin); a plan that refuses custom roles "
+                               "needs one Infisical project per environment, or identity.role: viewer") from None
+            made = {"role": found}
+        role = made["role"]
+        return CreateResult(str(role["id"]), {**props, "role_slug": slug, "role_id": str(role["id"])})
+
+    @staticmethod
+    def _find(conn: Connection, project_slug: str, slug: str) -> dict[str, Any] | None:
+        try:
+            found = conn.call(f"read project role {slug}", lambda c: c.api.get(
+                path=f"/api/v1/workspace/{project_slug}/roles/slug/{slug}", model=dict).data)
+        except NotFound:
+            return None
+        return dict(found["role"])
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        found = self._find(self._connection(), props["project_slug"], props["role_slug"])
+        return ReadResult(id_, props) if found else ReadResult(id_="", outs={})
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        conn = self._connection()
+        try:
+            conn.call(f"change project role {olds['role_slug']}", lambda c: c.api.patch(
+                path=f"/api/v1/workspace/{news['project_slug']}/roles/{id_}", model=dict, json=self._body(news)))
+        except Refused as exc:
+            raise _refused(conn, f"change project role {olds['role_slug']}", exc,
+                           "a project role that may edit roles (admin)") from None
+        return UpdateResult({**olds, **news})
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        conn = self._connection()
+        try:
+            conn.call(f"delete project role {props['role_slug']}", lambda c: c.api.delete(
+                path=f"/api/v1/workspace/{props['project_slug']}/roles/{id_}", model=dict, json={}))
+        except NotFound:
+            pass
+        except Refused as exc:
+            raise _refused(conn, f"delete project role {props['role_slug']}", exc,
+                           "a project role that may delete roles (admin)") from None
+
+
+class ClientSecretProvider(_AdminProvider):
+    """Inputs: ``identity_id``, ``rotation``. Outputs add ``secret_id`` (the current client
+    secret's id), ``client_secret`` (a Pulumi secret) and ``valid`` (False once a refresh found it
+    revoked). The resource's id is its first client secret's; the current one is ``secret_id``."""
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [k for k in ("identity_id", "rotation") if olds.get(k) != news.get(k)]
+        if olds.get("valid") is False or "secret_id" not in olds:
+            changed.append("valid")  # revoked outside Pulumi (refresh saw it), or a state of an earlier release
+        return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "identity_id"],
+                          delete_before_replace=False)
+
+    def _make(self, conn: Connection, identity: str, rotation: str) -> dict[str, Any]:
         path = f"/api/v1/auth/universal-auth/identities/{identity}/client-secrets"
-        nonce = f"floe-infra rotation {props['rotation'] or 0} {secrets.token_hex(4)}"
+        nonce = f"floe-infra rotation {rotation or 0} {secrets.token_hex(4)}"
         landed = Landed()
         try:
             made = _post(conn, f"create a client secret for machine identity {identity}", path,
@@ -231,28 +407,56 @@ class ClientSecretProvider(_AdminProvider):
             listed = conn.call("list client secrets", lambda c: c.api.get(path=path, model=dict).data)
             for twin in listed.get("clientSecretData", []):
                 if twin.get("description") == nonce and str(twin.get("id")) != secret_id:
-                    self._revoke(conn, identity, str(twin["id"]))
-        return CreateResult(secret_id, {**props, "client_secret": str(made["clientSecret"])})
+                    revoke_client_secret(conn, identity, str(twin["id"]))
+        return {"secret_id": secret_id, "client_secret": str(made["clientSecret"]), "valid": True}
 
-    @staticmethod
-    def _revoke(conn: Connection, identity: str, secret_id: str) -> None:
-        path = f"/api/v1/auth/universal-auth/identities/{identity}/client-secrets/{secret_id}/revoke"
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        made = self._make(self._connection(), props["identity_id"], props["rotation"])
+        return CreateResult(made["secret_id"], {**props, **made})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        conn = self._connection()
+        secret_id = props.get("secret_id") or id_
+        path = f"/api/v1/auth/universal-auth/identities/{props['identity_id']}/client-secrets/{secret_id}"
         try:
-            _post(conn, f"revoke client secret {secret_id} of machine identity {identity}", path, {})
+            held = conn.call("read the client secret", lambda c: c.api.get(path=path, model=dict).data)
+            valid = not held.get("clientSecretData", {}).get("isClientSecretRevoked")
         except NotFound:
-            pass  # its identity is gone, and the secret with it
-        except Refused as exc:
-            raise _refused(conn, f"revoke a client secret of machine identity {identity}", exc,
-                           "an organization role that may delete identities") from None
+            valid = False
+        return ReadResult(id_, {**props, "valid": valid})
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        news = {k: v for k, v in news.items() if v is not None}
+        if olds.get("rotation") == news.get("rotation") and olds.get("valid") is not False:
+            # A state of an earlier release: name the current secret, make none.
+            return UpdateResult({**olds, **news, "secret_id": olds.get("secret_id") or id_, "valid": True})
+        # A new client secret beside the old one; OperatorLogin revokes the old once the operator
+        # has logged in with the new (a revoked one, found by refresh, is already of no use).
+        return UpdateResult({**olds, **news, **self._make(self._connection(), news["identity_id"], news["rotation"])})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        self._revoke(self._connection(), props["identity_id"], id_)
+        conn = self._connection()
+        for secret_id in dict.fromkeys((props.get("secret_id") or id_, id_)):
+            revoke_client_secret(conn, props["identity_id"], secret_id)
+
+
+def revoke_client_secret(conn: Connection, identity: str, secret_id: str) -> None:
+    path = f"/api/v1/auth/universal-auth/identities/{identity}/client-secrets/{secret_id}/revoke"
+    try:
+        _post(conn, f"revoke client secret {secret_id} of machine identity {identity}", path, {})
+    except NotFound:
+        pass  # its identity is gone, and the secret with it
+    except Refused as exc:
+        raise _refused(conn, f"revoke a client secret of machine identity {identity}", exc,
+                       "an organization role that may delete identities") from None
 
 
 class OperatorLoginProvider(_AdminProvider):
     """Inputs: ``identity_id``, ``client_secret_id``, ``wait``. Creating it waits for nothing (a new
     stack's operator may not run yet); an update, a rotation, waits until Infisical counts a login
-    with the new client secret, so the old one is revoked only after the operator has moved on."""
+    with the new client secret, then revokes every other client secret of the identity, so the old
+    one goes only after the operator has moved on. Its access tokens live on to their TTL
+    (Infisical does not end them): identity.token_ttl bounds that."""
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         return DiffResult(changes=olds.get("client_secret_id") != news.get("client_secret_id"))
@@ -263,12 +467,13 @@ class OperatorLoginProvider(_AdminProvider):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         conn = self._connection()
         identity, secret_id = news["identity_id"], news["client_secret_id"]
-        path = f"/api/v1/auth/universal-auth/identities/{identity}/client-secrets/{secret_id}"
+        path = f"/api/v1/auth/universal-auth/identities/{identity}/client-secrets"
         deadline = time.monotonic() + float(news.get("wait") or LOGIN_WAIT)
         while True:
-            used = conn.call("read the new client secret", lambda c: c.api.get(path=path, model=dict).data)
+            used = conn.call("read the new client secret",
+                             lambda c: c.api.get(path=f"{path}/{secret_id}", model=dict).data)
             if int(used.get("clientSecretData", {}).get("clientSecretNumUses") or 0) > 0:
-                return UpdateResult(news)
+                break
             if time.monotonic() > deadline:
                 raise InfisicalError(
                     f"the operator has not logged in with the new client secret of machine identity {identity} "
@@ -276,39 +481,63 @@ class OperatorLoginProvider(_AdminProvider):
                     "`floe secrets status`, then run `pulumi up` again"
                 )
             time.sleep(2)
+        listed = conn.call("list client secrets", lambda c: c.api.get(path=path, model=dict).data)
+        for other in listed.get("clientSecretData", []):
+            if str(other.get("id")) != secret_id and not other.get("isClientSecretRevoked"):
+                revoke_client_secret(conn, identity, str(other["id"]))
+        return UpdateResult(news)
 
 
-for _provider in (MachineIdentityProvider, ClientSecretProvider, OperatorLoginProvider):
+for _provider in (MachineIdentityProvider, ProjectRoleProvider, ClientSecretProvider, OperatorLoginProvider):
     _provider.__module__ = "floe_infra.identities"  # pickled into the state under this path
 
 
 class MachineIdentity(pulumi.dynamic.Resource, module="infisical", name="MachineIdentity"):
-    """A machine identity this stack made, a member of ``project_slug`` with ``role``."""
+    """A machine identity this stack made, a member of ``project_slug`` with ``role``; ``access``:
+    its tokens' ``ttl`` and ``max_ttl`` (seconds) and ``trusted_ips``."""
 
     identity_id: pulumi.Output[str]
     client_id: pulumi.Output[str]
 
-    def __init__(self, name: str, *, identity_name: str, project_slug: str, role: str, site_url: str,
-                 kubernetes: dict[str, Any] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, *, identity_name: str, project_slug: str, role: pulumi.Input[str], site_url: str,
+                 access: dict[str, Any], kubernetes: dict[str, Any] | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         props = {"name": identity_name, "project_slug": project_slug, "role": role, "kubernetes": kubernetes,
-                 "identity_id": None, "client_id": None, "identity_name": None, "project_id": None}
+                 "access": access, "site_url": site_url, "identity_id": None, "client_id": None,
+                 "identity_name": None, "project_id": None, "cluster_fingerprint": None}
         super().__init__(MachineIdentityProvider(site_url), name, props, opts)
 
 
+class ProjectRole(pulumi.dynamic.Resource, module="infisical", name="ProjectRole"):
+    """A project role that reads secrets of ``environment`` in ``paths`` only."""
+
+    role_slug: pulumi.Output[str]
+
+    def __init__(self, name: str, *, project_slug: str, slug: str, environment: str, paths: list[str],
+                 site_url: str, opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {"project_slug": project_slug, "slug": slug, "environment": environment, "paths": paths,
+                 "site_url": site_url, "role_slug": None, "role_id": None}
+        super().__init__(ProjectRoleProvider(site_url), name, props, opts)
+
+
 class ClientSecret(pulumi.dynamic.Resource, module="infisical", name="ClientSecret"):
-    """One Universal Auth client secret of ``identity_id``; a new ``rotation`` replaces it."""
+    """The current Universal Auth client secret of ``identity_id``; a new ``rotation`` makes a new
+    one in place (OperatorLogin revokes the old)."""
 
     client_secret: pulumi.Output[str]
+    secret_id: pulumi.Output[str]
 
     def __init__(self, name: str, *, identity_id: pulumi.Input[str], rotation: str, site_url: str,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"identity_id": identity_id, "rotation": rotation, "client_secret": None}
+        props = {"identity_id": identity_id, "rotation": rotation, "client_secret": None, "secret_id": None,
+                 "valid": None}
         secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["client_secret"])
         super().__init__(ClientSecretProvider(site_url), name, props, pulumi.ResourceOptions.merge(opts, secret_opts))
 
 
 class OperatorLogin(pulumi.dynamic.Resource, module="infisical", name="OperatorLogin"):
-    """Waits, on a rotation, for the operator's first login with the new client secret."""
+    """Waits, on a rotation, for the operator's first login with the new client secret, then
+    revokes the identity's other client secrets."""
 
     def __init__(self, name: str, *, identity_id: pulumi.Input[str], client_secret_id: pulumi.Input[str],
                  site_url: str, wait: float = LOGIN_WAIT, opts: pulumi.ResourceOptions | None = None) -> None:

@@ -9,7 +9,6 @@ state, so it carries nothing but the manifest's site URL: credentials come from 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
 from collections.abc import Callable
 from dataclasses import replace
@@ -40,8 +39,6 @@ from ..clients.infisical import (
     ProjectNotFound,
     Refused,
     RetryPolicy,
-    api_error,
-    classify,
     connect,
 )
 from ..model import names
@@ -50,6 +47,20 @@ SCOPE = ("project_slug", "environment", "path")
 """Inputs that name where the secret lives: changing one moves it (replace)."""
 
 _IN_PLACE = ("site_url", "key", "value", "comment")
+
+MARK = "managed by floe-infra, stack "
+"""How a key's comment says which stack wrote it: ``MARK + owner`` (``<project>/<stack>``)."""
+
+
+def owner_mark(owner: str) -> str:
+    """The comment a key written for ``owner`` (``<pulumi project>/<stack>``) carries in Infisical:
+    the stack takes over an existing key only when it carries this stack's mark (or adopt: true)."""
+    return f"{MARK}{owner}" if owner else ""
+
+
+def _found_owner(comment: str | None) -> str:
+    comment = comment or ""
+    return f"stack {comment.removeprefix(MARK)}" if comment.startswith(MARK) else "no floe-infra mark"
 """``site_url`` too: a new URL may name the same server (a new DNS name, http to https), where a
 replace's delete would remove the key its create had just found. So a new host is an update that
 makes the new host hold the value, and never deletes at the old one."""
@@ -158,10 +169,12 @@ class InfisicalSecretValueProvider(WriterProvider):
         value = news.get("value")
         if not _unknown(value) and not isinstance(value, str):
             failures.append(CheckFailure("value", "value is required: pass a string (a secret Output)"))
-        comment = news.get("comment")
-        if comment is not None and not _unknown(comment) and not isinstance(comment, str):
-            failures.append(CheckFailure("comment", "comment must be a string"))
-        inputs = {**given, "comment": comment or "", "adopt": bool(news.get("adopt", False))}
+        owner = news.get("owner")
+        if owner is not None and not _unknown(owner) and not isinstance(owner, str):
+            failures.append(CheckFailure("owner", "owner must be a string: <pulumi project>/<stack>"))
+        # The comment is the owner's mark: what makes a key this stack's (see create).
+        comment = owner_mark(owner) if isinstance(owner, str) else news.get("comment") or ""
+        inputs = {**given, "comment": comment, "adopt": bool(news.get("adopt", False))}
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -175,45 +188,46 @@ class InfisicalSecretValueProvider(WriterProvider):
         where = _where(props)
         project_id = conn.project_id(props["project_slug"])
         conn.ensure_folders(props["project_slug"], props["environment"], props["path"])
-        landed = Landed()  # an earlier attempt went out and got no definite answer
 
-        def create(client: Any) -> str | None:
-            try:
-                secret = client.secrets.create_secret_by_name(
-                    secret_name=props["key"],
-                    secret_path=props["path"],
-                    environment_slug=props["environment"],
-                    project_id=project_id,
-                    secret_value=props["value"],
-                    secret_comment=props.get("comment") or None,
-                )
-            except api_error() as exc:
-                # Only an attempt whose outcome is unknown can have made the key: then it is ours.
-                # One that was answered (429, an expired token, any 4xx) did nothing.
-                if isinstance(classify(exc), AlreadyExists) and (landed.maybe or props.get("adopt")):
-                    return None
-                raise
+        def create(client: Any) -> str:
+            secret = client.secrets.create_secret_by_name(
+                secret_name=props["key"],
+                secret_path=props["path"],
+                environment_slug=props["environment"],
+                project_id=project_id,
+                secret_value=props["value"],
+                secret_comment=props.get("comment") or None,
+            )
             return str(secret.id)
 
         try:
-            secret_id = conn.call(f"create {where}", create, landed)
+            # An attempt whose answer was lost may have made the key: the retry then finds it
+            # there, carrying this stack's mark, and takes it over below.
+            secret_id = conn.call(f"create {where}", create, Landed())
         except Refused as exc:
-            existing = self._get(conn, props) if isinstance(exc, AlreadyExists) else None
-            if existing is not None and existing.secretValue == props["value"]:
-                # It holds exactly this stack's value: written by an earlier `up` that was killed
-                # before it could record it (a pending create). Taking it over changes nothing.
-                pulumi.log.warn(f"{where} already held this stack's value (an interrupted `pulumi up` wrote it): "
-                                "taken over as this stack's")
-                return CreateResult(str(existing.id), _outputs(props))
-            if isinstance(exc, AlreadyExists):
-                raise InfisicalError(
-                    f"Infisical already has {where}, not created by this stack: delete it there, or set "
-                    "adopt=True on this InfisicalSecretValue (adopt: true on the manifest key) to take it over"
-                ) from None
-            raise self._failure(conn, exc, "create", props) from None
-        if secret_id is None:  # ours after a lost answer, or adopted: make it hold the value
-            secret_id = self._write(conn, props, project_id, props["key"], where)
+            if not isinstance(exc, AlreadyExists):
+                raise self._failure(conn, exc, "create", props) from None
+            return CreateResult(self._take_over(conn, props, project_id, where), _outputs(props))
         return CreateResult(secret_id, _outputs(props))
+
+    def _take_over(self, conn: Connection, props: dict[str, Any], project_id: str, where: str) -> str:
+        """An existing key becomes this stack's only when it carries this stack's mark (written by
+        an attempt whose answer was lost, or by an `up` killed before its state recorded it) or
+        the manifest says adopt: true; then it is made to hold this stack's value and mark. Any
+        other key is refused, whatever it holds: a rival stack's, or a person's."""
+        existing = self._get(conn, props)
+        mark = props.get("comment") or ""
+        comment = getattr(existing, "secretComment", None) or ""
+        if existing is not None and mark and comment == mark:
+            pulumi.log.warn(f"{where} already carried this stack's mark (an interrupted `pulumi up` wrote it): "
+                            "taken over as this stack's")
+        elif existing is not None and not props.get("adopt"):
+            raise InfisicalError(
+                f"Infisical already has {where}, not written by this stack ({_found_owner(comment)}): "
+                "set adopt: true on that key in the manifest (adopt=True on this InfisicalSecretValue) to take it "
+                "over, or delete it there"
+            )
+        return self._write(conn, props, project_id, props["key"], where)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         conn = self._connection(props)
@@ -237,22 +251,32 @@ class InfisicalSecretValueProvider(WriterProvider):
             self._write(conn, news, project_id, current, where)
             return UpdateResult(_outputs(news))
         # Another URL for the host: the same server under a new name, or another server. Either way
-        # the new host ends up holding the value, and nothing is deleted at the old one.
+        # the new host ends up holding the value, and nothing is deleted at the old one; a key
+        # there is updated only when it carries this stack's mark (a key that is not there is made).
         for key in dict.fromkeys((current, news["key"])):
-            with contextlib.suppress(_Missing):
-                self._write(conn, news, project_id, key, where, missing=_Missing)
-                return UpdateResult(_outputs(news))
-        self.create({**news, "adopt": True})  # adopt: a lost answer's key, found on the retry, is this one
+            existing = self._get(conn, {**news, "key": key})
+            if existing is None:
+                continue
+            comment = existing.secretComment or ""
+            ours = {olds.get("comment"), news.get("comment")} - {None, ""}
+            if comment not in ours and not news.get("adopt"):
+                raise InfisicalError(
+                    f"Infisical at {conn.host} already has {_where({**news, 'key': key})}, not written by this "
+                    f"stack ({_found_owner(comment)}): set adopt: true on that key in the manifest to take it over, "
+                    "or delete it there"
+                )
+            self._write(conn, news, project_id, key, where)
+            return UpdateResult(_outputs(news))
+        self.create(news)
         return UpdateResult(_outputs(news))
 
     def _write(
         self, conn: Connection, props: dict[str, Any], project_id: str, current_key: str, where: str,
-        missing: type[Exception] | None = None,
     ) -> str:
         """One PATCH: value (always: the API requires it), comment and, when renamed, the key; the
         secret's id. Safe to retry: when an attempt whose answer was lost renamed the key, the retry
-        finds the old name gone, and the new one holding the value is success. ``missing``: raised
-        when the key is not there (else an error that says refresh)."""
+        finds the old name gone, and the new one holding the value is success. A key that is not
+        there is an error that says refresh."""
         landed = Landed()
 
         try:
@@ -274,8 +298,6 @@ class InfisicalSecretValueProvider(WriterProvider):
                 held = self._get(conn, props)
                 if held is not None and held.secretValue == props["value"]:
                     return str(held.id)
-            if isinstance(exc, NotFound) and missing is not None:
-                raise missing() from None
             if isinstance(exc, NotFound) and exc.key_missing:
                 raise InfisicalError(
                     f"{where} was deleted outside Pulumi: run `pulumi refresh` so the next `pulumi up` creates it"
@@ -344,10 +366,6 @@ def _warn_project_gone(conn: Connection, props: dict[str, Any], refused: Project
     )
 
 
-class _Missing(Exception):
-    """The key is not at the host asked."""
-
-
 def _host(props: dict[str, Any]) -> str:
     return str(props.get("site_url") or "").rstrip("/")
 
@@ -381,19 +399,22 @@ class InfisicalSecretValue(pulumi.dynamic.Resource, module="infisical", name="Se
         path: pulumi.Input[str],
         key: pulumi.Input[str],
         value: pulumi.Input[str],
-        comment: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
         *,
+        owner: str,
         adopt: bool = False,
         site_url: str | None = None,
     ) -> None:
+        """``owner``: ``<pulumi project>/<stack>``, written as the key's comment (:func:`owner_mark`);
+        an existing key is taken over only when it carries this mark, or with ``adopt``."""
         props = {
             "project_slug": project_slug,
             "environment": environment,
             "path": path,
             "key": key,
             "value": pulumi.Output.secret(value),
-            "comment": comment or "",
+            "owner": owner,
+            "comment": owner_mark(owner),
             "adopt": adopt,
         }
         if site_url:

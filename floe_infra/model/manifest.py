@@ -78,6 +78,51 @@ class EsoSettings(_Model):
     chart_repo: Url = ESO_CHART_REPO
 
 
+def _cidr(value: str) -> str:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or CIDR range (such as 10.0.0.0/8)") from None
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+MIN_TOKEN_TTL = 15
+"""The operator (v1beta1) keeps a login for 70% of its TTL, and none under 10 s: shorter would be a
+login per read."""
+
+
+class ManagedIdentitySettings(_Model):
+    """``identity``: how the identity the stack makes (``identities: managed``) may read and log in.
+    The defaults are the least an operator needs; each maps to the Terraform provider's setting."""
+
+    # scoped: a project role of its own that may only read secrets in the stack's environment, in
+    # the manifest's folders (infisical_project_role); viewer: the built-in role that reads the
+    # whole project, every environment (an explicit opt-in that the plan warns about).
+    role: Literal["scoped", "viewer"] = "scoped"
+    token_ttl: Interval = "10m"  # access_token_ttl
+    token_max_ttl: Interval = "1h"  # access_token_max_ttl
+    trusted_ips: list[Cidr] = []  # access_token_trusted_ips / client_secret_trusted_ips; [] = anywhere
+    audience: str | None = None  # Kubernetes Auth allowed_audience; None: the cluster's service-account issuer
+
+    @model_validator(mode="after")
+    def _ttls(self) -> ManagedIdentitySettings:
+        ttl, max_ttl = names.interval_seconds(self.token_ttl), names.interval_seconds(self.token_max_ttl)
+        if ttl < MIN_TOKEN_TTL:
+            raise ValueError(f"token_ttl is {self.token_ttl}: at least {MIN_TOKEN_TTL}s (the operator keeps a login "
+                             "for 70% of it, and none under 10s)")
+        if max_ttl < ttl:
+            raise ValueError(f"token_max_ttl ({self.token_max_ttl}) is shorter than token_ttl ({self.token_ttl}): "
+                             "make it at least as long")
+        if max_ttl > 315360000:
+            raise ValueError(f"token_max_ttl is {self.token_max_ttl}: Infisical allows at most 3650d (315360000s)")
+        if self.audience is not None and not self.audience.strip():
+            raise ValueError("audience is empty: remove it (the cluster's issuer is the default) or name one")
+        return self
+
+
 class InfisicalSettings(_Model):
     site_url: SiteUrl
     project_slug: ProjectSlug
@@ -88,6 +133,7 @@ class InfisicalSettings(_Model):
     # external: bring the operator's identity (stack config); managed: the stack makes it, with the
     # identity Pulumi runs with (infisical:clientId), which must be allowed to.
     identities: Literal["external", "managed"] = "external"
+    identity: ManagedIdentitySettings | None = None
 
     @model_validator(mode="after")
     def _managed_kubernetes_auth_is_v1beta1(self) -> InfisicalSettings:
@@ -97,6 +143,21 @@ class InfisicalSettings(_Model):
                 "which only v1beta1 reads: remove operator.api: v1alpha1 (v1beta1 is the default)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _identity_is_for_managed(self) -> InfisicalSettings:
+        if self.identity is not None and self.identities != "managed":
+            raise ValueError(
+                "identity: sets the identity the stack makes: set identities: managed, or remove identity:"
+            )
+        if self.identity and self.identity.audience and self.operator.auth != "kubernetes":
+            raise ValueError("identity.audience is for Kubernetes Auth: set operator.auth: kubernetes or remove it")
+        return self
+
+    @property
+    def managed(self) -> ManagedIdentitySettings:
+        """The managed identity's settings, defaults where none are given."""
+        return self.identity or ManagedIdentitySettings()
 
     @property
     def host_api(self) -> str:

@@ -229,6 +229,14 @@ class ManagedIdentity(_Desired):
     site_url: str
     rotation: str
     kubernetes: KubernetesLogin | None = None
+    # role "scoped": a project role of the stack's own that reads only ``environment``'s ``paths``
+    environment: str = ""
+    paths: tuple[str, ...] = ()
+    role_slug: str = ""  # the scoped role's slug, before the nonce its create adds
+    token_ttl: int = 600
+    token_max_ttl: int = 3600
+    trusted_ips: tuple[str, ...] = ()
+    audience: str | None = None
     protect: bool = False
     retain_on_delete: bool = False
     depends_on: tuple[str, ...] = ()
@@ -236,11 +244,16 @@ class ManagedIdentity(_Desired):
 
     pulumi_type = "pulumi-python:dynamic/infisical:MachineIdentity"
     client_secret_type = "pulumi-python:dynamic/infisical:ClientSecret"
+    role_type = "pulumi-python:dynamic/infisical:ProjectRole"
     login_type = "pulumi-python:dynamic/infisical:OperatorLogin"
 
     @property
     def logical_name(self) -> str:
         return "operator"
+
+    def access(self) -> dict[str, Any]:
+        """The identity's token settings, as its provider takes them."""
+        return {"ttl": self.token_ttl, "max_ttl": self.token_max_ttl, "trusted_ips": list(self.trusted_ips)}
 
     def generated(self) -> dict[str, SecretSource]:
         return {}

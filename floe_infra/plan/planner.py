@@ -6,6 +6,7 @@ the components) and ``floe secrets plan``, so the two cannot disagree.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
@@ -13,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import StackConfigError
+from ..model import names
 from ..model.manifest import InfisicalSettings, KeyDecl, LoadedManifest, Reference
 from ..model.settings import WRITER_ENV, WRITER_NAMESPACE, StackSettings, set_command
 from .desired import (
@@ -53,7 +55,15 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
                         "via: eso logs in with the universal-auth identity Secret, which operator.auth: kubernetes "
                         "does not create: remove via: eso (the operator syncs it) or set operator.auth: universal",
                     )
-        operator: OperatorPlan | None = _operator(plugin.config, settings, labels, eso_used)
+        if plugin.config.identities == "managed" and plugin.config.operator.api == "v1alpha1" and settings.protect \
+                and settings.operator_secret_rotation:
+            raise manifest.error(
+                ("plugins", "secrets", "config", "operator", "api"),
+                "a rotation in a protected stack (floe:protect: true) needs api: v1beta1: v1alpha1 logs in again only "
+                "when its spec changes, which renames the protected identity Secret; remove operator.api: v1alpha1",
+            )
+        paths = tuple(sorted({r.path for r in references}))
+        operator: OperatorPlan | None = _operator(plugin.config, settings, labels, eso_used, paths)
         plans = tuple(_infisical_reference(r, plugin.config, settings, labels, operator) for r in references)
     elif plugin.type == "k8s":
         operator = None
@@ -96,6 +106,14 @@ def _warnings(manifest: LoadedManifest, references: tuple[Reference, ...]) -> li
             out.append(
                 f"plugins.secrets.config.site_url is {plugin.config.site_url}: the machine identities' "
                 "credentials and every secret would travel unencrypted; use https://"
+            )
+        if plugin.config.identities == "managed" and plugin.config.managed.role == "viewer":
+            out.append(
+                "plugins.secrets.config.identity.role is viewer: the operator's identity may read every environment "
+                "and folder of project " + plugin.config.project_slug + " (a dev cluster could read prod); remove "
+                "identity.role: viewer for a role that reads this stack's environment and the manifest's folders "
+                "(identity.role: viewer is for Infisical plans that refuse custom roles; else use one project per "
+                "environment)"
             )
     for ref in references:
         if plugin.type == "k8s" and not ref.keys:
@@ -191,8 +209,34 @@ def require_deploy_config(plan: StackPlan) -> None:
         )
 
 
+def _managed_identity(
+    config: InfisicalSettings, settings: StackSettings, paths: tuple[str, ...], rotation: str,
+    kubernetes: KubernetesLogin | None = None, depends_on: tuple[str, ...] = (),
+) -> ManagedIdentity:
+    """The operator's identity the stack makes: a reader of the stack's environment and the
+    manifest's folders (or the whole project's viewer, if the manifest opts in), with short-lived
+    access tokens."""
+    managed = config.managed
+    return ManagedIdentity(
+        name=f"floe-{config.project_slug}-{settings.stack}-operator", project_slug=config.project_slug,
+        role=managed.role, site_url=config.site_url, rotation=rotation, protect=settings.protect,
+        kubernetes=kubernetes, environment=settings.environment, paths=paths,
+        role_slug=_role_slug(settings.stack),
+        token_ttl=names.interval_seconds(managed.token_ttl),
+        token_max_ttl=names.interval_seconds(managed.token_max_ttl),
+        trusted_ips=tuple(managed.trusted_ips), audience=managed.audience, depends_on=depends_on,
+    )
+
+
+def _role_slug(stack: str) -> str:
+    """``floe-<stack>-reader``, as an Infisical slug (lowercase letters, digits, single '-')."""
+    words = re.sub(r"[^a-z0-9]+", "-", stack.lower()).strip("-")
+    return f"floe-{words[:24].strip('-')}-reader"
+
+
 def _operator(
-    config: InfisicalSettings, settings: StackSettings, labels: Mapping[str, str], eso_used: bool
+    config: InfisicalSettings, settings: StackSettings, labels: Mapping[str, str], eso_used: bool,
+    paths: tuple[str, ...],
 ) -> OperatorPlan:
     op = config.operator
     namespace = _namespace(op.namespace, labels, settings) if settings.create_namespaces else None
@@ -226,15 +270,10 @@ def _operator(
         id_deps = deps
         if config.identities == "managed":
             reviewer = _token_reviewer(op.namespace, labels, settings, deps)
-            managed = ManagedIdentity(
-                name=f"floe-{config.project_slug}-{settings.stack}-operator", project_slug=config.project_slug,
-                role="viewer", site_url=config.site_url, rotation="", protect=settings.protect,
-                kubernetes=KubernetesLogin(
-                    namespace=op.namespace, service_account=op.auth_service_account, reviewer_secret=REVIEWER,
-                    kube_context=settings.kube_context, host=settings.kubernetes_host,
-                ),
-                depends_on=tuple(r.id for r in reviewer),
-            )
+            managed = _managed_identity(config, settings, paths, "", KubernetesLogin(
+                namespace=op.namespace, service_account=op.auth_service_account, reviewer_secret=REVIEWER,
+                kube_context=settings.kube_context, host=settings.kubernetes_host,
+            ), tuple(r.id for r in reviewer))
             id_source, id_deps = SecretSource(identity_output="identityId"), (*deps, managed.id)
         # v1beta1's InfisicalAuth reads the identity id from a Secret; nothing else is in it.
         identity = (
@@ -245,14 +284,14 @@ def _operator(
     elif config.identities == "managed":
         service_account = None
         rotation = settings.operator_secret_rotation or ""
-        managed = ManagedIdentity(
-            name=f"floe-{config.project_slug}-{settings.stack}-operator", project_slug=config.project_slug,
-            role="viewer", site_url=config.site_url, rotation=rotation, protect=settings.protect,
-        )
-        # A rotation renames the Secret: the auth objects that name it change, which makes the
-        # operator log in again (it keeps a login while their spec stays the same).
+        managed = _managed_identity(config, settings, paths, rotation)
+        # v1beta1: a rotation changes the Secret's data in place (a protected stack may update, not
+        # replace) and marks the InfisicalConnection, which drops the operator's cached login, so it
+        # logs in again with the new client secret. v1alpha1 logs in again only when an
+        # InfisicalSecret's spec changes: there a rotation renames the Secret the specs name.
+        renamed = rotation and op.api == "v1alpha1"
         identity = _opaque_secret(
-            f"{config.identity_secret}-{rotation}" if rotation else config.identity_secret,
+            f"{config.identity_secret}-{rotation}" if renamed else config.identity_secret,
             op.namespace,
             labels,
             {
@@ -282,7 +321,10 @@ def _operator(
     )
     if op.api == "v1beta1":
         assert identity is not None
-        connection, auth = v1beta1_auth(config, (crds.id, *deps), identity, labels, settings.protect, service_account)
+        managed_universal = managed is not None and service_account is None
+        mark = (settings.operator_secret_rotation or "") if managed_universal else None
+        connection, auth = v1beta1_auth(config, (crds.id, *deps), identity, labels, settings.protect, service_account,
+                                        mark)
         plan = replace(plan, connection=connection, auth=auth)
     if eso_used and config.eso.install:
         eso_ns = _namespace(config.eso.namespace, labels, settings) if settings.create_namespaces else None

@@ -42,14 +42,23 @@ def rows(plan: StackPlan) -> list[Row]:
             login = r.kubernetes
             auth = (f"Kubernetes Auth for ServiceAccount {login.namespace}/{login.service_account}" if login
                     else "Universal Auth")
+            role = "viewer (the whole project)"
+            if r.role == "scoped":
+                role = f"role {r.role_slug}-<nonce>"
+                out.append(Row(r.role_type, r.logical_name, "",
+                               f"role {r.role_slug}-<nonce>: reads secrets of environment {r.environment} in "
+                               f"{', '.join(r.paths)} only"))
+            ttls = f"tokens live {r.token_ttl}s (at most {r.token_max_ttl}s)"
             out.append(Row(r.pulumi_type, r.logical_name, "",
-                           f"identity {r.name}-<nonce> in Infisical, project {r.project_slug} as {r.role}, {auth}"))
+                           f"identity {r.name}-<nonce> in Infisical, project {r.project_slug} as {role}, {auth}, "
+                           f"{ttls}"))
             if login is None:
                 out += [
                     Row(r.client_secret_type, r.logical_name, "",
-                        f"its client secret (rotation {r.rotation or 'none yet'}; a new rotation replaces it)"),
+                        f"its client secret (rotation {r.rotation or 'none yet'}; a new rotation makes a new one)"),
                     Row(r.login_type, r.logical_name, "",
-                        "on a rotation, waits for the operator's login with the new client secret"),
+                        "on a rotation, waits for the operator's login with the new client secret, then revokes the "
+                        "old"),
                 ]
             continue
         for name, source in r.generated().items():

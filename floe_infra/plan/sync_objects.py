@@ -115,15 +115,21 @@ def v1beta1_auth(
     labels: Mapping[str, str],
     protect: bool,
     service_account: KubeObject | None = None,
+    rotation: str | None = None,
 ) -> tuple[KubeObject, KubeObject]:
     """The InfisicalConnection and the InfisicalAuth every static secret uses; ``requires``: their
     CRDs and namespace. Universal auth reads client id and secret from ``identity``; kubernetes auth
     (with ``service_account``) reads only the identity id from it, and logs in with a token of
-    ``service_account`` that the operator requests for each login."""
+    ``service_account`` that the operator requests for each login. ``rotation``: the managed client
+    secret's rotation mark, an annotation of the connection that comes after the identity Secret:
+    a change of the connection drops the operator's cached logins, so it logs in again with the
+    client secret the Secret now holds."""
     ns = config.operator.namespace
     address = {"address": config.site_url.rstrip("/")}
     connection = _object(
-        V1BETA1, "InfisicalConnection", CONNECTION_NAME, ns, labels, address, requires, protect, {}
+        V1BETA1, "InfisicalConnection", CONNECTION_NAME, ns, labels, address,
+        (*requires, identity.id) if rotation is not None else requires, protect,
+        {ROTATION_ANNOTATION: rotation} if rotation else {},
     )
     reference = {"infisicalConnectionRef": {"name": CONNECTION_NAME, "namespace": ns}}
     if service_account is None:
@@ -140,6 +146,9 @@ def v1beta1_auth(
         }}
     auth = _object(V1BETA1, "InfisicalAuth", name, ns, labels, auth_spec, deps, protect, {})
     return connection, auth
+
+
+ROTATION_ANNOTATION = "floe.dev/operator-secret-rotation"
 
 
 def config_identity_id(operator: OperatorPlan) -> str:
