@@ -194,12 +194,34 @@ def test_the_program_registers_the_role_the_identity_its_client_secret_and_the_l
     assert client_secret.urn in secret.dependencies and "stringData" in secret.secret_inputs()
 
 
-def test_the_pickled_providers_carry_no_credentials_and_keep_their_path() -> None:
-    import floe_infra.identities
-    from floe_infra.deploy.identities import ClientSecretProvider
+PICKLED = [  # every dynamic provider a state holds, and the module path it is pickled under
+    ("floe_infra.identities", "MachineIdentityProvider"),
+    ("floe_infra.identities", "ProjectRoleProvider"),
+    ("floe_infra.identities", "ClientSecretProvider"),
+    ("floe_infra.identities", "OperatorLoginProvider"),
+    ("floe_infra.secret_value", "InfisicalSecretValueProvider"),
+    ("floe_infra.password", "GeneratedPasswordProvider"),
+]
 
-    provider = ClientSecretProvider("https://infisical.example.com")
+
+@pytest.mark.parametrize(("module", "name"), PICKLED, ids=[n for _, n in PICKLED])
+def test_every_pickled_provider_configured_carries_no_credential_and_keeps_its_path(module: str, name: str) -> None:
+    """Configured as the engine configures it (the writer's credentials from stack config), then
+    pickled as Pulumi pickles it into the state: no credential in the bytes, and the class loads
+    from the path existing states name."""
+    import importlib
+
+    from pulumi.dynamic import ConfigureRequest
+    from pulumi.dynamic.config import Config as DynamicConfig
+
+    cls = getattr(importlib.import_module(module), name)
+    provider = cls() if name == "GeneratedPasswordProvider" else cls(site_url="https://infisical.example.com")
+    raw = {"infisical:siteUrl": "https://infisical.example.com", "infisical:clientId": "writer-id-canary",
+           "infisical:clientSecret": "writer-secret-canary"}
+    provider.configure(ConfigureRequest(DynamicConfig(raw, "floe")))
+    if name != "GeneratedPasswordProvider":
+        assert provider._credentials().client_secret == "writer-secret-canary"  # configured: it holds them
     pickled = base64.b64decode(serialize_provider(provider))
-    assert b"floe_infra.identities" in pickled and b"floe_infra.deploy" not in pickled
-    assert type(pickle.loads(pickled)) is floe_infra.identities.ClientSecretProvider
-    assert b"writer-secret-canary" not in pickled and b"clientSecret" not in pickled
+    assert module.encode() in pickled and b"floe_infra.deploy" not in pickled
+    assert type(pickle.loads(pickled)) is cls
+    assert b"writer-secret-canary" not in pickled and b"writer-id-canary" not in pickled

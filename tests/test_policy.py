@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 from conftest import ROOT, RunProgram, default_config
 
 sys.path.insert(0, str(ROOT / "policy"))
@@ -113,14 +114,58 @@ def test_stack_of_urn() -> None:
     assert stack_of("urn:pulumi:prod::floe::floe:secrets:Platform$kubernetes:core/v1:Secret::x") == "prod"
 
 
-def test_the_program_passes_every_policy_in_prod(run_program: RunProgram) -> None:
-    config = {**default_config("prod"), "floe:protect": "true", "floe:kubeContext": "floe-prod"}
-    run = run_program(stack="prod", config=config)
+def _shape(config: dict[str, Any] | None = None, operator: dict[str, Any] | None = None,
+           eso: bool = False, plugin_type: str = "infisical") -> str:
+    doc = yaml.safe_load((ROOT / "manifest.yaml").read_text())
+    secrets = doc["plugins"]["secrets"]
+    secrets["type"] = plugin_type
+    if plugin_type == "k8s":
+        del secrets["config"]
+        return yaml.safe_dump(doc, sort_keys=False)
+    secrets["config"].update(config or {})
+    secrets["config"]["operator"].update(operator or {})
+    if eso:
+        secrets["config"]["eso"] = {"install": True}
+        doc["secrets"]["snowflake-credentials"]["via"] = "eso"
+        doc["secrets"]["snowflake-credentials"].pop("auto_reload")
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+EXTERNAL = {"floe:operatorClientId", "floe:operatorClientSecret"}
+SHAPES = {
+    "default": (_shape(), set()),
+    "v1alpha1": (_shape(operator={"api": "v1alpha1"}), set()),
+    "kubernetes-auth": (_shape(operator={"auth": "kubernetes"}), EXTERNAL),
+    "managed": (_shape({"identities": "managed"}), EXTERNAL),
+    "managed-rotated": (_shape({"identities": "managed"}), EXTERNAL),
+    "managed-kubernetes-auth": (_shape({"identities": "managed"}, {"auth": "kubernetes"}), EXTERNAL),
+    "eso": (_shape(eso=True), set()),
+    "k8s": (_shape(plugin_type="k8s"), EXTERNAL),
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_every_resource_a_prod_stack_can_make_passes_every_policy(run_program: RunProgram, shape: str) -> None:
+    manifest, drop = SHAPES[shape]
+    config = {k: v for k, v in default_config("prod").items() if k not in drop}
+    config |= {"floe:protect": "true", "floe:kubeContext": "floe-prod"}
+    if shape == "kubernetes-auth":
+        config["floe:operatorIdentityId"] = "2f1c9a4e-8d7b-4c3a-9e2f-1a2b3c4d5e6f"
+    if shape == "k8s":
+        config["floe:secretValues"] = {"snowflake-credentials": {"SNOWFLAKE_USER": "u", "SNOWFLAKE_ACCOUNT": "a"}}
+    if shape == "managed-rotated":
+        config["floe:operatorSecretRotation"] = "2026-12"
+    run = run_program(manifest, stack="prod", config=config)
+    types = {reg.type for reg in run.registrations}
     for reg in run.registrations:
         props = {k: reg.plain(k) for k in reg.inputs}
         assert environment_violations(reg.type, props, "prod", {}) == []
-        assert protection_violations(reg.type, reg.protect, "prod", ["prod"]) == []
+        assert protection_violations(reg.type, reg.protect, "prod", ["prod"]) == [], reg.urn
         assert chart_violations(reg.type, props) == []
+    if shape.startswith("managed"):
+        assert {f"pulumi-python:dynamic/infisical:{t}" for t in ("MachineIdentity", "ProjectRole")} <= types
+    if shape == "eso":
+        assert STORE in types
 
 
 def test_an_unprotected_prod_stack_fails(run_program: RunProgram) -> None:

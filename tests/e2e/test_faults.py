@@ -213,7 +213,7 @@ def test_5_a_killed_up_recovers_with_refresh_and_up_and_keeps_the_value(faulty: 
     faulty.pulumi("cancel", "--yes", check=False)
     faulty.pulumi("refresh", "--yes", "--clear-pending-creates")
     result = faulty.pulumi.up()
-    assert "already held this stack's value" in result.stdout + result.stderr
+    assert "already carried this stack's mark" in result.stdout + result.stderr
     assert faulty.get("KILLED") == written
     faulty.pulumi("preview", "--expect-no-changes")
 

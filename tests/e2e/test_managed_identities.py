@@ -28,6 +28,8 @@ JOBS = "floe-jobs"
 OPERATOR_NS = "infisical"
 AUTH = "infisical-universal"
 READY = "secrets.infisical.com/IsReady"
+TTL, MAX_TTL = 20, 40  # seconds: short enough to run out several times during a step
+ISSUER = "https://kubernetes.default.svc"  # the local API server's service-account issuer (tools/cluster.py)
 
 
 @dataclass
@@ -43,11 +45,13 @@ class Stack:
     def folder(self) -> str:
         return f"/{self.infisical.prefix}/managed/lake"
 
-    def manifest(self) -> str:
+    def manifest(self, auth: str = "universal") -> str:
         return yaml.safe_dump({
             "plugins": {"secrets": {"type": "infisical", "config": {
                 "site_url": self.infisical.host, "project_slug": self.infisical.project_slug,
-                "resync_interval": "5s", "identities": "managed", "operator": {"chart_repo": self.chart_repo},
+                "resync_interval": "5s", "identities": "managed",
+                "identity": {"token_ttl": f"{TTL}s", "token_max_ttl": f"{MAX_TTL}s"},
+                "operator": {"chart_repo": self.chart_repo, "auth": auth},
             }}},
             "secrets": {"lake-credentials": {"path": self.folder, "keys": {"LAKE_TOKEN": {}}}},
         }, sort_keys=False)
@@ -64,9 +68,12 @@ class Stack:
 
     def identity(self) -> dict[str, Any]:
         """The MachineIdentity's outputs, from the stack's state."""
+        return self.outputs_of("MachineIdentity")
+
+    def outputs_of(self, kind: str) -> dict[str, Any]:
         state = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)
         (found,) = [r["outputs"] for r in state["deployment"]["resources"]
-                    if r["type"] == "pulumi-python:dynamic/infisical:MachineIdentity"]
+                    if r["type"] == f"pulumi-python:dynamic/infisical:{kind}"]
         return dict(found)
 
     def client_secrets(self, identity_id: str) -> list[dict[str, Any]]:
@@ -115,13 +122,14 @@ def stack(
         cluster.kubectl("delete", "secret", "lake-credentials", "-n", JOBS, "--ignore-not-found", "--wait=false")
 
 
-def test_1_the_stack_makes_a_viewer_identity_whose_client_secret_is_only_a_pulumi_secret(stack: Stack) -> None:
+def test_1_the_stack_makes_a_scoped_identity_whose_client_secret_is_only_a_pulumi_secret(stack: Stack) -> None:
     eventually(stack.synced, "the Secret synced with the identity the stack made")
     identity = stack.identity()
     assert identity["identity_name"].startswith(f"floe-{stack.infisical.project_slug}-dev-operator-")
     membership = stack.admin.call(
         "GET", f"/api/v2/workspace/{stack.admin.project_id}/identity-memberships/{identity['identity_id']}")
-    assert [r["role"] for r in membership["identityMembership"]["roles"]] == ["viewer"]
+    assert [r["customRoleSlug"] for r in membership["identityMembership"]["roles"]] == [
+        stack.outputs_of("ProjectRole")["role_slug"]]
     assert len(stack.client_secrets(identity["identity_id"])) == 1
     held = stack.secret("infisical-machine-identity", OPERATOR_NS)
     assert held is not None and held["clientId"] == identity["client_id"]
@@ -158,15 +166,59 @@ def test_3_a_rotation_makes_a_new_client_secret_and_revokes_the_old_once_the_ope
         stop.set()
         watcher.join()
     assert seen and all(status == "True" for _, status in seen), f"the InfisicalAuth was not ready: {seen}"
-    (new,) = stack.client_secrets(identity_id)
+    (new,) = [s for s in stack.client_secrets(identity_id) if not s.get("isClientSecretRevoked")]
     assert new["id"] != old["id"], "the old client secret is still there, or no new one"
     assert int(new["clientSecretNumUses"]) >= 1, "revoked before the operator used the new one"
-    assert stack.secret("infisical-machine-identity", OPERATOR_NS) is None
-    after = stack.secret("infisical-machine-identity-r1", OPERATOR_NS)
+    after = stack.secret("infisical-machine-identity", OPERATOR_NS)  # the same Secret, new data
     assert after is not None and before is not None
     assert after["clientId"] == before["clientId"] and after["clientSecret"] != before["clientSecret"]
     stack.rotate_in_infisical()
     eventually(stack.synced, "the Secret follows Infisical with the new client secret")
+
+
+def _up_watching(stack: Stack) -> list[bool]:
+    """`pulumi up`, with the synced Secret polled every 0.2 s; what each poll saw."""
+    seen: list[bool] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(stack.synced())
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        stack.pulumi.up()
+    finally:
+        stop.set()
+        watcher.join()
+    return seen
+
+
+def test_3b_the_identity_moves_to_kubernetes_auth_and_back_in_one_up_each(stack: Stack) -> None:
+    """The same identity (Infisical keeps one auth method per identity: the old is removed, the new
+    attached); its Kubernetes Auth has the cluster's issuer as its audience and short-lived
+    tokens, and sync goes on past their TTL and max TTL; no diff after either `up`."""
+    identity_id = stack.identity()["identity_id"]
+    (stack.pulumi.project / "manifest.yaml").write_text(stack.manifest("kubernetes"))
+    seen = _up_watching(stack)
+    assert seen and all(seen), "the Secret was missing or wrong during the move to Kubernetes Auth"
+    assert stack.identity()["identity_id"] == identity_id
+    auth = stack.admin.call("GET", f"/api/v1/auth/kubernetes-auth/identities/{identity_id}")["identityKubernetesAuth"]
+    assert (auth["allowedAudience"], auth["accessTokenTTL"], auth["accessTokenMaxTTL"]) == (ISSUER, TTL, MAX_TTL)
+    stack.pulumi("preview", "--expect-no-changes")
+    time.sleep(2 * MAX_TTL + 5)
+    stack.rotate_in_infisical()
+    eventually(stack.synced, f"the Secret follows Infisical through Kubernetes Auth {2 * MAX_TTL}s on", 90)
+    (stack.pulumi.project / "manifest.yaml").write_text(stack.manifest())
+    seen = _up_watching(stack)
+    assert seen and all(seen), "the Secret was missing or wrong during the move back to Universal Auth"
+    found = stack.admin.call("GET", f"/api/v1/identities/{identity_id}")
+    assert found["identity"]["identity"]["authMethod"] == "universal-auth"
+    stack.rotate_in_infisical()
+    eventually(stack.synced, "the Secret follows Infisical through Universal Auth again", 90)
+    stack.pulumi("preview", "--expect-no-changes")
 
 
 def test_4_an_identity_that_may_not_add_members_is_refused_with_the_permission_and_leaves_nothing(
