@@ -235,24 +235,32 @@ K8S = {"namespace": "infisical", "service_account": "infisical-auth", "reviewer_
        "host": "https://10.0.0.1:6443", "audience": None}
 
 
+READ = ("GET", "/api/v1/identities/id-1")
+
+
 @pytest.mark.parametrize(
-    ("olds", "news", "expected"),
+    ("olds", "news", "held", "expected"),
     [
-        ({"kubernetes": None}, {"kubernetes": K8S},
-         [("DELETE", "/api/v1/auth/universal-auth/identities/id-1"),
+        ({"kubernetes": None}, {"kubernetes": K8S}, "universal-auth",
+         [READ, ("DELETE", "/api/v1/auth/universal-auth/identities/id-1"),
           ("POST", "/api/v1/auth/kubernetes-auth/identities/id-1")]),
-        ({"kubernetes": K8S}, {"kubernetes": None},
-         [("DELETE", "/api/v1/auth/kubernetes-auth/identities/id-1"),
+        ({"kubernetes": K8S}, {"kubernetes": None}, "kubernetes-auth",
+         [READ, ("DELETE", "/api/v1/auth/kubernetes-auth/identities/id-1"),
           ("POST", "/api/v1/auth/universal-auth/identities/id-1")]),
-        ({"kubernetes": None}, {"kubernetes": None, "access": {**ACCESS, "ttl": 60}},
+        # an earlier switch removed the old method and failed before the new: only the attach is left
+        ({"kubernetes": None}, {"kubernetes": K8S}, "",
+         [READ, ("POST", "/api/v1/auth/kubernetes-auth/identities/id-1")]),
+        ({"kubernetes": None}, {"kubernetes": None, "access": {**ACCESS, "ttl": 60}}, "universal-auth",
          [("PATCH", "/api/v1/auth/universal-auth/identities/id-1")]),
-        ({"role": "viewer"}, {"role": "floe-dev-reader-abc123"},
+        ({"role": "viewer"}, {"role": "floe-dev-reader-abc123"}, "universal-auth",
          [("PATCH", "/api/v2/workspace/project-1/identity-memberships/id-1")]),
     ],
-    ids=["universal-to-kubernetes", "kubernetes-to-universal", "token-ttl", "viewer-to-scoped-role"],
+    ids=["universal-to-kubernetes", "kubernetes-to-universal", "half-done-switch", "token-ttl",
+         "viewer-to-scoped-role"],
 )
 def test_an_identity_changes_method_ttls_and_role_in_place(
-    monkeypatch: pytest.MonkeyPatch, olds: dict[str, Any], news: dict[str, Any], expected: list[tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch, olds: dict[str, Any], news: dict[str, Any], held: str,
+    expected: list[tuple[str, str]],
 ) -> None:
     """A switch of method removes the old (Infisical keeps one per identity: PATCHing the other
     answers 400 "Failed to update Kubernetes Auth") and attaches the new; TTLs are sent together."""
@@ -261,6 +269,7 @@ def test_an_identity_changes_method_ttls_and_role_in_place(
     monkeypatch.setattr("floe_infra.deploy.identities.kubernetes_auth_settings", lambda login, access: settings)
     monkeypatch.setattr("floe_infra.deploy.identities.cluster_fingerprint", lambda login: "fp" if login else None)
     conn = FakeConnection(answers={
+        READ: {"identity": {"identity": {"id": "id-1", "authMethod": held or None}}},
         ("DELETE", "/api/v1/auth/"): {}, ("POST", "/api/v1/auth/kubernetes-auth/"): {},
         ("POST", "/api/v1/auth/universal-auth/"): {"identityUniversalAuth": {"clientId": "cid-2"}},
         ("PATCH", "/api/v1/auth/"): {}, ("PATCH", "/api/v2/workspace/"): {},
@@ -268,7 +277,10 @@ def test_an_identity_changes_method_ttls_and_role_in_place(
     provider = MachineIdentityProvider("https://infisical.example.com")
     use(provider, conn, monkeypatch)
     base = {**PROPS, "project_id": "project-1", "identity_id": "id-1", "client_id": "cid-1"}
-    outs = provider.update("id-1", {**base, **olds}, {**PROPS, **news}).outs or {}
+    # As the engine sends them: the SDK drops a None input (universal auth has no "kubernetes").
+    news = {k: v for k, v in {**PROPS, **news}.items() if v is not None}
+    assert provider.diff("id-1", {**base, **olds}, news).changes
+    outs = provider.update("id-1", {**base, **olds}, news).outs or {}
     assert [(m, p) for m, p, _ in conn.requests] == expected
     body = conn.requests[-1][2]
     if expected[-1][1].startswith("/api/v1/auth/universal-auth"):
@@ -282,13 +294,32 @@ def test_an_identity_changes_method_ttls_and_role_in_place(
         assert outs["client_id"] == "cid-2"
 
 
-def test_a_new_cluster_ca_token_or_address_is_a_diff(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("change", "diff"),
+    [({}, False), ({"ca.crt": "CA-2"}, True), ({"token": "jwt-2"}, True), ({"server": "https://10.0.0.2:6443"}, True)],
+    ids=["same", "new-ca", "new-reviewer-token", "new-address"],
+)
+def test_a_new_cluster_ca_reviewer_token_or_address_is_a_diff(
+    monkeypatch: pytest.MonkeyPatch, change: dict[str, str], diff: bool,
+) -> None:
+    """What the identity's Kubernetes Auth reads from the cluster is digested by check (on every
+    preview); a change of it is an update, and no digest holds the JWT."""
+    from types import SimpleNamespace
+
+    cluster: dict[str, str] = {"server": "https://10.0.0.1:6443", "ca.crt": "CA-1", "token": "jwt-1"}
+
+    def read(login: dict[str, Any], wait: float) -> Any:
+        return SimpleNamespace(server=cluster["server"]), {"ca.crt": cluster["ca.crt"], "token": cluster["token"]}
+
+    monkeypatch.setattr("floe_infra.deploy.identities._reviewer", read)
     provider = MachineIdentityProvider("https://infisical.example.com")
-    olds = {**PROPS, "kubernetes": K8S, "site_url": "h", "cluster_fingerprint": "before"}
-    same = provider.diff("id-1", olds, {**PROPS, "kubernetes": K8S, "site_url": "h", "cluster_fingerprint": "before"})
-    moved = provider.diff("id-1", olds, {**PROPS, "kubernetes": K8S, "site_url": "h", "cluster_fingerprint": "after"})
-    unknown = provider.diff("id-1", olds, {**PROPS, "kubernetes": K8S, "site_url": "h", "cluster_fingerprint": None})
-    assert (same.changes, moved.changes, moved.replaces, unknown.changes) == (False, True, [], False)
+    login = {**K8S, "host": None}
+    olds = dict(provider.check({}, {**PROPS, "kubernetes": login, "site_url": "h"}).inputs or {})
+    cluster.update(change)
+    news = dict(provider.check(olds, {**PROPS, "kubernetes": login, "site_url": "h"}).inputs or {})
+    result = provider.diff("id-1", olds, news)
+    assert (result.changes, result.replaces) == (diff, [])
+    assert "jwt-1" not in str(olds) and "jwt-2" not in str(news)
 
 
 def test_a_scoped_role_reads_one_environment_and_the_manifests_folders(monkeypatch: pytest.MonkeyPatch) -> None:

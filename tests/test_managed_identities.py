@@ -47,14 +47,15 @@ def managed_config(stack: str = "dev", **extra: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("api", "rotation", "secret_name", "marked"),
-    [("v1beta1", None, "infisical-machine-identity", None),
-     ("v1beta1", "2026-12", "infisical-machine-identity", "2026-12"),  # in place: a protected stack may update
-     ("v1alpha1", "2026-12", "infisical-machine-identity-2026-12", None)],  # v1alpha1 logs in again on a new spec
+    ("api", "rotation", "secret_name", "key"),
+    [("v1beta1", None, "infisical-machine-identity", "clientSecret"),
+     # in place: a protected stack may update the Secret, and the InfisicalAuth's new key makes the operator log in
+     ("v1beta1", "2026-12", "infisical-machine-identity", "clientSecret-2026-12"),
+     ("v1alpha1", "2026-12", "infisical-machine-identity-2026-12", "clientSecret")],  # v1alpha1 names no key
     ids=["v1beta1", "v1beta1-rotated", "v1alpha1-rotated"],
 )
 def test_the_plan_makes_a_scoped_identity_and_fills_the_identity_secret_from_it(
-    tmp_path: Path, api: str, rotation: str | None, secret_name: str, marked: str | None
+    tmp_path: Path, api: str, rotation: str | None, secret_name: str, key: str
 ) -> None:
     plan = plan_of(tmp_path, managed_manifest(api), operator_secret_rotation=rotation)
     managed = plan.operator.managed_identity
@@ -66,13 +67,10 @@ def test_the_plan_makes_a_scoped_identity_and_fills_the_identity_secret_from_it(
     identity = plan.operator.identity
     assert identity.name == secret_name and managed.id in identity.depends_on
     assert {k: s.identity_output for k, s in identity.secret_data.items()} == {
-        "clientId": "clientId", "clientSecret": "clientSecret"}
+        "clientId": "clientId", key: "clientSecret"}
     if api == "v1beta1":
-        auth, connection = plan.operator.auth, plan.operator.connection
-        assert auth.content["spec"]["universal"]["clientSecretRef"]["name"] == secret_name
-        # The connection comes after the Secret and carries the mark: its change drops the operator's login.
-        assert identity.id in connection.depends_on
-        assert connection.annotations == ({"floe.dev/operator-secret-rotation": marked} if marked else {})
+        ref = plan.operator.auth.content["spec"]["universal"]["clientSecretRef"]
+        assert (ref["name"], ref["key"]) == (secret_name, key)
     shown = table(plan)
     assert all(t in shown for t in (IDENTITY, CLIENT_SECRET, LOGIN, ROLE))
     assert "<clientSecret of the managed identity>" in str(identity.manifest())

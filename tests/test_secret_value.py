@@ -141,7 +141,7 @@ def test_one_login_per_process_and_folders_made_once(infisical: InfisicalFixture
     assert counts["POST /api/v3/secrets/raw/{name}"] == 3
 
 
-MINE = "floe/prod-eu"
+MINE = "acme/floe/prod-eu"
 
 
 def _marked(owner: str, **change: Any) -> dict[str, Any]:
@@ -152,14 +152,15 @@ def _marked(owner: str, **change: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("existing_owner", "existing_value", "adopt", "taken", "named"),
     [
-        ("floe/prod-us", VALUE, False, False, "stack floe/prod-us"),  # a rival stack, the same value
-        ("", VALUE, False, False, "no floe-infra mark"),  # a person set the same value by hand
-        ("", "another-canary", False, False, "no floe-infra mark"),
-        (MINE, VALUE, False, True, None),  # this stack's: an interrupted up, or a lost answer
-        (MINE, "stale-canary", False, True, None),
-        ("floe/prod-us", VALUE, True, True, None),  # adopt: true takes anything
+        ("acme/floe/prod-us", VALUE, False, False, "not written by this stack (stack acme/floe/prod-us)"),  # rival
+        ("", VALUE, False, False, "not written by this stack (no floe-infra mark)"),  # set by hand, the same value
+        ("", "another-canary", False, False, "not written by this stack (no floe-infra mark)"),
+        (MINE, VALUE, False, True, None),  # this stack's: an `up` killed before its state recorded the key
+        # this stack's name, another value: a same-named stack elsewhere, never taken silently
+        (MINE, "another-canary", False, False, "marked as this stack's (stack acme/floe/prod-eu) but holding another"),
+        ("acme/floe/prod-us", VALUE, True, True, None),  # adopt: true takes anything
     ],
-    ids=["rival-same-value", "by-hand-same-value", "by-hand-other-value", "own-mark", "own-mark-other-value",
+    ids=["rival-same-value", "by-hand-same-value", "by-hand-other-value", "own-mark", "own-name-other-value",
          "adopt"],
 )
 def test_create_takes_over_only_a_key_that_carries_this_stacks_mark(
@@ -173,15 +174,15 @@ def test_create_takes_over_only_a_key_that_carries_this_stacks_mark(
         with pytest.raises(InfisicalError) as refused:
             provider.create(mine)
         message = str(refused.value)
-        assert (f"Infisical already has key SNOWFLAKE_PASSWORD in project floe-platform, environment dev, path "
-                f"/compute/snowflake, not written by this stack ({named}): set adopt: true on that key") in message
+        assert ("Infisical already has key SNOWFLAKE_PASSWORD in project floe-platform, environment dev, path "
+                f"/compute/snowflake, {named}") in message and "set adopt: true on that key" in message
         assert VALUE not in message and "another-canary" not in message
         assert stored(infisical) == existing_value
         return
     provider.create(mine)
     assert stored(infisical) == VALUE
     held = infisical.double.secrets[(infisical.project.id, "dev", "/compute/snowflake", "SNOWFLAKE_PASSWORD")]
-    assert held.comment == "managed by floe-infra, stack floe/prod-eu"
+    assert held.comment == "managed by floe-infra, stack acme/floe/prod-eu"
 
 
 def test_check_makes_the_owner_the_keys_comment() -> None:

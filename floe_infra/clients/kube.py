@@ -88,17 +88,31 @@ class Cluster:
             return None
         return {k: base64.b64decode(v).decode() for k, v in (found.get("data") or {}).items()}
 
-    def issuer(self) -> str:
-        """The service-account issuer the API server names in its discovery document: by default also
-        the audience of the tokens it issues when none is asked for (a TokenRequest without
-        audiences, as the operator makes)."""
-        found = self._call("a read of /.well-known/openid-configuration", lambda: self.api.call_api(
-            "/.well-known/openid-configuration", "GET", auth_settings=["BearerToken"], response_type="object",
-            _return_http_data_only=True, _request_timeout=TIMEOUT))
-        if not isinstance(found, dict) or not found.get("issuer"):
-            raise PluginError(f"the Kubernetes API at {self.server} names no service-account issuer: set "
-                              "plugins.secrets.config.identity.audience")
-        return str(found["issuer"])
+    def default_audience(self, namespace: str, service_account: str) -> str:
+        """The audience the API server gives a token asked for with none (TokenRequest without
+        audiences, as the operator asks): its ``--api-audiences``, by default its service-account
+        issuer; read from the ``aud`` of such a token of ``service_account``, which is then dropped."""
+        import base64
+        import json
+
+        from kubernetes.client import CoreV1Api, V1TokenRequestSpec
+        from kubernetes.client import V1TokenRequest as Request
+
+        core = CoreV1Api(self.api)
+        where = f"{namespace}/{service_account}"
+        request = Request(spec=V1TokenRequestSpec(audiences=[], expiration_seconds=600))
+        made = self._call(f"a TokenRequest for ServiceAccount {where}",
+                          lambda: core.create_namespaced_service_account_token(
+                              service_account, namespace, request, _request_timeout=TIMEOUT))
+        token = str(((made or {}).get("status") or {}).get("token") or "")
+        try:
+            payload = token.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+            return str(audiences[0])
+        except (IndexError, KeyError, ValueError, TypeError):
+            raise PluginError(f"the Kubernetes API at {self.server} gave no token with an audience for "
+                              f"ServiceAccount {where}: set plugins.secrets.config.identity.audience") from None
 
     def list(
         self, group_version: str, plural: str, namespace: str | None, labels: Mapping[str, str], *,

@@ -27,7 +27,7 @@ from ..plan.desired import (
     SecretSource,
     StackPlan,
 )
-from .identities import ClientSecret, MachineIdentity, OperatorLogin, ProjectRole
+from .identities import LOGIN_WAIT, ClientSecret, MachineIdentity, OperatorLogin, ProjectRole
 from .password import GeneratedPassword
 from .secret_value import InfisicalSecretValue
 
@@ -162,7 +162,7 @@ class _Builder:
                 if source.generate_length is not None
                 else self._values.config_value(source),
                 opts=opts,
-                owner=f"{pulumi.get_project()}/{pulumi.get_stack()}",
+                owner=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
                 adopt=desired.adopt,
                 site_url=self._values.writer_host(desired.site_url),
             )
@@ -426,8 +426,13 @@ class SecretsPlatform(pulumi.ComponentResource):
             identity, client_secret, host = managed[0], managed[1], managed[2]
             users = [r for d, r in builder.created.items()
                      if d.split(":", 1)[0] in ("InfisicalConnection", "InfisicalAuth", "InfisicalSecret")]
+            assert plan.operator is not None and plan.operator.managed_identity is not None
+            # A new client secret after a repair (the old one revoked by hand) reaches the operator
+            # when its cached login ends, at 70% of the token's TTL: the wait covers that.
+            ttl = plan.operator.managed_identity.token_ttl
             OperatorLogin(
                 "operator", identity_id=identity.identity_id, client_secret_id=client_secret.secret_id, site_url=host,
+                wait=LOGIN_WAIT + ttl,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=users, protect=plan.settings.protect),
             )
         self.outputs = plan.outputs()

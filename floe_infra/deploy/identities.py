@@ -111,8 +111,8 @@ def _reviewer(login: dict[str, Any], wait: float) -> tuple[Any, dict[str, str] |
 def kubernetes_auth_settings(login: dict[str, Any], access: dict[str, Any]) -> dict[str, Any]:
     """The identity's Kubernetes Auth, read from the cluster: the API server's URL (``host``, else
     the kubeconfig's), its CA, the token reviewer's JWT (the Secret the stack made; the cluster
-    fills it) and the audience (``audience``, else the cluster's service-account issuer: the
-    audience of the tokens the operator requests). Never kept in the state."""
+    fills it) and the audience (``audience``, else the one the API server gives a token asked for
+    with none, as the operator asks: its API audience). Never kept in the state."""
     cluster, data = _reviewer(login, REVIEWER_WAIT)
     if data is None:
         raise InfisicalError(
@@ -123,7 +123,9 @@ def kubernetes_auth_settings(login: dict[str, Any], access: dict[str, Any]) -> d
     return {
         "kubernetesHost": login.get("host") or cluster.server, "caCert": data["ca.crt"],
         "tokenReviewerJwt": data["token"], "allowedNamespaces": login["namespace"],
-        "allowedNames": login["service_account"], "allowedAudience": login.get("audience") or cluster.issuer(),
+        "allowedNames": login["service_account"],
+        "allowedAudience": login.get("audience") or cluster.default_audience(login["namespace"],
+                                                                            login["reviewer_secret"]),
         **_token_settings(access),
     }
 
@@ -138,18 +140,32 @@ def cluster_fingerprint(login: dict[str, Any] | None) -> str | None:
         cluster, data = _reviewer(login, 0)
         if data is None:
             return None
-        parts = [login.get("host") or cluster.server, data["ca.crt"], data["token"], login.get("audience") or
-                 cluster.issuer()]
+        # The default audience is not in it: reading it mints a token, and it changes only with the
+        # API server's flags; set identity.audience to change it.
+        parts = [login.get("host") or cluster.server, data["ca.crt"], data["token"], login.get("audience") or ""]
     except FloeError:
         return None
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _attach_refused(conn: Connection, where: str, refused: Refused, props: dict[str, Any]) -> InfisicalError:
+    method = "Kubernetes Auth" if props.get("kubernetes") else "Universal Auth"
+    settings = "plugins.secrets.config.identity (token_ttl, token_max_ttl, trusted_ips"
+    settings += ", audience)" if props.get("kubernetes") else ")"
+    hint = " (trusted_ips other than anywhere need Infisical's IP-allowlisting licence)" if (
+        props.get("access") or {}).get("trusted_ips") else ""
+    return InfisicalError(f"Infisical at {conn.host} refused {method} for {where} (HTTP {refused}): check {settings}"
+                          f"{hint}")
 
 
 def _method(props: dict[str, Any]) -> str:
     return "kubernetes-auth" if props.get("kubernetes") else "universal-auth"
 
 
-IDENTITY_INPUTS = ("name", "project_slug", "role", "kubernetes", "access", "site_url")
+IDENTITY_INPUTS = ("name", "project_slug", "role", "kubernetes")
+ADDED_INPUTS = ("access", "site_url")
+"""Inputs a state of an earlier release lacks: a change only when the program gives them (the SDK
+drops a None input, so ``kubernetes: None``, universal auth, is simply absent)."""
 
 
 class MachineIdentityProvider(_AdminProvider):
@@ -162,7 +178,8 @@ class MachineIdentityProvider(_AdminProvider):
         return CheckResult({**news, "cluster_fingerprint": cluster_fingerprint(news.get("kubernetes"))}, [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in IDENTITY_INPUTS if k in news and olds.get(k) != news.get(k)]
+        changed = [k for k in IDENTITY_INPUTS if olds.get(k) != news.get(k)]
+        changed += [k for k in ADDED_INPUTS if k in news and olds.get(k) != news[k]]
         fingerprint = news.get("cluster_fingerprint")
         if fingerprint and fingerprint != olds.get("cluster_fingerprint"):
             changed.append("cluster_fingerprint")  # a new reviewer token, CA or API address
@@ -206,7 +223,10 @@ class MachineIdentityProvider(_AdminProvider):
             except Refused as exc:
                 raise _refused(conn, f"add {where} to project {props['project_slug']} as {props['role']}", exc,
                                "a project role that may add members (admin)") from None
-            client_id = self._attach(conn, where, identity_id, props)
+            try:
+                client_id = self._attach(conn, where, identity_id, props)
+            except Refused as exc:
+                raise _attach_refused(conn, where, exc, props) from None
         except (InfisicalError, FloeError):
             self._delete(conn, identity_id)  # nothing half made stays behind
             raise
@@ -260,14 +280,20 @@ class MachineIdentityProvider(_AdminProvider):
                 conn.call(f"change the project role of {where}", lambda c: c.api.patch(
                     path=f"/api/v2/workspace/{olds['project_id']}/identity-memberships/{id_}", model=dict,
                     json={"roles": [{"role": news["role"], "isTemporary": False}]}))
-            old_method, new_method = _method(olds), _method(news)
-            if old_method != new_method:
+            new_method = _method(news)
+            current = self._auth_method(conn, id_) if _method(olds) != new_method else new_method
+            if current != new_method:
                 # One auth method at a time: the old goes (with its client secrets and their
-                # tokens), then the new is attached.
-                with contextlib.suppress(NotFound):
-                    conn.call(f"remove the {old_method} of {where}", lambda c: c.api.delete(
-                        path=f"/api/v1/auth/{old_method}/identities/{id_}", model=dict, json={}))
-                outs["client_id"] = self._attach(conn, where, id_, news)
+                # tokens), then the new is attached. Read from Infisical, not the state, so that
+                # an update that failed between the two is finished by the next one.
+                if current:
+                    with contextlib.suppress(NotFound):
+                        conn.call(f"remove the {current} of {where}", lambda c: c.api.delete(
+                            path=f"/api/v1/auth/{current}/identities/{id_}", model=dict, json={}))
+                try:
+                    outs["client_id"] = self._attach(conn, where, id_, news)
+                except Refused as exc:
+                    raise _attach_refused(conn, where, exc, news) from None
             elif news.get("kubernetes"):
                 if (olds.get("kubernetes"), olds.get("access"), olds.get("cluster_fingerprint")) != (
                         news["kubernetes"], news.get("access"), news.get("cluster_fingerprint")):
@@ -287,6 +313,13 @@ class MachineIdentityProvider(_AdminProvider):
         except Refused as exc:
             raise _refused(conn, f"update {where}", exc, "a role that may edit identities") from None
         return UpdateResult(outs)
+
+    @staticmethod
+    def _auth_method(conn: Connection, id_: str) -> str:
+        """The identity's auth method as Infisical has it ('' for none)."""
+        found = conn.call(f"read machine identity {id_}", lambda c: c.api.get(
+            path=f"/api/v1/identities/{id_}", model=dict).data)
+        return str((found.get("identity") or {}).get("identity", {}).get("authMethod") or "")
 
     @staticmethod
     def _still_there(conn: Connection, id_: str) -> None:
@@ -352,6 +385,9 @@ class ProjectRoleProvider(_AdminProvider):
                 path=f"/api/v1/workspace/{project_slug}/roles/slug/{slug}", model=dict).data)
         except NotFound:
             return None
+        except Refused as exc:
+            raise _refused(conn, f"read project role {slug} of project {project_slug}", exc,
+                           "a project role that may read roles (admin)") from None
         return dict(found["role"])
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -423,6 +459,12 @@ class ClientSecretProvider(_AdminProvider):
             valid = not held.get("clientSecretData", {}).get("isClientSecretRevoked")
         except NotFound:
             valid = False
+        except Refused as exc:
+            if exc.status == 400 and "does not have universal auth" in exc.message:
+                valid = False
+            else:
+                raise _refused(conn, f"read client secret {secret_id} of machine identity {props['identity_id']}",
+                               exc, "an organization role that may read identities") from None
         return ReadResult(id_, {**props, "valid": valid})
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -447,6 +489,9 @@ def revoke_client_secret(conn: Connection, identity: str, secret_id: str) -> Non
     except NotFound:
         pass  # its identity is gone, and the secret with it
     except Refused as exc:
+        if exc.status == 400 and "does not have universal auth" in exc.message:
+            return  # its Universal Auth was removed (a switch to Kubernetes Auth), and its secrets with it
+
         raise _refused(conn, f"revoke a client secret of machine identity {identity}", exc,
                        "an organization role that may delete identities") from None
 

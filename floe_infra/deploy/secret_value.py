@@ -49,12 +49,13 @@ SCOPE = ("project_slug", "environment", "path")
 _IN_PLACE = ("site_url", "key", "value", "comment")
 
 MARK = "managed by floe-infra, stack "
-"""How a key's comment says which stack wrote it: ``MARK + owner`` (``<project>/<stack>``)."""
+"""How a key's comment says which stack wrote it: ``MARK + owner`` (``<org>/<project>/<stack>``)."""
 
 
 def owner_mark(owner: str) -> str:
-    """The comment a key written for ``owner`` (``<pulumi project>/<stack>``) carries in Infisical:
-    the stack takes over an existing key only when it carries this stack's mark (or adopt: true)."""
+    """The comment a key written for ``owner`` (``<pulumi org>/<project>/<stack>``) carries in
+    Infisical: the stack takes over an existing key only when it carries this stack's mark (or
+    adopt: true)."""
     return f"{MARK}{owner}" if owner else ""
 
 
@@ -200,27 +201,39 @@ class InfisicalSecretValueProvider(WriterProvider):
             )
             return str(secret.id)
 
+        landed = Landed()
         try:
             # An attempt whose answer was lost may have made the key: the retry then finds it
             # there, carrying this stack's mark, and takes it over below.
-            secret_id = conn.call(f"create {where}", create, Landed())
+            secret_id = conn.call(f"create {where}", create, landed)
         except Refused as exc:
             if not isinstance(exc, AlreadyExists):
                 raise self._failure(conn, exc, "create", props) from None
-            return CreateResult(self._take_over(conn, props, project_id, where), _outputs(props))
+            return CreateResult(self._take_over(conn, props, project_id, where, landed.maybe), _outputs(props))
         return CreateResult(secret_id, _outputs(props))
 
-    def _take_over(self, conn: Connection, props: dict[str, Any], project_id: str, where: str) -> str:
-        """An existing key becomes this stack's only when it carries this stack's mark (written by
-        an attempt whose answer was lost, or by an `up` killed before its state recorded it) or
-        the manifest says adopt: true; then it is made to hold this stack's value and mark. Any
-        other key is refused, whatever it holds: a rival stack's, or a person's."""
+    def _take_over(
+        self, conn: Connection, props: dict[str, Any], project_id: str, where: str, maybe_ours: bool = False
+    ) -> str:
+        """An existing key becomes this stack's only when it carries this stack's mark and was
+        written by this create (an attempt whose answer was lost: ``maybe_ours``) or holds this
+        stack's value (an `up` killed before its state recorded it), or when the manifest says
+        adopt: true; then it is made to hold this stack's value and mark. Any other key is refused,
+        whatever it holds: a rival stack's, or a person's."""
         existing = self._get(conn, props)
         mark = props.get("comment") or ""
         comment = getattr(existing, "secretComment", None) or ""
-        if existing is not None and mark and comment == mark:
+        marked = existing is not None and bool(mark) and comment == mark
+        if marked and (maybe_ours or existing.secretValue == props["value"]):
             pulumi.log.warn(f"{where} already carried this stack's mark (an interrupted `pulumi up` wrote it): "
                             "taken over as this stack's")
+        elif marked and not props.get("adopt"):
+            raise InfisicalError(
+                f"Infisical already has {where}, marked as this stack's ({_found_owner(comment)}) but holding "
+                "another value, and this stack's state does not have it (a stack of the same name on another "
+                "backend, or an interrupted `pulumi up` before the value changed): set adopt: true on that key in "
+                "the manifest to take it over, or delete it there"
+            )
         elif existing is not None and not props.get("adopt"):
             raise InfisicalError(
                 f"Infisical already has {where}, not written by this stack ({_found_owner(comment)}): "
@@ -254,7 +267,7 @@ class InfisicalSecretValueProvider(WriterProvider):
         # the new host ends up holding the value, and nothing is deleted at the old one; a key
         # there is updated only when it carries this stack's mark (a key that is not there is made).
         for key in dict.fromkeys((current, news["key"])):
-            existing = self._get(conn, {**news, "key": key})
+            existing = self._get(conn, {**news, "key": key})  # the host's own answer: it is there or not
             if existing is None:
                 continue
             comment = existing.secretComment or ""

@@ -285,18 +285,19 @@ def _operator(
         service_account = None
         rotation = settings.operator_secret_rotation or ""
         managed = _managed_identity(config, settings, paths, rotation)
-        # v1beta1: a rotation changes the Secret's data in place (a protected stack may update, not
-        # replace) and marks the InfisicalConnection, which drops the operator's cached login, so it
-        # logs in again with the new client secret. v1alpha1 logs in again only when an
-        # InfisicalSecret's spec changes: there a rotation renames the Secret the specs name.
+        # v1beta1: a rotation writes the new client secret under a key of its own in the same Secret
+        # (an update, which a protected stack allows, where a new Secret would delete the protected
+        # old one); the InfisicalAuth's new clientSecretRef makes the operator log in again at once.
+        # v1alpha1 names no key: there a rotation renames the Secret the InfisicalSecrets name.
         renamed = rotation and op.api == "v1alpha1"
+        secret_key = f"clientSecret-{rotation}" if rotation and not renamed else "clientSecret"
         identity = _opaque_secret(
             f"{config.identity_secret}-{rotation}" if renamed else config.identity_secret,
             op.namespace,
             labels,
             {
                 "clientId": SecretSource(identity_output="clientId"),
-                "clientSecret": SecretSource(identity_output="clientSecret"),
+                secret_key: SecretSource(identity_output="clientSecret"),
             },
             (*deps, managed.id),
             settings.protect,
@@ -321,10 +322,7 @@ def _operator(
     )
     if op.api == "v1beta1":
         assert identity is not None
-        managed_universal = managed is not None and service_account is None
-        mark = (settings.operator_secret_rotation or "") if managed_universal else None
-        connection, auth = v1beta1_auth(config, (crds.id, *deps), identity, labels, settings.protect, service_account,
-                                        mark)
+        connection, auth = v1beta1_auth(config, (crds.id, *deps), identity, labels, settings.protect, service_account)
         plan = replace(plan, connection=connection, auth=auth)
     if eso_used and config.eso.install:
         eso_ns = _namespace(config.eso.namespace, labels, settings) if settings.create_namespaces else None

@@ -78,6 +78,12 @@ def _credential(identity: KubeObject, key: str) -> dict[str, str]:
     return {"name": identity.name, "namespace": identity.namespace, "key": key}
 
 
+def _client_secret_key(identity: KubeObject) -> str:
+    """The key of the identity Secret that holds the client secret: ``clientSecret``, or, after a
+    rotation of a managed identity (v1beta1), ``clientSecret-<mark>``."""
+    return next((k for k in identity.secret_data if k.startswith("clientSecret")), "clientSecret")
+
+
 def _object(
     api_version: str,
     kind: str,
@@ -115,28 +121,23 @@ def v1beta1_auth(
     labels: Mapping[str, str],
     protect: bool,
     service_account: KubeObject | None = None,
-    rotation: str | None = None,
 ) -> tuple[KubeObject, KubeObject]:
     """The InfisicalConnection and the InfisicalAuth every static secret uses; ``requires``: their
     CRDs and namespace. Universal auth reads client id and secret from ``identity``; kubernetes auth
     (with ``service_account``) reads only the identity id from it, and logs in with a token of
-    ``service_account`` that the operator requests for each login. ``rotation``: the managed client
-    secret's rotation mark, an annotation of the connection that comes after the identity Secret:
-    a change of the connection drops the operator's cached logins, so it logs in again with the
-    client secret the Secret now holds."""
+    ``service_account`` that the operator requests for each login. A managed rotation writes the
+    client secret under a new key: the new ``clientSecretRef`` makes the operator log in again."""
     ns = config.operator.namespace
     address = {"address": config.site_url.rstrip("/")}
     connection = _object(
-        V1BETA1, "InfisicalConnection", CONNECTION_NAME, ns, labels, address,
-        (*requires, identity.id) if rotation is not None else requires, protect,
-        {ROTATION_ANNOTATION: rotation} if rotation else {},
+        V1BETA1, "InfisicalConnection", CONNECTION_NAME, ns, labels, address, requires, protect, {}
     )
     reference = {"infisicalConnectionRef": {"name": CONNECTION_NAME, "namespace": ns}}
     if service_account is None:
         name, deps = AUTH_NAME, (*requires, identity.id, connection.id)
         auth_spec: dict[str, Any] = {"method": "universal", **reference, "universal": {
             "clientIdRef": _credential(identity, "clientId"),
-            "clientSecretRef": _credential(identity, "clientSecret"),
+            "clientSecretRef": _credential(identity, _client_secret_key(identity)),
         }}
     else:
         name, deps = KUBERNETES_AUTH_NAME, (*requires, identity.id, service_account.id, connection.id)
@@ -146,9 +147,6 @@ def v1beta1_auth(
         }}
     auth = _object(V1BETA1, "InfisicalAuth", name, ns, labels, auth_spec, deps, protect, {})
     return connection, auth
-
-
-ROTATION_ANNOTATION = "floe.dev/operator-secret-rotation"
 
 
 def config_identity_id(operator: OperatorPlan) -> str:
@@ -208,7 +206,7 @@ def sync_objects(
                         "auth": {
                             "universalAuthCredentials": {
                                 "clientId": _credential(identity, "clientId"),
-                                "clientSecret": _credential(identity, "clientSecret"),
+                                "clientSecret": _credential(identity, _client_secret_key(identity)),
                             }
                         },
                         "secretsScope": {

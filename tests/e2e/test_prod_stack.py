@@ -240,8 +240,8 @@ def test_6_a_rival_stack_with_the_same_key_and_value_is_refused_and_its_destroy_
         output = refused.stdout + refused.stderr
         assert refused.returncode != 0
         assert (f"Infisical already has key SHARED_KEY in project {prod.infisical.project_slug}, environment prod, "
-                f"path {folder}, not written by this stack (stack floe/prod): set adopt: true") in output, \
-            output[-3000:]
+                f"path {folder}, not written by this stack (stack organization/floe/prod): "
+                "set adopt: true") in output, output[-3000:]
         assert prod.values["shared"] not in output and "Traceback" not in output
         rival("destroy", "--yes")
     finally:
