@@ -95,8 +95,8 @@ class Cluster:
         import base64
         import json
 
+        from kubernetes.client import AuthenticationV1TokenRequest as Request
         from kubernetes.client import CoreV1Api, V1TokenRequestSpec
-        from kubernetes.client import V1TokenRequest as Request
 
         core = CoreV1Api(self.api)
         where = f"{namespace}/{service_account}"

@@ -112,6 +112,13 @@ def prod(
     try:
         (project / "manifest.yaml").write_text(stack.manifest())
         pulumi("stack", "init")
+        # The namespaces exist, or are made here: the dev stacks of the modules before this one left
+        # them (retained on delete), labelled as theirs, and a second stack may not take their labels.
+        present = cluster.kubectl("get", "namespaces", "-o", "name").split()
+        for namespace in (JOBS, OPERATOR_NS):
+            if f"namespace/{namespace}" not in present:
+                cluster.kubectl("create", "namespace", namespace)
+        pulumi.config_set("floe:createNamespaces", "false")
         for key, value, secret in [
             ("floe:environment", ENV, False), ("floe:kubeContext", "floe-local", False),
             ("floe:protect", "true", False),
