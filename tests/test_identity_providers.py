@@ -90,7 +90,8 @@ def test_an_identity_whose_membership_is_refused_is_deleted_and_the_error_names_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     conn = FakeConnection(
-        answers={("POST", "/api/v1/identities"): {"identity": {"id": "id-1"}}, ("DELETE", "/api/v1/identities/"): {}},
+        answers={("POST", "/api/v1/identities"): {"identity": {"id": "id-1"}}, ("DELETE", "/api/v1/identities/"): {},
+                 ("GET", "/api/v1/identities"): {"identities": []}},
         refuse={("POST", "/api/v2/workspace/"): PermissionDenied(403, "PermissionDenied",
                                                                   "You are not allowed to create on identity")},
     )
@@ -129,6 +130,24 @@ def test_a_lost_answer_leaves_no_twin_and_no_identity_that_existed_before_is_tou
     assert result.id == "kept" and made["name"].startswith("floe-p-dev-operator-")
     deleted = [path for method, path, _ in conn.requests if method == "DELETE"]
     assert deleted == ["/api/v1/identities/twin"]
+
+
+def test_identities_a_killed_up_may_have_left_are_named_never_deleted(monkeypatch: pytest.MonkeyPatch) -> None:
+    warned: list[str] = []
+    monkeypatch.setattr("floe_infra.deploy.identities.pulumi.log.warn", warned.append)
+    listed = {"identities": [{"identity": {"id": "left", "name": "floe-p-dev-operator-a1b2c3"}},
+                             {"identity": {"id": "new", "name": "floe-p-dev-operator-d4e5f6"}},
+                             {"identity": {"id": "other", "name": "floe-p-dev-operator-extra-a1b2c3"}}]}
+    conn = FakeConnection(answers={
+        ("POST", "/api/v1/identities"): {"identity": {"id": "new"}}, ("GET", "/api/v1/identities"): listed,
+        ("POST", "/api/v2/workspace/"): {},
+        ("POST", "/api/v1/auth/universal-auth/identities/"): {"identityUniversalAuth": {"clientId": "cid"}},
+    })
+    provider = MachineIdentityProvider("https://infisical.example.com")
+    use(provider, conn, monkeypatch)
+    provider.create(dict(PROPS))
+    assert [m for m, _, _ in conn.requests if m == "DELETE"] == []
+    assert len(warned) == 1 and "(left)" in warned[0] and "delete them in Infisical" in warned[0]
 
 
 def test_a_lost_answer_to_a_client_secret_revokes_only_its_twin(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -215,6 +216,7 @@ class MachineIdentityProvider(_AdminProvider):
         identity_id = str(created["identity"]["id"])
         if landed.maybe:
             self._drop_twins(conn, project["orgId"], marked, identity_id)
+        self._warn_leftovers(conn, project["orgId"], name, identity_id)
         try:
             try:
                 _post(conn, f"add {where} to project {props['project_slug']}",
@@ -244,6 +246,24 @@ class MachineIdentityProvider(_AdminProvider):
             identity = entry.get("identity") or {}
             if identity.get("name") == marked and str(identity.get("id")) != keep:
                 MachineIdentityProvider._delete(conn, str(identity["id"]))
+
+    @staticmethod
+    def _warn_leftovers(conn: Connection, org_id: str, name: str, made: str) -> None:
+        """Name identities called like this one (``name-<nonce>``) that this create did not make:
+        left by an `up` killed after Infisical made one and before the state recorded it (or made
+        by a stack of the same name elsewhere, which is why they are named, not deleted)."""
+        listed = conn.call("list identities", lambda c: c.api.get(
+            path="/api/v1/identities", model=dict, params={"orgId": org_id}).data)
+        pattern = re.compile(re.escape(name) + r"-[0-9a-f]{6}")
+        others = sorted(str(i["identity"]["id"]) for i in listed.get("identities", [])
+                        if pattern.fullmatch(str((i.get("identity") or {}).get("name") or ""))
+                        and str(i["identity"]["id"]) != made)
+        if others:
+            pulumi.log.warn(
+                f"Infisical has other machine identities named {name}-<nonce> ({', '.join(others)}), not in this "
+                "stack's state: if an interrupted `pulumi up` left them, delete them in Infisical (Access Control "
+                "> Machine Identities); if another stack of this name uses them, leave them"
+            )
 
     @staticmethod
     def _delete(conn: Connection, identity_id: str) -> None:
