@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from pulumi.runtime import rpc
 
 from floe_infra.clients.infisical import InfisicalError, PermissionDenied
 from floe_infra.deploy.identities import (
@@ -213,8 +214,10 @@ def _client_secret(conn: FakeConnection, monkeypatch: pytest.MonkeyPatch) -> Cli
         ({"rotation": "r1", "secret_id": "s1", "valid": True}, {"rotation": "r1"}, False),
         ({"rotation": "r1", "secret_id": "s1", "valid": False}, {"rotation": "r1"}, True),  # revoked by hand
         ({"rotation": "r1"}, {"rotation": "r1"}, True),  # a state of the previous release: no secret_id yet
+        # a preview of an update of the identity, whose id it keeps: not known yet, no replace
+        ({"rotation": "r1", "secret_id": "s1", "valid": True}, {"rotation": "r1", "identity_id": rpc.UNKNOWN}, True),
     ],
-    ids=["rotation", "same", "revoked-by-hand", "earlier-release"],
+    ids=["rotation", "same", "revoked-by-hand", "earlier-release", "identity-not-known-in-preview"],
 )
 def test_a_client_secret_changes_in_place_never_by_replace(
     olds: dict[str, Any], news: dict[str, Any], changes: bool
@@ -222,6 +225,8 @@ def test_a_client_secret_changes_in_place_never_by_replace(
     """A protected stack may update a resource, not replace it: a rotation, a repair and an upgrade
     are all updates."""
     diff = ClientSecretProvider("x").diff("s0", {"identity_id": "id-1", **olds}, {"identity_id": "id-1", **news})
+    if not changes or news.get("identity_id") == rpc.UNKNOWN:
+        assert diff.stables == ["secret_id", "client_secret"]
     assert (diff.changes, diff.replaces) == (changes, [])
 
 
@@ -311,6 +316,7 @@ def test_an_identity_changes_method_ttls_and_role_in_place(
         assert outs["client_id"] == "" and outs["cluster_fingerprint"] == "fp"
     if olds.get("kubernetes") and not news.get("kubernetes"):
         assert outs["client_id"] == "cid-2"
+        assert "kubernetes" not in outs  # or every later diff would see Kubernetes Auth wanted gone
 
 
 @pytest.mark.parametrize(

@@ -139,6 +139,8 @@ def test_every_kubernetes_object_goes_through_the_stacks_cluster_provider(
     run = run_program(config={**default_config("dev"), **context})
     (cluster,) = run.of_type(CLUSTER)
     assert cluster.plain("context") == expected
+    # A Secret whose data changes is updated, not replaced (a protected stack refuses a replace).
+    assert cluster.plain("enableSecretMutable") == "true"
     kube = [r for r in run.registrations if r.type.startswith("kubernetes:") and r.type != CHART]  # components
     assert kube and {r.provider.rsplit("::", 1)[0] for r in kube} == {cluster.urn}  # provider ref: urn::id
     assert all(r.provider == "" for r in run.registrations if r.type.startswith("pulumi-python:"))

@@ -392,7 +392,11 @@ class SecretsPlatform(pulumi.ComponentResource):
         plan = args.plan
         # Every Kubernetes object goes through this provider: the cluster is the stack's
         # floe:kubeContext (required when protected), never whatever context happens to be current.
-        cluster = k8s.Provider("cluster", context=plan.settings.kube_context, opts=pulumi.ResourceOptions(parent=self))
+        # enable_secret_mutable: a Secret whose data changes (a rotated client secret, a new value of a
+        # type k8s key) is updated in place; the provider's default replaces it, which a protected
+        # stack refuses and which leaves a moment without the Secret.
+        cluster = k8s.Provider("cluster", context=plan.settings.kube_context, enable_secret_mutable=True,
+                               opts=pulumi.ResourceOptions(parent=self))
         known: dict[str, pulumi.Resource] = {}
         ready: dict[str, pulumi.Output[list[pulumi.Resource]]] = {}
         if plan.operator is not None:

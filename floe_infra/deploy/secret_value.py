@@ -92,7 +92,7 @@ class WriterProvider(ResourceProvider):
         return credentials
 
 
-def _unknown(value: Any) -> bool:
+def is_unknown(value: Any) -> bool:
     return bool(value == rpc.UNKNOWN)
 
 
@@ -152,7 +152,7 @@ class InfisicalSecretValueProvider(WriterProvider):
         failures = []
         for prop, rule in rules.items():
             value = news.get(prop)
-            if _unknown(value):
+            if is_unknown(value):
                 continue
             if not isinstance(value, str) or not value:
                 failures.append(CheckFailure(prop, f"{prop} is required: set it to a non-empty string"))
@@ -162,16 +162,16 @@ class InfisicalSecretValueProvider(WriterProvider):
             except ValueError as exc:
                 failures.append(CheckFailure(prop, f"{prop}: {exc}"))
         site_url = news.get("site_url")
-        if site_url is not None and not _unknown(site_url):
+        if site_url is not None and not is_unknown(site_url):
             try:
                 names.url(str(site_url))
             except ValueError as exc:
                 failures.append(CheckFailure("site_url", f"site_url: {exc}"))
         value = news.get("value")
-        if not _unknown(value) and not isinstance(value, str):
+        if not is_unknown(value) and not isinstance(value, str):
             failures.append(CheckFailure("value", "value is required: pass a string (a secret Output)"))
         owner = news.get("owner")
-        if owner is not None and not _unknown(owner) and not isinstance(owner, str):
+        if owner is not None and not is_unknown(owner) and not isinstance(owner, str):
             failures.append(CheckFailure("owner", "owner must be a string: <pulumi project>/<stack>"))
         # The comment is the owner's mark: what makes a key this stack's (see create).
         comment = owner_mark(owner) if isinstance(owner, str) else news.get("comment") or ""
@@ -180,7 +180,7 @@ class InfisicalSecretValueProvider(WriterProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         olds, news = _plain(olds), _plain(news)
-        changed = [k for k in (*SCOPE, *_IN_PLACE) if _unknown(news.get(k)) or olds.get(k) != news.get(k)]
+        changed = [k for k in (*SCOPE, *_IN_PLACE) if is_unknown(news.get(k)) or olds.get(k) != news.get(k)]
         replaces = [k for k in changed if k in SCOPE]
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 

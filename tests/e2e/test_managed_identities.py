@@ -45,12 +45,12 @@ class Stack:
     def folder(self) -> str:
         return f"/{self.infisical.prefix}/managed/lake"
 
-    def manifest(self, auth: str = "universal") -> str:
+    def manifest(self, auth: str = "universal", **identity: str) -> str:
         return yaml.safe_dump({
             "plugins": {"secrets": {"type": "infisical", "config": {
                 "site_url": self.infisical.host, "project_slug": self.infisical.project_slug,
                 "resync_interval": "5s", "identities": "managed",
-                "identity": {"token_ttl": f"{TTL}s", "token_max_ttl": f"{MAX_TTL}s"},
+                "identity": {"token_ttl": f"{TTL}s", "token_max_ttl": f"{MAX_TTL}s", **identity},
                 "operator": {"chart_repo": self.chart_repo, "auth": auth},
             }}},
             "secrets": {"lake-credentials": {"path": self.folder, "keys": {"LAKE_TOKEN": {}}}},
@@ -122,6 +122,26 @@ def stack(
         cluster.kubectl("delete", "secret", "lake-credentials", "-n", JOBS, "--ignore-not-found", "--wait=false")
 
 
+def _up_watching(stack: Stack) -> list[bool]:
+    """`pulumi up`, with the synced Secret polled every 0.2 s; what each poll saw."""
+    seen: list[bool] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(stack.synced())
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        stack.pulumi.up()
+    finally:
+        stop.set()
+        watcher.join()
+    return seen
+
+
 def test_1_the_stack_makes_a_scoped_identity_whose_client_secret_is_only_a_pulumi_secret(stack: Stack) -> None:
     eventually(stack.synced, "the Secret synced with the identity the stack made")
     identity = stack.identity()
@@ -139,6 +159,24 @@ def test_1_the_stack_makes_a_scoped_identity_whose_client_secret_is_only_a_pulum
 
 
 def test_2_a_preview_of_the_converged_stack_changes_nothing(stack: Stack) -> None:
+    stack.pulumi("preview", "--expect-no-changes")
+
+
+def test_2b_a_project_viewer_moves_to_its_own_role_in_one_up_with_the_secret_right_throughout(stack: Stack) -> None:
+    """As a stack of the previous release (a project-wide viewer) does on its first `up` after the
+    upgrade: the membership's role changes in place, the operator keeps reading."""
+    identity_id = stack.identity()["identity_id"]
+    path = f"/api/v2/workspace/{stack.admin.project_id}/identity-memberships/{identity_id}"
+    (stack.pulumi.project / "manifest.yaml").write_text(stack.manifest(role="viewer"))
+    stack.pulumi.up()
+    assert [r["role"] for r in stack.admin.call("GET", path)["identityMembership"]["roles"]] == ["viewer"]
+    (stack.pulumi.project / "manifest.yaml").write_text(stack.manifest())
+    seen = _up_watching(stack)
+    assert len(seen) > 3 and all(seen), "the Secret was missing or wrong while the identity moved to its role"
+    roles = stack.admin.call("GET", path)["identityMembership"]["roles"]
+    assert [r["customRoleSlug"] for r in roles] == [stack.outputs_of("ProjectRole")["role_slug"]]
+    stack.rotate_in_infisical()
+    eventually(stack.synced, "the Secret follows Infisical through the identity's own role")
     stack.pulumi("preview", "--expect-no-changes")
 
 
@@ -182,26 +220,6 @@ def test_3_a_rotation_makes_a_new_client_secret_and_revokes_the_old_once_the_ope
     eventually(stack.synced, "the Secret follows Infisical with the new client secret")
 
 
-def _up_watching(stack: Stack) -> list[bool]:
-    """`pulumi up`, with the synced Secret polled every 0.2 s; what each poll saw."""
-    seen: list[bool] = []
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            seen.append(stack.synced())
-            time.sleep(0.2)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        stack.pulumi.up()
-    finally:
-        stop.set()
-        watcher.join()
-    return seen
-
-
 def test_3b_the_identity_moves_to_kubernetes_auth_and_back_in_one_up_each(stack: Stack) -> None:
     """The same identity (Infisical keeps one auth method per identity: the old is removed, the new
     attached); its Kubernetes Auth has the cluster's issuer as its audience and short-lived
@@ -235,7 +253,8 @@ def test_4_an_identity_that_may_not_add_members_is_refused_with_the_permission_a
     before = org_identity_names(stack.admin)
     project = make_project(tmp_path, tools_bin, stack.cluster.kubeconfig, "")
     other = Pulumi(tools_bin, project, pulumi_env(tmp_path, tools_bin, stack.cluster.kubeconfig), stack="staging")
-    (project / "manifest.yaml").write_text(stack.manifest())
+    # A project-wide viewer: a role of its own would be refused first (the viewer may not make roles).
+    (project / "manifest.yaml").write_text(stack.manifest(role="viewer"))
     other("stack", "init")
     viewer = stack.infisical.viewer
     for key, value, secret in [("floe:environment", "staging", False), ("floe:kubeContext", "floe-local", False),

@@ -79,12 +79,19 @@ class Prod:
         return list(listed["clientSecretData"])
 
 
+class LoginRefused(Exception):
+    pass
+
+
 def _login(host: str, client_id: str, client_secret: str) -> dict[str, Any]:
     body = json.dumps({"clientId": client_id, "clientSecret": client_secret}).encode()
     request = urllib.request.Request(f"{host}/api/v1/auth/universal-auth/login", data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return dict(json.loads(answer.read()))
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return dict(json.loads(answer.read()))
+    except urllib.error.HTTPError as exc:
+        raise LoginRefused(f"login of {client_id}: HTTP {exc.code}: {exc.read().decode(errors='replace')}") from None
 
 
 def _list_status(host: str, token: str, project_id: str, environment: str, path: str) -> int:
@@ -211,10 +218,19 @@ def test_4_a_rotation_in_the_protected_stack_needs_no_unprotect_and_leaves_no_ga
 
 
 def test_5_a_client_secret_revoked_by_hand_is_seen_by_refresh_and_repaired_by_up(prod: Prod) -> None:
-    identity_id = prod.outputs_of("MachineIdentity")["identity_id"]
-    current = prod.outputs_of("ClientSecret")["secret_id"]
+    """Also measures what revocation ends: a token issued before it keeps working (until its TTL),
+    the client secret logs in no more."""
+    identity = prod.outputs_of("MachineIdentity")
+    identity_id = identity["identity_id"]
+    held = prod.outputs_of("ClientSecret")
+    current = held["secret_id"]
+    token = _login(prod.infisical.host, identity["client_id"], held["client_secret"])["accessToken"]
     prod.admin.call("POST", f"/api/v1/auth/universal-auth/identities/{identity_id}/client-secrets/{current}/revoke",
                     {})
+    assert _list_status(prod.infisical.host, token, prod.admin.project_id, ENV, prod.folder("lake")) == 200, \
+        "a token of the revoked client secret no longer works (the README says it does, until its TTL)"
+    with pytest.raises(LoginRefused):
+        _login(prod.infisical.host, identity["client_id"], held["client_secret"])
     prod.pulumi("refresh", "--yes")
     changed = prod.pulumi("preview", "--expect-no-changes", check=False)
     assert changed.returncode != 0 and "ClientSecret" in changed.stdout, changed.stdout[-3000:]
@@ -239,11 +255,12 @@ def test_6_a_rival_stack_with_the_same_key_and_value_is_refused_and_its_destroy_
                                ("infisical:clientSecret", prod.infisical.writer[1], True)]:
         rival.config_set(key, value, secret=secret)
     rival.config_set("floe:secretValues.shared-credentials.SHARED_KEY", prod.values["shared"], secret=True, path=True)
-    urn = ("urn:pulumi:prod-us::floe::floe:secrets:Platform$pulumi-python:dynamic/infisical:SecretValue::"
-           f"{folder}:SHARED_KEY")
+    platform = "urn:pulumi:prod-us::floe::floe:secrets:Platform"
+    urn = f"{platform}$pulumi-python:dynamic/infisical:SecretValue::{folder}:SHARED_KEY"
     try:
         # Only the value: the prod stack's operator, release and namespaces are in the way of the rest.
-        refused = rival("up", "--yes", "--skip-preview", "--target", urn, check=False)
+        refused = rival("up", "--yes", "--skip-preview", "--target", f"{platform}::floe-secrets", "--target", urn,
+                        check=False)
         output = refused.stdout + refused.stderr
         assert refused.returncode != 0
         assert (f"Infisical already has key SHARED_KEY in project {prod.infisical.project_slug}, environment prod, "
