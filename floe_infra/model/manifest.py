@@ -35,7 +35,8 @@ ExactVersion = Annotated[str, AfterValidator(names.exact_version)]
 DEFAULT_CHART_REPO = "https://dl.cloudsmith.io/public/infisical/helm-charts/helm/charts/"
 DEFAULT_CHART_VERSION = "v0.11.5"
 ESO_CHART_REPO = "https://charts.external-secrets.io"
-ESO_CHART_VERSION = "1.3.1"  # serves external-secrets.io/v1 (v1beta1 is no longer served)
+ESO_CHART_VERSION = "1.3.1"
+DEFAULT_READ_BUDGET = 40  # serves external-secrets.io/v1 (v1beta1 is no longer served)
 
 
 class _Model(BaseModel):
@@ -128,6 +129,9 @@ class InfisicalSettings(_Model):
     project_slug: ProjectSlug
     identity_secret: DnsName = "infisical-machine-identity"
     resync_interval: Interval = "60s"
+    # Secret reads a minute that the server allows one client address (the whole cluster's operator):
+    # self-hosted Infisical's limit for a logged-in identity on its secrets routes.
+    read_budget: int = Field(default=DEFAULT_READ_BUDGET, ge=1, le=1_000_000)
     operator: OperatorSettings = OperatorSettings()
     eso: EsoSettings = EsoSettings()
     # external: bring the operator's identity (stack config); managed: the stack makes it, with the

@@ -311,6 +311,7 @@ class StackPlan:
     operator: OperatorPlan | None
     references: tuple[ReferencePlan, ...]
     warnings: tuple[str, ...] = ()
+    over_read_budget: str | None = None  # why the operator would read more than the server allows (a warning too)
 
     def resources(self) -> tuple[Desired, ...]:
         operator = self.operator.resources() if self.operator else ()

@@ -6,6 +6,7 @@ the components) and ``floe secrets plan``, so the two cannot disagree.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -83,6 +84,9 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
         )
     _check_secret_targets(manifest, operator, plans)
     _check_value_targets(manifest, plans)
+    warnings = _warnings(manifest, references)
+    budget = read_budget_problem(plugin.config, plans) if operator is not None and plugin.config else None
+    warnings += [budget] if budget else []
     namespaces = _namespaces(settings, labels, operator, plans)
     if settings.create_namespaces:
         plans = tuple(_with_namespace_dependency(p) for p in plans)
@@ -92,7 +96,41 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
         namespaces=namespaces,
         operator=operator,
         references=plans,
-        warnings=tuple(_warnings(manifest, references)),
+        warnings=tuple(warnings),
+        over_read_budget=budget,
+    )
+
+
+POLLING = {"InfisicalSecret", "ExternalSecret"}  # one read of one folder per refresh each
+
+
+def reads_per_refresh(plans: tuple[ReferencePlan, ...]) -> int:
+    """Requests the sync objects make to Infisical's secrets routes at each refresh: one per source
+    of an InfisicalStaticSecret, one per InfisicalSecret or ExternalSecret."""
+    count = 0
+    for plan in plans:
+        for obj in plan.objects:
+            if isinstance(obj, KubeObject) and obj.kind == "InfisicalStaticSecret":
+                count += len(obj.content["spec"]["sources"])
+            elif isinstance(obj, KubeObject) and obj.kind in POLLING:
+                count += 1
+    return count
+
+
+def read_budget_problem(config: InfisicalSettings, plans: tuple[ReferencePlan, ...]) -> str | None:
+    """Why the operator would read more than the server allows a minute, with the arithmetic and
+    the fixes; None when it fits."""
+    reads, interval = reads_per_refresh(plans), names.interval_seconds(config.resync_interval)
+    per_minute = reads * 60 / interval
+    if per_minute <= config.read_budget:
+        return None
+    needed = math.ceil(reads * 60 / config.read_budget)
+    return (
+        f"the operator would read Infisical {per_minute:.0f} times a minute ({reads} folder reads every "
+        f"{interval}s: plugins.secrets.config.resync_interval {config.resync_interval}), more than "
+        f"plugins.secrets.config.read_budget ({config.read_budget} a minute, the server's rate limit for one client "
+        f"address); past it Infisical refuses reads and Secrets stop following their values. Fix: set "
+        f"resync_interval to at least {needed}s, read fewer folders, or raise the server's limit and read_budget"
     )
 
 

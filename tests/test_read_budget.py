@@ -1,0 +1,88 @@
+"""The read budget: the plan knows how many folder reads the operator makes at each refresh, and
+says so, with the arithmetic and the fixes, when they exceed what the server allows a minute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import RunProgram, default_config
+
+from floe_infra import StackSettings, build_plan, load_manifest
+from floe_infra.plan.planner import reads_per_refresh
+
+
+def manifest(references: int, interval: str = "60s", api: str = "v1beta1", **config: Any) -> str:
+    return yaml.safe_dump({
+        "plugins": {"secrets": {"type": "infisical", "config": {
+            "site_url": "https://infisical.company.com", "project_slug": "floe-platform",
+            "resync_interval": interval, "operator": {"api": api}, **config,
+        }}},
+        "secrets": {f"ref-{i}": {"path": f"/team/ref-{i}"} for i in range(references)},
+    })
+
+
+def plan_of(tmp_path: Path, text: str) -> Any:
+    path = tmp_path / "manifest.yaml"
+    path.write_text(text)
+    return build_plan(load_manifest(path), StackSettings(stack="dev", environment="dev"))
+
+
+@pytest.mark.parametrize(
+    ("references", "interval", "config", "over"),
+    [
+        (40, "60s", {}, False),  # 40 a minute: the self-hosted default exactly
+        (41, "60s", {}, True),
+        (100, "150s", {}, False),
+        (100, "60s", {"read_budget": 200}, False),  # a server whose limit was raised
+        (1000, "60s", {}, True),
+    ],
+    ids=["at-the-limit", "one-over", "longer-interval", "raised-limit", "thousand"],
+)
+def test_the_plan_warns_when_the_operator_would_read_more_than_the_server_allows(
+    tmp_path: Path, references: int, interval: str, config: dict[str, Any], over: bool
+) -> None:
+    plan = plan_of(tmp_path, manifest(references, interval, **config))
+    assert reads_per_refresh(plan.references) == references
+    assert (plan.over_read_budget is not None) is over
+    assert (plan.over_read_budget in plan.warnings) is over
+
+
+@pytest.mark.parametrize("api", ["v1beta1", "v1alpha1"])
+def test_the_warning_gives_the_arithmetic_and_the_fixes(tmp_path: Path, api: str) -> None:
+    plan = plan_of(tmp_path, manifest(100, api=api))
+    assert plan.over_read_budget == (
+        "the operator would read Infisical 100 times a minute (100 folder reads every 60s: "
+        "plugins.secrets.config.resync_interval 60s), more than plugins.secrets.config.read_budget (40 a minute, "
+        "the server's rate limit for one client address); past it Infisical refuses reads and Secrets stop following "
+        "their values. Fix: set resync_interval to at least 150s, read fewer folders, or raise the server's limit "
+        "and read_budget"
+    )
+
+
+def test_a_bad_read_budget_names_the_field(tmp_path: Path) -> None:
+    from floe_infra import ManifestError
+
+    with pytest.raises(ManifestError, match=r"plugins\.secrets\.config\.read_budget: Input should be greater than or "
+                                            r"equal to 1"):
+        plan_of(tmp_path, manifest(1, read_budget=0))
+
+
+@pytest.mark.parametrize(("protect", "preview", "refused"), [(True, False, True), (True, True, False),
+                                                              (False, False, False)],
+                         ids=["protected-up", "protected-preview", "unprotected-up"])
+def test_a_protected_up_over_the_budget_is_refused_and_a_preview_warns(
+    run_program: RunProgram, protect: bool, preview: bool, refused: bool,
+) -> None:
+    from floe_infra.deploy.program import BadInput
+
+    config = {**default_config("dev"), **({"floe:protect": "true", "floe:kubeContext": "floe-prod"} if protect else {})}
+    run = run_program(manifest(50), config=config, expect_error=refused, preview=preview)
+    if refused:
+        assert isinstance(run.error, BadInput) and run.registrations == []
+        assert run.error.message.startswith("stack dev is protected (floe:protect: true), and the operator would read "
+                                            "Infisical 50 times a minute")
+    else:
+        assert run.registrations
