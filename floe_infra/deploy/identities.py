@@ -42,7 +42,7 @@ from ..clients.infisical import (
     connect,
 )
 from ..errors import FloeError
-from .secret_value import WriterProvider, is_unknown
+from .secret_value import WriterProvider, is_unknown, plain_value
 
 LOGIN_WAIT = 300.0
 """Seconds a rotation waits for the operator to log in with the new client secret."""
@@ -184,15 +184,8 @@ class MachineIdentityProvider(_AdminProvider):
         fingerprint = news.get("cluster_fingerprint")
         if fingerprint and fingerprint != olds.get("cluster_fingerprint"):
             changed.append("cluster_fingerprint")  # a new reviewer token, CA or API address
-        # What an update keeps, so that a preview does not show what depends on it as unknown (a
-        # ClientSecret of an unknown identity would preview as a replace, which protect refuses).
-        stables = ["identity_id", "project_id"]
-        if _method(olds) == _method(news):
-            stables.append("client_id")
-        if "name" not in changed:
-            stables.append("identity_name")
         return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "project_slug"],
-                          stables=stables, delete_before_replace=False)
+                          delete_before_replace=False)
 
     def _attach(self, conn: Connection, where: str, identity_id: str, props: dict[str, Any]) -> str:
         """Give the identity its auth method; the Universal Auth client id ('' for Kubernetes Auth)."""
@@ -382,8 +375,7 @@ class ProjectRoleProvider(_AdminProvider):
         keys = ("project_slug", "slug", "environment", "paths", "site_url")
         changed = [k for k in keys if olds.get(k) != news.get(k)]
         replaces = [k for k in changed if k == "project_slug"]
-        stables = [] if replaces else ["role_slug", "role_id"]
-        return DiffResult(changes=bool(changed), replaces=replaces, stables=stables, delete_before_replace=False)
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
     @staticmethod
     def _body(props: dict[str, Any]) -> dict[str, Any]:
@@ -456,13 +448,14 @@ class ClientSecretProvider(_AdminProvider):
         changed = [k for k in ("identity_id", "rotation") if olds.get(k) != news.get(k)]
         if olds.get("valid") is False or "secret_id" not in olds:
             changed.append("valid")  # revoked outside Pulumi (refresh saw it), or a state of an earlier release
-        # A new identity is a new client secret; an identity not known yet (a preview of an update
-        # of it, which keeps its id) is no reason to replace.
-        unknown = news.get("identity_id") is None or is_unknown(news.get("identity_id"))
-        replaces = [k for k in changed if k == "identity_id" and not unknown]
-        renewed = bool(replaces) or olds.get("rotation") != news.get("rotation") or olds.get("valid") is False
-        return DiffResult(changes=bool(changed), replaces=replaces,
-                          stables=[] if renewed else ["secret_id", "client_secret"], delete_before_replace=False)
+        # A new identity is a new client secret; an identity not known yet is no reason to replace:
+        # a preview of an update of the identity (which keeps its id: only a new project replaces
+        # it, and then this is replaced by `up` once the new id is known) shows it unknown, and a
+        # replace of a protected resource would fail the preview.
+        identity = plain_value(news.get("identity_id"))
+        known = identity is not None and not is_unknown(identity)
+        replaces = [k for k in changed if k == "identity_id" and known]
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
     def _make(self, conn: Connection, identity: str, rotation: str) -> dict[str, Any]:
         path = f"/api/v1/auth/universal-auth/identities/{identity}/client-secrets"

@@ -96,18 +96,18 @@ def is_unknown(value: Any) -> bool:
     return bool(value == rpc.UNKNOWN)
 
 
-def _plain_value(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     if rpc.is_rpc_secret(value):
         inner = rpc.unwrap_rpc_secret(value)
         # The SDK's deserializer turns a secret unknown into a secret None: nobody sends that.
-        return rpc.UNKNOWN if inner is None else _plain_value(inner)
+        return rpc.UNKNOWN if inner is None else plain_value(inner)
     if isinstance(value, Unknown):
         return rpc.UNKNOWN
     if isinstance(value, pulumi.Output):
         loop = asyncio.new_event_loop()
         try:
             known = loop.run_until_complete(value.is_known())
-            return _plain_value(loop.run_until_complete(value.future())) if known else rpc.UNKNOWN
+            return plain_value(loop.run_until_complete(value.future())) if known else rpc.UNKNOWN
         finally:
             loop.close()
     return value
@@ -117,7 +117,7 @@ def _plain(props: dict[str, Any]) -> dict[str, Any]:
     """``props`` as plain values, unknowns as ``rpc.UNKNOWN``: the engine sends ``check`` and
     ``diff`` a secret wrapped, an unknown (a value from a resource not yet created, in preview)
     as ``Unknown``, and either of them possibly as an output value."""
-    return {name: _plain_value(value) for name, value in props.items()}
+    return {name: plain_value(value) for name, value in props.items()}
 
 
 def _where(props: dict[str, Any]) -> str:

@@ -69,10 +69,13 @@ class Prod:
         self.infisical.set(ENV, self.folder("lake"), "LAKE_TOKEN", self.values["token"])
 
     def outputs_of(self, kind: str) -> dict[str, Any]:
+        """A resource's outputs from the state, secrets decrypted (``--show-secrets`` keeps them as
+        ``{<secret signature>, "plaintext": <JSON>}``)."""
         state = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)
         (found,) = [r["outputs"] for r in state["deployment"]["resources"]
                     if r["type"] == f"pulumi-python:dynamic/infisical:{kind}"]
-        return dict(found)
+        return {k: json.loads(v["plaintext"]) if isinstance(v, dict) and "plaintext" in v else v
+                for k, v in found.items()}
 
     def client_secrets(self, identity_id: str) -> list[dict[str, Any]]:
         listed = self.admin.call("GET", f"/api/v1/auth/universal-auth/identities/{identity_id}/client-secrets")
@@ -211,7 +214,9 @@ def test_4_a_rotation_in_the_protected_stack_needs_no_unprotect_and_leaves_no_ga
     assert new["id"] != old["id"] and int(new["clientSecretNumUses"]) >= 1
     after = prod.secret("infisical-machine-identity", OPERATOR_NS)
     assert after is not None and before is not None
-    assert after["clientId"] == before["clientId"] and after["clientSecret"] != before["clientSecret"]
+    # The same Secret, the new client secret under a key of its own (the InfisicalAuth's new ref).
+    assert after["clientId"] == before["clientId"] and after["clientSecret-r1"] != before["clientSecret"]
+    assert "clientSecret" not in after
     prod.change_value()
     eventually(prod.synced, "the Secret follows Infisical with the new client secret")
     prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
