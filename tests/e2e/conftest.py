@@ -195,6 +195,15 @@ class Pulumi:
     def outputs(self) -> dict[str, Any]:
         return dict(json.loads(self("stack", "output", "--json", "--show-secrets").stdout))
 
+    def outputs_of(self, kind: str) -> dict[str, Any]:
+        """The outputs of the stack's one ``pulumi-python:dynamic/infisical:<kind>`` from its state,
+        secrets decrypted (``--show-secrets`` keeps them as ``{<signature>, "plaintext": <JSON>}``)."""
+        state = json.loads(self("stack", "export", "--show-secrets").stdout)
+        (found,) = [r["outputs"] for r in state["deployment"]["resources"]
+                    if r["type"] == f"pulumi-python:dynamic/infisical:{kind}"]
+        return {k: json.loads(v["plaintext"]) if isinstance(v, dict) and "plaintext" in v else v
+                for k, v in found.items()}
+
 
 def make_project(tmp: Path, tools_bin: Path, kubeconfig: Path, manifest: str) -> Path:
     """A copy of the program (Pulumi.yaml, __main__.py and the runtime virtualenv) with ``manifest``."""

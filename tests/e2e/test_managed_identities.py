@@ -71,10 +71,7 @@ class Stack:
         return self.outputs_of("MachineIdentity")
 
     def outputs_of(self, kind: str) -> dict[str, Any]:
-        state = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)
-        (found,) = [r["outputs"] for r in state["deployment"]["resources"]
-                    if r["type"] == f"pulumi-python:dynamic/infisical:{kind}"]
-        return dict(found)
+        return self.pulumi.outputs_of(kind)
 
     def client_secrets(self, identity_id: str) -> list[dict[str, Any]]:
         """The identity's client secrets that are not revoked."""

@@ -69,13 +69,7 @@ class Prod:
         self.infisical.set(ENV, self.folder("lake"), "LAKE_TOKEN", self.values["token"])
 
     def outputs_of(self, kind: str) -> dict[str, Any]:
-        """A resource's outputs from the state, secrets decrypted (``--show-secrets`` keeps them as
-        ``{<secret signature>, "plaintext": <JSON>}``)."""
-        state = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)
-        (found,) = [r["outputs"] for r in state["deployment"]["resources"]
-                    if r["type"] == f"pulumi-python:dynamic/infisical:{kind}"]
-        return {k: json.loads(v["plaintext"]) if isinstance(v, dict) and "plaintext" in v else v
-                for k, v in found.items()}
+        return self.pulumi.outputs_of(kind)
 
     def client_secrets(self, identity_id: str) -> list[dict[str, Any]]:
         listed = self.admin.call("GET", f"/api/v1/auth/universal-auth/identities/{identity_id}/client-secrets")
