@@ -550,3 +550,16 @@ def test_help_is_fast_because_it_imports_no_client() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(("flag", "expected"), [(None, "floe-dev"), ("other", "other")], ids=["stack", "flag"])
+def test_status_and_list_use_the_stacks_cluster_unless_told_another(
+    project: Path, flag: str | None, expected: str
+) -> None:
+    """floe:kubeContext names the stack's cluster for Pulumi: the day-2 commands read the same one
+    (not whatever context is current); --context overrides it."""
+    from floe_infra.day2 import commands as day2
+
+    stack_file = project / "Pulumi.dev.yaml"
+    stack_file.write_text(stack_file.read_text() + "  floe:kubeContext: floe-dev\n")
+    assert day2.open_target(project, "dev", None, flag).plugin.context.kube_context == expected

@@ -191,6 +191,15 @@ def test_k8s_missing_value_names_the_exact_command(tmp_path: Path) -> None:
         require_deploy_config(plan)
 
 
+def test_a_reference_name_with_a_dot_is_quoted_in_the_command(tmp_path: Path) -> None:
+    """`--path` reads a dot as nesting: a reference named db.main is one object key."""
+    plan = plan_for(tmp_path, K8S.replace("snowflake-credentials", "snowflake.credentials"), secret_value_keys={})
+    assert any(
+        "`pulumi config set --secret --path --stack dev 'floe:secretValues[\"snowflake.credentials\"].SNOWFLAKE_USER'"
+        " <value>`" in p for p in deploy_config_problems(plan)
+    ), deploy_config_problems(plan)
+
+
 def test_missing_operator_identity_names_both_commands(tmp_path: Path) -> None:
     plan = plan_for(tmp_path, operator_credentials_set=False)
     (problem,) = deploy_config_problems(plan)

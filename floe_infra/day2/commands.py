@@ -41,7 +41,8 @@ def open_target(project_dir: Path, stack: str, manifest: str | None, kube_contex
     loaded = load_manifest(project_dir / (manifest or settings.manifest))
     secrets = loaded.model.plugins.secrets
     options = secrets.config.model_dump() if secrets.config is not None else secrets.options
-    context = PluginContext(stack, settings.environment, kube_context, options)
+    # The stack's cluster (floe:kubeContext) unless --context names another.
+    context = PluginContext(stack, settings.environment, kube_context or settings.kube_context, options)
     return Target(
         name=stack,
         environment=settings.environment,

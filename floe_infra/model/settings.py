@@ -66,16 +66,27 @@ def writer_credentials_present(config: Callable[[str], object | None]) -> bool:
 
 def set_command(
     stack: str,
-    key: str,
+    key: str | tuple[str, ...],
     value: str = "<value>",
     *,
     secret: bool = False,
-    path: bool = False,
     namespace: str = NAMESPACE,
 ) -> str:
-    """The exact ``pulumi config set`` command that fixes a missing key."""
+    """The exact ``pulumi config set`` command that fixes a missing key; a tuple is a path into an
+    object (``--path``), where a part with a dot is quoted (``secretValues["a.b"].KEY``: a reference
+    name may hold dots, which ``--path`` would read as nesting)."""
+    path = isinstance(key, tuple) and len(key) > 1
     flags = (" --secret" if secret else "") + (" --path" if path else "")
-    return f"pulumi config set{flags} --stack {stack} '{namespace}:{key}' {value}"
+    return f"pulumi config set{flags} --stack {stack} '{namespace}:{config_path(key)}' {value}"
+
+
+def config_path(key: str | tuple[str, ...]) -> str:
+    """A key, or a path into an object as ``--path`` reads it: ``secretValues.ref.KEY``, with a
+    part that holds a dot quoted (``secretValues["my.ref"].KEY``)."""
+    if isinstance(key, str):
+        return key
+    head, *rest = key
+    return head + "".join(f'["{part}"]' if "." in part else f".{part}" for part in rest)
 
 
 def _pulumi_bool(value: object) -> object:
@@ -238,20 +249,20 @@ def plaintext_secrets(path: Path, stack: str, entries: Mapping[str, object]) -> 
         if key not in entries:
             continue
         namespace, name = key.split(":", 1)
-        for leaf, value in _leaves(name, entries[key]):
+        for leaf, value in _leaves((name,), entries[key]):
             if not _is_ciphertext(value):
-                command = set_command(stack, leaf, secret=True, path="." in leaf, namespace=namespace)
+                command = set_command(stack, leaf, secret=True, namespace=namespace)
                 problems.append(
-                    f"{path.name}: {namespace}:{leaf} is in plaintext in a committed file: delete it there and "
-                    f"run `{command}`"
+                    f"{path.name}: {namespace}:{config_path(leaf)} is in plaintext in a committed file: delete it "
+                    f"there and run `{command}`"
                 )
     return problems
 
 
-def _leaves(name: str, value: object) -> list[tuple[str, object]]:
-    """(dotted path, value) of each leaf; a ciphertext is a leaf."""
+def _leaves(name: tuple[str, ...], value: object) -> list[tuple[tuple[str, ...], object]]:
+    """(path, value) of each leaf; a ciphertext is a leaf."""
     if isinstance(value, dict) and value and not _is_ciphertext(value):
-        return [leaf for k, v in value.items() for leaf in _leaves(f"{name}.{k}", v)]
+        return [leaf for k, v in value.items() for leaf in _leaves((*name, str(k)), v)]
     return [(name, value)]
 
 

@@ -233,7 +233,7 @@ def deploy_config_problems(plan: StackPlan) -> list[str]:
         if key not in keys.get(ref, frozenset()):
             problems.append(
                 f"no value for key {key} of reference {ref}: run "
-                f"`{set_command(settings.stack, f'secretValues.{ref}.{key}', '<value>', secret=True, path=True)}`"
+                f"`{set_command(settings.stack, ('secretValues', ref, key), '<value>', secret=True)}`"
             )
     return problems
 
