@@ -285,9 +285,9 @@ READ = ("GET", "/api/v1/identities/id-1")
         ({"kubernetes": None}, {"kubernetes": K8S}, "",
          [READ, ("POST", "/api/v1/auth/kubernetes-auth/identities/id-1")]),
         ({"kubernetes": None}, {"kubernetes": None, "access": {**ACCESS, "ttl": 60}}, "universal-auth",
-         [("PATCH", "/api/v1/auth/universal-auth/identities/id-1")]),
+         [READ, ("PATCH", "/api/v1/auth/universal-auth/identities/id-1")]),
         ({"role": "viewer"}, {"role": "floe-dev-reader-abc123"}, "universal-auth",
-         [("PATCH", "/api/v2/workspace/project-1/identity-memberships/id-1")]),
+         [("PATCH", "/api/v2/workspace/project-1/identity-memberships/id-1"), READ]),
     ],
     ids=["universal-to-kubernetes", "kubernetes-to-universal", "half-done-switch", "token-ttl",
          "viewer-to-scoped-role"],
@@ -317,6 +317,7 @@ def test_an_identity_changes_method_ttls_and_role_in_place(
     outs = provider.update("id-1", {**base, **olds}, news).outs or {}
     assert [(m, p) for m, p, _ in conn.requests] == expected
     body = conn.requests[-1][2]
+    assert outs["auth_method"] == ("kubernetes-auth" if news.get("kubernetes") else "universal-auth")
     if expected[-1][1].startswith("/api/v1/auth/universal-auth"):
         ttl = (news.get("access") or ACCESS)["ttl"]
         assert (body["accessTokenTTL"], body["accessTokenMaxTTL"]) == (ttl, 3600)
@@ -355,6 +356,40 @@ def test_a_new_cluster_ca_reviewer_token_or_address_is_a_diff(
     result = provider.diff("id-1", olds, news)
     assert (result.changes, result.replaces) == (diff, [])
     assert "jwt-1" not in str(olds) and "jwt-2" not in str(news)
+
+
+def test_a_switch_that_failed_half_way_and_was_reverted_is_still_a_diff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old method removed, the new one refused, the manifest put back: Infisical holds no
+    method, and refresh says so (auth_method), so the next `up` attaches the wanted one."""
+    conn = FakeConnection(answers={READ: {"identity": {"identity": {"id": "id-1", "authMethod": None}}}})
+    provider = MachineIdentityProvider("https://infisical.example.com")
+    use(provider, conn, monkeypatch)
+    state = {**PROPS, "identity_id": "id-1", "auth_method": "universal-auth"}
+    refreshed = dict(provider.read("id-1", state).outs or {})
+    assert refreshed["auth_method"] == ""
+    assert provider.diff("id-1", refreshed, dict(PROPS)).changes
+    assert not provider.diff("id-1", state, dict(PROPS)).changes
+
+
+@pytest.mark.parametrize(
+    ("held", "drift"),
+    [([{"subject": "secrets", "action": "read", "inverted": False,
+        "conditions": {"environment": "prod", "secretPath": {"$in": ["/a"]}}}], False),
+     ([{"subject": "secrets", "action": ["read", "create"],
+        "conditions": {"environment": "prod", "secretPath": {"$in": ["/a"]}}}], True),
+     ([{"subject": "secrets", "action": ["read"], "conditions": {"environment": "prod"}}], True)],
+    ids=["same-spelled-otherwise", "widened-by-hand", "paths-dropped-by-hand"],
+)
+def test_refresh_sees_a_role_edited_by_hand(monkeypatch: pytest.MonkeyPatch, held: list[Any], drift: bool) -> None:
+    conn = FakeConnection(answers={("GET", "/api/v1/workspace/p/roles/slug/"):
+                                   {"role": {"id": "r", "permissions": held}}})
+    provider = ProjectRoleProvider("https://infisical.example.com")
+    use(provider, conn, monkeypatch)
+    props = {"project_slug": "p", "slug": "floe-prod-reader", "environment": "prod", "paths": ["/a"],
+             "role_slug": "floe-prod-reader-abc123", "role_id": "r"}
+    read = dict(provider.read("r", props).outs or {})
+    assert provider.diff("r", read, {k: props[k] for k in ("project_slug", "slug", "environment", "paths")}).changes \
+        is drift
 
 
 def test_a_scoped_role_reads_one_environment_and_the_manifests_folders(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,9 +49,9 @@ def managed_config(stack: str = "dev", **extra: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("api", "rotation", "secret_name", "key"),
     [("v1beta1", None, "infisical-machine-identity", "clientSecret"),
-     # in place: a protected stack may update the Secret, and the InfisicalAuth's new key makes the operator log in
-     ("v1beta1", "2026-12", "infisical-machine-identity", "clientSecret-2026-12"),
-     ("v1alpha1", "2026-12", "infisical-machine-identity-2026-12", "clientSecret")],  # v1alpha1 names no key
+     # in place: a protected stack may update the Secret; the operator takes it at its next login
+     ("v1beta1", "2026-12", "infisical-machine-identity", "clientSecret"),
+     ("v1alpha1", "2026-12", "infisical-machine-identity-2026-12", "clientSecret")],  # a new spec: a login
     ids=["v1beta1", "v1beta1-rotated", "v1alpha1-rotated"],
 )
 def test_the_plan_makes_a_scoped_identity_and_fills_the_identity_secret_from_it(

@@ -70,10 +70,10 @@ def test_a_bad_read_budget_names_the_field(tmp_path: Path) -> None:
         plan_of(tmp_path, manifest(1, read_budget=0))
 
 
-@pytest.mark.parametrize(("protect", "preview", "refused"), [(True, False, True), (True, True, False),
-                                                              (False, False, False)],
-                         ids=["protected-up", "protected-preview", "unprotected-up"])
-def test_a_protected_up_over_the_budget_is_refused_and_a_preview_warns(
+@pytest.mark.parametrize(("protect", "preview", "refused"), [(True, False, True), (True, True, True),
+                                                              (False, False, False), (False, True, False)],
+                         ids=["protected-up", "protected-preview", "unprotected-up", "unprotected-preview"])
+def test_a_protected_stack_over_the_budget_is_refused_and_another_warned(
     run_program: RunProgram, protect: bool, preview: bool, refused: bool,
 ) -> None:
     from floe_infra.deploy.program import BadInput

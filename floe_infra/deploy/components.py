@@ -428,11 +428,11 @@ class SecretsPlatform(pulumi.ComponentResource):
             # On a rotation, the old client secret is revoked (at the end of the `up`) only once the
             # operator has logged in with the new one: after every object that names its Secret.
             identity, client_secret, host = managed[0], managed[1], managed[2]
-            users = [r for d, r in builder.created.items()
-                     if d.split(":", 1)[0] in ("InfisicalConnection", "InfisicalAuth", "InfisicalSecret")]
+            users = [r for d, r in builder.created.items() if d.split(":", 1)[0] in (
+                "InfisicalConnection", "InfisicalAuth", "InfisicalSecret", "ClusterSecretStore", "ExternalSecret")]
             assert plan.operator is not None and plan.operator.managed_identity is not None
-            # A new client secret after a repair (the old one revoked by hand) reaches the operator
-            # when its cached login ends, at 70% of the token's TTL: the wait covers that.
+            # A new client secret (a rotation, or a repair after one was revoked by hand) reaches the
+            # operator when its cached login ends, at 70% of the token's TTL: the wait covers that.
             ttl = plan.operator.managed_identity.token_ttl
             OperatorLogin(
                 "operator", identity_id=identity.identity_id, client_secret_id=client_secret.secret_id, site_url=host,

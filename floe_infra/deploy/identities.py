@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -184,6 +185,9 @@ class MachineIdentityProvider(_AdminProvider):
         fingerprint = news.get("cluster_fingerprint")
         if fingerprint and fingerprint != olds.get("cluster_fingerprint"):
             changed.append("cluster_fingerprint")  # a new reviewer token, CA or API address
+        held = olds.get("auth_method")  # as Infisical holds it (refresh): a switch that failed half-way
+        if held is not None and held != _method(news):
+            changed.append("auth_method")
         return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "project_slug"],
                           delete_before_replace=False)
 
@@ -233,7 +237,8 @@ class MachineIdentityProvider(_AdminProvider):
             self._delete(conn, identity_id)  # nothing half made stays behind
             raise
         outs = {**props, "identity_id": identity_id, "identity_name": marked, "client_id": client_id,
-                "project_id": str(project["id"]), "cluster_fingerprint": cluster_fingerprint(props.get("kubernetes"))}
+                "project_id": str(project["id"]), "cluster_fingerprint": cluster_fingerprint(props.get("kubernetes")),
+                "auth_method": _method(props)}
         return CreateResult(identity_id, outs)
 
     @staticmethod
@@ -252,8 +257,11 @@ class MachineIdentityProvider(_AdminProvider):
         """Name identities called like this one (``name-<nonce>``) that this create did not make:
         left by an `up` killed after Infisical made one and before the state recorded it (or made
         by a stack of the same name elsewhere, which is why they are named, not deleted)."""
-        listed = conn.call("list identities", lambda c: c.api.get(
-            path="/api/v1/identities", model=dict, params={"orgId": org_id}).data)
+        try:
+            listed = conn.call("list identities", lambda c: c.api.get(
+                path="/api/v1/identities", model=dict, params={"orgId": org_id}).data)
+        except (Refused, InfisicalError):
+            return  # a hint only: an identity that may not list identities gets none
         pattern = re.compile(re.escape(name) + r"-[0-9a-f]{6}")
         others = sorted(str(i["identity"]["id"]) for i in listed.get("identities", [])
                         if pattern.fullmatch(str((i.get("identity") or {}).get("name") or ""))
@@ -280,20 +288,20 @@ class MachineIdentityProvider(_AdminProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         conn = self._connection()
         try:
-            conn.call(f"read machine identity {id_}", lambda c: c.api.get(path=f"/api/v1/identities/{id_}", model=dict))
+            method = self._auth_method(conn, id_)
         except NotFound:
             return ReadResult(id_="", outs={})
         except Refused as exc:
             raise _refused(
                 conn, f"read machine identity {id_}", exc, "an organization role that may read identities"
             ) from None
-        return ReadResult(id_, props)
+        return ReadResult(id_, {**props, "auth_method": method})
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         conn = self._connection()
         # The outputs it made, and the inputs as now given: an input the SDK dropped (None, such as
         # kubernetes after a move to Universal Auth) must not live on from the old state.
-        inputs = {*IDENTITY_INPUTS, *ADDED_INPUTS, "cluster_fingerprint"}
+        inputs = {*IDENTITY_INPUTS, *ADDED_INPUTS, "cluster_fingerprint", "auth_method"}
         outs = {**{k: v for k, v in olds.items() if k not in inputs}, **news}
         where = f"machine identity {id_}"
         try:
@@ -304,7 +312,7 @@ class MachineIdentityProvider(_AdminProvider):
                     path=f"/api/v2/workspace/{olds['project_id']}/identity-memberships/{id_}", model=dict,
                     json={"roles": [{"role": news["role"], "isTemporary": False}]}))
             new_method = _method(news)
-            current = self._auth_method(conn, id_) if _method(olds) != new_method else new_method
+            current = self._auth_method(conn, id_)
             if current != new_method:
                 # One auth method at a time: the old goes (with its client secrets and their
                 # tokens), then the new is attached. Read from Infisical, not the state, so that
@@ -333,6 +341,7 @@ class MachineIdentityProvider(_AdminProvider):
                     path=f"/api/v1/identities/{id_}", model=dict, json={"name": marked}))
                 outs["identity_name"] = marked
             outs["cluster_fingerprint"] = cluster_fingerprint(news.get("kubernetes"))
+            outs["auth_method"] = new_method
         except Refused as exc:
             raise _refused(conn, f"update {where}", exc, "a role that may edit identities") from None
         return UpdateResult(outs)
@@ -365,6 +374,18 @@ def role_permissions(environment: str, paths: list[str]) -> list[dict[str, Any]]
     folder needs (it reads no folder it is not given, and the project lookup needs membership only)."""
     return [{"subject": "secrets", "action": ["read"],
              "conditions": {"environment": environment, "secretPath": {"$in": list(paths)}}}]
+
+
+def _rules(permissions: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...], str, bool]]:
+    """Permissions as Infisical may give them back (an action alone or in a list; ``inverted`` and
+    ``fields`` spelled out or not), in one form to compare."""
+    out = []
+    for rule in permissions:
+        actions = rule.get("action")
+        actions = [actions] if isinstance(actions, str) else list(actions or [])
+        out.append((str(rule.get("subject")), tuple(sorted(map(str, actions))),
+                    json.dumps(rule.get("conditions") or {}, sort_keys=True), bool(rule.get("inverted"))))
+    return sorted(out)
 
 
 class ProjectRoleProvider(_AdminProvider):
@@ -414,8 +435,16 @@ class ProjectRoleProvider(_AdminProvider):
         return dict(found["role"])
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """The role as Infisical holds it: one edited by hand (wider or narrower) reads back as
+        another environment or paths, so the next `up` puts it back."""
         found = self._find(self._connection(), props["project_slug"], props["role_slug"])
-        return ReadResult(id_, props) if found else ReadResult(id_="", outs={})
+        if not found:
+            return ReadResult(id_="", outs={})
+        permissions = found.get("permissions")
+        wanted = role_permissions(props["environment"], props["paths"])
+        if permissions is not None and _rules(permissions) != _rules(wanted):
+            return ReadResult(id_, {**props, "environment": "", "paths": []})  # not what the stack made
+        return ReadResult(id_, props)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         conn = self._connection()

@@ -76,8 +76,9 @@ def plan_from_config(config: pulumi.Config, root: Path) -> StackPlan:
             pulumi.log.warn(f"preview without secrets ({PREVIEW_WITHOUT_SECRETS}): `pulumi up` would stop: {problem}")
     else:
         require_deploy_config(plan)
-    if plan.over_read_budget and plan.settings.protect and not pulumi.runtime.is_dry_run():
+    if plan.over_read_budget and plan.settings.protect:
         # A protected stack is production: an operator that the server rate-limits is an outage.
+        # Its preview fails too, so that a pipeline gated on the preview never deploys it.
         raise StackConfigError(
             f"stack {plan.settings.stack} is protected (floe:protect: true), and {plan.over_read_budget}"
         )

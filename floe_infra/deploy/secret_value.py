@@ -201,30 +201,29 @@ class InfisicalSecretValueProvider(WriterProvider):
             )
             return str(secret.id)
 
-        landed = Landed()
         try:
             # An attempt whose answer was lost may have made the key: the retry then finds it
-            # there, carrying this stack's mark, and takes it over below.
-            secret_id = conn.call(f"create {where}", create, landed)
+            # there, carrying this stack's mark and value, and takes it over below.
+            secret_id = conn.call(f"create {where}", create, Landed())
         except Refused as exc:
             if not isinstance(exc, AlreadyExists):
                 raise self._failure(conn, exc, "create", props) from None
-            return CreateResult(self._take_over(conn, props, project_id, where, landed.maybe), _outputs(props))
+            return CreateResult(self._take_over(conn, props, project_id, where), _outputs(props))
         return CreateResult(secret_id, _outputs(props))
 
-    def _take_over(
-        self, conn: Connection, props: dict[str, Any], project_id: str, where: str, maybe_ours: bool = False
-    ) -> str:
-        """An existing key becomes this stack's only when it carries this stack's mark and was
-        written by this create (an attempt whose answer was lost: ``maybe_ours``) or holds this
-        stack's value (an `up` killed before its state recorded it), or when the manifest says
-        adopt: true; then it is made to hold this stack's value and mark. Any other key is refused,
-        whatever it holds: a rival stack's, or a person's."""
+    def _take_over(self, conn: Connection, props: dict[str, Any], project_id: str, where: str) -> str:
+        """An existing key becomes this stack's only when it carries this stack's mark and holds
+        this stack's value (written by an attempt whose answer was lost, or by an `up` killed
+        before its state recorded it), or when the manifest says adopt: true; then it is made to
+        hold this stack's value and mark. Any other key is refused, whatever it holds: a rival
+        stack's, or a person's."""
         existing = self._get(conn, props)
         mark = props.get("comment") or ""
         comment = getattr(existing, "secretComment", None) or ""
         marked = existing is not None and bool(mark) and comment == mark
-        if marked and (maybe_ours or existing.secretValue == props["value"]):
+        # The same value too: an attempt of ours that landed wrote exactly it, while a stack of the
+        # same name elsewhere (the mark names org/project/stack, not the backend) writes its own.
+        if marked and existing.secretValue == props["value"]:
             pulumi.log.warn(f"{where} already carried this stack's mark (an interrupted `pulumi up` wrote it): "
                             "taken over as this stack's")
         elif marked and not props.get("adopt"):

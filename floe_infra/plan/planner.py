@@ -323,19 +323,20 @@ def _operator(
         service_account = None
         rotation = settings.operator_secret_rotation or ""
         managed = _managed_identity(config, settings, paths, rotation)
-        # v1beta1: a rotation writes the new client secret under a key of its own in the same Secret
-        # (an update, which a protected stack allows, where a new Secret would delete the protected
-        # old one); the InfisicalAuth's new clientSecretRef makes the operator log in again at once.
-        # v1alpha1 names no key: there a rotation renames the Secret the InfisicalSecrets name.
+        # v1beta1: a rotation changes the Secret's data in place (an update, which a protected stack
+        # allows), and nothing else: the operator keeps a login for 70% of its token's TTL and then
+        # logs in again with what the Secret holds, which OperatorLogin waits for. No object the
+        # operator reads changes shape, so no moment, and no interrupted `up`, leaves it without a
+        # valid reference. v1alpha1 keeps a login for the life of its spec: there a rotation
+        # renames the Secret the InfisicalSecrets name, which changes their spec.
         renamed = rotation and op.api == "v1alpha1"
-        secret_key = f"clientSecret-{rotation}" if rotation and not renamed else "clientSecret"
         identity = _opaque_secret(
             f"{config.identity_secret}-{rotation}" if renamed else config.identity_secret,
             op.namespace,
             labels,
             {
                 "clientId": SecretSource(identity_output="clientId"),
-                secret_key: SecretSource(identity_output="clientSecret"),
+                "clientSecret": SecretSource(identity_output="clientSecret"),
             },
             (*deps, managed.id),
             settings.protect,

@@ -78,11 +78,6 @@ def _credential(identity: KubeObject, key: str) -> dict[str, str]:
     return {"name": identity.name, "namespace": identity.namespace, "key": key}
 
 
-def _client_secret_key(identity: KubeObject) -> str:
-    """The key of the identity Secret that holds the client secret: ``clientSecret``, or, after a
-    rotation of a managed identity (v1beta1), ``clientSecret-<mark>``."""
-    return next((k for k in identity.secret_data if k.startswith("clientSecret")), "clientSecret")
-
 
 def _object(
     api_version: str,
@@ -125,8 +120,7 @@ def v1beta1_auth(
     """The InfisicalConnection and the InfisicalAuth every static secret uses; ``requires``: their
     CRDs and namespace. Universal auth reads client id and secret from ``identity``; kubernetes auth
     (with ``service_account``) reads only the identity id from it, and logs in with a token of
-    ``service_account`` that the operator requests for each login. A managed rotation writes the
-    client secret under a new key: the new ``clientSecretRef`` makes the operator log in again."""
+    ``service_account`` that the operator requests for each login."""
     ns = config.operator.namespace
     address = {"address": config.site_url.rstrip("/")}
     connection = _object(
@@ -137,7 +131,7 @@ def v1beta1_auth(
         name, deps = AUTH_NAME, (*requires, identity.id, connection.id)
         auth_spec: dict[str, Any] = {"method": "universal", **reference, "universal": {
             "clientIdRef": _credential(identity, "clientId"),
-            "clientSecretRef": _credential(identity, _client_secret_key(identity)),
+            "clientSecretRef": _credential(identity, "clientSecret"),
         }}
     else:
         name, deps = KUBERNETES_AUTH_NAME, (*requires, identity.id, service_account.id, connection.id)
@@ -206,7 +200,7 @@ def sync_objects(
                         "auth": {
                             "universalAuthCredentials": {
                                 "clientId": _credential(identity, "clientId"),
-                                "clientSecret": _credential(identity, _client_secret_key(identity)),
+                                "clientSecret": _credential(identity, "clientSecret"),
                             }
                         },
                         "secretsScope": {

@@ -183,9 +183,13 @@ def test_3_sync_goes_on_past_the_access_tokens_ttl_and_max_ttl(prod: Prod) -> No
     assert int(current["clientSecretNumUses"]) - before >= 3, current
 
 
-def _watch(prod: Prod, seen: list[tuple[float, bool]], stop: threading.Event) -> None:
+def _watch(prod: Prod, seen: list[tuple[float, str | None, str | None]], stop: threading.Event) -> None:
+    """What the Secret holds, and whether the operator's InfisicalAuth is ready, every 0.2 s."""
     while not stop.is_set():
-        seen.append((time.monotonic(), prod.synced()))
+        held = prod.secret()
+        auth = prod.cluster.kubectl("get", "infisicalauth", "infisical-universal", "-n", OPERATOR_NS, "-o",
+                                    "jsonpath={.status.conditions[?(@.type=='secrets.infisical.com/IsReady')].status}")
+        seen.append((time.monotonic(), (held or {}).get("LAKE_TOKEN"), auth or None))
         time.sleep(0.2)
 
 
@@ -193,24 +197,27 @@ def test_4_a_rotation_in_the_protected_stack_needs_no_unprotect_and_leaves_no_ga
     identity_id = prod.outputs_of("MachineIdentity")["identity_id"]
     (old,) = prod.client_secrets(identity_id)
     before = prod.secret("infisical-machine-identity", OPERATOR_NS)
-    seen: list[tuple[float, bool]] = []
+    previous = prod.values["token"]
+    seen: list[tuple[float, str | None, str | None]] = []
     stop = threading.Event()
     watcher = threading.Thread(target=_watch, args=(prod, seen, stop), daemon=True)
     prod.pulumi.config_set("floe:operatorSecretRotation", "r1")
     watcher.start()
     try:
+        prod.change_value()  # as the up starts: it must arrive, or the operator stopped syncing
         prod.pulumi.up()
     finally:
         stop.set()
         watcher.join()
-    assert len(seen) > 10 and all(ok for _, ok in seen), f"the Secret was missing or wrong during the up: {seen}"
+    assert len(seen) > 10 and all(ready == "True" for _, _, ready in seen), f"the InfisicalAuth was not ready: {seen}"
+    assert all(token in (previous, prod.values["token"]) for _, token, _ in seen), f"the Secret was missing: {seen}"
+    assert any(token == prod.values["token"] for _, token, _ in seen), "the value changed in Infisical never arrived"
     (new,) = [s for s in prod.client_secrets(identity_id) if not s.get("isClientSecretRevoked")]
     assert new["id"] != old["id"] and int(new["clientSecretNumUses"]) >= 1
     after = prod.secret("infisical-machine-identity", OPERATOR_NS)
     assert after is not None and before is not None
-    # The same Secret, the new client secret under a key of its own (the InfisicalAuth's new ref).
-    assert after["clientId"] == before["clientId"] and after["clientSecret-r1"] != before["clientSecret"]
-    assert "clientSecret" not in after
+    # The same Secret (updated, not replaced: protect would refuse that), the new client secret in it.
+    assert after["clientId"] == before["clientId"] and after["clientSecret"] != before["clientSecret"]
     prod.change_value()
     eventually(prod.synced, "the Secret follows Infisical with the new client secret")
     prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
