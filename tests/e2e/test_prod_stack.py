@@ -240,6 +240,8 @@ def test_5_a_client_secret_revoked_by_hand_is_seen_by_refresh_and_repaired_by_up
     prod.pulumi("refresh", "--yes")
     changed = prod.pulumi("preview", "--expect-no-changes", check=False)
     assert changed.returncode != 0 and "ClientSecret" in changed.stdout, changed.stdout[-3000:]
+    # Only it: what refresh read back of the role and the identity is what the stack made.
+    assert "ProjectRole" not in changed.stdout and "MachineIdentity" not in changed.stdout, changed.stdout[-3000:]
     prod.pulumi.up()
     repaired = prod.outputs_of("ClientSecret")
     assert repaired["secret_id"] != current and repaired["valid"] is True
