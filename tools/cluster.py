@@ -201,9 +201,35 @@ class LocalCluster:
         self._pids_file.write_text(json.dumps({n: {"pid": p, "binary": str(self._bin(n))} for n, p in pids.items()}))
 
     # -- the Infisical operator, out of cluster ---------------------------------------------
+    def operator_kubeconfig(self, hours: int = 24) -> Path:
+        """A kubeconfig of the ServiceAccount the operator chart's Deployment runs as (a token by
+        TokenRequest): the operator out of cluster then has the chart's RBAC and nothing more, as
+        it would in a cluster. The chart's release must be installed (a stack's `pulumi up`)."""
+        found = json.loads(self.kubectl("get", "deployments", "-A", "-l",
+                                        "app.kubernetes.io/name=secrets-operator", "-o", "json"))["items"]
+        if len(found) != 1:
+            raise ClusterError(f"expected one Deployment of the secrets-operator chart, found {len(found)}: "
+                               "`pulumi up` a stack (it installs the chart) before starting the operator")
+        namespace = found[0]["metadata"]["namespace"]
+        account = found[0]["spec"]["template"]["spec"]["serviceAccountName"]
+        token = self.kubectl("create", "token", account, "-n", namespace, "--duration", f"{hours}h").strip()
+        server, _ = self.api_server()
+        path = self.state_dir / "operator.kubeconfig"
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+            "clusters": [{"name": "floe-local", "cluster": {
+                "server": server, "certificate-authority": str(self._pki / "ca.crt")}}],
+            "users": [{"name": f"system:serviceaccount:{namespace}:{account}", "user": {"token": token}}],
+            "contexts": [{"name": "operator", "context": {
+                "cluster": "floe-local", "user": f"system:serviceaccount:{namespace}:{account}"}}],
+        }, indent=2))
+        path.chmod(0o600)
+        return path
+
     def start_operator(self, timeout: float = 60.0) -> Path:
-        """Runs the operator against this cluster (the CRDs it watches created first where absent:
-        it exits when one of its kinds has none); ``down``/``stop_operator`` stop it. Its log path."""
+        """Runs the operator against this cluster as the chart's ServiceAccount (the CRDs it
+        watches created first where absent: it exits when one of its kinds has none);
+        ``down``/``stop_operator`` stop it. Its log path."""
         if self.operator_running():
             return self.state_dir / "logs" / "infisical-operator.log"
         present = set(self.kubectl("get", "crd", "-o", "name").split())
@@ -211,14 +237,23 @@ class LocalCluster:
             group, plural = crd.stem.split("_", 1)  # kubebuilder's file name: <group>_<plural>.yaml
             if f"customresourcedefinition.apiextensions.k8s.io/{plural}.{group}" not in present:
                 self.kubectl("create", "-f", str(crd))
+        kubeconfig = self.operator_kubeconfig()
         probe = _free_port()
         pid = self._spawn("infisical-operator", [
-            "--kubeconfig", str(self.kubeconfig), "--metrics-bind-address", "0",
+            "--kubeconfig", str(kubeconfig), "--metrics-bind-address", "0",
             "--health-probe-bind-address", f"{HOST}:{probe}", "--leader-elect=false", "--zap-devel=false",
-        ], env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})  # its Kubernetes Auth reads only the variable
+        ], env={**os.environ, "KUBECONFIG": str(kubeconfig)})  # its Kubernetes Auth reads only the variable
         self._record({**self._recorded_pids(), "infisical-operator": pid})
         self._wait("infisical-operator", lambda: _http_ok(f"http://{HOST}:{probe}/readyz"), timeout)
         return self.state_dir / "logs" / "infisical-operator.log"
+
+    def can_operator(self, *args: str) -> bool:
+        """``kubectl auth can-i ARGS`` as the operator runs (operator_kubeconfig)."""
+        result = subprocess.run(
+            [str(self._bin("kubectl")), "--kubeconfig", str(self.state_dir / "operator.kubeconfig"), "auth", "can-i",
+             *args], capture_output=True, text=True, timeout=60,
+        )
+        return result.stdout.strip() == "yes"
 
     def operator_running(self) -> bool:
         return "infisical-operator" in self._recorded_pids()

@@ -147,6 +147,19 @@ def test_1_the_operator_fills_each_secret_with_infisicals_values(synced: Synced)
         assert got == want, f"{name}: the Secret holds other keys or values than Infisical"
 
 
+def test_1b_the_operator_runs_with_the_charts_rights_not_the_admins(synced: Synced) -> None:
+    """Out of cluster, but as the chart's ServiceAccount (a token by TokenRequest): what the chart's
+    RBAC does not allow fails here as it would in a cluster, and test 1 synced with these rights."""
+    cluster = synced.cluster
+    account = json.loads((cluster.state_dir / "operator.kubeconfig").read_text())["users"][0]["name"]
+    assert account.startswith("system:serviceaccount:infisical:")
+    assert cluster.can_operator("get", "secrets", "--all-namespaces")
+    assert cluster.can_operator("list", "infisicalstaticsecrets.secrets.infisical.com", "--all-namespaces")
+    assert not cluster.can_operator("create", "clusterrolebindings")
+    assert not cluster.can_operator("delete", "namespaces")
+    assert not cluster.can_operator("create", "customresourcedefinitions.apiextensions.k8s.io")
+
+
 def test_2_status_and_list_report_every_reference_synced(synced: Synced) -> None:
     rows, _ = eventually(synced.all_synced, "floe secrets status: every reference synced")
     assert {r["name"] for r in rows} == {"snowflake-credentials", "dagster-db"}
