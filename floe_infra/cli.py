@@ -122,6 +122,8 @@ def _day2(args: argparse.Namespace) -> int:
     namespace = getattr(args, "namespace", None)
     if args.command == "validate":
         report = day2.validate(stack, pre_deploy=args.pre_deploy)
+        if stack.read_budget:
+            print(f"warning: {stack.read_budget}", file=sys.stderr)
     elif args.command == "list":
         report = day2.list_resources(stack, namespace)
     else:

@@ -563,3 +563,15 @@ def test_status_and_list_use_the_stacks_cluster_unless_told_another(
     stack_file = project / "Pulumi.dev.yaml"
     stack_file.write_text(stack_file.read_text() + "  floe:kubeContext: floe-dev\n")
     assert day2.open_target(project, "dev", None, flag).plugin.context.kube_context == expected
+
+
+def test_validate_warns_when_the_operator_would_read_more_than_the_server_allows(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = world.project / "manifest.yaml"
+    manifest.write_text(manifest.read_text().replace("      resync_interval: 60s\n",
+                                                     "      resync_interval: 60s\n      read_budget: 1\n"))
+    code, _, err = run(capsys, "validate")
+    assert code == 0  # a warning: the references themselves are fine
+    assert "warning: the operator would read Infisical 2 times a minute (2 folder reads every 60s" in err
+    assert "Fix: set resync_interval to at least 120s" in err

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from ..model.manifest import Reference, load_manifest
 from ..model.names import UNIT_SECONDS
 from ..model.settings import read_stack_files
+from ..plan.planner import build_plan
 from ..plan.render import aligned
 from .plugin import PluginContext, SecretsPlugin, SyncState, load_plugin
 
@@ -34,6 +35,7 @@ class Target:
     manifest: str
     references: tuple[Reference, ...]
     plugin: SecretsPlugin
+    read_budget: str | None = None  # why the operator would read more than the server allows, if it would
 
 
 def open_target(project_dir: Path, stack: str, manifest: str | None, kube_context: str | None) -> Target:
@@ -43,12 +45,15 @@ def open_target(project_dir: Path, stack: str, manifest: str | None, kube_contex
     options = secrets.config.model_dump() if secrets.config is not None else secrets.options
     # The stack's cluster (floe:kubeContext) unless --context names another.
     context = PluginContext(stack, settings.environment, kube_context or settings.kube_context, options)
+    # The deployed type's read budget, as `floe secrets plan` and `pulumi preview` say it.
+    budget = build_plan(loaded, settings).over_read_budget if secrets.type == "infisical" else None
     return Target(
         name=stack,
         environment=settings.environment,
         manifest=str(manifest or settings.manifest),
         references=loaded.references(settings.jobs_namespace),
         plugin=load_plugin(secrets.type, context),
+        read_budget=budget,
     )
 
 
