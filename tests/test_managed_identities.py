@@ -187,6 +187,8 @@ def test_the_program_registers_the_role_the_identity_its_client_secret_and_the_l
                                                                   "InfisicalConnection"))}
     assert users and users <= set(login.dependencies)
     assert all(r.protect is protect for r in (role, identity, client_secret, login))
+    # The operator takes a new client secret at its next login, at 70% of the token's TTL: the wait covers it.
+    assert login.plain("wait") == 300 + 600
     name = "infisical-machine-identity"
     secret = run.named(SECRET, f"infisical/{name}")
     assert client_secret.urn in secret.dependencies and "stringData" in secret.secret_inputs()
