@@ -307,6 +307,11 @@ def test_6_managed_kubernetes_auth_needs_no_credential_but_pulumis_own(
         other.config_set(key, value, secret=secret)
     try:
         other.up()
+        # The first stack's destroy removed the chart's ServiceAccount, and with it the operator's
+        # token (a bound token dies with its ServiceAccount): as a pod would be, the operator is
+        # started again, as the new release's ServiceAccount.
+        stack.cluster.stop_operator()
+        stack.cluster.start_operator()
         state = json.loads(other("stack", "export", "--show-secrets").stdout)
         (identity,) = [r["outputs"] for r in state["deployment"]["resources"]
                        if r["type"] == "pulumi-python:dynamic/infisical:MachineIdentity"]
