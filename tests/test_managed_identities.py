@@ -77,8 +77,11 @@ def test_the_plan_makes_a_scoped_identity_and_fills_the_identity_secret_from_it(
 
 
 def test_a_rotation_of_a_protected_v1alpha1_stack_is_refused_with_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(ManifestError, match=r"a rotation in a protected stack \(floe:protect: true\) needs api: "
-                                            r"v1beta1.*remove operator\.api: v1alpha1"):
+    expected = (r"a rotation in a protected stack \(floe:protect: true\) needs api: v1beta1.*remove operator\.api: "
+                r"v1alpha1 \(the `up` that does replaces Secret infisical-machine-identity-r1 with "
+                r"infisical-machine-identity: run `pulumi state unprotect --stack dev <its URN>` first\), or run "
+                r"`pulumi config rm --stack dev floe:operatorSecretRotation`")
+    with pytest.raises(ManifestError, match=expected):
         plan_of(tmp_path, managed_manifest("v1alpha1"), operator_secret_rotation="r1", protect=True,
                 kube_context="floe-prod")
 

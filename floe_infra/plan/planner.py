@@ -61,7 +61,11 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
             raise manifest.error(
                 ("plugins", "secrets", "config", "operator", "api"),
                 "a rotation in a protected stack (floe:protect: true) needs api: v1beta1: v1alpha1 logs in again only "
-                "when its spec changes, which renames the protected identity Secret; remove operator.api: v1alpha1",
+                "when its spec changes, which renames the protected identity Secret; remove operator.api: v1alpha1 "
+                f"(the `up` that does replaces Secret {plugin.config.identity_secret}-"
+                f"{settings.operator_secret_rotation} with {plugin.config.identity_secret}: run "
+                f"`pulumi state unprotect --stack {settings.stack} <its URN>` first), or run "
+                f"`pulumi config rm --stack {settings.stack} floe:operatorSecretRotation`",
             )
         paths = tuple(sorted({r.path for r in references}))
         operator: OperatorPlan | None = _operator(plugin.config, settings, labels, eso_used, paths)
