@@ -101,9 +101,13 @@ class Cluster:
         core = CoreV1Api(self.api)
         where = f"{namespace}/{service_account}"
         request = Request(spec=V1TokenRequestSpec(audiences=[], expiration_seconds=600))
-        made = self._call(f"a TokenRequest for ServiceAccount {where}",
-                          lambda: core.create_namespaced_service_account_token(
-                              service_account, namespace, request, _request_timeout=TIMEOUT))
+        try:
+            made = self._call(f"a TokenRequest for ServiceAccount {where}",
+                              lambda: core.create_namespaced_service_account_token(
+                                  service_account, namespace, request, _request_timeout=TIMEOUT))
+        except PluginError as exc:
+            raise PluginError(f"{exc}: the kubeconfig's user needs create on serviceaccounts/token in {namespace}, "
+                              "or set plugins.secrets.config.identity.audience") from None
         token = str(((made or {}).get("status") or {}).get("token") or "")
         try:
             payload = token.split(".")[1]
