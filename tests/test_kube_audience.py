@@ -24,7 +24,7 @@ def _cluster(answer: Any) -> Cluster:
             raise ApiException(status=answer, reason="Forbidden")
         return answer
 
-    api.call_api = call_api  # type: ignore[method-assign]
+    api.call_api = call_api
     return Cluster(api, "https://10.0.0.1:6443")
 
 
