@@ -47,6 +47,9 @@ SCOPE = ("project_slug", "environment", "path")
 """Inputs that name where the secret lives: changing one moves it (replace)."""
 
 _IN_PLACE = ("site_url", "key", "value", "comment")
+"""``site_url`` too: a new URL may name the same server (a new DNS name, http to https), where a
+replace's delete would remove the key its create had just found. So a new host is an update that
+makes the new host hold the value, and never deletes at the old one."""
 
 MARK = "managed by floe-infra, stack "
 """How a key's comment says which stack wrote it: ``MARK + owner`` (``<org>/<project>/<stack>``)."""
@@ -62,9 +65,7 @@ def owner_mark(owner: str) -> str:
 def _found_owner(comment: str | None) -> str:
     comment = comment or ""
     return f"stack {comment.removeprefix(MARK)}" if comment.startswith(MARK) else "no floe-infra mark"
-"""``site_url`` too: a new URL may name the same server (a new DNS name, http to https), where a
-replace's delete would remove the key its create had just found. So a new host is an update that
-makes the new host hold the value, and never deletes at the old one."""
+
 
 # Credentials per configured provider instance, outside the instance so pickling cannot reach them.
 _CREDENTIALS: weakref.WeakKeyDictionary[WriterProvider, Credentials | InfisicalError] = weakref.WeakKeyDictionary()
@@ -172,7 +173,7 @@ class InfisicalSecretValueProvider(WriterProvider):
             failures.append(CheckFailure("value", "value is required: pass a string (a secret Output)"))
         owner = news.get("owner")
         if owner is not None and not is_unknown(owner) and not isinstance(owner, str):
-            failures.append(CheckFailure("owner", "owner must be a string: <pulumi project>/<stack>"))
+            failures.append(CheckFailure("owner", "owner must be a string: <pulumi org>/<project>/<stack>"))
         # The comment is the owner's mark: what makes a key this stack's (see create).
         comment = owner_mark(owner) if isinstance(owner, str) else news.get("comment") or ""
         inputs = {**given, "comment": comment, "adopt": bool(news.get("adopt", False))}
