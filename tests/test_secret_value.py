@@ -189,7 +189,8 @@ def test_check_makes_the_owner_the_keys_comment() -> None:
     inputs = InfisicalSecretValueProvider().check({}, {**PROPS, "owner": "floe/prod-us"}).inputs
     assert inputs["comment"] == "managed by floe-infra, stack floe/prod-us"
     failures = InfisicalSecretValueProvider().check({}, {**PROPS, "owner": 7}).failures
-    assert [(f.property, f.reason) for f in failures] == [("owner", "owner must be a string: <pulumi org>/<project>/<stack>")]
+    assert [(f.property, f.reason) for f in failures] == [
+        ("owner", "owner must be a string: <pulumi org>/<project>/<stack>")]
 
 
 def test_create_with_adopt_takes_the_key_over_and_the_state_keeps_no_adopt(infisical: InfisicalFixture) -> None:
