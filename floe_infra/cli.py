@@ -118,7 +118,8 @@ def _plan(args: argparse.Namespace) -> int:
 def _day2(args: argparse.Namespace) -> int:
     from .day2 import commands as day2
 
-    stack = day2.open_target(Path.cwd(), args.stack, args.manifest and str(args.manifest), args.context)
+    stack = day2.open_target(Path.cwd(), args.stack, args.manifest and str(args.manifest), args.context,
+                             read_budget=args.command == "validate")
     namespace = getattr(args, "namespace", None)
     if args.command == "validate":
         report = day2.validate(stack, pre_deploy=args.pre_deploy)

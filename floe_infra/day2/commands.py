@@ -38,7 +38,11 @@ class Target:
     read_budget: str | None = None  # why the operator would read more than the server allows, if it would
 
 
-def open_target(project_dir: Path, stack: str, manifest: str | None, kube_context: str | None) -> Target:
+def open_target(
+    project_dir: Path, stack: str, manifest: str | None, kube_context: str | None, *, read_budget: bool = False
+) -> Target:
+    """``read_budget``: also say whether the operator would read more than the server allows (it
+    builds the stack's plan, which only ``validate`` reports)."""
     settings = read_stack_files(project_dir, stack)
     loaded = load_manifest(project_dir / (manifest or settings.manifest))
     secrets = loaded.model.plugins.secrets
@@ -46,7 +50,7 @@ def open_target(project_dir: Path, stack: str, manifest: str | None, kube_contex
     # The stack's cluster (floe:kubeContext) unless --context names another.
     context = PluginContext(stack, settings.environment, kube_context or settings.kube_context, options)
     # The deployed type's read budget, as `floe secrets plan` and `pulumi preview` say it.
-    budget = build_plan(loaded, settings).over_read_budget if secrets.type == "infisical" else None
+    budget = build_plan(loaded, settings).over_read_budget if read_budget and secrets.type == "infisical" else None
     return Target(
         name=stack,
         environment=settings.environment,
