@@ -287,7 +287,7 @@ READ = ("GET", "/api/v1/identities/id-1")
         ({"kubernetes": None}, {"kubernetes": None, "access": {**ACCESS, "ttl": 60}}, "universal-auth",
          [READ, ("PATCH", "/api/v1/auth/universal-auth/identities/id-1")]),
         ({"role": "viewer"}, {"role": "floe-dev-reader-abc123"}, "universal-auth",
-         [("PATCH", "/api/v2/workspace/project-1/identity-memberships/id-1"), READ]),
+         [READ, ("PATCH", "/api/v2/workspace/project-1/identity-memberships/id-1")]),
     ],
     ids=["universal-to-kubernetes", "kubernetes-to-universal", "half-done-switch", "token-ttl",
          "viewer-to-scoped-role"],

@@ -150,6 +150,11 @@ def cluster_fingerprint(login: dict[str, Any] | None) -> str | None:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
+def _fingerprint(props: dict[str, Any]) -> str | None:
+    """The digest check took, else (the reviewer's Secret was not filled then: a new stack) now."""
+    return props.get("cluster_fingerprint") or cluster_fingerprint(props.get("kubernetes"))
+
+
 def _attach_refused(conn: Connection, where: str, refused: Refused, props: dict[str, Any]) -> InfisicalError:
     method = "Kubernetes Auth" if props.get("kubernetes") else "Universal Auth"
     settings = "plugins.secrets.config.identity (token_ttl, token_max_ttl, trusted_ips"
@@ -237,7 +242,7 @@ class MachineIdentityProvider(_AdminProvider):
             self._delete(conn, identity_id)  # nothing half made stays behind
             raise
         outs = {**props, "identity_id": identity_id, "identity_name": marked, "client_id": client_id,
-                "project_id": str(project["id"]), "cluster_fingerprint": cluster_fingerprint(props.get("kubernetes")),
+                "project_id": str(project["id"]), "cluster_fingerprint": _fingerprint(props),
                 "auth_method": _method(props)}
         return CreateResult(identity_id, outs)
 
@@ -305,14 +310,23 @@ class MachineIdentityProvider(_AdminProvider):
         outs = {**{k: v for k, v in olds.items() if k not in inputs}, **news}
         where = f"machine identity {id_}"
         try:
-            if olds.get("site_url") and olds.get("site_url") != news.get("site_url"):
-                self._still_there(conn, id_)
+            try:
+                current = self._auth_method(conn, id_)
+            except NotFound:
+                if olds.get("site_url") and olds.get("site_url") != news.get("site_url"):
+                    # A new URL must name the server that holds the identity (a new DNS name, http
+                    # to https): another server has none of it, and the identity is not moved.
+                    raise InfisicalError(
+                        f"machine identity {id_} is not at {conn.host}: the new site_url names another Infisical "
+                        "server; to make the operator's identity there, run `pulumi up --replace` with this "
+                        "resource's URN"
+                    ) from None
+                raise
             if olds.get("role") != news["role"]:
                 conn.call(f"change the project role of {where}", lambda c: c.api.patch(
                     path=f"/api/v2/workspace/{olds['project_id']}/identity-memberships/{id_}", model=dict,
                     json={"roles": [{"role": news["role"], "isTemporary": False}]}))
             new_method = _method(news)
-            current = self._auth_method(conn, id_)
             if current != new_method:
                 # One auth method at a time: the old goes (with its client secrets and their
                 # tokens), then the new is attached. Read from Infisical, not the state, so that
@@ -340,7 +354,7 @@ class MachineIdentityProvider(_AdminProvider):
                 conn.call(f"rename {where}", lambda c: c.api.patch(
                     path=f"/api/v1/identities/{id_}", model=dict, json={"name": marked}))
                 outs["identity_name"] = marked
-            outs["cluster_fingerprint"] = cluster_fingerprint(news.get("kubernetes"))
+            outs["cluster_fingerprint"] = _fingerprint(news)
             outs["auth_method"] = new_method
         except Refused as exc:
             raise _refused(conn, f"update {where}", exc, "a role that may edit identities") from None
@@ -352,18 +366,6 @@ class MachineIdentityProvider(_AdminProvider):
         found = conn.call(f"read machine identity {id_}", lambda c: c.api.get(
             path=f"/api/v1/identities/{id_}", model=dict).data)
         return str((found.get("identity") or {}).get("identity", {}).get("authMethod") or "")
-
-    @staticmethod
-    def _still_there(conn: Connection, id_: str) -> None:
-        """A new site URL must name the server that holds the identity (a new DNS name, http to
-        https): another server has none of it, and the identity is not moved."""
-        try:
-            conn.call(f"read machine identity {id_}", lambda c: c.api.get(path=f"/api/v1/identities/{id_}", model=dict))
-        except NotFound:
-            raise InfisicalError(
-                f"machine identity {id_} is not at {conn.host}: the new site_url names another Infisical server; "
-                "to make the operator's identity there, run `pulumi up --replace` with this resource's URN"
-            ) from None
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         self._delete(self._connection(), id_)
