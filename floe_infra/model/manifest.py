@@ -35,8 +35,8 @@ ExactVersion = Annotated[str, AfterValidator(names.exact_version)]
 DEFAULT_CHART_REPO = "https://dl.cloudsmith.io/public/infisical/helm-charts/helm/charts/"
 DEFAULT_CHART_VERSION = "v0.11.5"
 ESO_CHART_REPO = "https://charts.external-secrets.io"
-ESO_CHART_VERSION = "1.3.1"
-DEFAULT_READ_BUDGET = 40  # serves external-secrets.io/v1 (v1beta1 is no longer served)
+ESO_CHART_VERSION = "1.3.1"  # serves external-secrets.io/v1 (v1beta1 is no longer served)
+DEFAULT_READ_BUDGET = 40
 
 
 class _Model(BaseModel):
@@ -106,7 +106,7 @@ class ManagedIdentitySettings(_Model):
     token_ttl: Interval = "10m"  # access_token_ttl
     token_max_ttl: Interval = "1h"  # access_token_max_ttl
     trusted_ips: list[Cidr] = []  # access_token_trusted_ips / client_secret_trusted_ips; [] = anywhere
-    audience: str | None = None  # Kubernetes Auth allowed_audience; None: the cluster's service-account issuer
+    audience: str | None = None  # Kubernetes Auth allowed_audience; None: the API server's own audience
 
     @model_validator(mode="after")
     def _ttls(self) -> ManagedIdentitySettings:
@@ -120,7 +120,7 @@ class ManagedIdentitySettings(_Model):
         if max_ttl > 315360000:
             raise ValueError(f"token_max_ttl is {self.token_max_ttl}: Infisical allows at most 3650d (315360000s)")
         if self.audience is not None and not self.audience.strip():
-            raise ValueError("audience is empty: remove it (the cluster's issuer is the default) or name one")
+            raise ValueError("audience is empty: remove it (the API server's own audience is the default) or name one")
         return self
 
 
