@@ -77,16 +77,24 @@ def _certs(pki: Path) -> None:
         key.chmod(0o600)
 
 
-def _kubeconfig(path: Path, server: str, pki: Path) -> None:
+def _kubeconfig(path: Path, server: str, pki: Path, user: tuple[str, dict[str, str]] | None = None) -> None:
+    """A kubeconfig of context ``floe-local``: the admin's client certificate, or ``user`` (name,
+    credentials)."""
+    name, credentials = user or ("floe-admin", {
+        "client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")})
     path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "floe-local",
         "clusters": [{"name": "floe-local", "cluster": {
             "server": server, "certificate-authority": str(pki / "ca.crt")}}],
-        "users": [{"name": "floe-admin", "user": {
-            "client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")}}],
-        "contexts": [{"name": "floe-local", "context": {"cluster": "floe-local", "user": "floe-admin"}}],
+        "users": [{"name": name, "user": credentials}],
+        "contexts": [{"name": "floe-local", "context": {"cluster": "floe-local", "user": name}}],
     }, indent=2))
     path.chmod(0o600)
+
+
+def _decoded(data: dict[str, str] | None) -> dict[str, str]:
+    """A Secret's ``data``, base64-decoded."""
+    return {k: base64.b64decode(v).decode(errors="replace") for k, v in (data or {}).items()}
 
 
 class LocalCluster:
@@ -215,15 +223,7 @@ class LocalCluster:
         token = self.kubectl("create", "token", account, "-n", namespace, "--duration", f"{hours}h").strip()
         server, _ = self.api_server()
         path = self.state_dir / "operator.kubeconfig"
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "operator",
-            "clusters": [{"name": "floe-local", "cluster": {
-                "server": server, "certificate-authority": str(self._pki / "ca.crt")}}],
-            "users": [{"name": f"system:serviceaccount:{namespace}:{account}", "user": {"token": token}}],
-            "contexts": [{"name": "operator", "context": {
-                "cluster": "floe-local", "user": f"system:serviceaccount:{namespace}:{account}"}}],
-        }, indent=2))
-        path.chmod(0o600)
+        _kubeconfig(path, server, self._pki, (f"system:serviceaccount:{namespace}:{account}", {"token": token}))
         return path
 
     def start_operator(self, timeout: float = 60.0) -> Path:
@@ -288,9 +288,14 @@ class LocalCluster:
     def secrets(self) -> list[tuple[str, str, dict[str, str]]]:
         """(namespace, name, decoded data) of every Secret in the cluster."""
         found = json.loads(self.kubectl("get", "secrets", "-A", "-o", "json"))["items"]
-        return [(s["metadata"]["namespace"], s["metadata"]["name"],
-                 {k: base64.b64decode(v).decode(errors="replace") for k, v in (s.get("data") or {}).items()})
-                for s in found]
+        return [(s["metadata"]["namespace"], s["metadata"]["name"], _decoded(s.get("data"))) for s in found]
+
+    def secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """One Secret's decoded data; None when there is no such Secret."""
+        found = self.kubectl("get", "secret", name, "-n", namespace, "-o", "json", "--ignore-not-found")
+        if not found.strip():
+            return None
+        return _decoded(json.loads(found).get("data"))
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
         result = subprocess.run(

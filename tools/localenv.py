@@ -306,6 +306,11 @@ class InfisicalAdmin:
             raise
         return identity
 
+    def identity_client_secrets(self, identity_id: str) -> list[dict[str, Any]]:
+        """An identity's Universal Auth client secrets as Infisical lists them (ids, uses, revoked)."""
+        listed = self.call("GET", f"/api/v1/auth/universal-auth/identities/{identity_id}/client-secrets")
+        return list(listed["clientSecretData"])
+
     def client_secrets(self, state: Path | None = None) -> set[str]:
         """Every client secret of the local server's identities (credentials.env and admin.env)."""
         state = state or server_state()

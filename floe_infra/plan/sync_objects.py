@@ -78,7 +78,6 @@ def _credential(identity: KubeObject, key: str) -> dict[str, str]:
     return {"name": identity.name, "namespace": identity.namespace, "key": key}
 
 
-
 def _object(
     api_version: str,
     kind: str,

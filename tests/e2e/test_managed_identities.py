@@ -57,7 +57,7 @@ class Stack:
         }, sort_keys=False)
 
     def secret(self, name: str, namespace: str = JOBS) -> dict[str, str] | None:
-        return next((data for ns, n, data in self.cluster.secrets() if (ns, n) == (namespace, name)), None)
+        return self.cluster.secret(namespace, name)
 
     def synced(self) -> bool:
         return self.secret("lake-credentials") == {"LAKE_TOKEN": self.values["token"]}
@@ -74,9 +74,7 @@ class Stack:
         return self.pulumi.outputs_of(kind)
 
     def client_secrets(self, identity_id: str) -> list[dict[str, Any]]:
-        """The identity's client secrets that are not revoked."""
-        listed = self.admin.call("GET", f"/api/v1/auth/universal-auth/identities/{identity_id}/client-secrets")
-        return list(listed["clientSecretData"])
+        return self.admin.identity_client_secrets(identity_id)
 
     def auth_ready(self) -> str | None:
         out = self.cluster.kubectl("get", "infisicalauth", AUTH, "-n", OPERATOR_NS, "-o", "json",

@@ -59,7 +59,7 @@ class Prod:
         }, sort_keys=False)
 
     def secret(self, name: str = "lake-credentials", namespace: str = JOBS) -> dict[str, str] | None:
-        return next((data for ns, n, data in self.cluster.secrets() if (ns, n) == (namespace, name)), None)
+        return self.cluster.secret(namespace, name)
 
     def synced(self) -> bool:
         return self.secret() == {"LAKE_TOKEN": self.values["token"]}
@@ -72,8 +72,7 @@ class Prod:
         return self.pulumi.outputs_of(kind)
 
     def client_secrets(self, identity_id: str) -> list[dict[str, Any]]:
-        listed = self.admin.call("GET", f"/api/v1/auth/universal-auth/identities/{identity_id}/client-secrets")
-        return list(listed["clientSecretData"])
+        return self.admin.identity_client_secrets(identity_id)
 
 
 class LoginRefused(Exception):
