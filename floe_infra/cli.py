@@ -92,6 +92,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common(status)
     _cluster(status, namespaces=True)
+    upgrade = commands.add_parser(
+        "upgrade",
+        help="move a stack's state from an earlier release to this one, keeping every value",
+        description="Run once per stack after upgrading floe-infra, before `pulumi up`: each generate: value "
+        "made by GeneratedPassword (releases before random.RandomPassword) becomes a RandomPassword with the "
+        "same value (`pulumi import`). Needs the pulumi CLI, logged in to the stack's backend, run from the "
+        "project directory. Running it again does nothing.",
+    )
+    upgrade.add_argument("--stack", required=True, help="stack name, as in Pulumi.<STACK>.yaml")
     return parser
 
 
@@ -133,7 +142,22 @@ def _day2(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _upgrade(args: argparse.Namespace) -> int:
+    from .day2.upgrade import upgrade
+
+    report = upgrade(Path.cwd(), args.stack)
+    if report.moved:
+        print(f"moved {len(report.moved)} generated value(s) into RandomPassword, each unchanged: "
+              f"{', '.join(report.moved)}")
+        print(f"next: `pulumi up --stack {args.stack}` (no value changes; it deletes the GeneratedPassword entries)")
+    else:
+        print(f"stack {args.stack}: nothing to upgrade" + (f" ({len(report.already)} value(s) moved before)"
+                                                           if report.already else ""))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "upgrade": _upgrade,
     "plan": _plan,
     "validate": _day2,
     "list": _day2,

@@ -99,13 +99,19 @@ def environment_violations(
     ]
 
 
+STATE_ONLY = ("random:index/randomPassword:RandomPassword",)
+"""Resources with nothing outside the state to delete: a RandomPassword's value lives on in what
+the stack wrote it into (protected there), and protecting the password itself would only refuse
+its rotation (a replace)."""
+
+
 def protection_violations(
     resource_type: str, protected: bool, stack: str, protected_stacks: Sequence[str]
 ) -> list[str]:
     if stack not in protected_stacks or protected:
         return []
-    if resource_type.startswith(("pulumi:", "floe:")):  # the stack, providers and components
-        return []
+    if resource_type.startswith(("pulumi:", "floe:")) or resource_type in STATE_ONLY:
+        return []  # the stack, providers and components; passwords
     return [f"{resource_type} in stack {stack} is not protected: set floe:protect true for this stack"]
 
 
@@ -159,7 +165,8 @@ POLICIES = [
     ),
     ResourceValidationPolicy(
         name="prod-resources-protected",
-        description="Every resource of a production stack is protected from deletion.",
+        description="Every resource of a production stack is protected from deletion (passwords, which live only "
+        "in the state, excepted).",
         validate=_protection,
         enforcement_level=EnforcementLevel.MANDATORY,
         config_schema=PolicyConfigSchema(

@@ -96,6 +96,7 @@ class Registration:
     retain_on_delete: bool = False
     delete_before_replace: bool = False
     aliases: list[tuple[str, str]] = field(default_factory=list)  # (name, parent URN) of a spec, ("urn", URN)
+    ignore_changes: list[str] = field(default_factory=list)
 
     def secret_inputs(self) -> set[str]:
         """Top-level input names the engine was told are secret."""
@@ -172,6 +173,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     aliases=[(a.spec.name, a.spec.parentUrn) if a.HasField("spec") else ("urn", a.urn)
                              for a in request.aliases],
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response

@@ -275,10 +275,10 @@ def test_key_sources(tmp_path: Path) -> None:
         "      GEN: {generate: {length: 40, special: false}}\n"
     )
     (ref,) = load_manifest(write(tmp_path, text)).references("ns")
-    assert [(k.name, k.source, k.length, k.special) for k in ref.keys] == [
-        ("FROM_CONFIG", "config", 32, True),
-        ("GEN", "generate", 40, False),
-        ("MANUAL", "manual", 32, True),
+    assert [(k.name, k.source, k.generate and (k.generate.length, k.generate.special)) for k in ref.keys] == [
+        ("FROM_CONFIG", "config", None),
+        ("GEN", "generate", (40, False)),
+        ("MANUAL", "manual", None),
     ]
 
 

@@ -1,78 +1,230 @@
-"""GeneratedPassword: the provider behind generate: keys (what random.RandomPassword did)."""
+"""generate: keys: a random.RandomPassword each, its knobs, its rotation, and the move of values
+made by the former GeneratedPassword (``floe secrets upgrade``)."""
 
 from __future__ import annotations
 
-import base64
-import pickle
-import string
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
-from pulumi.dynamic.dynamic import serialize_provider
+from conftest import ROOT, RunProgram, default_config
 
-from floe_infra.deploy.password import SPECIAL, GeneratedPasswordProvider
+from floe_infra import build_plan, load_manifest, parse_stack_config
+from floe_infra.cli import main
+from floe_infra.day2.upgrade import UpgradeError, plan_upgrade, redact
+from floe_infra.deploy.secret_value import _replaces_legacy_value
+from floe_infra.errors import FloeError
+from floe_infra.plan.desired import LEGACY_PASSWORD_TYPE, PASSWORD_TYPE
 
-
-def _outs(result: Any) -> dict[str, Any]:
-    """A provider result's outputs (typed Optional in the SDK; always set by ours)."""
-    assert result.outs is not None
-    return dict(result.outs)
-
-
-
-@pytest.mark.parametrize(
-    ("special", "alphabet"),
-    [(True, string.ascii_letters + string.digits + SPECIAL), (False, string.ascii_letters + string.digits)],
-    ids=["special", "letters-and-digits"],
+VALUE = "pulumi-python:dynamic/infisical:SecretValue"
+EXAMPLE = (ROOT / "manifest.yaml").read_text()
+TWO_GENERATED = EXAMPLE.replace(
+    "      SNOWFLAKE_USER: {config: true}",
+    "      SNOWFLAKE_USER: {config: true}\n"
+    "      SNOWFLAKE_TOKEN: {generate: {length: 40, min_upper: 2, min_numeric: 3, override_special: '-_'}}",
 )
-def test_create_draws_length_characters_from_the_alphabet(special: bool, alphabet: str) -> None:
-    # 64.0: every number reaches a dynamic provider as a float.
-    provider = GeneratedPasswordProvider()
-    results = {_outs(provider.create({"length": 64.0, "special": special}))["result"] for _ in range(20)}
-    assert len(results) == 20
-    assert all(len(r) == 64 and set(r) <= set(alphabet) for r in results)
 
 
-@pytest.mark.parametrize(
-    ("olds", "news", "replaces"),
-    [
-        ({"length": 32, "special": True}, {"length": 32, "special": True}, []),
-        ({"length": 32, "special": True}, {"length": 40, "special": True}, ["length"]),
-        ({"length": 32, "special": True}, {"length": 32, "special": False}, ["special"]),
-    ],
-    ids=["same-spec-keeps-the-value", "length-replaces", "special-replaces"],
-)
-def test_only_a_spec_change_makes_a_new_value(
-    olds: dict[str, object], news: dict[str, object], replaces: list[str]
+def test_the_random_provider_makes_each_generated_value(run_program: RunProgram) -> None:
+    run = run_program(TWO_GENERATED)
+    token = run.named(PASSWORD_TYPE, "/compute/snowflake:SNOWFLAKE_TOKEN")
+    password = run.named(PASSWORD_TYPE, "/compute/snowflake:SNOWFLAKE_PASSWORD")
+    # Only the knobs the manifest sets are sent: random's defaults are what an import records.
+    assert {k: token.plain(k) for k in token.inputs} == {
+        "length": 40, "special": True, "minUpper": 2, "minNumeric": 3, "overrideSpecial": "-_",
+    }
+    assert {k: password.plain(k) for k in password.inputs} == {"length": 32, "special": False}
+    assert "result" in token.additional_secret_outputs  # the SDK's own: the value is secret in state
+    # Never protected (state only: protect would only refuse a rotation), in a protected stack too.
+    protected = {**default_config("prod"), "floe:protect": "true", "floe:kubeContext": "floe-prod"}
+    prod = run_program(TWO_GENERATED, "prod", protected)
+    assert prod.named(PASSWORD_TYPE, "/compute/snowflake:SNOWFLAKE_TOKEN").protect is False
+    assert prod.named(VALUE, "/compute/snowflake:SNOWFLAKE_TOKEN").protect is True
+    value = run.named(VALUE, "/compute/snowflake:SNOWFLAKE_TOKEN")
+    assert token.urn in value.dependencies
+    assert value.plain("value") == "generated-/compute/snowflake:SNOWFLAKE_TOKEN" and "value" in value.secret_inputs()
+    assert value.plain("generated") is True and "rotation" not in value.inputs
+    assert "generated" not in run.named(VALUE, "/compute/snowflake:SNOWFLAKE_USER").inputs
+
+
+def test_special_false_is_compared_only_from_the_first_rotation(run_program: RunProgram) -> None:
+    """An imported password records special: true, whatever made it: without a rotation mark the
+    program does not ask for a replace over it."""
+    run = run_program(TWO_GENERATED)
+    assert run.named(PASSWORD_TYPE, "/compute/snowflake:SNOWFLAKE_PASSWORD").ignore_changes == ["special"]
+    assert run.named(PASSWORD_TYPE, "/compute/snowflake:SNOWFLAKE_TOKEN").ignore_changes == []
+
+
+def test_a_rotation_mark_is_the_keeper_of_that_one_value(run_program: RunProgram) -> None:
+    config = {**default_config("dev"), "floe:rotations": {"snowflake-credentials": {"SNOWFLAKE_PASSWORD": "2026-12"}}}
+    run = run_program(TWO_GENERATED, config=config)
+    rotated = run.named(PASSWORD_TYPE, "/compute/snowflake:SNOWFLAKE_PASSWORD")
+    other = run.named(PASSWORD_TYPE, "/compute/snowflake:SNOWFLAKE_TOKEN")
+    assert rotated.plain("keepers") == {"rotation": "2026-12"} and rotated.ignore_changes == []
+    assert "keepers" not in other.inputs
+    assert run.named(VALUE, "/compute/snowflake:SNOWFLAKE_PASSWORD").plain("rotation") == "2026-12"
+
+
+def test_a_renamed_key_keeps_its_password_through_an_alias(run_program: RunProgram) -> None:
+    renamed = EXAMPLE.replace(
+        "SNOWFLAKE_PASSWORD: {generate:", "SNOWFLAKE_PASS: {renamed_from: SNOWFLAKE_PASSWORD, generate:"
+    )
+    password = run_program(renamed).named(PASSWORD_TYPE, "/compute/snowflake:SNOWFLAKE_PASS")
+    assert ("/compute/snowflake:SNOWFLAKE_PASSWORD", "") in password.aliases
+
+
+KNOBS = [  # (generate: block, the message's tail)
+    ("{length: 8, min_upper: 5, min_numeric: 4}",
+     r"generate: min_upper \+ min_lower \+ min_numeric \+ min_special is 9, more than length 8: raise length or lower "
+     r"a minimum"),
+    ("{special: false, min_special: 1}", r"generate: special: false makes no special characters: remove min_special"),
+    ("{special: false, override_special: '-'}", r"generate: special: false makes no special characters"),
+    ("{override_special: 'ab'}", r"generate\.override_special: String should match pattern"),
+    ("{override_special: ''}", r"generate\.override_special: String should have at least 1 character"),
+    ("{min_lower: -1}", r"generate\.min_lower: Input should be greater than or equal to 0"),
+    ("{min_upper: '2'}", r"generate\.min_upper: Input should be a valid integer"),
+    ("{keepers: {a: b}}", r"generate\.keepers: unknown key \(found {'a': 'b'}\): remove it or fix its spelling"),
+]
+
+
+@pytest.mark.parametrize(("block", "message"), KNOBS, ids=[b for b, _ in KNOBS])
+def test_generate_knobs_are_checked_with_the_field_and_the_fix(tmp_path: Path, block: str, message: str) -> None:
+    path = tmp_path / "manifest.yaml"
+    path.write_text(EXAMPLE.replace("{generate: {length: 32, special: false}}", f"{{generate: {block}}}"))
+    with pytest.raises(FloeError) as caught:
+        load_manifest(path)
+    assert re.search(rf"{path}: 1 problem:\n  - line 28: secrets\.snowflake-credentials\.keys\.SNOWFLAKE_PASSWORD\."
+                     rf"{message}", str(caught.value)), str(caught.value)
+
+
+def _plan(tmp_path: Path, rotations: Any) -> None:
+    path = tmp_path / "manifest.yaml"
+    path.write_text(EXAMPLE)
+    settings = parse_stack_config("dev", {"environment": "dev", "rotations": rotations}, "Pulumi.dev.yaml")
+    build_plan(load_manifest(path), settings)
+
+
+@pytest.mark.parametrize(("rotations", "message"), [
+    ({"snowflake-credentials": {"SNOWFLAKE_USER": "1"}},
+     "Pulumi.dev.yaml: floe:rotations.snowflake-credentials.SNOWFLAKE_USER names no generate: key of the manifest "
+     "(generated keys: snowflake-credentials.SNOWFLAKE_PASSWORD): fix the name, or remove it with `pulumi config rm "
+     "--stack dev --path 'floe:rotations.snowflake-credentials.SNOWFLAKE_USER'`"),
+    ({"a.b": {"K": "1"}}, "floe:rotations[\"a.b\"].K names no generate: key"),
+    ({"snowflake-credentials": {"SNOWFLAKE_PASSWORD": "Not A Mark"}},
+     "Pulumi.dev.yaml: floe:rotations.snowflake-credentials.SNOWFLAKE_PASSWORD: 'Not A Mark' is not a rotation mark"),
+    ({"snowflake-credentials": {"SNOWFLAKE_PASSWORD": 3}}, "a rotation mark must be a string; found 3"),
+    (["x"], "floe:rotations must be an object {reference: {KEY: mark}}; found"),
+], ids=["not-generated", "dotted-name-quoted", "bad-mark", "not-a-string", "not-an-object"])
+def test_rotation_marks_are_checked(tmp_path: Path, rotations: Any, message: str) -> None:
+    with pytest.raises(FloeError) as caught:
+        _plan(tmp_path, rotations)
+    assert message in str(caught.value)
+
+
+# --- the guard: no new value over one a release before RandomPassword made --------------------
+
+OLD = {"path": "/db", "key": "PASSWORD", "value": "old-value-canary"}  # inputs written by that release
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # what the engine sends for a value not known yet
+GUARD = [
+    ("upgraded-same-value", OLD, {**OLD, "generated": True}, False),
+    ("not-upgraded-preview", OLD, {**OLD, "value": UNKNOWN, "generated": True}, True),
+    ("not-upgraded-up", OLD, {**OLD, "value": "new-value", "generated": True}, True),
+    ("rotation-asked-for", OLD, {**OLD, "value": UNKNOWN, "generated": True, "rotation": "r2"}, False),
+    ("written-by-this-release", {**OLD, "generated": True}, {**OLD, "value": "new", "generated": True}, False),
+    ("a-config-value", OLD, {**OLD, "value": "new"}, False),
+    ("a-create", {}, {**OLD, "value": UNKNOWN, "generated": True}, False),
+]
+
+
+@pytest.mark.parametrize(("olds", "news", "refused"), [g[1:] for g in GUARD], ids=[g[0] for g in GUARD])
+def test_a_new_value_over_a_legacy_one_needs_the_upgrade_or_a_rotation(
+    olds: dict[str, Any], news: dict[str, Any], refused: bool
 ) -> None:
-    diff = GeneratedPasswordProvider().diff("id", {**olds, "result": "x"}, news)
-    assert diff.changes is bool(replaces)
-    assert diff.replaces == replaces
+    problem = _replaces_legacy_value(olds, news)
+    assert bool(problem) is refused
+    if problem:
+        assert problem.startswith("/db:PASSWORD holds a value that a release before RandomPassword generated")
+        assert "run `floe secrets upgrade --stack <stack>` first" in problem
+        assert "old-value-canary" not in problem and "new-value" not in problem
 
 
-def test_check_takes_the_float_the_engine_sends_for_a_whole_number() -> None:
-    checked = GeneratedPasswordProvider().check({}, {"length": 32.0, "special": False})
-    assert checked.failures == []
-    assert checked.inputs == {"length": 32, "special": False}
+# --- floe secrets upgrade: what it imports, from an exported state -------------------------------
+
+PLATFORM = "urn:pulumi:prod::floe::floe:secrets:Platform::floe-secrets"
 
 
-@pytest.mark.parametrize("length", [0, 5000, "32", True, 3.5], ids=["zero", "huge", "string", "bool", "fraction"])
-def test_check_refuses_a_bad_length(length: object) -> None:
-    failures = GeneratedPasswordProvider().check({}, {"length": length, "special": True}).failures
-    assert [f.property for f in failures] == ["length"]
+def _secret(value: str) -> dict[str, str]:
+    return {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "plaintext": json.dumps(value)}
 
 
-def test_the_pickled_provider_carries_no_value() -> None:
-    provider = GeneratedPasswordProvider()
-    result = _outs(provider.create({"length": 48, "special": False}))["result"]
-    assert result.encode() not in pickle.dumps(provider)
+def _legacy(name: str, value: str, protect: bool) -> dict[str, Any]:
+    return {"urn": f"urn:pulumi:prod::floe::floe:secrets:Platform${LEGACY_PASSWORD_TYPE}::{name}",
+            "type": LEGACY_PASSWORD_TYPE, "protect": protect, "parent": PLATFORM,
+            "inputs": {"length": 32, "special": True}, "outputs": {"length": 32, "result": _secret(value)}}
 
 
-def test_the_provider_is_pickled_under_the_path_existing_states_hold() -> None:
-    """Every stack's state holds it pickled as floe_infra.password.GeneratedPasswordProvider, though
-    the class lives in floe_infra.deploy: moving that path would break their refresh and destroy."""
-    import floe_infra.password
+def _random(name: str, value: str) -> dict[str, Any]:
+    return {"urn": f"urn:pulumi:prod::floe::floe:secrets:Platform${PASSWORD_TYPE}::{name}", "type": PASSWORD_TYPE,
+            "outputs": {"result": _secret(value)}}
 
-    pickled = base64.b64decode(serialize_provider(GeneratedPasswordProvider()))
-    assert b"floe_infra.password" in pickled and b"floe_infra.deploy" not in pickled
-    assert type(pickle.loads(pickled)) is floe_infra.password.GeneratedPasswordProvider
+
+def test_upgrade_imports_each_legacy_value_under_the_platform_with_its_protection() -> None:
+    deployment = {"resources": [
+        {"urn": PLATFORM, "type": "floe:secrets:Platform"},
+        _legacy("/db:PASSWORD", "v-db-canary", protect=True),
+        _legacy("floe-jobs/app/TOKEN", "v-app-canary", protect=False),
+        _legacy("/done:KEY", "v-done", protect=False), _random("/done:KEY", "v-done"),
+        _legacy("/stray:KEY", "v-stray", protect=False), _random("/stray:KEY", "made-by-an-up-before-the-upgrade"),
+    ]}
+    plan = plan_upgrade(deployment)
+    assert [(m.name, m.value) for m in plan.moves] == [
+        ("/db:PASSWORD", "v-db-canary"), ("floe-jobs/app/TOKEN", "v-app-canary"), ("/stray:KEY", "v-stray")]
+    assert plan.done == ("/done:KEY",)
+    assert plan.stray == (f"urn:pulumi:prod::floe::floe:secrets:Platform${PASSWORD_TYPE}::/stray:KEY",)
+    assert plan.import_file("4.19.1") == {"nameTable": {"platform": PLATFORM}, "resources": [
+        {"type": PASSWORD_TYPE, "name": "/db:PASSWORD", "id": "v-db-canary", "parent": "platform", "version": "4.19.1"},
+        {"type": PASSWORD_TYPE, "name": "floe-jobs/app/TOKEN", "id": "v-app-canary", "parent": "platform",
+         "version": "4.19.1"},
+        {"type": PASSWORD_TYPE, "name": "/stray:KEY", "id": "v-stray", "parent": "platform", "version": "4.19.1"},
+    ]}
+    # Imported protected; then every RandomPassword, and each protected legacy entry, is unprotected.
+    assert plan.unprotect() == [
+        f"urn:pulumi:prod::floe::floe:secrets:Platform${LEGACY_PASSWORD_TYPE}::/db:PASSWORD",
+        *(f"urn:pulumi:prod::floe::floe:secrets:Platform${PASSWORD_TYPE}::{n}"
+          for n in ("/db:PASSWORD", "floe-jobs/app/TOKEN", "/stray:KEY")),
+    ]
+
+
+@pytest.mark.parametrize(("resources", "message"), [
+    ([_legacy("/db:K", "v", False)], "the state holds 0 floe:secrets:Platform resources, not one"),
+    ([{"urn": PLATFORM, "type": "floe:secrets:Platform"},
+      {**_legacy("/db:K", "v", False), "outputs": {"result": "[secret]"}}], None),
+    ([{"urn": PLATFORM, "type": "floe:secrets:Platform"}, {**_legacy("/db:K", "v", False), "outputs": {}}],
+     "the GeneratedPassword /db:K holds no value in the state"),
+], ids=["no-platform", "exported-without-show-secrets-is-a-plain-string", "no-value"])
+def test_upgrade_refuses_a_state_it_cannot_move(resources: list[dict[str, Any]], message: str | None) -> None:
+    if message is None:  # a plain "[secret]" is a string: refused only by the value check after import
+        assert plan_upgrade({"resources": resources}).moves[0].value == "[secret]"
+        return
+    with pytest.raises(UpgradeError, match=re.escape(message)):
+        plan_upgrade({"resources": resources})
+
+
+def test_a_stack_with_nothing_to_move_is_a_no_op() -> None:
+    assert plan_upgrade({"resources": [{"urn": PLATFORM, "type": "floe:secrets:Platform"}]}).moves == ()
+
+
+def test_what_pulumi_says_is_redacted_before_it_is_shown() -> None:
+    said = "error: resource '/db:K' with id 'v-db-canary' failed: v-db-canary is not valid"
+    assert redact(said, ["v-db-canary"]) == "error: resource '/db:K' with id '[secret]' failed: [secret] is not valid"
+
+
+def test_upgrade_without_the_pulumi_cli_says_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(["secrets", "upgrade", "--stack", "prod"]) == 2
+    assert capsys.readouterr().err == (
+        "floe: error: the pulumi CLI is not on PATH: install it (see the README's prerequisites)\n")

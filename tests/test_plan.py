@@ -245,7 +245,8 @@ def test_values_written_into_infisical(tmp_path: Path) -> None:
         "dev",
         "/compute/snowflake",
     )
-    assert (password.source.generate_length, password.source.generate_special) == (32, False)
+    assert password.source.generate is not None and password.source.rotation is None
+    assert (password.source.generate.length, password.source.generate.special) == (32, False)
     assert user.source.config_path == ("snowflake-credentials", "SNOWFLAKE_USER")
     assert password.site_url == "https://infisical.company.com"
 

@@ -85,8 +85,10 @@ def test_sync_objects_read_their_own_stacks_environment(
         ("kubernetes:core/v1:Secret", False, "dev", 0),
         ("floe:secrets:Platform", False, "prod", 0),
         ("pulumi:providers:kubernetes", False, "prod", 0),
+        ("random:index/randomPassword:RandomPassword", False, "prod", 0),
+        ("pulumi-python:dynamic/infisical:SecretValue", False, "prod", 1),
     ],
-    ids=["prod-unprotected", "prod-protected", "dev", "component", "provider"],
+    ids=["prod-unprotected", "prod-protected", "dev", "component", "provider", "password", "its-value"],
 )
 def test_prod_resources_are_protected(typ: str, protected: bool, stack: str, violations: int) -> None:
     assert len(protection_violations(typ, protected, stack, ["prod"])) == violations

@@ -42,6 +42,16 @@ def test_the_kubernetes_sdk_asks_for_the_provider_the_e2e_builds_and_it_is_a_rel
     assert requirement("pulumi-kubernetes") == declared["version"] == version("pulumi-kubernetes")
 
 
+def test_the_random_sdk_asks_for_the_provider_the_e2e_builds_from_the_vendored_source() -> None:
+    declared = json.loads(files("pulumi_random").joinpath("pulumi-plugin.json").read_text())
+    assert declared["name"] == "random"
+    assert RELEASE.fullmatch(declared["version"]), f"{declared['version']} is a prerelease: plugin servers refuse it"
+    pins = (requirement("pulumi-random"), version("pulumi-random"), build_pin("RANDOM_VERSION"))
+    assert pins == (declared["version"],) * 3
+    # the source it builds from is that tag's (../shared/vendor/pulumi-random-v<version>)
+    assert "random_src=$vendor/pulumi-random-v${RANDOM_VERSION}" in (ROOT / "tools" / "build.sh").read_text()
+
+
 def test_the_pulumi_sdk_matches_the_cli_the_e2e_builds_and_the_workflows_install() -> None:
     cli = build_pin("PULUMI_VERSION")
     assert RELEASE.fullmatch(cli), f"the CLI build {cli} is a prerelease"
@@ -62,13 +72,17 @@ def test_every_pin_is_a_release() -> None:
 
 def test_the_readme_names_the_pinned_versions_only() -> None:
     readme = (ROOT / "README.md").read_text()
-    pins = {"pulumi": requirement("pulumi"), "pulumi-kubernetes": requirement("pulumi-kubernetes")}
-    found = re.findall(r"\b(pulumi-kubernetes|pulumi)(?:==| v?| version )(\d+\.\d+\.\d+[0-9A-Za-z.+-]*)", readme)
-    assert {name for name, _ in found} == set(pins), "the README names no version of pulumi or pulumi-kubernetes"
+    pins = {p: requirement(p) for p in ("pulumi", "pulumi-kubernetes", "pulumi-random")}
+    found = re.findall(
+        r"\b(pulumi-kubernetes|pulumi-random|pulumi)(?:==| v?| version )(\d+\.\d+\.\d+[0-9A-Za-z.+-]*)", readme
+    )
+    assert {name for name, _ in found} == set(pins), "the README does not name the version of every Pulumi package"
     for name, named in found:
         assert named.rstrip(".") == pins[name], f"the README names {name} {named}; requirements.txt pins {pins[name]}"
     for mentioned in re.findall(r"\b4\.\d+\.\d+\S*", readme):
-        assert mentioned.startswith(pins["pulumi-kubernetes"]), f"the README names the version {mentioned}"
+        assert mentioned.startswith((pins["pulumi-kubernetes"], pins["pulumi-random"])), (
+            f"the README names the version {mentioned}"
+        )
 
 
 # --- tools/cluster.py signals only its own processes ------------------------------------------

@@ -17,18 +17,20 @@ PULUMI_VERSION=v3.259.0                # pulumi==3.259.0 (CLI and the official P
 KUBERNETES_PROVIDER_VERSION=4.25.0     # pulumi-kubernetes==4.25.0 (the proxy's one provider commit is its tag)
 OPERATOR_VERSION=v0.11.5               # the Helm chart pin: secrets-operator v0.11.5
 KUBE_VERSION=v1.34.4
+RANDOM_VERSION=4.19.1                  # pulumi-random==4.19.1 (the provider plugin, from ../shared/vendor)
 ESO_VERSION=v1.3.2 # the CRDs only (the proxy serves v1.3.2 and v0.16.2; the chart pin is 1.3.1)
 
 vendor=${FLOE_VENDOR:-$(cd "$here/../.." && pwd)/shared/vendor}
 langhost_src=$vendor/pulumi-language-python-${PULUMI_VERSION}
 operator_src=$vendor/infisical-operator-${OPERATOR_VERSION}
+random_src=$vendor/pulumi-random-v${RANDOM_VERSION}
 
 die() { echo "tools: $*" >&2; exit 1; }
 
 # Go must be at least the newest `go` line of every module built here: say so in the first second.
 need_go() {
 	local need=0.0 have v f
-	for f in "$here"/*/go.mod "$langhost_src/go.mod" "$operator_src/go.mod"; do
+	for f in "$here"/*/go.mod "$langhost_src/go.mod" "$operator_src/go.mod" "$random_src/provider/go.mod"; do
 		[[ -f $f ]] || continue
 		v=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$f")
 		[[ $(printf '%s\n%s\n' "$need" "$v" | sort -V | tail -1) == "$v" ]] && need=$v
@@ -42,7 +44,7 @@ need_go() {
 
 key=$( (cd "$here" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' -o -name '*.sh' \) \
 	-print0 | sort -z | xargs -0 sha256sum
-	for d in "$langhost_src" "$operator_src"; do
+	for d in "$langhost_src" "$operator_src" "$random_src"; do
 		[[ -d $d ]] && (cd "$d" && find . -type f ! -name '*_test.go' -print0 | sort -z | xargs -0 sha256sum)
 	done
 	go env GOVERSION) | sha256sum | cut -c1-16)
@@ -83,8 +85,8 @@ if [[ -f $root/complete ]]; then
 	echo "tools: up to date in $bin"
 	exit 0
 fi
-[[ -f $langhost_src/main.go && -f $operator_src/go.mod ]] ||
-	die "the vendored sources are missing: expected $langhost_src and $operator_src (set FLOE_VENDOR)"
+[[ -f $langhost_src/main.go && -f $operator_src/go.mod && -f $random_src/provider/go.mod ]] ||
+	die "the vendored sources are missing: expected $langhost_src, $operator_src and $random_src (set FLOE_VENDOR)"
 
 # A failed or interrupted build leaves nothing behind: a rerun never sees half a tools directory.
 scratches=()
@@ -201,6 +203,18 @@ build_operator() {
 	install -m 0644 config/crd/bases/*.yaml "$out/infisical-operator-crds/"
 }
 
+build_random_provider() {
+	# pulumi-resource-random, from ../shared/vendor (the proxy refuses its module), as its Makefile
+	# builds it: generate.go writes the versioned schema that main.go embeds, then the plugin builds
+	# with the version stamped in. Its go.sum is upstream's: -mod=mod lets Go complete it.
+	scratch "$random_src/provider"
+	local flags=${GOFLAGS/-mod=readonly/-mod=mod}
+	(cd cmd/pulumi-resource-random && VERSION=$RANDOM_VERSION GOFLAGS=$flags go run generate.go)
+	GOFLAGS=$flags go build -trimpath \
+		-ldflags "-s -w -X github.com/pulumi/pulumi-random/provider/v4/pkg/version.Version=$RANDOM_VERSION" \
+		-o "$out/pulumi-resource-random" ./cmd/pulumi-resource-random
+}
+
 eso_crds() {
 	# External Secrets Operator's own CRDs, so the API server validates the ESO objects we create.
 	local dir
@@ -216,6 +230,7 @@ step pulumi-resource-kubernetes build_kubernetes_provider
 step control-plane build_control_plane
 step kwok build_kwok
 step infisical-operator build_operator
+step pulumi-resource-random build_random_provider
 step eso-crds eso_crds
 
 mv "$out" "$bin"

@@ -1,6 +1,6 @@
 """Pulumi components that wrap a StackPlan in resources, and nothing else.
 
-Every decision (names, specs, dependencies, protection) was made by :mod:`floe_infra.build`; this
+Every decision (names, specs, dependencies, protection) was made by :mod:`floe_infra.plan`; this
 layer only picks the resource class for each desired object and supplies secret values as Pulumi
 secrets, so ``pulumi preview`` shows exactly what ``floe secrets plan`` printed.
 """
@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from ..clients.infisical import writer_host
 from ..plan.desired import (
@@ -28,7 +29,6 @@ from ..plan.desired import (
     StackPlan,
 )
 from .identities import LOGIN_WAIT, ClientSecret, MachineIdentity, OperatorLogin, ProjectRole
-from .password import GeneratedPassword
 from .secret_value import InfisicalSecretValue
 
 TYPE_PREFIX = "floe:secrets"
@@ -156,15 +156,17 @@ class _Builder:
                 path=desired.path,
                 key=desired.key,
                 value=self._password(
-                    desired.logical_name, source, desired.protect,
+                    desired.logical_name, source,
                     _aliases(PASSWORD_TYPE, desired.logical_name, former_name, former_parent),
                 )
-                if source.generate_length is not None
+                if source.generate is not None
                 else self._values.config_value(source),
                 opts=opts,
                 owner=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
                 adopt=desired.adopt,
                 site_url=self._values.writer_host(desired.site_url),
+                generated=source.generate is not None,
+                rotation=source.rotation,
             )
         elif isinstance(desired, ChartCrds):
             chart = k8s.helm.v3.Chart(
@@ -260,9 +262,7 @@ class _Builder:
         self, obj: KubeObject, former_parent: str | pulumi.Output[str] | None
     ) -> dict[str, pulumi.Output[str]]:
         generated = {
-            name.rsplit("/", 1)[1]: self._password(
-                name, s, obj.protect, _aliases(PASSWORD_TYPE, name, None, former_parent)
-            )
+            name.rsplit("/", 1)[1]: self._password(name, s, _aliases(PASSWORD_TYPE, name, None, former_parent))
             for name, s in obj.generated().items()
         }
         return {k: generated.get(k) or self._value(s) for k, s in obj.secret_data.items()}
@@ -278,14 +278,32 @@ class _Builder:
         return identity.identity_id if source.identity_output == "identityId" else identity.client_id
 
     def _password(
-        self, name: str, source: SecretSource, protect: bool, aliases: list[str | pulumi.Alias] | None
+        self, name: str, source: SecretSource, aliases: list[str | pulumi.Alias] | None
     ) -> pulumi.Output[str]:
-        assert source.generate_length is not None
-        password = GeneratedPassword(
+        """A RandomPassword with the manifest's knobs: only those set are sent, so a password that
+        ``floe secrets upgrade`` imported (whose state holds random's defaults) shows no change.
+        A rotation mark is its one keeper: a new mark, a new value. ``special: false`` is not
+        compared until the first rotation, since an import records every value as ``special``.
+
+        Never protected, in a protected stack too: it has nothing outside the state to delete
+        (what it made is protected where the stack wrote it), and protect would refuse the replace
+        that a rotation is (the policy pack exempts it)."""
+        spec = source.generate
+        assert spec is not None
+        password = random.RandomPassword(
             name,
-            length=source.generate_length,
-            special=source.generate_special,
-            opts=pulumi.ResourceOptions(parent=self._parent, protect=protect, aliases=aliases),
+            length=spec.length,
+            special=spec.special,
+            min_upper=spec.min_upper or None,
+            min_lower=spec.min_lower or None,
+            min_numeric=spec.min_numeric or None,
+            min_special=spec.min_special or None,
+            override_special=spec.override_special,
+            keepers={"rotation": source.rotation} if source.rotation else None,
+            opts=pulumi.ResourceOptions(
+                parent=self._parent, aliases=aliases,
+                ignore_changes=["special"] if not spec.special and not source.rotation else None,
+            ),
         )
         return password.result
 

@@ -40,6 +40,9 @@ def settings_from_config(config: pulumi.Config) -> StackSettings:
             if isinstance(secret_values, dict) and all(isinstance(v, dict) for v in secret_values.values())
             else []
         )
+    rotations = config.get_object("rotations")
+    if rotations is not None:
+        values["rotations"] = rotations
     settings = parse_stack_config(pulumi.get_stack(), values, f"stack {pulumi.get_stack()} config")
     writer = pulumi.Config(WRITER_NAMESPACE)
     return replace(settings, writer_credentials_set=writer_credentials_present(writer.get))

@@ -142,7 +142,7 @@ class InfisicalSecretValueProvider(WriterProvider):
             credentials = replace(credentials, host=str(props["site_url"]).rstrip("/"))
         return connect(credentials, self.policy)
 
-    def check(self, _olds: dict[str, Any], given: dict[str, Any]) -> CheckResult:
+    def check(self, olds: dict[str, Any], given: dict[str, Any]) -> CheckResult:
         news = _plain(given)
         rules: dict[str, Callable[[str], str]] = {
             "project_slug": names.slug,
@@ -174,6 +174,9 @@ class InfisicalSecretValueProvider(WriterProvider):
         owner = news.get("owner")
         if owner is not None and not is_unknown(owner) and not isinstance(owner, str):
             failures.append(CheckFailure("owner", "owner must be a string: <pulumi org>/<project>/<stack>"))
+        problem = _replaces_legacy_value(_plain(olds), news)
+        if problem:
+            failures.append(CheckFailure("value", problem))
         # The comment is the owner's mark: what makes a key this stack's (see create).
         comment = owner_mark(owner) if isinstance(owner, str) else news.get("comment") or ""
         inputs = {**given, "comment": comment, "adopt": bool(news.get("adopt", False))}
@@ -393,6 +396,29 @@ def _outputs(props: dict[str, Any]) -> dict[str, Any]:
 InfisicalSecretValueProvider.__module__ = "floe_infra.secret_value"
 
 
+UPGRADE_COMMAND = "floe secrets upgrade --stack <stack>"
+
+
+def _replaces_legacy_value(olds: dict[str, Any], news: dict[str, Any]) -> str | None:
+    """Why a generated value must not be written: the key was written by a release before
+    RandomPassword (its inputs lack ``generated``), and the value would change without a rotation
+    mark. That is a stack upgraded without ``floe secrets upgrade``: each RandomPassword would be
+    new, and every generated value in Infisical replaced. Checked in preview too, where a new
+    RandomPassword's value is unknown."""
+    if not olds or "generated" in olds or not news.get("generated") or news.get("rotation"):
+        return None
+    value = news.get("value")
+    if not is_unknown(value) and value == olds.get("value"):
+        return None
+    key = f"{news.get('path')}:{news.get('key')}"
+    return (
+        f"{key} holds a value that a release before RandomPassword generated, and this update would replace "
+        f"it with a new one: run `{UPGRADE_COMMAND}` first (it moves every such value into its "
+        f"RandomPassword unchanged); to give this key a new value instead, set a rotation mark with "
+        f"`pulumi config set --path 'floe:rotations.<reference>.{news.get('key')}' <mark>`"
+    )
+
+
 class InfisicalSecretValue(pulumi.dynamic.Resource, module="infisical", name="SecretValue"):
     """One Infisical secret owned by this stack. ``value`` is always a Pulumi secret."""
 
@@ -417,10 +443,14 @@ class InfisicalSecretValue(pulumi.dynamic.Resource, module="infisical", name="Se
         owner: str,
         adopt: bool = False,
         site_url: str | None = None,
+        generated: bool = False,
+        rotation: str | None = None,
     ) -> None:
         """``owner``: ``<pulumi project>/<stack>``, written as the key's comment (:func:`owner_mark`);
-        an existing key is taken over only when it carries this mark, or with ``adopt``."""
-        props = {
+        an existing key is taken over only when it carries this mark, or with ``adopt``.
+        ``generated``: ``value`` is a RandomPassword's (``rotation``: its keeper), which lets check
+        refuse a new value over one a release before RandomPassword made (see check)."""
+        props: dict[str, Any] = {
             "project_slug": project_slug,
             "environment": environment,
             "path": path,
@@ -432,6 +462,9 @@ class InfisicalSecretValue(pulumi.dynamic.Resource, module="infisical", name="Se
         }
         if site_url:
             props["site_url"] = site_url.rstrip("/")
+        if generated:
+            props["generated"] = True
+            props["rotation"] = rotation
         secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["value"])
         super().__init__(
             InfisicalSecretValueProvider(site_url), name, props, pulumi.ResourceOptions.merge(opts, secret_opts)

@@ -218,9 +218,36 @@ class Plugins(_Model):
         return {"secrets": {}} if isinstance(data, dict) and "secrets" not in data else data
 
 
+SpecialChars = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[!-/:-@\[-`{-~]+$")]
+"""ASCII punctuation only: letters and digits come from the other character classes."""
+MinCount = Annotated[int, Field(ge=0, le=256)]
+
+
 class Generate(_Model):
+    """A value ``random.RandomPassword`` makes, with the knobs it takes (its names, snake_case)."""
+
     length: Annotated[int, Field(ge=8, le=256)] = 32
     special: bool = True
+    min_upper: MinCount = 0
+    min_lower: MinCount = 0
+    min_numeric: MinCount = 0
+    min_special: MinCount = 0
+    override_special: SpecialChars | None = None
+
+    @model_validator(mode="after")
+    def _satisfiable(self) -> Generate:
+        minimums = self.min_upper + self.min_lower + self.min_numeric + self.min_special
+        if minimums > self.length:
+            raise ValueError(
+                f"min_upper + min_lower + min_numeric + min_special is {minimums}, more than length "
+                f"{self.length}: raise length or lower a minimum"
+            )
+        if not self.special and (self.min_special or self.override_special is not None):
+            raise ValueError(
+                "special: false makes no special characters: remove min_special and override_special, "
+                "or set special: true"
+            )
+        return self
 
 
 class KeySpec(_Model):
@@ -293,8 +320,7 @@ class KeyDecl:
 
     name: str
     source: KeySource
-    length: int = 32
-    special: bool = True
+    generate: Generate | None = None  # source "generate": how the value is made
     adopt: bool = False
     renamed_from: str | None = None
 
@@ -457,8 +483,7 @@ def _resolve(manifest: LoadedManifest, default_namespace: str) -> tuple[Referenc
             KeyDecl(
                 name=key,
                 source="generate" if spec.generate else "config" if spec.config else "manual",
-                length=spec.generate.length if spec.generate else 32,
-                special=spec.generate.special if spec.generate else True,
+                generate=spec.generate,
                 adopt=spec.adopt,
                 renamed_from=spec.renamed_from,
             )

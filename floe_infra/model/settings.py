@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -34,8 +35,9 @@ SCALAR_KEYS = (
     "environment", "manifest", "jobsNamespace", "createNamespaces", "protect", "kubeContext", "operatorIdentityId",
     "operatorSecretRotation", "kubernetesHost",
 )
+OBJECT_KEYS = ("rotations",)
 SECRET_KEYS = ("operatorClientId", "operatorClientSecret", "secretValues")
-KNOWN_KEYS = SCALAR_KEYS + SECRET_KEYS
+KNOWN_KEYS = SCALAR_KEYS + OBJECT_KEYS + SECRET_KEYS
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class StackSettings:
     operator_secret_rotation: str | None = None
     kubernetes_host: str | None = None  # the API server's URL as Infisical reaches it (managed Kubernetes Auth)
     secret_value_keys: Mapping[str, frozenset[str]] | None = None
+    rotations: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     writer_credentials_set: bool | None = None
     source: str = "stack config"
 
@@ -135,6 +138,7 @@ class _StackConfig(BaseModel):
     operator_client_id: object = Field(None, alias="operatorClientId")
     operator_client_secret: object = Field(None, alias="operatorClientSecret")
     secret_values: object = Field(None, alias="secretValues")
+    rotations: object = None
 
 
 def parse_stack_config(stack: str, values: Mapping[str, object], source: str) -> StackSettings:
@@ -160,6 +164,7 @@ def parse_stack_config(stack: str, values: Mapping[str, object], source: str) ->
         operator_secret_rotation=config.operator_secret_rotation,
         kubernetes_host=config.kubernetes_host,
         secret_value_keys=_secret_value_keys(config.secret_values, source),
+        rotations=_rotations(config.rotations, source),
         source=source,
     )
 
@@ -200,6 +205,32 @@ def _secret_value_keys(raw: object, source: str) -> Mapping[str, frozenset[str]]
             f"set each value with `pulumi config set --secret --path '{NAMESPACE}:secretValues.<reference>.<KEY>'`"
         )
     return {str(ref): frozenset(str(k) for k in keys) for ref, keys in raw.items()}
+
+
+def _rotations(raw: object, source: str) -> Mapping[str, Mapping[str, str]]:
+    """``floe:rotations``: {reference: {KEY: mark}}; a new mark makes a new value of that one
+    ``generate:`` key (the mark is its RandomPassword's keeper)."""
+    how = f"`pulumi config set --path '{NAMESPACE}:{config_path(('rotations', '<reference>', '<KEY>'))}' 2026-12`"
+    if raw is None:
+        return MappingProxyType({})
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise StackConfigError(
+            f"{source}: {NAMESPACE}:rotations must be an object {{reference: {{KEY: mark}}}}; found "
+            f"{names.shown(raw)}: set each mark with {how}"
+        )
+    found: dict[str, Mapping[str, str]] = {}
+    for ref, keys in raw.items():
+        for key, mark in keys.items():
+            try:
+                if not isinstance(mark, str):
+                    raise ValueError(f"a rotation mark must be a string; found {names.shown(mark)}")
+                names.rotation(mark)
+            except ValueError as exc:
+                raise StackConfigError(
+                    f"{source}: {NAMESPACE}:{config_path(('rotations', str(ref), str(key)))}: {exc}: set it with {how}"
+                ) from None
+        found[str(ref)] = MappingProxyType({str(k): str(v) for k, v in keys.items()})
+    return MappingProxyType(found)
 
 
 def committed_plaintext_secrets(project_dir: Path, stack: str) -> list[str]:

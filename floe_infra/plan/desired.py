@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from ..model.manifest import Reference
+from ..model.manifest import Generate, Reference
 from ..model.settings import StackSettings
 
 SecretsType = Literal["infisical", "k8s"]
-PASSWORD_TYPE = "pulumi-python:dynamic/floe:GeneratedPassword"
-"""The Pulumi type of :class:`floe_infra.password.GeneratedPassword` (which imports Pulumi)."""
+PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
+"""The Pulumi type of ``pulumi_random.RandomPassword``, which makes every ``generate:`` value."""
+LEGACY_PASSWORD_TYPE = "pulumi-python:dynamic/floe:GeneratedPassword"
+"""What made ``generate:`` values before RandomPassword: ``floe secrets upgrade`` moves each into a
+RandomPassword of the same name and value."""
 MANAGED_BY: Mapping[str, str] = MappingProxyType({"app.kubernetes.io/managed-by": "floe-infra"})
 STACK_LABEL = "floe-infra/stack"
 
@@ -28,14 +31,15 @@ class SecretSource:
 
     config_key: str | None = None
     config_path: tuple[str, ...] = ()
-    generate_length: int | None = None
-    generate_special: bool = True
+    generate: Generate | None = None  # made by a RandomPassword with these knobs
+    rotation: str | None = None  # the generated value's keeper (floe:rotations): a new mark, a new value
     identity_output: str | None = None  # clientId/clientSecret of the identity the stack manages
 
     @property
     def placeholder(self) -> str:
-        if self.generate_length is not None:
-            return f"<generated: {self.generate_length} characters>"
+        if self.generate is not None:
+            rotated = f", rotation {self.rotation}" if self.rotation else ""
+            return f"<generated: {self.generate.length} characters{rotated}>"
         if self.identity_output is not None:
             return f"<{self.identity_output} of the managed identity>"
         dotted = ".".join((f"floe:{self.config_key}", *self.config_path))
@@ -83,8 +87,8 @@ class KubeObject(_Desired):
         return f"kubernetes:{group_version}:{self.kind}"
 
     def generated(self) -> dict[str, SecretSource]:
-        """The keys whose values a GeneratedPassword makes, by the password's resource name."""
-        return {f"{self.logical_name}/{k}": s for k, s in self.secret_data.items() if s.generate_length is not None}
+        """The keys whose values a RandomPassword makes, by the password's resource name."""
+        return {f"{self.logical_name}/{k}": s for k, s in self.secret_data.items() if s.generate is not None}
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self.name}
@@ -171,7 +175,7 @@ class InfisicalValue(_Desired):
         return f"{self.path}:{self.renamed_from}" if self.renamed_from else None
 
     def generated(self) -> dict[str, SecretSource]:
-        return {self.logical_name: self.source} if self.source.generate_length is not None else {}
+        return {self.logical_name: self.source} if self.source.generate is not None else {}
 
 
 @dataclass(frozen=True)

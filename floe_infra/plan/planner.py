@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from ..errors import StackConfigError
 from ..model import names
 from ..model.manifest import InfisicalSettings, KeyDecl, LoadedManifest, Reference
-from ..model.settings import WRITER_ENV, WRITER_NAMESPACE, StackSettings, set_command
+from ..model.settings import NAMESPACE, WRITER_ENV, WRITER_NAMESPACE, StackSettings, config_path, set_command
 from .desired import (
     MANAGED_BY,
     STACK_LABEL,
@@ -86,6 +86,7 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
             f"{plugin.type!r} is a plugin of the floe CLI (validate, list, status); this Pulumi program deploys "
             "types infisical and k8s only",
         )
+    _check_rotations(settings, references)
     _check_secret_targets(manifest, operator, plans)
     _check_value_targets(manifest, plans)
     warnings = _warnings(manifest, references)
@@ -418,7 +419,7 @@ def _infisical_reference(
             environment=settings.environment,
             path=ref.path,
             key=k.name,
-            source=_key_source(ref, k),
+            source=_key_source(ref, k, settings),
             site_url=config.site_url,
             adopt=k.adopt,
             renamed_from=k.renamed_from,
@@ -444,14 +445,14 @@ def _infisical_reference(
     return ReferencePlan(reference=ref, objects=(*values, *objects), output=output)
 
 
-def _key_source(ref: Reference, key: KeyDecl) -> SecretSource:
-    if key.source == "generate":
-        return SecretSource(generate_length=key.length, generate_special=key.special)
+def _key_source(ref: Reference, key: KeyDecl, settings: StackSettings) -> SecretSource:
+    if key.generate is not None:
+        return SecretSource(generate=key.generate, rotation=settings.rotations.get(ref.name, {}).get(key.name))
     return SecretSource(config_key="secretValues", config_path=(ref.name, key.name))
 
 
 def _k8s_reference(ref: Reference, settings: StackSettings, labels: Mapping[str, str]) -> ReferencePlan:
-    sources = {k.name: _key_source(ref, k) for k in ref.keys}
+    sources = {k.name: _key_source(ref, k, settings) for k in ref.keys}
     configured = (settings.secret_value_keys or {}).get(ref.name, frozenset())
     for key in sorted(configured - set(sources)):
         sources[key] = SecretSource(config_key="secretValues", config_path=(ref.name, key))
@@ -521,6 +522,20 @@ def _with_namespace_dependency(plan: ReferencePlan) -> ReferencePlan:
         for o in plan.objects
     )
     return replace(plan, objects=objects)
+
+
+def _check_rotations(settings: StackSettings, references: tuple[Reference, ...]) -> None:
+    """Each ``floe:rotations`` mark names a ``generate:`` key: a mark for nothing rotates nothing."""
+    generated = {(r.name, k.name) for r in references for k in r.keys if k.generate is not None}
+    for ref, keys in settings.rotations.items():
+        for key in keys:
+            if (ref, key) not in generated:
+                where = f"{NAMESPACE}:{config_path(('rotations', ref, key))}"
+                raise StackConfigError(
+                    f"{settings.source}: {where} names no generate: key of the manifest (generated keys: "
+                    f"{', '.join(f'{r}.{k}' for r, k in sorted(generated)) or 'none'}): fix the name, or remove it "
+                    f"with `pulumi config rm --stack {settings.stack} --path '{where}'`"
+                )
 
 
 def _check_secret_targets(
