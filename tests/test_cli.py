@@ -67,6 +67,9 @@ def test_plan_table_lists_every_resource_and_counts(
             "<secret from floe:secretValues.snowflake-credentials.SNOWFLAKE_USER>",
         ),
     ]
+    passwords = [line.split(None, 2) for line in lines if line.startswith("random:")]
+    assert passwords == [["random:index/randomPassword:RandomPassword", "/compute/snowflake:SNOWFLAKE_PASSWORD",
+                          "<generated: 32 characters>"]]
     assert "warning: `pulumi up` would stop: the operator's machine identity is not set" in out.err
     assert "warning: `pulumi up` would stop: the writer identity" in out.err
 

@@ -33,6 +33,7 @@ from localenv import (
     built_tools,
     chart_repository,
     env_file,
+    pulumi_home,
     server_running,
     server_state,
     start_server,
@@ -102,7 +103,7 @@ def pulumi_env(bin_dir: Path, kubeconfig: Path) -> dict[str, str]:
     return {
         **{k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "HOME", "USER", "TERM")},
         "PATH": f"{bin_dir}:{ROOT / '.venv' / 'bin'}:/usr/bin:/bin",
-        "PULUMI_HOME": str(DEMO / "pulumi-home"),
+        **pulumi_home(bin_dir, DEMO / "pulumi-home"),
         "PULUMI_BACKEND_URL": f"file://{DEMO / 'backend'}",
         "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
         "PULUMI_SKIP_UPDATE_CHECK": "true",

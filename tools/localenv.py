@@ -9,8 +9,10 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -135,6 +137,47 @@ def built_tools() -> Path | None:
 
 class LocalEnvError(RuntimeError):
     """A stand-in could not start; the message says which and why."""
+
+
+PROVIDERS = ("kubernetes", "random")
+"""The provider plugins the program's SDKs declare (pulumi_<name>'s pulumi-plugin.json)."""
+
+
+def declared_plugin(package: str) -> str:
+    """The provider version a Pulumi SDK package declares: what a user's CLI downloads."""
+    from importlib.resources import files
+
+    return str(json.loads(files(f"pulumi_{package}").joinpath("pulumi-plugin.json").read_text())["version"])
+
+
+def pulumi_home(tools_bin: Path, home: Path) -> dict[str, str]:
+    """Environment for a ``PULUMI_HOME`` at ``home`` whose providers are the built ones, installed as
+    a user's CLI installs what it downloads (``pulumi plugin install ... --file``), with providers on
+    ``$PATH`` ignored: the engine then loads exactly those, and says nothing about ``$PATH``.
+    Installed once per tools build (beside it, outside the work tree); ``home/plugins`` links there."""
+    shared = tools_bin.parent / "pulumi-plugins"
+    if not (shared / "complete").exists():
+        scratch = Path(tempfile.mkdtemp(prefix="pulumi-plugins.", dir=tools_bin.parent))
+        try:
+            for name in PROVIDERS:
+                result = subprocess.run(
+                    [str(tools_bin / "pulumi"), "plugin", "install", "resource", name, declared_plugin(name),
+                     "--file", str(tools_bin / f"pulumi-resource-{name}"), "--non-interactive"],
+                    env={**os.environ, "PULUMI_HOME": str(scratch), "PULUMI_SKIP_UPDATE_CHECK": "true"},
+                    capture_output=True, text=True, timeout=300, check=False,
+                )
+                if result.returncode != 0:
+                    raise LocalEnvError(f"pulumi plugin install {name} failed: {result.stderr[-2000:]}")
+            (scratch / "complete").touch()
+            with contextlib.suppress(OSError):  # another run may have finished first: keep its copy
+                scratch.rename(shared)
+        finally:
+            if scratch.exists():
+                shutil.rmtree(scratch)
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "plugins").exists():
+        (home / "plugins").symlink_to(shared / "plugins")
+    return {"PULUMI_HOME": str(home), "PULUMI_IGNORE_AMBIENT_PLUGINS": "true"}
 
 
 # --- a Helm chart repository on loopback -------------------------------------------------------

@@ -38,6 +38,7 @@ from localenv import (  # noqa: E402
     chart_repository,
     env_file,
     infisical_server,
+    pulumi_home,
     server_state,
 )
 
@@ -79,7 +80,7 @@ def unavailable(reason: str) -> NoReturn:
 # The order the modules run in: the lifecycle first, on a cluster no stack has touched (its first
 # step previews on an empty cluster; the CRDs and namespaces a stack made outlive it).
 ORDER = ("test_lifecycle.py", "test_sync.py", "test_kubernetes_auth.py", "test_managed_identities.py",
-         "test_prod_stack.py", "test_faults.py", "test_project_gone.py", "test_demo.py")
+         "test_prod_stack.py", "test_generated.py", "test_faults.py", "test_project_gone.py", "test_demo.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -226,7 +227,7 @@ def pulumi_env(tmp: Path, tools_bin: Path, kubeconfig: Path) -> dict[str, str]:
         **keep,
         "TMPDIR": str(scratch),
         "PATH": f"{tools_bin}:{ROOT / '.venv' / 'bin'}:/usr/bin:/bin",
-        "PULUMI_HOME": str(tmp / "pulumi-home"),
+        **pulumi_home(tools_bin, tmp / "pulumi-home"),
         "PULUMI_BACKEND_URL": f"file://{backend}",
         "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
         "PULUMI_SKIP_UPDATE_CHECK": "true",

@@ -41,6 +41,11 @@ def test_demo_syncs_every_reference_and_demo_down_removes_what_it_made(
         assert infisical.get("dev", "/compute/snowflake", "SNOWFLAKE_PASSWORD") is not None
         password = infisical.get("dev", "/compute/snowflake", "SNOWFLAKE_PASSWORD")
         assert password and password not in up.stdout + up.stderr, "a secret value in the demo's output"
+        # The engine loads the providers installed as a user's are: not from $PATH, and says nothing of it.
+        assert "from $PATH" not in up.stdout + up.stderr, up.stdout[-3000:]
+        made = [line.split() for line in up.stdout.splitlines() if "random:index:RandomPassword" in line]
+        assert ["random:index:RandomPassword", "/compute/snowflake:SNOWFLAKE_PASSWORD", "created"] in [
+            m[1:4] for m in made], up.stdout[-3000:]
         none_stored = "client secrets stored in the cluster: none"
         if auth == "kubernetes":
             assert identity and f"identity {identity} (project viewer) logs in with Kubernetes Auth" in up.stdout
