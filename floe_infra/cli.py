@@ -97,8 +97,9 @@ def _parser() -> argparse.ArgumentParser:
         help="move a stack's state from an earlier release to this one, keeping every value",
         description="Run once per stack after upgrading floe-infra, before `pulumi up`: each generate: value "
         "made by GeneratedPassword (releases before random.RandomPassword) becomes a RandomPassword with the "
-        "same value (`pulumi import`). Needs the pulumi CLI, logged in to the stack's backend, run from the "
-        "project directory. Running it again does nothing.",
+        "same value (`pulumi import`), then floe:passwords is set to random (type k8s needs it; on a new stack "
+        "that is all it does). Needs the pulumi CLI, logged in to the stack's backend, run from the project "
+        "directory. Running it again moves nothing.",
     )
     upgrade.add_argument("--stack", required=True, help="stack name, as in Pulumi.<STACK>.yaml")
     return parser
@@ -152,7 +153,7 @@ def _upgrade(args: argparse.Namespace) -> int:
         print(f"next: `pulumi up --stack {args.stack}` (no value changes; it deletes the GeneratedPassword entries)")
     else:
         print(f"stack {args.stack}: nothing to upgrade" + (f" ({len(report.already)} value(s) moved before)"
-                                                           if report.already else ""))
+                                                           if report.already else "") + "; floe:passwords is random")
     return EXIT_OK
 
 

@@ -46,7 +46,8 @@ def test_the_random_provider_makes_each_generated_value(run_program: RunProgram)
     assert token.urn in value.dependencies
     assert value.plain("value") == "generated-/compute/snowflake:SNOWFLAKE_TOKEN" and "value" in value.secret_inputs()
     assert value.plain("generated") is True and "rotation" not in value.inputs
-    assert "generated" not in run.named(VALUE, "/compute/snowflake:SNOWFLAKE_USER").inputs
+    # Written for every value: only inputs written before RandomPassword lack it (see the guard).
+    assert run.named(VALUE, "/compute/snowflake:SNOWFLAKE_USER").plain("generated") is False
 
 
 def test_special_false_is_compared_only_from_the_first_rotation(run_program: RunProgram) -> None:
@@ -114,13 +115,18 @@ def _plan(tmp_path: Path, rotations: Any) -> None:
     ({"a.b": {"K": "1"}}, "floe:rotations[\"a.b\"].K names no generate: key"),
     ({"snowflake-credentials": {"SNOWFLAKE_PASSWORD": "Not A Mark"}},
      "Pulumi.dev.yaml: floe:rotations.snowflake-credentials.SNOWFLAKE_PASSWORD: 'Not A Mark' is not a rotation mark"),
-    ({"snowflake-credentials": {"SNOWFLAKE_PASSWORD": 3}}, "a rotation mark must be a string; found 3"),
+    ({"snowflake-credentials": {"SNOWFLAKE_PASSWORD": [3]}}, "a rotation mark must be a string; found"),
     (["x"], "floe:rotations must be an object {reference: {KEY: mark}}; found"),
 ], ids=["not-generated", "dotted-name-quoted", "bad-mark", "not-a-string", "not-an-object"])
 def test_rotation_marks_are_checked(tmp_path: Path, rotations: Any, message: str) -> None:
     with pytest.raises(FloeError) as caught:
         _plan(tmp_path, rotations)
     assert message in str(caught.value)
+
+
+def test_a_number_is_a_rotation_mark_as_pulumi_config_set_path_stores_it() -> None:
+    settings = parse_stack_config("dev", {"environment": "dev", "rotations": {"r": {"K": 202612}}}, "Pulumi.dev.yaml")
+    assert settings.rotations == {"r": {"K": "202612"}}
 
 
 # --- the guard: no new value over one a release before RandomPassword made --------------------
@@ -133,7 +139,9 @@ GUARD = [
     ("not-upgraded-up", OLD, {**OLD, "value": "new-value", "generated": True}, True),
     ("rotation-asked-for", OLD, {**OLD, "value": UNKNOWN, "generated": True, "rotation": "r2"}, False),
     ("written-by-this-release", {**OLD, "generated": True}, {**OLD, "value": "new", "generated": True}, False),
-    ("a-config-value", OLD, {**OLD, "value": "new"}, False),
+    ("a-config-value", OLD, {**OLD, "value": "new", "generated": False}, False),
+    ("config-then-generate-written-by-this-release", {**OLD, "generated": False},
+     {**OLD, "value": UNKNOWN, "generated": True}, False),
     ("a-create", {}, {**OLD, "value": UNKNOWN, "generated": True}, False),
 ]
 
@@ -145,9 +153,15 @@ def test_a_new_value_over_a_legacy_one_needs_the_upgrade_or_a_rotation(
     problem = _replaces_legacy_value(olds, news)
     assert bool(problem) is refused
     if problem:
-        assert problem.startswith("/db:PASSWORD holds a value that a release before RandomPassword generated")
+        assert problem.startswith("/db:PASSWORD holds a value that an earlier release wrote (made by GeneratedPassword")
         assert "run `floe secrets upgrade --stack <stack>` first" in problem
         assert "old-value-canary" not in problem and "new-value" not in problem
+
+
+def test_the_guard_names_the_stack_it_runs_for() -> None:
+    problem = _replaces_legacy_value(OLD, {**OLD, "value": "new", "generated": True, "owner": "organization/floe/prod"})
+    assert problem is not None and "run `floe secrets upgrade --stack prod` first" in problem
+    assert "`pulumi config set --stack prod --path 'floe:rotations.<reference>.PASSWORD' <mark>`" in problem
 
 
 # --- floe secrets upgrade: what it imports, from an exported state -------------------------------
@@ -178,7 +192,7 @@ def test_upgrade_imports_each_legacy_value_under_the_platform_with_its_protectio
         _legacy("/done:KEY", "v-done", protect=False), _random("/done:KEY", "v-done"),
         _legacy("/stray:KEY", "v-stray", protect=False), _random("/stray:KEY", "made-by-an-up-before-the-upgrade"),
     ]}
-    plan = plan_upgrade(deployment)
+    plan = plan_upgrade(deployment, "prod")
     assert [(m.name, m.value) for m in plan.moves] == [
         ("/db:PASSWORD", "v-db-canary"), ("floe-jobs/app/TOKEN", "v-app-canary"), ("/stray:KEY", "v-stray")]
     assert plan.done == ("/done:KEY",)
@@ -189,36 +203,49 @@ def test_upgrade_imports_each_legacy_value_under_the_platform_with_its_protectio
          "version": "4.19.1"},
         {"type": PASSWORD_TYPE, "name": "/stray:KEY", "id": "v-stray", "parent": "platform", "version": "4.19.1"},
     ]}
-    # Imported protected; then every RandomPassword, and each protected legacy entry, is unprotected.
-    assert plan.unprotect() == [
-        f"urn:pulumi:prod::floe::floe:secrets:Platform${LEGACY_PASSWORD_TYPE}::/db:PASSWORD",
-        *(f"urn:pulumi:prod::floe::floe:secrets:Platform${PASSWORD_TYPE}::{n}"
-          for n in ("/db:PASSWORD", "floe-jobs/app/TOKEN", "/stray:KEY")),
-    ]
+    # Imported protected; then every RandomPassword and every legacy entry is unprotected.
+    legacy = [f"urn:pulumi:prod::floe::floe:secrets:Platform${LEGACY_PASSWORD_TYPE}::{n}"
+              for n in ("/db:PASSWORD", "/stray:KEY", "floe-jobs/app/TOKEN")]
+    made = [f"urn:pulumi:prod::floe::floe:secrets:Platform${PASSWORD_TYPE}::{n}"
+            for n in ("/db:PASSWORD", "/stray:KEY", "floe-jobs/app/TOKEN")]
+    assert plan.unprotect() == sorted(legacy + made)
+    assert plan.unprotect(imported=False) == sorted(legacy)  # a failed import made none
+    assert "v-db-canary" not in repr(plan)
+
+
+PLATFORM_ENTRY = {"urn": PLATFORM, "type": "floe:secrets:Platform"}
+USER = {"urn": "urn:pulumi:prod::floe::floe:secrets:Platform$kubernetes:core/v1:Secret::app", "type": "k8s",
+        "dependencies": [f"urn:pulumi:prod::floe::floe:secrets:Platform${PASSWORD_TYPE}::/db:K"]}
 
 
 @pytest.mark.parametrize(("resources", "message"), [
     ([_legacy("/db:K", "v", False)], "the state holds 0 floe:secrets:Platform resources, not one"),
-    ([{"urn": PLATFORM, "type": "floe:secrets:Platform"},
-      {**_legacy("/db:K", "v", False), "outputs": {"result": "[secret]"}}], None),
-    ([{"urn": PLATFORM, "type": "floe:secrets:Platform"}, {**_legacy("/db:K", "v", False), "outputs": {}}],
-     "the GeneratedPassword /db:K holds no value in the state"),
-], ids=["no-platform", "exported-without-show-secrets-is-a-plain-string", "no-value"])
-def test_upgrade_refuses_a_state_it_cannot_move(resources: list[dict[str, Any]], message: str | None) -> None:
-    if message is None:  # a plain "[secret]" is a string: refused only by the value check after import
-        assert plan_upgrade({"resources": resources}).moves[0].value == "[secret]"
-        return
+    ([PLATFORM_ENTRY, {**_legacy("/db:K", "v", False), "outputs": {"result": "[secret]"}}],
+     "the GeneratedPassword /db:K shows no value in `pulumi stack export --show-secrets`"),
+    ([PLATFORM_ENTRY, {**_legacy("/db:K", "v", False), "outputs": {}}], "the GeneratedPassword /db:K shows no value"),
+    ([PLATFORM_ENTRY, _legacy("/db:K", "v", False), {**_random("/db:K", "rotated"), "inputs": {"keepers": {"a": "1"}}}],
+     "the RandomPassword /db:K holds another value than its GeneratedPassword, and it is in use"),
+    ([PLATFORM_ENTRY, _legacy("/db:K", "v", False), _random("/db:K", "written-into-a-secret"), USER],
+     "finish with `pulumi up --stack prod`, which deletes the GeneratedPassword"),
+], ids=["no-platform", "exported-without-show-secrets", "no-value", "rotated-after-the-upgrade", "in-a-secret"])
+def test_upgrade_refuses_a_state_it_cannot_move(resources: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(UpgradeError, match=re.escape(message)):
-        plan_upgrade({"resources": resources})
+        plan_upgrade({"resources": resources}, "prod")
+
+
+def test_entries_pending_deletion_are_not_moved() -> None:
+    """An interrupted replace of the former release leaves the old password marked delete."""
+    resources = [PLATFORM_ENTRY, {**_legacy("/db:K", "old", False), "delete": True}, _legacy("/db:K", "v", False)]
+    assert [m.value for m in plan_upgrade({"resources": resources}, "prod").moves] == ["v"]
 
 
 def test_a_stack_with_nothing_to_move_is_a_no_op() -> None:
-    assert plan_upgrade({"resources": [{"urn": PLATFORM, "type": "floe:secrets:Platform"}]}).moves == ()
+    assert plan_upgrade({"resources": [PLATFORM_ENTRY]}, "prod").moves == ()
 
 
 def test_what_pulumi_says_is_redacted_before_it_is_shown() -> None:
-    said = "error: resource '/db:K' with id 'v-db-canary' failed: v-db-canary is not valid"
-    assert redact(said, ["v-db-canary"]) == "error: resource '/db:K' with id '[secret]' failed: [secret] is not valid"
+    said = 'error: id "ab\\"cd-long" of abcd: ab"cd-long'
+    assert redact(said, ["ab", 'ab"cd-long']) == "error: id \"[secret]\" of [secret]cd: [secret]"
 
 
 def test_upgrade_without_the_pulumi_cli_says_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

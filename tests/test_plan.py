@@ -175,7 +175,13 @@ def test_k8s_type_makes_plain_secrets_without_operator(tmp_path: Path) -> None:
     }
     assert list(secret.generated()) == ["floe-jobs/snowflake-credentials/SNOWFLAKE_PASSWORD"]
     assert "workloadAnnotations" not in plan.outputs()["snowflake-credentials"]
-    assert deploy_config_problems(plan) == []
+    # Its generate: key needs the mark of `floe secrets upgrade` (type k8s has no check of its own).
+    (problem,) = deploy_config_problems(plan)
+    assert problem.endswith("run `floe secrets upgrade --stack dev` once (it moves them unchanged and sets "
+                            "floe:passwords random; on a new stack it only sets that)")
+    upgraded = plan_for(tmp_path, K8S, passwords="random",
+                        secret_value_keys={"snowflake-credentials": frozenset({"SNOWFLAKE_USER"})})
+    assert deploy_config_problems(upgraded) == []
 
 
 def test_k8s_missing_value_names_the_exact_command(tmp_path: Path) -> None:

@@ -155,6 +155,7 @@ def test_every_resource_a_prod_stack_can_make_passes_every_policy(run_program: R
         config["floe:operatorIdentityId"] = "2f1c9a4e-8d7b-4c3a-9e2f-1a2b3c4d5e6f"
     if shape == "k8s":
         config["floe:secretValues"] = {"snowflake-credentials": {"SNOWFLAKE_USER": "u", "SNOWFLAKE_ACCOUNT": "a"}}
+        config["floe:passwords"] = "random"  # what `floe secrets upgrade` sets
     if shape == "managed-rotated":
         config["floe:operatorSecretRotation"] = "2026-12"
     run = run_program(manifest, stack="prod", config=config)

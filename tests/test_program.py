@@ -39,7 +39,7 @@ K8S_VALUES = {"snowflake-credentials": {"SNOWFLAKE_USER": "user-canary"}}
 
 
 def k8s_config(stack: str = "dev") -> dict[str, Any]:
-    return {"floe:environment": stack, "floe:secretValues": K8S_VALUES}
+    return {"floe:environment": stack, "floe:secretValues": K8S_VALUES, "floe:passwords": "random"}
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])

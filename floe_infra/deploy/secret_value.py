@@ -396,26 +396,26 @@ def _outputs(props: dict[str, Any]) -> dict[str, Any]:
 InfisicalSecretValueProvider.__module__ = "floe_infra.secret_value"
 
 
-UPGRADE_COMMAND = "floe secrets upgrade --stack <stack>"
-
-
 def _replaces_legacy_value(olds: dict[str, Any], news: dict[str, Any]) -> str | None:
     """Why a generated value must not be written: the key was written by a release before
-    RandomPassword (its inputs lack ``generated``), and the value would change without a rotation
-    mark. That is a stack upgraded without ``floe secrets upgrade``: each RandomPassword would be
-    new, and every generated value in Infisical replaced. Checked in preview too, where a new
-    RandomPassword's value is unknown."""
+    RandomPassword (its inputs lack ``generated``, which this release always writes), and the value
+    would change without a rotation mark. That is a stack upgraded without ``floe secrets upgrade``:
+    each RandomPassword would be new, and every generated value in Infisical replaced. Checked in
+    preview too, where a new RandomPassword's value is unknown."""
     if not olds or "generated" in olds or not news.get("generated") or news.get("rotation"):
         return None
     value = news.get("value")
     if not is_unknown(value) and value == olds.get("value"):
         return None
-    key = f"{news.get('path')}:{news.get('key')}"
+    owner = news.get("owner")
+    stack = owner.rsplit("/", 1)[-1] if isinstance(owner, str) and owner else "<stack>"
     return (
-        f"{key} holds a value that a release before RandomPassword generated, and this update would replace "
-        f"it with a new one: run `{UPGRADE_COMMAND}` first (it moves every such value into its "
-        f"RandomPassword unchanged); to give this key a new value instead, set a rotation mark with "
-        f"`pulumi config set --path 'floe:rotations.<reference>.{news.get('key')}' <mark>`"
+        f"{news.get('path')}:{news.get('key')} holds a value that an earlier release wrote (made by "
+        f"GeneratedPassword before RandomPassword, or from config), and this update would replace it with a "
+        f"new one: run `floe secrets upgrade --stack {stack}` first, which moves every value GeneratedPassword "
+        f"made into its RandomPassword unchanged; if a new value is what you want (a key that was config: true, "
+        f"a rotation), set a rotation mark: `pulumi config set --stack {stack} --path "
+        f"'floe:rotations.<reference>.{news.get('key')}' <mark>`"
     )
 
 
@@ -462,8 +462,8 @@ class InfisicalSecretValue(pulumi.dynamic.Resource, module="infisical", name="Se
         }
         if site_url:
             props["site_url"] = site_url.rstrip("/")
+        props["generated"] = generated  # False too: only inputs written before RandomPassword lack it
         if generated:
-            props["generated"] = True
             props["rotation"] = rotation
         secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["value"])
         super().__init__(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
@@ -33,7 +33,7 @@ WRITER_ENV = {
 Terraform provider read instead (the site URL defaults to the manifest's)."""
 SCALAR_KEYS = (
     "environment", "manifest", "jobsNamespace", "createNamespaces", "protect", "kubeContext", "operatorIdentityId",
-    "operatorSecretRotation", "kubernetesHost",
+    "operatorSecretRotation", "kubernetesHost", "passwords",
 )
 OBJECT_KEYS = ("rotations",)
 SECRET_KEYS = ("operatorClientId", "operatorClientSecret", "secretValues")
@@ -58,6 +58,7 @@ class StackSettings:
     kubernetes_host: str | None = None  # the API server's URL as Infisical reaches it (managed Kubernetes Auth)
     secret_value_keys: Mapping[str, frozenset[str]] | None = None
     rotations: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    passwords: str | None = None  # "random": floe secrets upgrade ran (type k8s needs it for generate: keys)
     writer_credentials_set: bool | None = None
     source: str = "stack config"
 
@@ -139,6 +140,7 @@ class _StackConfig(BaseModel):
     operator_client_secret: object = Field(None, alias="operatorClientSecret")
     secret_values: object = Field(None, alias="secretValues")
     rotations: object = None
+    passwords: Literal["random"] | None = None
 
 
 def parse_stack_config(stack: str, values: Mapping[str, object], source: str) -> StackSettings:
@@ -165,6 +167,7 @@ def parse_stack_config(stack: str, values: Mapping[str, object], source: str) ->
         kubernetes_host=config.kubernetes_host,
         secret_value_keys=_secret_value_keys(config.secret_values, source),
         rotations=_rotations(config.rotations, source),
+        passwords=config.passwords,
         source=source,
     )
 
@@ -186,6 +189,8 @@ def _message(stack: str, source: str, errors: list[ErrorDetails]) -> str:
         )
     if error["type"] == "value_error":
         return f"{source}: {NAMESPACE}:{key}{error['msg'].removeprefix('Value error, ')}"
+    if error["type"] == "literal_error":
+        return f"{source}: {NAMESPACE}:{key}: {error['msg'].lower()}; found {names.shown(found)}"
     return f"{source}: {NAMESPACE}:{key} must be a non-empty string; found {names.shown(found)}"
 
 
@@ -222,6 +227,8 @@ def _rotations(raw: object, source: str) -> Mapping[str, Mapping[str, str]]:
     for ref, keys in raw.items():
         for key, mark in keys.items():
             try:
+                if isinstance(mark, int) and not isinstance(mark, bool):
+                    mark = str(mark)  # `pulumi config set --path` stores 202612 as a number
                 if not isinstance(mark, str):
                     raise ValueError(f"a rotation mark must be a string; found {names.shown(mark)}")
                 names.rotation(mark)
@@ -229,7 +236,7 @@ def _rotations(raw: object, source: str) -> Mapping[str, Mapping[str, str]]:
                 raise StackConfigError(
                     f"{source}: {NAMESPACE}:{config_path(('rotations', str(ref), str(key)))}: {exc}: set it with {how}"
                 ) from None
-        found[str(ref)] = MappingProxyType({str(k): str(v) for k, v in keys.items()})
+        found[str(ref)] = MappingProxyType({str(k): str(v) for k, v in keys.items()})  # checked above
     return MappingProxyType(found)
 
 

@@ -173,6 +173,17 @@ def deploy_config_problems(plan: StackPlan) -> list[str]:
     config (or CI has none), so it prints them as warnings.
     """
     settings, problems = plan.settings, []
+    generated = any(isinstance(o, KubeObject) and o.generated() for r in plan.references for o in r.objects)
+    if plan.secrets_type == "k8s" and generated and settings.passwords != "random":
+        # Type k8s has no check that refuses a new value over one GeneratedPassword made (type
+        # infisical's value writer has): without the mark, an `up` of a stack made before would
+        # write a new value into every Secret.
+        problems.append(
+            "its generate: keys are made by random.RandomPassword, and a stack made by an earlier release holds "
+            "them in GeneratedPassword, which an `up` would replace with new values: run "
+            f"`floe secrets upgrade --stack {settings.stack}` once (it moves them unchanged and sets "
+            "floe:passwords random; on a new stack it only sets that)"
+        )
     if settings.protect and settings.kube_context is None:
         problems.append(
             "it is protected (floe:protect: true) but does not name its cluster, so it would deploy to whatever "

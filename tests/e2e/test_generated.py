@@ -177,8 +177,8 @@ def test_2_the_new_release_refuses_to_replace_them_before_the_upgrade(gen: Gener
         refused = gen.pulumi(*command, check=False)
         said = refused.stdout + refused.stderr
         assert refused.returncode != 0, said[-3000:]
-        assert "holds a value that a release before RandomPassword generated" in said, said[-3000:]
-        assert "run `floe secrets upgrade --stack <stack>` first" in said
+        assert "holds a value that an earlier release wrote (made by GeneratedPassword" in said, said[-3000:]
+        assert f"run `floe secrets upgrade --stack {STACK}` first" in said
         assert "Traceback" not in said and not any(v in said for v in gen.values.values())
     assert gen.in_infisical() == gen.values
 
@@ -194,7 +194,9 @@ def test_3_floe_secrets_upgrade_moves_every_value_into_random_password(gen: Gene
     stored = gen.stored()
     assert not any(v in stored for v in gen.values.values()), "a value in plaintext in the backend's files"
     again = gen.floe("secrets", "upgrade", "--stack", STACK)
-    assert (again.returncode, again.stdout) == (0, f"stack {STACK}: nothing to upgrade (2 value(s) moved before)\n")
+    assert (again.returncode, again.stdout) == (
+        0, f"stack {STACK}: nothing to upgrade (2 value(s) moved before); floe:passwords is random\n")
+    assert gen.pulumi("config", "get", "floe:passwords").stdout.strip() == "random"
 
 
 def test_4_the_first_up_after_it_changes_no_value(gen: Generated) -> None:
