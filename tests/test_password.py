@@ -255,3 +255,18 @@ def test_upgrade_without_the_pulumi_cli_says_so(monkeypatch: pytest.MonkeyPatch,
     assert main(["secrets", "upgrade", "--stack", "prod"]) == 2
     assert capsys.readouterr().err == (
         "floe: error: the pulumi CLI is not on PATH: install it (see the README's prerequisites)\n")
+
+
+def test_a_type_k8s_stack_deploys_generate_keys_only_after_the_upgrade(run_program: RunProgram) -> None:
+    """Type k8s has no value writer to refuse a new value over a GeneratedPassword's: its program
+    stops, creating nothing, until `floe secrets upgrade` has set floe:passwords random."""
+    from conftest import K8S_MANIFEST
+
+    from floe_infra.deploy.program import BadInput
+
+    config = {"floe:environment": "dev", "floe:secretValues": {"snowflake-credentials": {"SNOWFLAKE_USER": "u"}}}
+    run = run_program(K8S_MANIFEST, config=config, expect_error=True)
+    assert isinstance(run.error, BadInput) and run.registrations == []
+    assert "run `floe secrets upgrade --stack dev` once" in run.error.message
+    upgraded = run_program(K8S_MANIFEST, config={**config, "floe:passwords": "random"})
+    assert [r.name for r in upgraded.of_type(PASSWORD_TYPE)] == ["floe-jobs/snowflake-credentials/SNOWFLAKE_PASSWORD"]
