@@ -178,6 +178,11 @@ class Pulumi:
             )
         return result
 
+    def floe(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The floe CLI in the project directory, with this environment (its PATH has this pulumi)."""
+        return subprocess.run([str(ROOT / ".venv" / "bin" / "floe"), *args], cwd=self.project, env=self.env,
+                              capture_output=True, text=True, timeout=600, check=False)
+
     def config_set(self, key: str, value: str, *, secret: bool = False, path: bool = False) -> None:
         self("config", "set", *(["--secret"] if secret else []), *(["--path"] if path else []), key, value)
 

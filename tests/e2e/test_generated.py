@@ -83,11 +83,6 @@ class Generated:
         return {r["urn"].rsplit(":", 1)[1]: json.loads(r["outputs"]["result"]["plaintext"])
                 for r in self.resources() if r["type"] == kind}
 
-    def floe(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**self.env, "PATH": f"{self.pulumi.bin_dir}:{ROOT / '.venv' / 'bin'}:/usr/bin:/bin"}
-        return subprocess.run([str(ROOT / ".venv" / "bin" / "floe"), *args], cwd=self.pulumi.project, env=env,
-                              capture_output=True, text=True, timeout=600, check=False)
-
     def stored(self) -> str:
         """Every file the file backend holds for the stack: the state, its backup and its history."""
         backend = Path(self.env["PULUMI_BACKEND_URL"].removeprefix("file://")) / ".pulumi"
@@ -186,14 +181,14 @@ def test_2_the_new_release_refuses_to_replace_them_before_the_upgrade(gen: Gener
 def test_3_floe_secrets_upgrade_moves_every_value_into_random_password(gen: Generated) -> None:
     # The refused `up` above made RandomPasswords (their values never written): the upgrade replaces them.
     assert set(gen.results(RANDOM)) == set(gen.values) and gen.results(RANDOM) != gen.values
-    done = gen.floe("secrets", "upgrade", "--stack", STACK)
+    done = gen.pulumi.floe("secrets", "upgrade", "--stack", STACK)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("moved 2 generated value(s) into RandomPassword, each unchanged: "), done.stdout
     assert not any(v in done.stdout + done.stderr for v in gen.values.values())
     assert gen.results(RANDOM) == gen.values
     stored = gen.stored()
     assert not any(v in stored for v in gen.values.values()), "a value in plaintext in the backend's files"
-    again = gen.floe("secrets", "upgrade", "--stack", STACK)
+    again = gen.pulumi.floe("secrets", "upgrade", "--stack", STACK)
     assert (again.returncode, again.stdout) == (
         0, f"stack {STACK}: nothing to upgrade (2 value(s) moved before); floe:passwords is random\n")
     assert gen.pulumi("config", "get", "floe:passwords").stdout.strip() == "random"

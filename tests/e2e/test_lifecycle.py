@@ -609,6 +609,9 @@ def test_11_a_stack_whose_release_held_the_crds_upgrades_without_losing_an_infis
         crds, infisical_secrets = _uids(stack, "crd"), _all_uids(stack, "infisicalsecret")
         assert set(names) <= set(crds) and len(infisical_secrets) == 3
         upgraded = stack.pulumi
+        # Its generate: values were GeneratedPasswords: moved as the README says, before the `up`.
+        moved = upgraded.floe("secrets", "upgrade", "--stack", ENV)
+        assert moved.returncode == 0 and moved.stdout.startswith("moved "), moved.stdout + moved.stderr
         upgraded.up()
         assert "CustomResourceDefinition" not in _release_manifest(stack, "infisical", "infisical-secrets-operator")
         assert _uids(stack, "crd") == crds
