@@ -602,7 +602,9 @@ def test_11_a_stack_whose_release_held_the_crds_upgrades_without_losing_an_infis
     stack.cluster.kubectl("delete", "crd", *names, "--ignore-not-found")  # a cluster as the old version left it
     # The same (destroyed) stack: the namespaces it left carry its name in a label that another
     # stack's server-side apply could not take over.
-    former = Pulumi(stack.pulumi.bin_dir, former_project, stack.pulumi.env)
+    # PYTHONPATH: its dynamic providers too load FORMER_VERSION's classes (pickled by module path).
+    former_env = {**stack.pulumi.env, "PYTHONPATH": str(tmp_path / "former-code")}
+    former = Pulumi(stack.pulumi.bin_dir, former_project, former_env)
     try:
         former.up()
         assert "CustomResourceDefinition" in _release_manifest(stack, "infisical", "infisical-secrets-operator")
