@@ -86,3 +86,72 @@ def test_a_protected_stack_over_the_budget_is_refused_and_another_warned(
                                             "Infisical 50 times a minute")
     else:
         assert run.registrations
+
+
+# --- references of one folder share one InfisicalStaticSecret ----------------------------------
+
+def shared(api: str = "v1beta1", create_namespaces: bool = True) -> tuple[str, StackSettings]:
+    text = yaml.safe_dump({
+        "plugins": {"secrets": {"type": "infisical", "config": {
+            "site_url": "https://infisical.company.com", "project_slug": "floe-platform", "operator": {"api": api},
+        }}},
+        "secrets": {
+            "warehouse": {"path": "/data/warehouse", "keys": {"TOKEN": {"generate": {}}}},
+            "loader": {"path": "/data/warehouse", "namespace": "ingest"},
+            "reporting": {"path": "/data/warehouse", "keys": {"USER": {"config": True}}},
+            "lake": {"path": "/data/lake"},
+            "eso-side": {"path": "/data/warehouse", "via": "eso"},
+        },
+    })
+    return text, StackSettings(stack="dev", environment="dev", create_namespaces=create_namespaces)
+
+
+def test_references_of_one_folder_share_one_object_with_a_target_each(tmp_path: Path) -> None:
+    text, settings = shared()
+    (tmp_path / "manifest.yaml").write_text(text)
+    plan = build_plan(load_manifest(tmp_path / "manifest.yaml"), settings)
+    static = {o.name: o for o in plan.kube_objects() if o.kind == "InfisicalStaticSecret"}
+    # The folder's object is its first reference's (by name), in that reference's namespace.
+    assert sorted(static) == ["lake", "loader"]
+    loader = static["loader"]
+    assert loader.namespace == "ingest"
+    assert loader.content["spec"]["sources"] == [
+        {"projectSlug": "floe-platform", "environmentSlug": "dev", "secretPath": "/data/warehouse"}]
+    assert [(t["namespace"], t["name"]) for t in loader.content["spec"]["targets"]] == [
+        ("ingest", "loader"), ("floe-jobs", "reporting"), ("floe-jobs", "warehouse")]
+    # It waits for every value of the folder and for the namespace of every Secret it fills.
+    assert {"SecretValue:/data/warehouse:TOKEN", "SecretValue:/data/warehouse:USER",
+            "Namespace:ingest", "Namespace:floe-jobs"} <= set(loader.depends_on)
+    # Reads grow with folders (and ESO's one per reference), not with references.
+    assert reads_per_refresh(plan.references) == 3
+    by_ref = {p.reference.name: p for p in plan.references}
+    assert [o.kind for o in by_ref["warehouse"].objects] == ["SecretValue"]  # its Secret: loader's object
+    assert by_ref["warehouse"].output["workloadAnnotations"] == {"secrets.infisical.com/auto-reload": "true"}
+
+
+def test_v1alpha1_reads_once_per_reference(tmp_path: Path) -> None:
+    text, settings = shared("v1alpha1")
+    (tmp_path / "manifest.yaml").write_text(text)
+    plan = build_plan(load_manifest(tmp_path / "manifest.yaml"), settings)
+    assert sorted(o.name for o in plan.kube_objects() if o.kind == "InfisicalSecret") == [
+        "lake", "loader", "reporting", "warehouse"]
+    assert reads_per_refresh(plan.references) == 5
+
+
+def test_status_reports_each_secret_of_a_shared_object() -> None:
+    from floe_infra.day2.plugin_infisical import static_sync_states
+
+    obj = {"metadata": {"name": "loader", "namespace": "ingest"},
+           "spec": {"infisicalAuthRef": {"name": "infisical-universal", "namespace": "infisical"},
+                    "sources": [{"projectSlug": "p", "environmentSlug": "dev", "secretPath": "/data/warehouse"}],
+                    "targets": [{"name": "loader", "namespace": "ingest"},
+                                {"name": "warehouse", "namespace": "floe-jobs"}]},
+           "status": {"conditions": [
+               {"type": "secrets.infisical.com/LastReconcileStatus", "status": "True", "message": "ok"},
+               {"type": "secrets.infisical.com/LastSuccessfulReconcileAt", "status": "True",
+                "message": "2026-12-06T08:00:00Z"}]}}
+    states = static_sync_states(obj)
+    assert [(s.namespace, s.name, s.kind, s.status, s.environment) for s in states] == [
+        ("ingest", "loader", "InfisicalStaticSecret", "Synced", "dev"),
+        ("floe-jobs", "warehouse", "InfisicalStaticSecret", "Synced", "dev")]
+    assert states[0].last_sync == states[1].last_sync is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -90,6 +91,18 @@ def auth_failures(auths: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], s
     return failures
 
 
+def static_sync_states(
+    obj: Mapping[str, Any], auth_failures: Mapping[tuple[str, str], str] | None = None
+) -> list[SyncState]:
+    """An InfisicalStaticSecret (v1beta1), as one state per Secret it fills (the references of one
+    folder share one object): the object's status is each target's."""
+    state = static_sync_state(obj, auth_failures)
+    targets = [t for t in (obj.get("spec") or {}).get("targets") or [] if isinstance(t, Mapping)]
+    if not targets:
+        return [state]
+    return [replace(state, name=str(t.get("name", "")), namespace=str(t.get("namespace", ""))) for t in targets]
+
+
 def static_sync_state(obj: Mapping[str, Any], auth_failures: Mapping[tuple[str, str], str] | None = None) -> SyncState:
     """An InfisicalStaticSecret (v1beta1): its operator records the last successful reconcile
     time itself (the message of ``LastSuccessfulReconcileAt``), which is as precise as it gets.
@@ -126,8 +139,9 @@ says so on stderr."""
 
 
 class InfisicalPlugin(SecretsPlugin):
-    """Secrets in Infisical folders; the cluster side is one InfisicalStaticSecret (v1beta1, the default)
-    or InfisicalSecret (v1alpha1) per reference, or an ESO ExternalSecret."""
+    """Secrets in Infisical folders; the cluster side is an InfisicalStaticSecret per folder (v1beta1,
+    the default: one target per reference), or an InfisicalSecret (v1alpha1) or ESO ExternalSecret
+    per reference."""
 
     def __init__(self, context: PluginContext) -> None:
         super().__init__(context)
@@ -185,7 +199,7 @@ class InfisicalPlugin(SecretsPlugin):
         if settings.operator.api == "v1beta1":
             found = cluster.list(V1BETA1, "infisicalstaticsecrets", namespace, labels)
             failures = auth_failures(cluster.list(V1BETA1, "infisicalauths", settings.operator.namespace, labels))
-            states = [static_sync_state(o, failures) for o in found]
+            states = [state for o in found for state in static_sync_states(o, failures)]
         else:
             states = [sync_state(o) for o in cluster.list(V1ALPHA1, "infisicalsecrets", namespace, labels)]
         external = cluster.list(ESO_API, "externalsecrets", namespace, labels, required=False)

@@ -69,7 +69,12 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
             )
         paths = tuple(sorted({r.path for r in references}))
         operator: OperatorPlan | None = _operator(plugin.config, settings, labels, eso_used, paths)
-        plans = tuple(_infisical_reference(r, plugin.config, settings, labels, operator) for r in references)
+        groups = _shared_objects(plugin.config, references)
+        values = {r.name: _values(r, plugin.config, settings) for r in references}
+        plans = tuple(
+            _infisical_reference(r, plugin.config, settings, labels, operator, values, groups.get(r.name, (r,)))
+            for r in references
+        )
     elif plugin.type == "k8s":
         operator = None
         for ref in references:
@@ -415,15 +420,30 @@ def _token_reviewer(
     return account, token, binding
 
 
-def _infisical_reference(
-    ref: Reference,
-    config: InfisicalSettings,
-    settings: StackSettings,
-    labels: Mapping[str, str],
-    operator: OperatorPlan | None,
-) -> ReferencePlan:
-    assert operator is not None
-    values = tuple(
+def _shared_objects(config: InfisicalSettings, references: tuple[Reference, ...]) -> dict[str, tuple[Reference, ...]]:
+    """Which references each sync object serves, by the name of the reference that holds it.
+
+    With v1beta1, references that read the same folder share one InfisicalStaticSecret, with one
+    target per reference: the operator reads a folder once per refresh however many Secrets it
+    fills, so reads grow with folders, not references. The object is the first reference's (by
+    name, in its namespace): a second reference of the folder adds a target to it, in place. The
+    others get ``()``: another reference's object fills their Secret. v1alpha1 and ESO objects
+    take one folder and one Secret each."""
+    if config.operator.api != "v1beta1":
+        return {}
+    by_folder: dict[str, list[Reference]] = {}
+    for ref in sorted(references, key=lambda r: r.name):
+        if ref.via == "operator":
+            by_folder.setdefault(ref.path, []).append(ref)
+    groups: dict[str, tuple[Reference, ...]] = {}
+    for members in by_folder.values():
+        groups[members[0].name] = tuple(members)
+        groups.update((m.name, ()) for m in members[1:])
+    return groups
+
+
+def _values(ref: Reference, config: InfisicalSettings, settings: StackSettings) -> tuple[InfisicalValue, ...]:
+    return tuple(
         InfisicalValue(
             reference=ref.name,
             project_slug=config.project_slug,
@@ -439,21 +459,36 @@ def _infisical_reference(
         for k in ref.keys
         if k.source != "manual"
     )
-    # The values first, so the first sync already finds them.
+
+
+def _infisical_reference(
+    ref: Reference,
+    config: InfisicalSettings,
+    settings: StackSettings,
+    labels: Mapping[str, str],
+    operator: OperatorPlan | None,
+    values: Mapping[str, tuple[InfisicalValue, ...]],
+    serves: tuple[Reference, ...],
+) -> ReferencePlan:
+    """``serves``: the references whose Secrets this reference's sync object fills (itself, or a
+    folder's references: :func:`_shared_objects`); empty when another reference's object fills it."""
+    assert operator is not None
+    # The values first, so the first sync already finds them (every value of the folder it reads).
     objects = sync_objects(
         ref,
         config,
         settings.environment,
         operator,
         labels,
-        tuple(v.id for v in values),
+        tuple(v.id for member in serves for v in values[member.name]),
         settings.stack,
         settings.protect,
-    )
+        targets=serves,
+    ) if serves else ()
     output = _output(ref)
     if ref.auto_reload and ref.via == "operator":  # only the Infisical operator acts on it
         output["workloadAnnotations"] = {AUTO_RELOAD_ANNOTATION: "true"}
-    return ReferencePlan(reference=ref, objects=(*values, *objects), output=output)
+    return ReferencePlan(reference=ref, objects=(*values[ref.name], *objects), output=output)
 
 
 def _key_source(ref: Reference, key: KeyDecl, settings: StackSettings) -> SecretSource:
@@ -525,9 +560,16 @@ def _namespaces(
 
 
 def _with_namespace_dependency(plan: ReferencePlan) -> ReferencePlan:
+    """Objects in the reference's namespace wait for it; a shared InfisicalStaticSecret also waits
+    for the namespace of each Secret it fills."""
     ns = plan.reference.namespace
+
+    def spaces(o: KubeObject) -> list[str]:
+        targets = o.content.get("spec", {}).get("targets", []) if o.kind == "InfisicalStaticSecret" else []
+        return sorted({ns, *(t["namespace"] for t in targets)}, key=lambda n: (n != ns, n))
+
     objects = tuple(
-        replace(o, depends_on=(f"Namespace:{ns}", *o.depends_on))
+        replace(o, depends_on=(*(f"Namespace:{n}" for n in spaces(o)), *o.depends_on))
         if isinstance(o, KubeObject) and o.namespace == ns
         else o
         for o in plan.objects

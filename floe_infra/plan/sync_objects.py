@@ -177,8 +177,10 @@ def sync_objects(
     values: tuple[str, ...],
     stack: str,
     protect: bool,
+    targets: tuple[Reference, ...] = (),
 ) -> tuple[KubeObject, ...]:
-    """The objects that fill ``ref``'s Secret; each depends on ``values`` (ids written first)."""
+    """The objects that fill ``ref``'s Secret, and with v1beta1 those of ``targets`` (references
+    of the same folder: one target each); each depends on ``values`` (ids written first)."""
     identity = operator.identity
     if ref.via == "eso":
         assert identity is not None  # the plan refuses via: eso with kubernetes auth
@@ -236,7 +238,8 @@ def sync_objects(
             "infisicalAuthRef": {"name": auth.name, "namespace": auth.namespace},
             "sources": [{"projectSlug": config.project_slug, "environmentSlug": environment, "secretPath": ref.path}],
             "syncOptions": {"refreshInterval": names.go_duration(config.resync_interval)},
-            "targets": [{"kind": "Secret", **_target(ref), "creationPolicy": "Orphan", "secretType": "Opaque"}],
+            "targets": [{"kind": "Secret", **_target(t), "creationPolicy": "Orphan", "secretType": "Opaque"}
+                        for t in targets or (ref,)],
         }
         deps = (operator.crds.id, auth.id, *values)
         return (_object(V1BETA1, "InfisicalStaticSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
