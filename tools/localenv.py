@@ -243,20 +243,31 @@ def server_running(state: Path) -> bool:
         return False
 
 
-def server_env(state: Path) -> dict[str, str]:
-    # Rate limits off (development): the e2e and the demo make more requests a minute per route
-    # than production's 40 allow one address.
+def server_env(state: Path, node_env: str | None = None) -> dict[str, str]:
+    # Rate limits off (development) unless asked for: the e2e and the demo make more requests a
+    # minute per route than production's 40 allow one address; tests/e2e/test_rate_limits.py and
+    # bench/operator_load.py run it in production.
     return {**os.environ, "INFISICAL_STATE": str(state),
-            "INFISICAL_NODE_ENV": os.environ.get("INFISICAL_NODE_ENV", "development")}
+            "INFISICAL_NODE_ENV": node_env or os.environ.get("INFISICAL_NODE_ENV", "development")}
 
 
-def start_server(state: Path, output: int | None = subprocess.PIPE) -> dict[str, str]:
+def server_node_env(state: Path) -> str | None:
+    """The NODE_ENV the running server of ``state`` was started with; None if it does not run."""
+    if not server_running(state):
+        return None
+    pid = int((state / "backend.pid").read_text())
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    found = [e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"NODE_ENV=")]
+    return found[0] if found else None
+
+
+def start_server(state: Path, output: int | None = subprocess.PIPE, node_env: str | None = None) -> dict[str, str]:
     """Runs up.sh (builds once, starts what is not running); the credentials it wrote.
     ``output=None`` lets its progress through to the terminal."""
     if not (SERVER / "up.sh").exists():
         raise LocalEnvError(f"the Infisical server is not at {SERVER} (../shared)")
-    result = subprocess.run([str(SERVER / "up.sh")], env=server_env(state), stdout=subprocess.PIPE, stderr=output,
-                            text=True, timeout=1800)
+    result = subprocess.run([str(SERVER / "up.sh")], env=server_env(state, node_env), stdout=subprocess.PIPE,
+                            stderr=output, text=True, timeout=1800)
     if result.returncode != 0:
         raise LocalEnvError(f"the Infisical server did not start ({SERVER / 'up.sh'} exited {result.returncode})"
                             + (f":\n{result.stderr[-4000:]}" if result.stderr else ""))
@@ -265,6 +276,55 @@ def start_server(state: Path, output: int | None = subprocess.PIPE) -> dict[str,
 
 def stop_server(state: Path) -> None:
     subprocess.run([str(SERVER / "down.sh")], env=server_env(state), capture_output=True, timeout=120, check=False)
+
+
+@dataclass(frozen=True)
+class Served:
+    """One request the server logged, and the status it answered (None: not answered yet)."""
+
+    at: float  # seconds since the epoch
+    method: str
+    url: str
+    status: int | None
+
+
+def served_since(log: Path, offset: int) -> list[Served]:
+    """The requests the server's log holds after its first ``offset`` bytes (pino: one JSON line
+    per incoming request and per completed one, joined by reqId)."""
+    started: dict[str, tuple[float, str, str]] = {}
+    answered: dict[str, int] = {}
+    with log.open("rb") as f:
+        f.seek(offset)
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            req_id = entry.get("reqId")
+            if not req_id:
+                continue
+            if "req" in entry:
+                started[req_id] = (entry["time"] / 1000, entry["req"].get("method", ""), entry["req"].get("url", ""))
+            elif "res" in entry:
+                answered[req_id] = int(entry["res"].get("statusCode", 0))
+    return [Served(at, method, url, answered.get(req_id)) for req_id, (at, method, url) in started.items()]
+
+
+@contextlib.contextmanager
+def server_in_production(state: Path | None = None) -> Iterator[Path]:
+    """The local server, restarted with its rate limits on (production) while the block runs, then
+    restarted as it ran before; the path of its log (one JSON line per request and answer)."""
+    state = state or server_state()
+    before = server_node_env(state)
+    if before != "production":
+        stop_server(state)
+        start_server(state, node_env="production")
+    try:
+        yield state / "backend.log"
+    finally:
+        if before != "production":
+            stop_server(state)
+            start_server(state, node_env=before or "development")
 
 
 @contextlib.contextmanager

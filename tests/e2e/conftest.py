@@ -80,7 +80,8 @@ def unavailable(reason: str) -> NoReturn:
 # The order the modules run in: the lifecycle first, on a cluster no stack has touched (its first
 # step previews on an empty cluster; the CRDs and namespaces a stack made outlive it).
 ORDER = ("test_lifecycle.py", "test_sync.py", "test_kubernetes_auth.py", "test_managed_identities.py",
-         "test_prod_stack.py", "test_generated.py", "test_faults.py", "test_project_gone.py", "test_demo.py")
+         "test_prod_stack.py", "test_generated.py", "test_rate_limits.py", "test_faults.py", "test_project_gone.py",
+         "test_demo.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,0 +1,142 @@
+"""Sync at scale within Infisical's rate limits: the real server in production mode (its limits
+on: 40 reads of /api/v4/secrets a minute per client address), the real operator, 100 references
+over 10 folders. The operator's reads grow with folders (one shared InfisicalStaticSecret per
+folder), so every Secret fills and follows a change within one refresh, with no refused read."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+from cluster import LocalCluster
+from conftest import Pulumi, eventually, make_project, pulumi_env, stop_operator
+from localenv import Infisical, served_since, server_in_production
+
+pytestmark = pytest.mark.e2e
+
+ENV = "dev"
+JOBS, OPERATOR_NS = "floe-jobs", "infisical"
+REFERENCES, FOLDERS, INTERVAL = 100, 10, 20  # 10 reads every 20 s: 30 a minute, under the 40 allowed
+READS = "/api/v4/secrets"  # the operator's v1beta1 list route (no other client here calls it)
+
+
+@dataclass
+class Scale:
+    pulumi: Pulumi
+    cluster: LocalCluster
+    infisical: Infisical
+    log: Path
+    offset: int  # where the server's log stood when the operator started
+    values: dict[int, str] = field(default_factory=dict)  # folder -> its KEY's value
+
+    def folder(self, n: int) -> str:
+        return f"/{self.infisical.prefix}/scale/folder-{n}"
+
+    def expected(self) -> dict[str, str]:
+        return {f"ref-{i:03d}": self.values[i % FOLDERS] for i in range(REFERENCES)}
+
+    def in_cluster(self) -> dict[str, str]:
+        """KEY of every reference's Secret, in one list of the namespace's Secrets."""
+        items = json.loads(self.cluster.kubectl("get", "secrets", "-n", JOBS, "-o", "json"))["items"]
+        return {s["metadata"]["name"]: base64.b64decode(s["data"]["KEY"]).decode() for s in items
+                if s["metadata"]["name"].startswith("ref-") and "KEY" in (s.get("data") or {})}
+
+    def change_values(self) -> None:
+        for n in range(FOLDERS):
+            self.values[n] = f"value-{n}-{secrets.token_hex(6)}"
+            self.infisical.set(ENV, self.folder(n), "KEY", self.values[n])
+
+
+def manifest(infisical: Infisical, chart_repo: str, prefix: str) -> str:
+    return yaml.safe_dump({
+        "plugins": {"secrets": {"type": "infisical", "config": {
+            "site_url": infisical.host, "project_slug": infisical.project_slug,
+            "resync_interval": f"{INTERVAL}s", "operator": {"chart_repo": chart_repo},
+        }}},
+        "secrets": {f"ref-{i:03d}": {"path": f"/{prefix}/scale/folder-{i % FOLDERS}", "namespace": JOBS,
+                                     "keys": {"KEY": {}}} for i in range(REFERENCES)},
+    }, sort_keys=False)
+
+
+@pytest.fixture(scope="module")
+def scale(tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scale]:
+    tmp = tmp_path_factory.mktemp("scale")
+    with server_in_production() as log:
+        project = make_project(tmp, tools_bin, cluster.kubeconfig, manifest(infisical, chart_repo, infisical.prefix))
+        pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
+        stack = Scale(pulumi, cluster, infisical, log, 0)
+        operator_log = None
+        try:
+            pulumi("stack", "init")
+            present = cluster.kubectl("get", "namespaces", "-o", "name").split()
+            for namespace in (JOBS, OPERATOR_NS):
+                if f"namespace/{namespace}" not in present:
+                    cluster.kubectl("create", "namespace", namespace)
+            for key, value, secret in [
+                ("floe:environment", ENV, False), ("floe:createNamespaces", "false", False),
+                ("floe:operatorClientId", infisical.viewer[0], False),
+                ("floe:operatorClientSecret", infisical.viewer[1], True),
+                ("infisical:clientId", infisical.writer[0], False),
+                ("infisical:clientSecret", infisical.writer[1], True),
+            ]:
+                pulumi.config_set(key, value, secret=secret)
+            stack.change_values()
+            pulumi.up()
+            stack.offset = log.stat().st_size
+            operator_log = cluster.start_operator()
+            yield stack
+        finally:
+            pulumi("destroy", "--yes", "--remove", check=False)
+            stop_operator(cluster, operator_log, "infisical-operator-rate-limits.log")
+            names = [f"ref-{i:03d}" for i in range(REFERENCES)]
+            cluster.kubectl("delete", "secret", *names, "-n", JOBS, "--ignore-not-found", "--wait=false")
+            infisical.remove_prefix(ENV)
+
+
+def test_1_the_plan_reads_one_folder_once_and_fits_the_budget(scale: Scale) -> None:
+    static = json.loads(scale.cluster.kubectl("get", "infisicalstaticsecrets", "-n", JOBS, "-o", "json",
+                                              "-l", "floe-infra/stack=dev"))["items"]
+    assert len(static) == FOLDERS
+    assert sorted(len(o["spec"]["targets"]) for o in static) == [REFERENCES // FOLDERS] * FOLDERS
+    said = scale.pulumi("preview", "--expect-no-changes")
+    assert "times a minute" not in said.stdout + said.stderr  # no read-budget warning
+
+
+def test_2_every_secret_fills_and_follows_a_change_within_one_refresh(scale: Scale) -> None:
+    _, filled = eventually(lambda: scale.in_cluster() == scale.expected(), "every Secret filled", 120)
+    scale.change_values()
+    changed = time.monotonic()
+    _, followed = eventually(lambda: scale.in_cluster() == scale.expected(), "every Secret follows its folder",
+                             INTERVAL + 40)
+    print(f"\n{REFERENCES} references in {FOLDERS} folders: filled in {filled:.0f}s, "
+          f"followed a change in {time.monotonic() - changed:.0f}s (refresh {INTERVAL}s)")
+    assert followed <= INTERVAL + 40
+
+
+def test_3_the_operator_stayed_within_the_servers_limit(scale: Scale) -> None:
+    time.sleep(INTERVAL * 2)  # two more refreshes of every folder
+    reads = [s for s in served_since(scale.log, scale.offset) if s.method == "GET" and s.url.startswith(READS)]
+    assert reads, f"the server logged no {READS} read"
+    span = max(r.at for r in reads) - min(r.at for r in reads)
+    refused = [r for r in reads if r.status != 200]
+    per_minute = max(sum(1 for r in reads if start <= r.at < start + 60) for start in (r.at for r in reads))
+    print(f"\n{len(reads)} reads in {span:.0f}s, at most {per_minute} in a minute, {len(refused)} refused")
+    assert refused == [], f"{len(refused)} reads refused, e.g. {refused[0]}"
+    assert per_minute <= 40
+
+
+def test_4_list_and_status_report_every_reference_of_a_shared_object(scale: Scale) -> None:
+    for command, column, ok in (("list", "sync_status", "Synced"), ("status", "message", "")):
+        result = scale.pulumi.floe("secrets", command, "--stack", ENV, "--context", "floe-local", "--format", "json")
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        rows = json.loads(result.stdout)["rows"]
+        assert sorted(r["name"] for r in rows) == sorted(scale.expected())
+        assert {r[column] for r in rows} == {ok}, rows[:3]
