@@ -49,7 +49,8 @@ typecheck: $(STAMP)
 	MYPYPATH=tests:tools:policy $(BIN)/mypy --strict --explicit-package-bases tests/*.py \
 		bench/cli.py bench/program_scale.py bench/provider_requests.py
 	MYPYPATH=tests/e2e:tests:tools $(BIN)/mypy --strict --explicit-package-bases tests/e2e/*.py \
-		bench/engine_scale.py bench/sync_latency.py tools/cluster.py tools/localenv.py tools/demo.py
+		bench/engine_scale.py bench/sync_latency.py bench/operator_load.py tools/cluster.py tools/localenv.py \
+		tools/demo.py
 
 unit: $(STAMP)
 	$(BIN)/pytest --ignore=tests/e2e
