@@ -155,3 +155,51 @@ def test_status_reports_each_secret_of_a_shared_object() -> None:
         ("ingest", "loader", "InfisicalStaticSecret", "Synced", "dev"),
         ("floe-jobs", "warehouse", "InfisicalStaticSecret", "Synced", "dev")]
     assert states[0].last_sync == states[1].last_sync is not None
+
+
+def test_sources_prefix_reads_every_folder_in_one_recursive_read(tmp_path: Path) -> None:
+    doc = yaml.safe_load(shared()[0])
+    doc["plugins"]["secrets"]["config"]["operator"]["sources"] = "prefix"
+    doc["secrets"]["loader"]["keys"] = {"TOKEN": {}}
+    doc["secrets"]["lake"]["keys"] = {"LAKE_KEY": {}}
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(doc))
+    plan = build_plan(load_manifest(tmp_path / "manifest.yaml"), shared()[1])
+    (static,) = [o for o in plan.kube_objects() if o.kind == "InfisicalStaticSecret"]
+    assert (static.namespace, static.name) == ("floe-jobs", "lake")  # the first reference's, by name
+    assert static.content["spec"]["sources"] == [
+        {"projectSlug": "floe-platform", "environmentSlug": "dev", "secretPath": "/data", "recursive": True}]
+    targets = {t["name"]: t for t in static.content["spec"]["targets"]}
+    assert sorted(targets) == ["lake", "loader", "reporting", "warehouse"]  # ESO's is not the operator's
+    assert targets["lake"]["template"] == {"engineVersion": "v1", "data": {
+        "LAKE_KEY": '{{ (secretFrom "/data/lake" "LAKE_KEY").Value }}'}}
+    assert targets["warehouse"]["template"]["data"] == {"TOKEN": '{{ (secretFrom "/data/warehouse" "TOKEN").Value }}'}
+    assert reads_per_refresh(plan.references) == 2  # the operator's one, and ESO's
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["plugins"]["secrets"]["config"]["operator"].update(api="v1alpha1"),
+     "sources: prefix reads with recursive sources and templates, which only api: v1beta1 has"),
+    (lambda d: None, "reference 'lake' declares no keys, and with operator.sources: prefix a Secret holds exactly "
+                     "its declared keys: declare them under secrets.lake.keys"),
+], ids=["v1alpha1", "keys-not-declared"])
+def test_sources_prefix_needs_v1beta1_and_declared_keys(tmp_path: Path, change: Any, message: str) -> None:
+    from floe_infra.errors import ManifestError
+
+    doc = yaml.safe_load(shared()[0])
+    doc["plugins"]["secrets"]["config"]["operator"]["sources"] = "prefix"
+    doc["secrets"]["loader"]["keys"] = {"TOKEN": {}}
+    change(doc)
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(ManifestError) as caught:
+        build_plan(load_manifest(tmp_path / "manifest.yaml"), shared()[1])
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("paths", "prefix"), [
+    (["/a/b", "/a/c"], "/a"), (["/a/b"], "/a/b"), (["/a", "/b"], "/"), (["/a/b/c", "/a/b"], "/a/b"),
+    (["/ab", "/a"], "/"),
+])
+def test_common_prefix_is_a_folder_not_a_string_prefix(paths: list[str], prefix: str) -> None:
+    from floe_infra.plan.sync_objects import common_prefix
+
+    assert common_prefix(paths) == prefix

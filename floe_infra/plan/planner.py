@@ -67,6 +67,15 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
                 f"`pulumi state unprotect --stack {settings.stack} <its URN>` first), or run "
                 f"`pulumi config rm --stack {settings.stack} floe:operatorSecretRotation`",
             )
+        if plugin.config.operator.sources == "prefix":
+            for ref in references:
+                if ref.via == "operator" and not ref.keys:
+                    raise manifest.error(
+                        ref.declared_at,
+                        f"reference {ref.name!r} declares no keys, and with operator.sources: prefix a Secret holds "
+                        f"exactly its declared keys: declare them under secrets.{ref.name}.keys (KEY: {{}} for one "
+                        "set by hand), or remove operator.sources: prefix",
+                    )
         paths = tuple(sorted({r.path for r in references}))
         operator: OperatorPlan | None = _operator(plugin.config, settings, labels, eso_used, paths)
         groups = _shared_objects(plugin.config, references)
@@ -428,13 +437,15 @@ def _shared_objects(config: InfisicalSettings, references: tuple[Reference, ...]
     fills, so reads grow with folders, not references. The object is the first reference's (by
     name, in its namespace): a second reference of the folder adds a target to it, in place. The
     others get ``()``: another reference's object fills their Secret. v1alpha1 and ESO objects
-    take one folder and one Secret each."""
+    take one folder and one Secret each. With ``operator.sources: prefix`` one object serves every
+    reference of the operator."""
     if config.operator.api != "v1beta1":
         return {}
     by_folder: dict[str, list[Reference]] = {}
     for ref in sorted(references, key=lambda r: r.name):
         if ref.via == "operator":
-            by_folder.setdefault(ref.path, []).append(ref)
+            # sources: prefix: one object for all (a recursive read of their common prefix).
+            by_folder.setdefault("" if config.operator.sources == "prefix" else ref.path, []).append(ref)
     groups: dict[str, tuple[Reference, ...]] = {}
     for members in by_folder.values():
         groups[members[0].name] = tuple(members)

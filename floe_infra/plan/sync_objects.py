@@ -168,6 +168,28 @@ def _target(ref: Reference) -> dict[str, str]:
     return {"name": ref.name, "namespace": ref.namespace}
 
 
+def common_prefix(paths: list[str]) -> str:
+    """The deepest folder that holds every one of ``paths`` ("/" at worst)."""
+    parts = [p.strip("/").split("/") for p in paths]
+    shared = []
+    for segments in zip(*parts, strict=False):
+        if len(set(segments)) != 1:
+            break
+        shared.append(segments[0])
+    return "/" + "/".join(s for s in shared if s)
+
+
+def _static_target(ref: Reference, templated: bool) -> dict[str, Any]:
+    """A target of an InfisicalStaticSecret: the Secret of ``ref``; ``templated``: holding exactly
+    its declared keys, each read from its folder in the fetched tree."""
+    target: dict[str, Any] = {"kind": "Secret", **_target(ref), "creationPolicy": "Orphan", "secretType": "Opaque"}
+    if templated:
+        target["template"] = {"engineVersion": "v1", "data": {
+            k.name: f'{{{{ (secretFrom "{ref.path}" "{k.name}").Value }}}}' for k in ref.keys
+        }}
+    return target
+
+
 def sync_objects(
     ref: Reference,
     config: InfisicalSettings,
@@ -234,12 +256,19 @@ def sync_objects(
     if config.operator.api == "v1beta1":
         assert operator.auth is not None
         auth = operator.auth
+        served = targets or (ref,)
+        source: dict[str, Any] = {"projectSlug": config.project_slug, "environmentSlug": environment}
+        if config.operator.sources == "prefix":
+            # One recursive read of the folders' common prefix; each Secret takes its declared keys
+            # from its folder (secretFrom). The server lists only the folders the identity may read.
+            source |= {"secretPath": common_prefix([t.path for t in served]), "recursive": True}
+        else:
+            source["secretPath"] = ref.path
         spec: dict[str, Any] = {
             "infisicalAuthRef": {"name": auth.name, "namespace": auth.namespace},
-            "sources": [{"projectSlug": config.project_slug, "environmentSlug": environment, "secretPath": ref.path}],
+            "sources": [source],
             "syncOptions": {"refreshInterval": names.go_duration(config.resync_interval)},
-            "targets": [{"kind": "Secret", **_target(t), "creationPolicy": "Orphan", "secretType": "Opaque"}
-                        for t in targets or (ref,)],
+            "targets": [_static_target(t, templated=config.operator.sources == "prefix") for t in served],
         }
         deps = (operator.crds.id, auth.id, *values)
         return (_object(V1BETA1, "InfisicalStaticSecret", ref.name, ref.namespace, labels, spec, deps, protect),)

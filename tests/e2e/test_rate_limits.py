@@ -140,3 +140,27 @@ def test_4_list_and_status_report_every_reference_of_a_shared_object(scale: Scal
         rows = json.loads(result.stdout)["rows"]
         assert sorted(r["name"] for r in rows) == sorted(scale.expected())
         assert {r[column] for r in rows} == {ok}, rows[:3]
+
+
+def test_5_sources_prefix_reads_every_folder_in_one_request(scale: Scale) -> None:
+    """Switched in one `up`: the first folder's object becomes the one recursive read, the other
+    objects go (their Secrets stay: they orphan them), and every Secret still follows its folder."""
+    doc = yaml.safe_load((scale.pulumi.project / "manifest.yaml").read_text())
+    doc["plugins"]["secrets"]["config"]["operator"]["sources"] = "prefix"
+    (scale.pulumi.project / "manifest.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    scale.pulumi.up()
+    static = json.loads(scale.cluster.kubectl("get", "infisicalstaticsecrets", "-n", JOBS, "-o", "json",
+                                              "-l", "floe-infra/stack=dev"))["items"]
+    assert [(o["metadata"]["name"], len(o["spec"]["targets"]), o["spec"]["sources"][0]["recursive"]) for o in static] \
+        == [("ref-000", REFERENCES, True)]
+    assert scale.in_cluster() == scale.expected(), "a Secret lost its value in the switch"
+    offset = scale.log.stat().st_size
+    scale.change_values()
+    _, followed = eventually(lambda: scale.in_cluster() == scale.expected(), "every Secret follows its folder",
+                             INTERVAL + 40)
+    time.sleep(INTERVAL)
+    reads = [s for s in served_since(scale.log, offset) if s.method == "GET" and s.url.startswith(READS)]
+    span = max(r.at for r in reads) - min(r.at for r in reads) if len(reads) > 1 else 0.0
+    print(f"\nsources: prefix: {len(reads)} reads in {span:.0f}s, followed a change in {followed:.0f}s")
+    assert all(r.status == 200 for r in reads) and 1 <= len(reads) <= span / INTERVAL + 2
+    scale.pulumi("preview", "--expect-no-changes")
