@@ -3,8 +3,9 @@
 On the local control plane (tools/cluster.py), the real Infisical server (../shared) in production
 mode (its rate limits on: 40 reads of secrets a minute per client address) and the Infisical
 operator v0.11.5 out of cluster (the tools `make tools` built). For each N (references, ten per
-folder) and each way the plan reads (v1alpha1: one InfisicalSecret per reference; v1beta1 folder:
-one InfisicalStaticSecret per folder; v1beta1 prefix: one recursive read for all), it reports:
+folder) and each way the plan reads (v1alpha1: one InfisicalSecret per reference; v1beta1 with
+operator.sources reference: one InfisicalStaticSecret per reference, folder: one per folder,
+prefix: one recursive read for all), it reports:
 - reads a minute the operator made (the server's own log of /api/v4/secrets and /api/v3/secrets/raw
   requests, the most in any 60 s) and how many the server refused;
 - from `pulumi up` done to every Secret filled;
@@ -46,7 +47,7 @@ from localenv import (  # noqa: E402
 )
 
 ENV, NAMESPACE, PER_FOLDER, LIMIT = "dev", "floe-jobs", 10, 40
-MODES = (("v1alpha1", "folder"), ("v1beta1", "folder"), ("v1beta1", "prefix"))
+MODES = (("v1alpha1", "reference"), ("v1beta1", "reference"), ("v1beta1", "folder"), ("v1beta1", "prefix"))
 READ_ROUTES = ("/api/v4/secrets", "/api/v3/secrets/raw?")  # the operator's list routes (v1beta1, v1alpha1)
 
 
@@ -66,7 +67,8 @@ def manifest(infisical: Infisical, repo: str, api: str, sources: str, n: int, in
     return yaml.safe_dump({
         "plugins": {"secrets": {"type": "infisical", "config": {
             "site_url": infisical.host, "project_slug": infisical.project_slug, "resync_interval": f"{interval}s",
-            "read_budget": 100000, "operator": {"chart_repo": repo, "api": api, "sources": sources},
+            "read_budget": 100000, "operator": {"chart_repo": repo, "api": api,
+                                                 **({"sources": sources} if api == "v1beta1" else {})},
         }}},
         "secrets": {f"ref-{i:04d}": {"path": f"/{infisical.prefix}/{tag}/folder-{i // PER_FOLDER}",
                                      "namespace": NAMESPACE, "keys": {"KEY": {}}} for i in range(n)},
@@ -135,8 +137,8 @@ def measure(row: Row, api: str, sources: str, args: argparse.Namespace, tmp: Pat
                             "--wait=false")
 
 
-def planned_reads(api: str, sources: str, n: int) -> int:
-    return n if api == "v1alpha1" else 1 if sources == "prefix" else -(-n // PER_FOLDER)
+def planned_reads(sources: str, n: int) -> int:
+    return {"reference": n, "folder": -(-n // PER_FOLDER), "prefix": 1}[sources]
 
 
 def main() -> int:
@@ -160,7 +162,7 @@ def main() -> int:
             with chart_repository(tmp / "charts") as repo:
                 for n in (int(s) for s in args.sizes.split(",")):
                     for api, sources in MODES:
-                        row = Row(n, f"{api} {sources}" if api == "v1beta1" else api, planned_reads(api, sources, n))
+                        row = Row(n, f"{api} {sources}" if api == "v1beta1" else api, planned_reads(sources, n))
                         rows.append(row)
                         if row.planned * 60 / args.interval > LIMIT and not args.all:
                             row.note = (f"not run: {row.planned} reads every {args.interval}s is "

@@ -570,8 +570,8 @@ def test_validate_warns_when_the_operator_would_read_more_than_the_server_allows
 ) -> None:
     manifest = world.project / "manifest.yaml"
     manifest.write_text(manifest.read_text().replace("      resync_interval: 60s\n",
-                                                     "      resync_interval: 60s\n      read_budget: 1\n"))
+                                                     "      resync_interval: 30s\n      read_budget: 3\n"))
     code, _, err = run(capsys, "validate")
     assert code == 0  # a warning: the references themselves are fine
-    assert "warning: the operator would read Infisical 2 times a minute (2 folder reads every 60s" in err
-    assert "Fix: set resync_interval to at least 120s" in err
+    assert "warning: the operator would read Infisical 4 times a minute (2 reads every 30s" in err
+    assert "Fix: set resync_interval to at least 40s" in err

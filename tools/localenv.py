@@ -312,8 +312,9 @@ def served_since(log: Path, offset: int) -> list[Served]:
 
 @contextlib.contextmanager
 def server_in_production(state: Path | None = None) -> Iterator[Path]:
-    """The local server, restarted with its rate limits on (production) while the block runs, then
-    restarted as it ran before; the path of its log (one JSON line per request and answer)."""
+    """The local server, (re)started with its rate limits on (production) while the block runs, then
+    as it was before (stopped if it did not run); the path of its log (one JSON line per request
+    and answer)."""
     state = state or server_state()
     before = server_node_env(state)
     if before != "production":
@@ -324,7 +325,8 @@ def server_in_production(state: Path | None = None) -> Iterator[Path]:
     finally:
         if before != "production":
             stop_server(state)
-            start_server(state, node_env=before or "development")
+            if before is not None:  # it ran before: as it was
+                start_server(state, node_env=before)
 
 
 @contextlib.contextmanager

@@ -113,6 +113,11 @@ def static_sync_state(obj: Mapping[str, Any], auth_failures: Mapping[tuple[str, 
     scope = read_scope("InfisicalStaticSecret", obj.get("spec") or {})
     assert scope is not None
     status = _status_of(conditions.get(STATIC_STATUS))
+    generation = obj.get("metadata", {}).get("generation")
+    observed = (conditions.get(STATIC_STATUS) or {}).get("observedGeneration")
+    if isinstance(generation, int) and isinstance(observed, int) and observed < generation:
+        # A spec change (a new target, a new source) the operator has not reconciled yet.
+        status = ("Pending", "not reconciled since its last change")
     ref = (obj.get("spec") or {}).get("infisicalAuthRef") or {}
     reason = (auth_failures or {}).get((str(ref.get("namespace", "")), str(ref.get("name", ""))))
     if status[0] == "Failed" and reason:
@@ -197,9 +202,11 @@ class InfisicalPlugin(SecretsPlugin):
         cluster = Cluster.connect(self.context.kube_context)
         labels = {**MANAGED_BY, STACK_LABEL: self.context.stack}
         if settings.operator.api == "v1beta1":
-            found = cluster.list(V1BETA1, "infisicalstaticsecrets", namespace, labels)
+            # Every namespace: a shared object lives in the operator's, its Secrets elsewhere.
+            found = cluster.list(V1BETA1, "infisicalstaticsecrets", None, labels)
             failures = auth_failures(cluster.list(V1BETA1, "infisicalauths", settings.operator.namespace, labels))
-            states = [state for o in found for state in static_sync_states(o, failures)]
+            states = [state for o in found for state in static_sync_states(o, failures)
+                      if namespace is None or state.namespace == namespace]
         else:
             states = [sync_state(o) for o in cluster.list(V1ALPHA1, "infisicalsecrets", namespace, labels)]
         external = cluster.list(ESO_API, "externalsecrets", namespace, labels, required=False)

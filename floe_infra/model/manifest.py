@@ -57,17 +57,17 @@ class OperatorSettings(_Model):
     # operator's namespace; the identity id is stack config floe:operatorIdentityId).
     auth: OperatorAuth = "universal"
     service_account: DnsName | None = None
-    # What one InfisicalStaticSecret reads (v1beta1): folder (each folder once, its references'
-    # Secrets as targets) or prefix (every folder in one recursive read at their common prefix,
-    # each Secret templated from its declared keys).
-    sources: Literal["folder", "prefix"] = "folder"
+    # What one InfisicalStaticSecret reads (v1beta1): reference (one object per reference), folder
+    # (one per folder, its references' Secrets as targets) or prefix (one recursive read of every
+    # folder at their common prefix, each Secret templated from its declared keys).
+    sources: Literal["reference", "folder", "prefix"] = "reference"
 
     @model_validator(mode="after")
-    def _prefix_needs_v1beta1(self) -> OperatorSettings:
-        if self.sources == "prefix" and self.api != "v1beta1":
+    def _shared_sources_need_v1beta1(self) -> OperatorSettings:
+        if self.sources != "reference" and self.api != "v1beta1":
             raise ValueError(
-                "sources: prefix reads with recursive sources and templates, which only api: v1beta1 has: "
-                "remove api: v1alpha1 or sources: prefix"
+                f"sources: {self.sources} shares one InfisicalStaticSecret between references, which only "
+                "api: v1beta1 has (v1alpha1 reads once per reference): remove api: v1alpha1 or sources"
             )
         return self
 

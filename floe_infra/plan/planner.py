@@ -141,15 +141,29 @@ def read_budget_problem(config: InfisicalSettings, plans: tuple[ReferencePlan, .
     the fixes; None when it fits."""
     reads, interval = reads_per_refresh(plans), names.interval_seconds(config.resync_interval)
     per_minute = reads * 60 / interval
+    fewer = (
+        "operator.api v1beta1 (v1alpha1 reads once per reference)" if config.operator.api == "v1alpha1"
+        else "operator.sources: folder (one read per folder) or prefix (one read for all)"
+        if config.operator.sources == "reference" else "fewer folders"
+    )
+    if reads > config.read_budget:
+        # The operator reconciles its objects one after another: each start, and each `up` that
+        # changes them all, reads every one at once, whatever the interval.
+        return (
+            f"the operator would make {reads} reads of Infisical at each refresh, and reads them all at once when "
+            f"it starts, more than plugins.secrets.config.read_budget ({config.read_budget} a minute, the server's "
+            f"rate limit for one client address); past it Infisical refuses reads and Secrets stop following their "
+            f"values. Fix: {fewer}, or raise the server's limit and read_budget"
+        )
     if per_minute <= config.read_budget:
         return None
     needed = math.ceil(reads * 60 / config.read_budget)
     return (
-        f"the operator would read Infisical {per_minute:.0f} times a minute ({reads} folder reads every "
+        f"the operator would read Infisical {per_minute:.0f} times a minute ({reads} reads every "
         f"{interval}s: plugins.secrets.config.resync_interval {config.resync_interval}), more than "
         f"plugins.secrets.config.read_budget ({config.read_budget} a minute, the server's rate limit for one client "
         f"address); past it Infisical refuses reads and Secrets stop following their values. Fix: set "
-        f"resync_interval to at least {needed}s, read fewer folders, or raise the server's limit and read_budget"
+        f"resync_interval to at least {needed}s, {fewer}, or raise the server's limit and read_budget"
     )
 
 
@@ -430,22 +444,22 @@ def _token_reviewer(
 
 
 def _shared_objects(config: InfisicalSettings, references: tuple[Reference, ...]) -> dict[str, tuple[Reference, ...]]:
-    """Which references each sync object serves, by the name of the reference that holds it.
+    """Which references each sync object serves, by the name of the reference whose plan holds it.
 
-    With v1beta1, references that read the same folder share one InfisicalStaticSecret, with one
-    target per reference: the operator reads a folder once per refresh however many Secrets it
-    fills, so reads grow with folders, not references. The object is the first reference's (by
-    name, in its namespace): a second reference of the folder adds a target to it, in place. The
-    others get ``()``: another reference's object fills their Secret. v1alpha1 and ESO objects
-    take one folder and one Secret each. With ``operator.sources: prefix`` one object serves every
-    reference of the operator."""
-    if config.operator.api != "v1beta1":
+    ``operator.sources: folder``: references that read the same folder share one
+    InfisicalStaticSecret, with one target per reference (the operator reads a folder once per
+    refresh however many Secrets it fills); ``prefix``: one object serves every reference of the
+    operator. The shared object is named after what it reads, in the operator's namespace, so a
+    reference joining or leaving it updates it in place. The plan of the first reference (by
+    name) holds it; the others get ``()``. ``reference`` (the default), v1alpha1 and ESO: one
+    object per reference."""
+    sources = config.operator.sources
+    if config.operator.api != "v1beta1" or sources == "reference":
         return {}
     by_folder: dict[str, list[Reference]] = {}
     for ref in sorted(references, key=lambda r: r.name):
         if ref.via == "operator":
-            # sources: prefix: one object for all (a recursive read of their common prefix).
-            by_folder.setdefault("" if config.operator.sources == "prefix" else ref.path, []).append(ref)
+            by_folder.setdefault("" if sources == "prefix" else ref.path, []).append(ref)
     groups: dict[str, tuple[Reference, ...]] = {}
     for members in by_folder.values():
         groups[members[0].name] = tuple(members)
@@ -571,17 +585,18 @@ def _namespaces(
 
 
 def _with_namespace_dependency(plan: ReferencePlan) -> ReferencePlan:
-    """Objects in the reference's namespace wait for it; a shared InfisicalStaticSecret also waits
-    for the namespace of each Secret it fills."""
+    """Objects in the reference's namespace wait for it; an InfisicalStaticSecret also waits for
+    the namespace of each Secret it fills (a shared one lives in the operator's namespace)."""
     ns = plan.reference.namespace
 
     def spaces(o: KubeObject) -> list[str]:
         targets = o.content.get("spec", {}).get("targets", []) if o.kind == "InfisicalStaticSecret" else []
-        return sorted({ns, *(t["namespace"] for t in targets)}, key=lambda n: (n != ns, n))
+        own = [ns] if o.namespace == ns else []
+        return [*own, *sorted({t["namespace"] for t in targets} - set(own))]
 
     objects = tuple(
         replace(o, depends_on=(*(f"Namespace:{n}" for n in spaces(o)), *o.depends_on))
-        if isinstance(o, KubeObject) and o.namespace == ns
+        if isinstance(o, KubeObject) and spaces(o)
         else o
         for o in plan.objects
     )

@@ -16,6 +16,7 @@ operator only sets itself as owner when it creates the Secret, and updates an ex
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -168,6 +169,10 @@ def _target(ref: Reference) -> dict[str, str]:
     return {"name": ref.name, "namespace": ref.namespace}
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:6]
+
+
 def common_prefix(paths: list[str]) -> str:
     """The deepest folder that holds every one of ``paths`` ("/" at worst)."""
     parts = [p.strip("/").split("/") for p in paths]
@@ -271,7 +276,16 @@ def sync_objects(
             "targets": [_static_target(t, templated=config.operator.sources == "prefix") for t in served],
         }
         deps = (operator.crds.id, auth.id, *values)
-        return (_object(V1BETA1, "InfisicalStaticSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
+        # Shared: named after what it reads, in the operator's namespace, so that references joining
+        # or leaving it update it in place (and no team's namespace holds another's targets).
+        name, namespace = {
+            "reference": (ref.name, ref.namespace),
+            # the path's hash too: /data-x and /data/x read alike once made a DNS name
+            "folder": (names.object_name("floe", stack, ref.path.strip("/"), _digest(ref.path)),
+                       config.operator.namespace),
+            "prefix": (names.object_name("floe", stack, "all-folders"), config.operator.namespace),
+        }[config.operator.sources]
+        return (_object(V1BETA1, "InfisicalStaticSecret", name, namespace, labels, spec, deps, protect),)
     scope = {"projectSlug": config.project_slug, "envSlug": environment, "secretsPath": ref.path}
     if operator.service_account is not None:
         login: dict[str, Any] = {"kubernetesAuth": {

@@ -58,7 +58,7 @@ def manifest(infisical: Infisical, chart_repo: str, prefix: str) -> str:
     return yaml.safe_dump({
         "plugins": {"secrets": {"type": "infisical", "config": {
             "site_url": infisical.host, "project_slug": infisical.project_slug,
-            "resync_interval": f"{INTERVAL}s", "operator": {"chart_repo": chart_repo},
+            "resync_interval": f"{INTERVAL}s", "operator": {"chart_repo": chart_repo, "sources": "folder"},
         }}},
         "secrets": {f"ref-{i:03d}": {"path": f"/{prefix}/scale/folder-{i % FOLDERS}", "namespace": JOBS,
                                      "keys": {"KEY": {}}} for i in range(REFERENCES)},
@@ -102,9 +102,9 @@ def scale(tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_re
 
 
 def test_1_the_plan_reads_one_folder_once_and_fits_the_budget(scale: Scale) -> None:
-    static = json.loads(scale.cluster.kubectl("get", "infisicalstaticsecrets", "-n", JOBS, "-o", "json",
+    static = json.loads(scale.cluster.kubectl("get", "infisicalstaticsecrets", "-A", "-o", "json",
                                               "-l", "floe-infra/stack=dev"))["items"]
-    assert len(static) == FOLDERS
+    assert len(static) == FOLDERS and {o["metadata"]["namespace"] for o in static} == {OPERATOR_NS}
     assert sorted(len(o["spec"]["targets"]) for o in static) == [REFERENCES // FOLDERS] * FOLDERS
     said = scale.pulumi("preview", "--expect-no-changes")
     assert "times a minute" not in said.stdout + said.stderr  # no read-budget warning
@@ -114,11 +114,10 @@ def test_2_every_secret_fills_and_follows_a_change_within_one_refresh(scale: Sca
     _, filled = eventually(lambda: scale.in_cluster() == scale.expected(), "every Secret filled", 120)
     scale.change_values()
     changed = time.monotonic()
-    _, followed = eventually(lambda: scale.in_cluster() == scale.expected(), "every Secret follows its folder",
-                             INTERVAL + 40)
+    # Within one refresh, plus the operator's reconcile of the folders' objects (one at a time).
+    eventually(lambda: scale.in_cluster() == scale.expected(), "every Secret follows its folder", INTERVAL + 15)
     print(f"\n{REFERENCES} references in {FOLDERS} folders: filled in {filled:.0f}s, "
           f"followed a change in {time.monotonic() - changed:.0f}s (refresh {INTERVAL}s)")
-    assert followed <= INTERVAL + 40
 
 
 def test_3_the_operator_stayed_within_the_servers_limit(scale: Scale) -> None:
@@ -126,7 +125,7 @@ def test_3_the_operator_stayed_within_the_servers_limit(scale: Scale) -> None:
     reads = [s for s in served_since(scale.log, scale.offset) if s.method == "GET" and s.url.startswith(READS)]
     assert reads, f"the server logged no {READS} read"
     span = max(r.at for r in reads) - min(r.at for r in reads)
-    refused = [r for r in reads if r.status != 200]
+    refused = [r for r in reads if r.status is not None and r.status != 200]  # None: answered after the log was read
     per_minute = max(sum(1 for r in reads if start <= r.at < start + 60) for start in (r.at for r in reads))
     print(f"\n{len(reads)} reads in {span:.0f}s, at most {per_minute} in a minute, {len(refused)} refused")
     assert refused == [], f"{len(refused)} reads refused, e.g. {refused[0]}"
@@ -143,21 +142,21 @@ def test_4_list_and_status_report_every_reference_of_a_shared_object(scale: Scal
 
 
 def test_5_sources_prefix_reads_every_folder_in_one_request(scale: Scale) -> None:
-    """Switched in one `up`: the first folder's object becomes the one recursive read, the other
-    objects go (their Secrets stay: they orphan them), and every Secret still follows its folder."""
+    """Switched in one `up`: one object makes the one recursive read, the folders' objects go (their
+    Secrets stay: they orphan them), and every Secret still follows its folder."""
     doc = yaml.safe_load((scale.pulumi.project / "manifest.yaml").read_text())
     doc["plugins"]["secrets"]["config"]["operator"]["sources"] = "prefix"
     (scale.pulumi.project / "manifest.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     scale.pulumi.up()
-    static = json.loads(scale.cluster.kubectl("get", "infisicalstaticsecrets", "-n", JOBS, "-o", "json",
+    static = json.loads(scale.cluster.kubectl("get", "infisicalstaticsecrets", "-A", "-o", "json",
                                               "-l", "floe-infra/stack=dev"))["items"]
     assert [(o["metadata"]["name"], len(o["spec"]["targets"]), o["spec"]["sources"][0]["recursive"]) for o in static] \
-        == [("ref-000", REFERENCES, True)]
+        == [("floe-dev-all-folders", REFERENCES, True)]
     assert scale.in_cluster() == scale.expected(), "a Secret lost its value in the switch"
     offset = scale.log.stat().st_size
     scale.change_values()
     _, followed = eventually(lambda: scale.in_cluster() == scale.expected(), "every Secret follows its folder",
-                             INTERVAL + 40)
+                             INTERVAL + 15)
     time.sleep(INTERVAL)
     reads = [s for s in served_since(scale.log, offset) if s.method == "GET" and s.url.startswith(READS)]
     span = max(r.at for r in reads) - min(r.at for r in reads) if len(reads) > 1 else 0.0
