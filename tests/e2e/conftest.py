@@ -62,6 +62,18 @@ def eventually(probe: Callable[[], T | None], what: str, timeout: float = FOLLOW
         time.sleep(0.5)
 
 
+def rolled_out_in(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Deployment once its current template runs everywhere (kwok makes the pods Ready)."""
+    out = cluster.kubectl("get", "deployment", name, "-n", namespace, "-o", "json", "--ignore-not-found")
+    if not out.strip():
+        return None
+    d: dict[str, Any] = json.loads(out)
+    s = d.get("status", {})
+    done = (s.get("observedGeneration") == d["metadata"]["generation"] and s.get("updatedReplicas") == 1
+            and s.get("readyReplicas") == 1 and s.get("replicas") == 1)
+    return d if done else None
+
+
 def stop_operator(cluster: LocalCluster, log: Path | None, keep_as: str) -> None:
     """Stop the operator a module started, keeping its log as ``$FLOE_E2E_ARTIFACTS/keep_as``."""
     cluster.stop_operator()

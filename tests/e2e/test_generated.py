@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import ROOT, Pulumi, eventually, pulumi_env, stop_operator, unavailable
+from conftest import ROOT, Pulumi, eventually, pulumi_env, rolled_out_in, stop_operator, unavailable
 from localenv import Infisical
 
 pytestmark = pytest.mark.e2e
@@ -33,18 +33,6 @@ LEGACY = "pulumi-python:dynamic/floe:GeneratedPassword"
 RANDOM = "random:index/randomPassword:RandomPassword"
 VALUE = "pulumi-python:dynamic/infisical:SecretValue"
 MARK = f"secrets.infisical.com/managed-secret.{REF}"  # the operator's, on the pod template
-
-
-def rolled_out_in(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any] | None:
-    """The Deployment once its current template runs everywhere (kwok makes the pods Ready)."""
-    out = cluster.kubectl("get", "deployment", name, "-n", namespace, "-o", "json", "--ignore-not-found")
-    if not out.strip():
-        return None
-    d: dict[str, Any] = json.loads(out)
-    s = d.get("status", {})
-    done = (s.get("observedGeneration") == d["metadata"]["generation"] and s.get("updatedReplicas") == 1
-            and s.get("readyReplicas") == 1 and s.get("replicas") == 1)
-    return d if done else None
 
 
 def steps(preview: dict[str, Any]) -> dict[tuple[str, str], set[str]]:

@@ -12,11 +12,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import Pulumi, eventually, make_project, pulumi_env, stop_operator
+from conftest import Pulumi, eventually, make_project, pulumi_env, rolled_out_in, stop_operator
 from localenv import Infisical, served_since, server_in_production
 
 pytestmark = pytest.mark.e2e
@@ -98,6 +99,7 @@ def scale(tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_re
             stop_operator(cluster, operator_log, "infisical-operator-rate-limits.log")
             names = [f"ref-{i:03d}" for i in range(REFERENCES)]
             cluster.kubectl("delete", "secret", *names, "-n", JOBS, "--ignore-not-found", "--wait=false")
+            cluster.kubectl("delete", "deployment", "scale-app", "-n", JOBS, "--ignore-not-found", "--wait=false")
             infisical.remove_prefix(ENV)
 
 
@@ -112,12 +114,29 @@ def test_1_the_plan_reads_one_folder_once_and_fits_the_budget(scale: Scale) -> N
 
 def test_2_every_secret_fills_and_follows_a_change_within_one_refresh(scale: Scale) -> None:
     _, filled = eventually(lambda: scale.in_cluster() == scale.expected(), "every Secret filled", 120)
+    # A workload of the last reference of a shared object restarts when its folder changes.
+    outputs = scale.pulumi.outputs()["secrets"]["ref-099"]
+    scale.cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "scale-app", "namespace": JOBS, "annotations": outputs["workloadAnnotations"]},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "scale-app"}},
+                 "template": {"metadata": {"labels": {"app": "scale-app"}}, "spec": {"containers": [
+                     {"name": "app", "image": "floe/app:1", "envFrom": [{"secretRef": {"name": "ref-099"}}]}]}}},
+    }))
+    before, _ = eventually(lambda: rolled_out_in(scale.cluster, JOBS, "scale-app"), "the Deployment rolled out", 90)
     scale.change_values()
     changed = time.monotonic()
     # Within one refresh, plus the operator's reconcile of the folders' objects (one at a time).
     eventually(lambda: scale.in_cluster() == scale.expected(), "every Secret follows its folder", INTERVAL + 15)
     print(f"\n{REFERENCES} references in {FOLDERS} folders: filled in {filled:.0f}s, "
           f"followed a change in {time.monotonic() - changed:.0f}s (refresh {INTERVAL}s)")
+
+    def restarted() -> dict[str, Any] | None:
+        d = rolled_out_in(scale.cluster, JOBS, "scale-app")
+        return d if d and d["metadata"]["generation"] > before["metadata"]["generation"] else None
+
+    after, _ = eventually(restarted, "the annotated Deployment of a shared object's target rolls out", 90)
+    assert "secrets.infisical.com/managed-secret.ref-099" in after["spec"]["template"]["metadata"]["annotations"]
 
 
 def test_3_the_operator_stayed_within_the_servers_limit(scale: Scale) -> None:
