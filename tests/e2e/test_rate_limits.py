@@ -1,7 +1,9 @@
 """Sync at scale within Infisical's rate limits: the real server in production mode (its limits
-on: 40 reads of /api/v4/secrets a minute per client address), the real operator, 100 references
-over 10 folders. The operator's reads grow with folders (one shared InfisicalStaticSecret per
-folder), so every Secret fills and follows a change within one refresh, with no refused read."""
+on: 40 reads of /api/v4/secrets a minute per client address), the real operator logging in as the
+identity the stack makes (its role: the manifest's folders only), 100 references over 10 folders.
+With operator.sources: folder the operator's reads grow with folders (one shared
+InfisicalStaticSecret per folder), so every Secret fills and follows a change within one refresh,
+with no refused read; with prefix, one recursive read serves them all."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import pytest
 import yaml
 from cluster import LocalCluster
 from conftest import Pulumi, eventually, make_project, pulumi_env, rolled_out_in, stop_operator
-from localenv import Infisical, served_since, server_in_production
+from localenv import Infisical, InfisicalAdmin, served_since, server_in_production
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +62,8 @@ def manifest(infisical: Infisical, chart_repo: str, prefix: str) -> str:
         "plugins": {"secrets": {"type": "infisical", "config": {
             "site_url": infisical.host, "project_slug": infisical.project_slug,
             "resync_interval": f"{INTERVAL}s", "operator": {"chart_repo": chart_repo, "sources": "folder"},
+            # The operator's identity made by the stack, with its scoped role: the manifest's folders only.
+            "identities": "managed", "identity": {"token_ttl": "60s", "token_max_ttl": "1h"},
         }}},
         "secrets": {f"ref-{i:03d}": {"path": f"/{prefix}/scale/folder-{i % FOLDERS}", "namespace": JOBS,
                                      "keys": {"KEY": {}}} for i in range(REFERENCES)},
@@ -68,7 +72,7 @@ def manifest(infisical: Infisical, chart_repo: str, prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def scale(tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scale]:
+          tmp_path_factory: pytest.TempPathFactory, infisical_admin: InfisicalAdmin) -> Iterator[Scale]:
     tmp = tmp_path_factory.mktemp("scale")
     with server_in_production() as log:
         project = make_project(tmp, tools_bin, cluster.kubeconfig, manifest(infisical, chart_repo, infisical.prefix))
@@ -83,10 +87,8 @@ def scale(tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_re
                     cluster.kubectl("create", "namespace", namespace)
             for key, value, secret in [
                 ("floe:environment", ENV, False), ("floe:createNamespaces", "false", False),
-                ("floe:operatorClientId", infisical.viewer[0], False),
-                ("floe:operatorClientSecret", infisical.viewer[1], True),
-                ("infisical:clientId", infisical.writer[0], False),
-                ("infisical:clientSecret", infisical.writer[1], True),
+                ("infisical:clientId", infisical_admin.client[0], False),
+                ("infisical:clientSecret", infisical_admin.client[1], True),
             ]:
                 pulumi.config_set(key, value, secret=secret)
             stack.change_values()
