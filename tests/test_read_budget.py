@@ -253,7 +253,7 @@ def test_a_spec_change_not_reconciled_yet_is_pending_not_synced() -> None:
 
     status = {"type": "secrets.infisical.com/LastReconcileStatus", "status": "True", "message": "ok",
               "observedGeneration": 1}
-    obj = {"metadata": {"name": "floe-dev-data-x", "namespace": "infisical", "generation": 2},
+    obj: dict[str, Any] = {"metadata": {"name": "floe-dev-data-x", "namespace": "infisical", "generation": 2},
            "spec": {"sources": [{"projectSlug": "p", "environmentSlug": "dev", "secretPath": "/data/x"}],
                     "targets": [{"name": "new-one", "namespace": "floe-jobs"}]},
            "status": {"conditions": [status]}}
