@@ -410,3 +410,25 @@ def test_a_scoped_role_reads_one_environment_and_the_manifests_folders(monkeypat
         "environment": "prod", "secretPath": {"$in": ["/a", "/b/c"]}}}]
     diff = provider.diff("role-1", {**props, **(result.outs or {})}, {**props, "paths": ["/a"]})
     assert (diff.changes, diff.replaces) == (True, [])
+
+
+@pytest.mark.parametrize("folders", [2, 10, 1000])
+def test_a_role_for_many_folders_has_a_description_infisical_can_store(
+    monkeypatch: pytest.MonkeyPatch, folders: int
+) -> None:
+    """Infisical keeps at most 255 characters of a role's description: a longer one failed the
+    create with a 500 (a varchar(255) column), found by the e2e with ten folders."""
+    made: dict[str, Any] = {}
+
+    def created(body: Any) -> Any:
+        made.update(body)
+        return {"role": {"id": "role-1", "slug": body["slug"]}}
+
+    conn = FakeConnection(answers={("POST", "/api/v1/workspace/p/roles"): created})
+    provider = ProjectRoleProvider("https://infisical.example.com")
+    use(provider, conn, monkeypatch)
+    paths = [f"/e2e-1a2b3c4d/scale/folder-{i}" for i in range(folders)]
+    provider.create({"project_slug": "p", "slug": "floe-dev-reader", "environment": "dev", "paths": paths})
+    assert len(made["description"]) <= 255
+    assert made["description"].startswith("floe-infra: the operator of stack floe-dev-reader reads dev, ")
+    assert made["permissions"][0]["conditions"]["secretPath"] == {"$in": paths}  # every folder, still

@@ -390,6 +390,10 @@ def _rules(permissions: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]
     return sorted(out)
 
 
+DESCRIPTION_MAX = 255
+"""The longest description Infisical keeps (a varchar(255) column): a longer one fails the create."""
+
+
 class ProjectRoleProvider(_AdminProvider):
     """Inputs: ``project_slug``, ``slug`` (the role's slug before its nonce), ``environment``,
     ``paths``, ``site_url``. Outputs add ``role_slug`` (with the nonce), ``role_id``."""
@@ -402,8 +406,11 @@ class ProjectRoleProvider(_AdminProvider):
 
     @staticmethod
     def _body(props: dict[str, Any]) -> dict[str, Any]:
-        return {"description": f"floe-infra: the operator of stack {props['slug']} reads {props['environment']}, "
-                               f"folders {', '.join(props['paths'])}",
+        head = f"floe-infra: the operator of stack {props['slug']} reads {props['environment']}, "
+        description = head + f"folders {', '.join(props['paths'])}"
+        if len(description) > DESCRIPTION_MAX:  # Infisical stores at most 255 characters (else a 500)
+            description = head + f"{len(props['paths'])} folders (its permissions list them)"
+        return {"description": description[:DESCRIPTION_MAX],
                 "permissions": role_permissions(props["environment"], props["paths"])}
 
     def create(self, props: dict[str, Any]) -> CreateResult:

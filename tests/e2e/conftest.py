@@ -185,9 +185,10 @@ class Pulumi:
             cwd=self.project, env=self.env, capture_output=True, text=True, timeout=timeout,
         )
         if check and result.returncode != 0:
+            errors = "\n".join(line for line in result.stdout.splitlines() if "error" in line)[-4000:]
             raise AssertionError(
-                f"pulumi {' '.join(args)} exited {result.returncode}\n--- stdout\n{result.stdout[-6000:]}"
-                f"\n--- stderr\n{result.stderr[-3000:]}"
+                f"pulumi {' '.join(args)} exited {result.returncode}\n--- errors\n{errors}"
+                f"\n--- stdout\n{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-3000:]}"
             )
         return result
 
