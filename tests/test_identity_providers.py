@@ -392,7 +392,8 @@ def test_refresh_sees_a_role_edited_by_hand(monkeypatch: pytest.MonkeyPatch, hel
         is drift
 
 
-def test_a_scoped_role_reads_one_environment_and_the_manifests_folders(monkeypatch: pytest.MonkeyPatch) -> None:
+def create_role(monkeypatch: pytest.MonkeyPatch, props: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A ProjectRole created against a fake server: the result, and the body the server got."""
     made: dict[str, Any] = {}
 
     def created(body: Any) -> Any:
@@ -402,8 +403,13 @@ def test_a_scoped_role_reads_one_environment_and_the_manifests_folders(monkeypat
     conn = FakeConnection(answers={("POST", "/api/v1/workspace/p/roles"): created})
     provider = ProjectRoleProvider("https://infisical.example.com")
     use(provider, conn, monkeypatch)
+    return provider.create(props), made
+
+
+def test_a_scoped_role_reads_one_environment_and_the_manifests_folders(monkeypatch: pytest.MonkeyPatch) -> None:
     props = {"project_slug": "p", "slug": "floe-prod-reader", "environment": "prod", "paths": ["/a", "/b/c"]}
-    result = provider.create(props)
+    result, made = create_role(monkeypatch, props)
+    provider = ProjectRoleProvider("https://infisical.example.com")
     assert result.id == "role-1" and made["slug"].startswith("floe-prod-reader-")
     assert (result.outs or {})["role_slug"] == made["slug"]
     assert made["permissions"] == [{"subject": "secrets", "action": ["read"], "conditions": {
@@ -418,17 +424,9 @@ def test_a_role_for_many_folders_has_a_description_infisical_can_store(
 ) -> None:
     """Infisical keeps at most 255 characters of a role's description: a longer one failed the
     create with a 500 (a varchar(255) column), found by the e2e with ten folders."""
-    made: dict[str, Any] = {}
-
-    def created(body: Any) -> Any:
-        made.update(body)
-        return {"role": {"id": "role-1", "slug": body["slug"]}}
-
-    conn = FakeConnection(answers={("POST", "/api/v1/workspace/p/roles"): created})
-    provider = ProjectRoleProvider("https://infisical.example.com")
-    use(provider, conn, monkeypatch)
     paths = [f"/e2e-1a2b3c4d/scale/folder-{i}" for i in range(folders)]
-    provider.create({"project_slug": "p", "slug": "floe-dev-reader", "environment": "dev", "paths": paths})
+    _, made = create_role(monkeypatch, {"project_slug": "p", "slug": "floe-dev-reader", "environment": "dev",
+                                        "paths": paths})
     assert len(made["description"]) <= 255
     assert made["description"].startswith("floe-infra: the operator of stack floe-dev-reader reads dev, ")
     assert made["permissions"][0]["conditions"]["secretPath"] == {"$in": paths}  # every folder, still

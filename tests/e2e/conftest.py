@@ -74,6 +74,16 @@ def rolled_out_in(cluster: LocalCluster, namespace: str, name: str) -> dict[str,
     return d if done else None
 
 
+def ensure_namespaces(cluster: LocalCluster, *names: str) -> None:
+    """Create those of ``names`` the cluster lacks. A stack other than the first modules' dev stacks
+    uses them with `floe:createNamespaces false`: the namespaces those stacks made outlive them
+    (retained on delete), labelled as theirs, and a second stack may not take their labels."""
+    present = cluster.kubectl("get", "namespaces", "-o", "name").split()
+    for namespace in names:
+        if f"namespace/{namespace}" not in present:
+            cluster.kubectl("create", "namespace", namespace)
+
+
 def stop_operator(cluster: LocalCluster, log: Path | None, keep_as: str) -> None:
     """Stop the operator a module started, keeping its log as ``$FLOE_E2E_ARTIFACTS/keep_as``."""
     cluster.stop_operator()

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import ROOT, Pulumi, eventually, pulumi_env, rolled_out_in, stop_operator, unavailable
+from conftest import ROOT, Pulumi, ensure_namespaces, eventually, pulumi_env, rolled_out_in, stop_operator, unavailable
 from localenv import Infisical
 
 pytestmark = pytest.mark.e2e
@@ -120,10 +120,7 @@ def gen(tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo
     try:
         (project / "manifest.yaml").write_text(manifest(infisical, chart_repo, stack.folder))
         old("stack", "init")
-        present = cluster.kubectl("get", "namespaces", "-o", "name").split()
-        for namespace in (JOBS, OPERATOR_NS):
-            if f"namespace/{namespace}" not in present:
-                cluster.kubectl("create", "namespace", namespace)
+        ensure_namespaces(cluster, JOBS, OPERATOR_NS)
         for key, value, secret in [
             ("floe:environment", ENV, False), ("floe:kubeContext", "floe-local", False),
             ("floe:protect", "true", False), ("floe:createNamespaces", "false", False),

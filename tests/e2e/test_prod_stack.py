@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import ROOT, Pulumi, eventually, make_project, pulumi_env, stop_operator
+from conftest import ROOT, Pulumi, ensure_namespaces, eventually, make_project, pulumi_env, stop_operator
 from localenv import Infisical, InfisicalAdmin
 
 pytestmark = pytest.mark.e2e
@@ -115,12 +115,7 @@ def prod(
     try:
         (project / "manifest.yaml").write_text(stack.manifest())
         pulumi("stack", "init")
-        # The namespaces exist, or are made here: the dev stacks of the modules before this one left
-        # them (retained on delete), labelled as theirs, and a second stack may not take their labels.
-        present = cluster.kubectl("get", "namespaces", "-o", "name").split()
-        for namespace in (JOBS, OPERATOR_NS):
-            if f"namespace/{namespace}" not in present:
-                cluster.kubectl("create", "namespace", namespace)
+        ensure_namespaces(cluster, JOBS, OPERATOR_NS)
         pulumi.config_set("floe:createNamespaces", "false")
         for key, value, secret in [
             ("floe:environment", ENV, False), ("floe:kubeContext", "floe-local", False),

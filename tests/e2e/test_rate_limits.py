@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import Pulumi, eventually, make_project, pulumi_env, rolled_out_in, stop_operator
+from conftest import Pulumi, ensure_namespaces, eventually, make_project, pulumi_env, rolled_out_in, stop_operator
 from localenv import Infisical, InfisicalAdmin, served_since, server_in_production
 
 pytestmark = pytest.mark.e2e
@@ -82,10 +82,7 @@ def scale(tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_re
         operator_log = None
         try:
             pulumi("stack", "init")
-            present = cluster.kubectl("get", "namespaces", "-o", "name").split()
-            for namespace in (JOBS, OPERATOR_NS):
-                if f"namespace/{namespace}" not in present:
-                    cluster.kubectl("create", "namespace", namespace)
+            ensure_namespaces(cluster, JOBS, OPERATOR_NS)
             for key, value, secret in [
                 ("floe:environment", ENV, False), ("floe:createNamespaces", "false", False),
                 ("infisical:clientId", infisical_admin.client[0], False),
