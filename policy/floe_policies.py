@@ -105,13 +105,38 @@ the stack wrote it into (protected there), and protecting the password itself wo
 its rotation (a replace)."""
 
 
+LOGIN_TYPES = ("pulumi-python:dynamic/infisical:ClientSecret", "pulumi-python:dynamic/infisical:OperatorLogin")
+LOGIN_KINDS = ("kubernetes:core/v1:Secret", "kubernetes:core/v1:ServiceAccount",
+               "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
+               "kubernetes:secrets.infisical.com/v1beta1:InfisicalAuth")
+LOGIN_ANNOTATION = "floe-infra/login"
+"""The operator's login material: a managed identity's client secret (and the check that the
+operator uses it), and the Kubernetes objects the program annotates with ``floe-infra/login`` (the
+identity Secret, the auth ServiceAccount, the token reviewer, v1beta1's InfisicalAuth: only these
+kinds). The stack makes each again from the
+identity, which stays protected, and a change of auth method deletes the old method's, which
+protect would refuse. Written here again on purpose (see ``_ENVIRONMENT_OF``)."""
+
+
+def _is_login(resource_type: str, props: Mapping[str, Any]) -> bool:
+    if resource_type in LOGIN_TYPES:
+        return True
+    if resource_type not in LOGIN_KINDS:
+        return False
+    annotations = (_unwrapped(props).get("metadata") or {}).get("annotations") or {}
+    return LOGIN_ANNOTATION in _unwrapped(annotations)
+
+
 def protection_violations(
-    resource_type: str, protected: bool, stack: str, protected_stacks: Sequence[str]
+    resource_type: str, protected: bool, stack: str, protected_stacks: Sequence[str],
+    props: Mapping[str, Any] | None = None,
 ) -> list[str]:
     if stack not in protected_stacks or protected:
         return []
     if resource_type.startswith(("pulumi:", "floe:")) or resource_type in STATE_ONLY:
         return []  # the stack, providers and components; passwords
+    if _is_login(resource_type, props or {}):
+        return []
     return [f"{resource_type} in stack {stack} is not protected: set floe:protect true for this stack"]
 
 
@@ -139,7 +164,8 @@ def _environment(args: ResourceValidationArgs, report: ReportViolation) -> None:
 
 def _protection(args: ResourceValidationArgs, report: ReportViolation) -> None:
     stacks = args.get_config().get("protectedStacks") or ["prod"]
-    _report(protection_violations(args.resource_type, args.opts.protect, stack_of(args.urn), stacks), report)
+    _report(protection_violations(args.resource_type, args.opts.protect, stack_of(args.urn), stacks, args.props),
+            report)
 
 
 def _chart(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -166,7 +192,7 @@ POLICIES = [
     ResourceValidationPolicy(
         name="prod-resources-protected",
         description="Every resource of a production stack is protected from deletion (passwords, which live only "
-        "in the state, excepted).",
+        "in the state, and the operator's login material, which the stack makes again, excepted).",
         validate=_protection,
         enforcement_level=EnforcementLevel.MANDATORY,
         config_schema=PolicyConfigSchema(

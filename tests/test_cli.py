@@ -142,7 +142,8 @@ def test_project_defaults_and_prod_protection(project: Path, capsys: pytest.Capt
     assert main(["secrets", "plan", "--stack", "prod"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == (
-        "Stack prod: Infisical environment prod, secrets type infisical, every resource protected"
+        "Stack prod: Infisical environment prod, secrets type infisical, every resource protected but the "
+        "operator's login material and generated passwords"
     )
     catalog = [line.split()[1:3] for line in out.splitlines() if "catalog-credentials" in line]
     assert catalog == [["catalog-credentials", "etl"]]

@@ -76,14 +76,17 @@ def test_the_plan_makes_a_scoped_identity_and_fills_the_identity_secret_from_it(
     assert "<clientSecret of the managed identity>" in str(identity.manifest())
 
 
-def test_a_rotation_of_a_protected_v1alpha1_stack_is_refused_with_the_fix(tmp_path: Path) -> None:
-    expected = (r"a rotation in a protected stack \(floe:protect: true\) needs api: v1beta1.*remove operator\.api: "
-                r"v1alpha1 \(the `up` that does replaces Secret infisical-machine-identity-r1 with "
-                r"infisical-machine-identity: run `pulumi state unprotect --stack dev <its URN>` first\), or run "
-                r"`pulumi config rm --stack dev floe:operatorSecretRotation`")
-    with pytest.raises(ManifestError, match=expected):
-        plan_of(tmp_path, managed_manifest("v1alpha1"), operator_secret_rotation="r1", protect=True,
-                kube_context="floe-prod")
+def test_a_rotation_of_a_protected_v1alpha1_stack_renames_only_unprotected_login_material(tmp_path: Path) -> None:
+    """v1alpha1 logs in again only when its spec changes, so a rotation renames the identity Secret:
+    a create and a delete of login material, which protect does not refuse; what syncs stays protected."""
+    plan = plan_of(tmp_path, managed_manifest("v1alpha1"), operator_secret_rotation="r1", protect=True,
+                   kube_context="floe-prod")
+    assert plan.operator is not None and plan.operator.identity is not None
+    assert plan.operator.identity.name == "infisical-machine-identity-r1"
+    assert plan.operator.identity.protect is False
+    assert plan.operator.identity.annotations == {"floe-infra/login": "universal"}
+    synced = [o for o in plan.kube_objects() if o.kind == "InfisicalSecret"]
+    assert synced and all(o.protect for o in synced)
 
 
 @pytest.mark.parametrize(
@@ -143,7 +146,8 @@ def test_managed_kubernetes_auth_makes_the_token_reviewer_and_names_the_identity
     objects = {(o.kind, o.namespace, o.name): o for o in plan.kube_objects()}
     token = objects[("Secret", "infisical", "infisical-token-reviewer")]
     assert token.content == {"type": "kubernetes.io/service-account-token"}
-    assert token.annotations == {"kubernetes.io/service-account.name": "infisical-token-reviewer"}
+    assert token.annotations == {"kubernetes.io/service-account.name": "infisical-token-reviewer",
+                                 "floe-infra/login": "kubernetes"}
     binding = objects[("ClusterRoleBinding", None, "floe-dev-infisical-infisical-token-reviewer")]
     assert binding.content["roleRef"]["name"] == "system:auth-delegator"
     assert binding.content["subjects"] == [
@@ -189,7 +193,8 @@ def test_the_program_registers_the_role_the_identity_its_client_secret_and_the_l
     users = {r.urn for r in run.registrations if r.type.endswith(("InfisicalAuth", "InfisicalSecret",
                                                                   "InfisicalConnection"))}
     assert users and users <= set(login.dependencies)
-    assert all(r.protect is protect for r in (role, identity, client_secret, login))
+    assert all(r.protect is protect for r in (role, identity))
+    assert not client_secret.protect and not login.protect  # login material: a switch of method deletes it
     # The operator takes a new client secret at its next login, at 70% of the token's TTL: the wait covers it.
     assert login.plain("wait") == 300 + 600
     name = "infisical-machine-identity"

@@ -15,6 +15,7 @@ from conftest import K8S_MANIFEST as K8S
 from conftest import operator_crd, reference_file, with_operator_api
 
 from floe_infra import ManifestError, StackConfigError, StackPlan, StackSettings, build_plan, load_manifest
+from floe_infra.plan.desired import LOGIN_ANNOTATION
 from floe_infra.plan.planner import deploy_config_problems, require_deploy_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +148,11 @@ def test_namespaces_and_protection(
 ) -> None:
     plan = plan_for(tmp_path, **settings)
     assert [o.name for o in plan.kube_objects() if o.kind == "Namespace"] == namespaces
-    assert {r.protect for r in plan.resources()} == {protected}
+    # The operator's login material is never protected (a change of auth method deletes it).
+    login = {r.id for r in plan.kube_objects() if LOGIN_ANNOTATION in r.annotations}
+    assert login == {"Secret:infisical/infisical-machine-identity", "InfisicalAuth:infisical/infisical-universal"}
+    assert {r.protect for r in plan.resources() if r.id not in login} == {protected}
+    assert not any(r.protect for r in plan.resources() if r.id in login)
     if not namespaces:
         assert all(not d.startswith("Namespace:") for r in plan.resources() for d in r.depends_on)
 

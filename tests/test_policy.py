@@ -10,6 +10,8 @@ import pytest
 import yaml
 from conftest import ROOT, RunProgram, default_config
 
+from floe_infra.plan.desired import PASSWORD_TYPE as PASSWORD
+
 sys.path.insert(0, str(ROOT / "policy"))
 
 from floe_policies import (
@@ -87,11 +89,38 @@ def test_sync_objects_read_their_own_stacks_environment(
         ("pulumi:providers:kubernetes", False, "prod", 0),
         ("random:index/randomPassword:RandomPassword", False, "prod", 0),
         ("pulumi-python:dynamic/infisical:SecretValue", False, "prod", 1),
+        ("pulumi-python:dynamic/infisical:ClientSecret", False, "prod", 0),
+        ("pulumi-python:dynamic/infisical:OperatorLogin", False, "prod", 0),
+        ("pulumi-python:dynamic/infisical:MachineIdentity", False, "prod", 1),
     ],
-    ids=["prod-unprotected", "prod-protected", "dev", "component", "provider", "password", "its-value"],
+    ids=["prod-unprotected", "prod-protected", "dev", "component", "provider", "password", "its-value",
+         "client-secret", "login-check", "identity"],
 )
 def test_prod_resources_are_protected(typ: str, protected: bool, stack: str, violations: int) -> None:
     assert len(protection_violations(typ, protected, stack, ["prod"])) == violations
+
+
+LOGIN = {"metadata": {"name": "x", "annotations": {"floe-infra/login": "universal"}}}
+
+
+@pytest.mark.parametrize(
+    ("typ", "props", "violations"),
+    [
+        ("kubernetes:core/v1:Secret", LOGIN, 0),
+        ("kubernetes:core/v1:ServiceAccount", LOGIN, 0),
+        ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", LOGIN, 0),
+        ("kubernetes:secrets.infisical.com/v1beta1:InfisicalAuth", LOGIN, 0),
+        ("kubernetes:core/v1:Secret", {"metadata": {"name": "x", "annotations": {"other": "1"}}}, 1),
+        ("kubernetes:core/v1:Secret", {"metadata": {"name": "x"}}, 1),
+        ("kubernetes:secrets.infisical.com/v1beta1:InfisicalStaticSecret", LOGIN, 1),
+        ("kubernetes:helm.sh/v3:Release", LOGIN, 1),
+    ],
+    ids=["secret", "service-account", "binding", "auth", "other-annotation", "no-annotation", "sync-object", "release"],
+)
+def test_only_the_operators_login_material_may_be_unprotected(
+    typ: str, props: dict[str, Any], violations: int,
+) -> None:
+    assert len(protection_violations(typ, False, "prod", ["prod"], props)) == violations
 
 
 @pytest.mark.parametrize(
@@ -146,6 +175,28 @@ SHAPES = {
 }
 
 
+_IDENTITY_SECRET = "kubernetes:core/v1:Secret::infisical/infisical-machine-identity"
+_AUTH_ACCOUNT = "kubernetes:core/v1:ServiceAccount::infisical/infisical-auth"
+_ID_SECRET = "kubernetes:core/v1:Secret::infisical/infisical-identity-id"
+_AUTH = "kubernetes:secrets.infisical.com/v1beta1:InfisicalAuth::infisical/infisical-universal"
+_K8S_AUTH = "kubernetes:secrets.infisical.com/v1beta1:InfisicalAuth::infisical/infisical-kubernetes"
+_MANAGED_UNIVERSAL = {_IDENTITY_SECRET, _AUTH, "pulumi-python:dynamic/infisical:ClientSecret::operator",
+                      "pulumi-python:dynamic/infisical:OperatorLogin::operator"}
+_REVIEWER = {"kubernetes:core/v1:ServiceAccount::infisical/infisical-token-reviewer",
+             "kubernetes:core/v1:Secret::infisical/infisical-token-reviewer",
+             "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding::floe-prod-infisical-infisical-token-reviewer"}
+UNPROTECTED = {
+    "default": {_IDENTITY_SECRET, _AUTH},
+    "v1alpha1": {_IDENTITY_SECRET},
+    "kubernetes-auth": {_AUTH_ACCOUNT, _ID_SECRET, _K8S_AUTH},
+    "managed": _MANAGED_UNIVERSAL,
+    "managed-rotated": _MANAGED_UNIVERSAL,
+    "managed-kubernetes-auth": {_AUTH_ACCOUNT, _ID_SECRET, _K8S_AUTH, *_REVIEWER},
+    "eso": {_IDENTITY_SECRET, _AUTH},
+    "k8s": set(),
+}
+
+
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_every_resource_a_prod_stack_can_make_passes_every_policy(run_program: RunProgram, shape: str) -> None:
     manifest, drop = SHAPES[shape]
@@ -163,10 +214,14 @@ def test_every_resource_a_prod_stack_can_make_passes_every_policy(run_program: R
     for reg in run.registrations:
         props = {k: reg.plain(k) for k in reg.inputs}
         assert environment_violations(reg.type, props, "prod", {}) == []
-        assert protection_violations(reg.type, reg.protect, "prod", ["prod"]) == [], reg.urn
+        assert protection_violations(reg.type, reg.protect, "prod", ["prod"], props) == [], reg.urn
         assert chart_violations(reg.type, props) == []
     if shape.startswith("managed"):
         assert {f"pulumi-python:dynamic/infisical:{t}" for t in ("MachineIdentity", "ProjectRole")} <= types
+    # What is left unprotected is the operator's login material of the shape's auth method, no more.
+    unprotected = {reg.urn.rsplit("$", 1)[1] for reg in run.registrations
+                   if not reg.protect and not reg.type.startswith(("pulumi:", "floe:")) and reg.type != PASSWORD}
+    assert unprotected == UNPROTECTED[shape]
     if shape == "eso":
         assert STORE in types
 

@@ -127,8 +127,12 @@ def test_identity_secret_values_are_pulumi_secrets(run_program: RunProgram) -> N
 def test_protect_flag(run_program: RunProgram, stack: str, config: dict[str, Any], protected: bool) -> None:
     run = run_program(stack=stack, config={**default_config(stack), **config})
     custom = [r for r in run.registrations if not r.type.startswith(("floe:", "pulumi:providers:"))]
-    # Passwords live only in the state: protect would only refuse their rotation (test_password.py).
-    assert custom and {r.protect for r in custom if r.type != PASSWORD} == {protected}
+    # Passwords live only in the state: protect would only refuse their rotation (test_password.py);
+    # the operator's login material is made again by the stack (test_policy.py).
+    login = [r for r in custom if "floe-infra/login" in ((r.plain("metadata") or {}).get("annotations") or {})]
+    assert sorted(r.name for r in login) == ["infisical/infisical-machine-identity", "infisical/infisical-universal"]
+    assert not any(r.protect for r in login)
+    assert custom and {r.protect for r in custom if r.type != PASSWORD and r not in login} == {protected}
     assert {r.protect for r in custom if r.type == PASSWORD} == {False}
 
 

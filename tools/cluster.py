@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 HOST = "127.0.0.1"
+ISSUER = "https://kubernetes.default.svc"  # the service-account issuer, and so the tokens' default audience
 NODE = """\
 apiVersion: v1
 kind: Node
@@ -174,7 +175,7 @@ class LocalCluster:
             "--client-ca-file", str(pki / "ca.crt"),
             "--service-account-key-file", str(pki / "sa.pub"),
             "--service-account-signing-key-file", str(pki / "sa.key"),
-            "--service-account-issuer", "https://kubernetes.default.svc",
+            "--service-account-issuer", ISSUER,
             "--service-cluster-ip-range", "10.96.0.0/16",
             "--authorization-mode", "Node,RBAC",
             "--endpoint-reconciler-type", "none",

@@ -197,9 +197,11 @@ class _Builder:
                 role=role, site_url=host, access=desired.access(),
                 kubernetes={**asdict(login), "audience": desired.audience} if login else None, opts=opts,
             )
+            # Login material, like the identity Secret (plan.desired.LOGIN_ANNOTATION): never
+            # protected, so that a switch to Kubernetes Auth may delete it.
             client_secret = None if login else ClientSecret(
                 desired.logical_name, identity_id=identity.identity_id, rotation=desired.rotation, site_url=host,
-                opts=own,
+                opts=pulumi.ResourceOptions(parent=self._parent),
             )
             resource = client_secret or identity
             self.managed = (identity, client_secret, host)
@@ -455,7 +457,7 @@ class SecretsPlatform(pulumi.ComponentResource):
             OperatorLogin(
                 "operator", identity_id=identity.identity_id, client_secret_id=client_secret.secret_id, site_url=host,
                 wait=LOGIN_WAIT + ttl,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=users, protect=plan.settings.protect),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=users),  # login material: not protected
             )
         self.outputs = plan.outputs()
         # The outputs are the stack's `secrets` output; not repeated in this component's state.

@@ -8,7 +8,7 @@ comes from, so rendering shows a placeholder and the Pulumi layer fetches the re
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -23,6 +23,12 @@ LEGACY_PASSWORD_TYPE = "pulumi-python:dynamic/floe:GeneratedPassword"
 RandomPassword of the same name and value."""
 MANAGED_BY: Mapping[str, str] = MappingProxyType({"app.kubernetes.io/managed-by": "floe-infra"})
 STACK_LABEL = "floe-infra/stack"
+LOGIN_ANNOTATION = "floe-infra/login"
+"""On the operator's login material (the identity Secret, the auth ServiceAccount, the token
+reviewer, v1beta1's InfisicalAuth), whose value is the auth method it serves. Never protected, in a protected stack too:
+the stack makes it again from the identity (which stays protected) and the stack config, and a
+change of auth method deletes the old method's material, which protect would refuse. The policy
+pack exempts what carries it."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,12 @@ class KubeObject(_Desired):
         if self.secret_data:
             obj["stringData"] = {k: s.placeholder for k, s in self.secret_data.items()}
         return obj
+
+
+def login_material(obj: KubeObject, method: str) -> KubeObject:
+    """``obj`` as the operator's login material for ``method``: unprotected, and marked so that the
+    policy pack sees why (:data:`LOGIN_ANNOTATION`)."""
+    return replace(obj, protect=False, annotations={**obj.annotations, LOGIN_ANNOTATION: method})
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from .desired import (
     ReferencePlan,
     SecretSource,
     StackPlan,
+    login_material,
 )
 from .sync_objects import IDENTITY_ID_KEY, IDENTITY_ID_SECRET, eso_release, sync_objects, v1beta1_auth
 
@@ -56,17 +57,6 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
                         "via: eso logs in with the universal-auth identity Secret, which operator.auth: kubernetes "
                         "does not create: remove via: eso (the operator syncs it) or set operator.auth: universal",
                     )
-        if plugin.config.identities == "managed" and plugin.config.operator.api == "v1alpha1" and settings.protect \
-                and settings.operator_secret_rotation:
-            raise manifest.error(
-                ("plugins", "secrets", "config", "operator", "api"),
-                "a rotation in a protected stack (floe:protect: true) needs api: v1beta1: v1alpha1 logs in again only "
-                "when its spec changes, which renames the protected identity Secret; remove operator.api: v1alpha1 "
-                f"(the `up` that does replaces Secret {plugin.config.identity_secret}-"
-                f"{settings.operator_secret_rotation} with {plugin.config.identity_secret}: run "
-                f"`pulumi state unprotect --stack {settings.stack} <its URN>` first), or run "
-                f"`pulumi config rm --stack {settings.stack} floe:operatorSecretRotation`",
-            )
         if plugin.config.operator.sources == "prefix":
             for ref in references:
                 if ref.via == "operator" and not ref.keys:
@@ -344,10 +334,10 @@ def _operator(
     reviewer: tuple[KubeObject, ...] = ()
     managed: ManagedIdentity | None = None
     if op.auth == "kubernetes":
-        service_account: KubeObject | None = KubeObject(
+        service_account: KubeObject | None = login_material(KubeObject(
             api_version="v1", kind="ServiceAccount", name=op.auth_service_account, namespace=op.namespace,
-            labels=labels, depends_on=deps, protect=settings.protect,
-        )
+            labels=labels, depends_on=deps,
+        ), op.auth)
         id_source = SecretSource(config_key="operatorIdentityId")
         id_deps = deps
         if config.identities == "managed":
@@ -359,8 +349,8 @@ def _operator(
             id_source, id_deps = SecretSource(identity_output="identityId"), (*deps, managed.id)
         # v1beta1's InfisicalAuth reads the identity id from a Secret; nothing else is in it.
         identity = (
-            _opaque_secret(IDENTITY_ID_SECRET, op.namespace, labels, {IDENTITY_ID_KEY: id_source}, id_deps,
-                           settings.protect)
+            login_material(_opaque_secret(IDENTITY_ID_SECRET, op.namespace, labels, {IDENTITY_ID_KEY: id_source},
+                                          id_deps, False), op.auth)
             if op.api == "v1beta1" else None
         )
     elif config.identities == "managed":
@@ -383,8 +373,9 @@ def _operator(
                 "clientSecret": SecretSource(identity_output="clientSecret"),
             },
             (*deps, managed.id),
-            settings.protect,
+            False,
         )
+        identity = login_material(identity, op.auth)
     else:
         service_account = None
         identity = _opaque_secret(
@@ -396,8 +387,9 @@ def _operator(
                 "clientSecret": SecretSource(config_key="operatorClientSecret"),
             },
             deps,
-            settings.protect,
+            False,
         )
+        identity = login_material(identity, op.auth)
     plan = OperatorPlan(
         namespace=namespace, crds=crds, release=release, identity=identity, service_account=service_account,
         identity_id=settings.operator_identity_id if service_account else None,
@@ -422,13 +414,14 @@ def _token_reviewer(
 ) -> tuple[KubeObject, ...]:
     """What a managed identity's Kubernetes Auth checks logins with: a ServiceAccount that may call
     TokenReview (``system:auth-delegator``) and a token Secret of it, which the cluster fills with
-    its token and CA; the identity's provider reads both from the cluster, nobody copies them."""
+    its token and CA; the identity's provider reads both from the cluster, nobody copies them.
+    Login material (:func:`login_material`), never protected."""
     account = KubeObject(api_version="v1", kind="ServiceAccount", name=REVIEWER, namespace=namespace, labels=labels,
-                         depends_on=deps, protect=settings.protect)
+                         depends_on=deps)
     token = KubeObject(
         api_version="v1", kind="Secret", name=REVIEWER, namespace=namespace, labels=labels,
         annotations={"kubernetes.io/service-account.name": REVIEWER},
-        content={"type": "kubernetes.io/service-account-token"}, depends_on=(account.id,), protect=settings.protect,
+        content={"type": "kubernetes.io/service-account-token"}, depends_on=(account.id,),
     )
     binding = KubeObject(
         api_version="rbac.authorization.k8s.io/v1", kind="ClusterRoleBinding",
@@ -438,9 +431,9 @@ def _token_reviewer(
                         "name": "system:auth-delegator"},
             "subjects": [{"kind": "ServiceAccount", "name": REVIEWER, "namespace": namespace}],
         },
-        depends_on=(account.id,), protect=settings.protect,
+        depends_on=(account.id,),
     )
-    return account, token, binding
+    return tuple(login_material(o, "kubernetes") for o in (account, token, binding))
 
 
 def _shared_objects(config: InfisicalSettings, references: tuple[Reference, ...]) -> dict[str, tuple[Reference, ...]]:

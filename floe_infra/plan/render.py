@@ -97,7 +97,12 @@ def component_count(plan: StackPlan) -> int:
 def table(plan: StackPlan) -> str:
     body = rows(plan)
     header = Row("TYPE", "NAME", "NAMESPACE", "DETAIL")
-    protected = ", every resource protected" if plan.settings.protect else ""
+    exempt = [what for what, present in [
+        ("the operator's login material", plan.operator is not None),
+        ("generated passwords", any(s.generate is not None for s in plan.secret_sources())),
+    ] if present]
+    but = f" but {' and '.join(exempt)}" if exempt else ""
+    protected = f", every resource protected{but}" if plan.settings.protect else ""
     lines = [
         f"Stack {plan.settings.stack}: "
         + (f"Infisical environment {plan.settings.environment}, " if plan.secrets_type == "infisical" else "")

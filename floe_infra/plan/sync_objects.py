@@ -24,7 +24,7 @@ from typing import Any
 
 from ..model import names
 from ..model.manifest import InfisicalSettings, Reference
-from .desired import HelmRelease, KubeObject, OperatorPlan
+from .desired import HelmRelease, KubeObject, OperatorPlan, login_material
 
 V1ALPHA1 = "secrets.infisical.com/v1alpha1"
 V1BETA1 = "secrets.infisical.com/v1beta1"
@@ -139,8 +139,9 @@ def v1beta1_auth(
             "identityIdRef": _credential(identity, IDENTITY_ID_KEY),
             "serviceAccountRef": _account(service_account),
         }}
-    auth = _object(V1BETA1, "InfisicalAuth", name, ns, labels, auth_spec, deps, protect, {})
-    return connection, auth
+    # Named after its method, so a switch of method replaces it: login material, never protected.
+    auth = _object(V1BETA1, "InfisicalAuth", name, ns, labels, auth_spec, deps, False, {})
+    return connection, login_material(auth, auth_spec["method"])
 
 
 def config_identity_id(operator: OperatorPlan) -> str:

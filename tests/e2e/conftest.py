@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -265,3 +266,45 @@ def pulumi_env(tmp: Path, tools_bin: Path, kubeconfig: Path) -> dict[str, str]:
         "KUBECONFIG": str(kubeconfig),
         "NO_COLOR": "1",
     }
+
+
+def killed_up(pulumi: Pulumi, until: Callable[[], bool], what: str, *args: str, timeout: float = 120) -> None:
+    """`pulumi up ARGS` killed with SIGKILL (its whole process group, and the plugins it started)
+    as soon as ``until()`` holds, as a lost machine or an out-of-memory kill would end it."""
+    up = subprocess.Popen(
+        [str(pulumi.bin_dir / "pulumi"), "up", "--yes", "--skip-preview", "--non-interactive", "--stack", pulumi.stack,
+         *args], cwd=pulumi.project, env=pulumi.env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert up.poll() is None, f"`pulumi up` ended before {what}"
+            assert time.monotonic() < deadline, f"never: {what}"
+            time.sleep(0.2)
+    finally:
+        os.killpg(up.pid, signal.SIGKILL)
+        up.wait()
+        kill_orphaned_plugins(pulumi)
+
+
+def kill_orphaned_plugins(pulumi: Pulumi) -> None:
+    """The engine starts its plugins in process groups of their own: killed, it leaves them running
+    (the random provider, the dynamic provider and its shell wrapper). They are this test's: their
+    command lines name its project or its PULUMI_HOME."""
+    ours = (str(pulumi.project), pulumi.env["PULUMI_HOME"])
+    found: set[int] = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if proc.name.isdigit() and int(proc.name) != os.getpid() and any(o in cmdline for o in ours):
+                found.add(int(proc.name))
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                wrapper = Path(f"/proc/{parent}/cmdline").read_bytes().decode(errors="replace")
+                if "pulumi-resource-pulumi-python" in wrapper:
+                    found.add(parent)
+        except (OSError, ValueError, IndexError):
+            continue
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

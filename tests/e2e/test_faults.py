@@ -5,14 +5,9 @@ every operation, an answer lost after the server acted, a storm of 429s. Nothing
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import secrets
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import Pulumi, make_project, pulumi_env, unavailable
+from conftest import Pulumi, killed_up, make_project, pulumi_env, unavailable
 from fault_proxy import FaultProxy, Rule, fault_proxy
 from localenv import Infisical
 
@@ -195,20 +190,8 @@ def test_5_a_killed_up_recovers_with_refresh_and_up_and_keeps_the_value(faulty: 
     keys = manifest["secrets"]["faulty"]["keys"]
     faulty.write_manifest({**keys, "KILLED": {"generate": {"length": 20}}})
     faulty.proxy.add(Rule("POST", SECRETS + "KILLED", "hold-answer", seconds=60))
-    up = subprocess.Popen(
-        [str(faulty.pulumi.bin_dir / "pulumi"), "up", "--yes", "--skip-preview", "--non-interactive",
-         "--stack", faulty.pulumi.stack], cwd=faulty.pulumi.project, env=faulty.pulumi.env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while faulty.proxy.count("POST", SECRETS + "KILLED") == 0 and up.poll() is None:
-            assert time.monotonic() < deadline, "the create of KILLED never reached Infisical"
-            time.sleep(0.2)
-    finally:
-        os.killpg(up.pid, signal.SIGKILL)
-        up.wait()
-        kill_orphaned_plugins(faulty.pulumi)
+    killed_up(faulty.pulumi, lambda: faulty.proxy.count("POST", SECRETS + "KILLED") > 0,
+              "the create of KILLED reached Infisical")
     written = faulty.get("KILLED")
     assert written is not None, "Infisical did not get the key before the kill"
     assert "pending_operations" in faulty.pulumi.state()
@@ -218,28 +201,6 @@ def test_5_a_killed_up_recovers_with_refresh_and_up_and_keeps_the_value(faulty: 
     assert "already carried this stack's mark" in result.stdout + result.stderr
     assert faulty.get("KILLED") == written
     faulty.pulumi("preview", "--expect-no-changes")
-
-
-def kill_orphaned_plugins(pulumi: Pulumi) -> None:
-    """The engine starts its plugins in process groups of their own: killed, it leaves them running
-    (the random provider, the dynamic provider and its shell wrapper). They are this test's: their
-    command lines name its project or its PULUMI_HOME."""
-    ours = (str(pulumi.project), pulumi.env["PULUMI_HOME"])
-    found: set[int] = set()
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            if proc.name.isdigit() and int(proc.name) != os.getpid() and any(o in cmdline for o in ours):
-                found.add(int(proc.name))
-                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                wrapper = Path(f"/proc/{parent}/cmdline").read_bytes().decode(errors="replace")
-                if "pulumi-resource-pulumi-python" in wrapper:
-                    found.add(parent)
-        except (OSError, ValueError, IndexError):
-            continue
-    for pid in found:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_5_adopt_takes_over_a_key_set_by_hand_at_create_only(faulty: Faulty) -> None:

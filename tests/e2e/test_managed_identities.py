@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import Pulumi, eventually, make_project, pulumi_env, stop_operator
+from conftest import Pulumi, eventually, killed_up, make_project, pulumi_env, stop_operator
+from fault_proxy import Rule, fault_proxy
 from localenv import Infisical, InfisicalAdmin, InfisicalAdminError, env_file, server_state
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +30,6 @@ OPERATOR_NS = "infisical"
 AUTH = "infisical-universal"
 READY = "secrets.infisical.com/IsReady"
 TTL, MAX_TTL = 20, 40  # seconds: short enough to run out several times during a step
-ISSUER = "https://kubernetes.default.svc"  # the local API server's service-account issuer (tools/cluster.py)
 
 
 @dataclass
@@ -45,10 +45,10 @@ class Stack:
     def folder(self) -> str:
         return f"/{self.infisical.prefix}/managed/lake"
 
-    def manifest(self, auth: str = "universal", **identity: str) -> str:
+    def manifest(self, auth: str = "universal", site_url: str | None = None, **identity: str) -> str:
         return yaml.safe_dump({
             "plugins": {"secrets": {"type": "infisical", "config": {
-                "site_url": self.infisical.host, "project_slug": self.infisical.project_slug,
+                "site_url": site_url or self.infisical.host, "project_slug": self.infisical.project_slug,
                 "resync_interval": "5s", "identities": "managed",
                 "identity": {"token_ttl": f"{TTL}s", "token_max_ttl": f"{MAX_TTL}s", **identity},
                 "operator": {"chart_repo": self.chart_repo, "auth": auth},
@@ -217,31 +217,6 @@ def test_3_a_rotation_makes_a_new_client_secret_and_revokes_the_old_once_the_ope
     eventually(stack.synced, "the Secret follows Infisical with the new client secret")
 
 
-def test_3b_the_identity_moves_to_kubernetes_auth_and_back_in_one_up_each(stack: Stack) -> None:
-    """The same identity (Infisical keeps one auth method per identity: the old is removed, the new
-    attached); its Kubernetes Auth has the cluster's issuer as its audience and short-lived
-    tokens, and sync goes on past their TTL and max TTL; no diff after either `up`."""
-    identity_id = stack.identity()["identity_id"]
-    (stack.pulumi.project / "manifest.yaml").write_text(stack.manifest("kubernetes"))
-    seen = _up_watching(stack)
-    assert seen and all(seen), "the Secret was missing or wrong during the move to Kubernetes Auth"
-    assert stack.identity()["identity_id"] == identity_id
-    auth = stack.admin.call("GET", f"/api/v1/auth/kubernetes-auth/identities/{identity_id}")["identityKubernetesAuth"]
-    assert (auth["allowedAudience"], auth["accessTokenTTL"], auth["accessTokenMaxTTL"]) == (ISSUER, TTL, MAX_TTL)
-    stack.pulumi("preview", "--expect-no-changes")
-    time.sleep(2 * MAX_TTL + 5)
-    stack.rotate_in_infisical()
-    eventually(stack.synced, f"the Secret follows Infisical through Kubernetes Auth {2 * MAX_TTL}s on", 90)
-    (stack.pulumi.project / "manifest.yaml").write_text(stack.manifest())
-    seen = _up_watching(stack)
-    assert seen and all(seen), "the Secret was missing or wrong during the move back to Universal Auth"
-    found = stack.admin.call("GET", f"/api/v1/identities/{identity_id}")
-    assert found["identity"]["identity"]["authMethod"] == "universal-auth"
-    stack.rotate_in_infisical()
-    eventually(stack.synced, "the Secret follows Infisical through Universal Auth again", 90)
-    stack.pulumi("preview", "--expect-no-changes")
-
-
 def test_4_an_identity_that_may_not_add_members_is_refused_with_the_permission_and_leaves_nothing(
     stack: Stack, tools_bin: Path, tmp_path: Path,
 ) -> None:
@@ -272,6 +247,53 @@ def test_4_an_identity_that_may_not_add_members_is_refused_with_the_permission_a
         assert org_identity_names(stack.admin) == before, "an identity was left behind"
     finally:
         other("destroy", "--yes", "--remove", check=False)
+
+
+def test_4b_an_up_killed_inside_the_identity_create_leaves_no_identity_after_the_documented_recovery(
+    stack: Stack, tools_bin: Path, tmp_path: Path,
+) -> None:
+    """A protected stack's `up` killed (SIGKILL) after Infisical made the identity and before the
+    state recorded it. The README's recovery (cancel, refresh --clear-pending-creates, up, then
+    delete the identities the warning names) converges, and no identity is left behind."""
+    before = org_identity_names(stack.admin)
+    made = f"floe-{stack.infisical.project_slug}-staging-operator-"
+    project = make_project(tmp_path, tools_bin, stack.cluster.kubeconfig, "")
+    other = Pulumi(tools_bin, project, pulumi_env(tmp_path, tools_bin, stack.cluster.kubeconfig), stack="staging")
+    platform = "urn:pulumi:staging::floe::floe:secrets:Platform"
+    targets = [f"{platform}::floe-secrets", f"{platform}$floe:secrets:InfisicalOperator::infisical-operator",
+               f"{platform}$floe:secrets:InfisicalOperator$pulumi-python:dynamic/infisical:MachineIdentity::operator"]
+    target_args = [a for t in targets for a in ("--target", t)]
+    with fault_proxy(stack.infisical.host) as proxy:
+        # A project-wide viewer: only the identity is targeted (the first stack's release and
+        # namespaces are in the way of the rest), and a scoped role would be a dependency.
+        (project / "manifest.yaml").write_text(stack.manifest(role="viewer", site_url=proxy.url))
+        other("stack", "init")
+        admin = stack.admin.client
+        for key, value, secret in [("floe:environment", "staging", False), ("floe:kubeContext", "floe-local", False),
+                                   ("floe:protect", "true", False), ("infisical:clientId", admin[0], False),
+                                   ("infisical:clientSecret", admin[1], True)]:
+            other.config_set(key, value, secret=secret)
+        proxy.add(Rule("POST", r"^/api/v1/identities$", "hold-answer", seconds=60))
+        try:
+            killed_up(other, lambda: any(n.startswith(made) for n in org_identity_names(stack.admin).values()),
+                      "Infisical made the identity", *target_args)
+            (leftover,) = [i for i, n in org_identity_names(stack.admin).items() if n.startswith(made)]
+            assert "pending_operations" in other.state()
+            other("cancel", "--yes", check=False)
+            other("refresh", "--yes", "--clear-pending-creates")
+            result = other("up", "--yes", "--skip-preview", *target_args)
+            output = result.stdout + result.stderr
+            assert f"Infisical has other machine identities named {made[:-1]}-<nonce> ({leftover})" in output, \
+                output[-3000:]
+            kept = other.outputs_of("MachineIdentity")["identity_id"]
+            assert kept != leftover
+            # The README's last step: delete what the warning names (here through the API, as the UI does).
+            stack.admin.delete_identity(leftover)
+            assert set(org_identity_names(stack.admin)) == set(before) | {kept}
+        finally:
+            other("state", "unprotect", "--all", "--yes", check=False)
+            other("destroy", "--yes", "--remove", check=False)
+    assert org_identity_names(stack.admin) == before, "an identity was left behind"
 
 
 def test_5_destroy_deletes_the_identity_it_made_and_no_other(stack: Stack) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import LocalCluster
+from cluster import ISSUER, LocalCluster
 from conftest import ROOT, Pulumi, ensure_namespaces, eventually, make_project, pulumi_env, stop_operator
 from localenv import Infisical, InfisicalAdmin
 
@@ -44,13 +44,13 @@ class Prod:
     def folder(self, name: str) -> str:
         return f"/{self.infisical.prefix}/prod/{name}"
 
-    def manifest(self, site_url: str | None = None) -> str:
+    def manifest(self, site_url: str | None = None, auth: str = "universal") -> str:
         return yaml.safe_dump({
             "plugins": {"secrets": {"type": "infisical", "config": {
                 "site_url": site_url or self.infisical.host, "project_slug": self.infisical.project_slug,
                 "resync_interval": "5s", "identities": "managed",
                 "identity": {"token_ttl": f"{TTL}s", "token_max_ttl": f"{MAX_TTL}s"},
-                "operator": {"chart_repo": self.chart_repo},
+                "operator": {"chart_repo": self.chart_repo, "auth": auth},
             }}},
             "secrets": {
                 "lake-credentials": {"path": self.folder("lake"), "keys": {"LAKE_TOKEN": {}}},
@@ -144,8 +144,12 @@ def prod(
 def test_1_a_protected_managed_prod_stack_syncs_and_passes_the_projects_policy_pack(prod: Prod) -> None:
     eventually(prod.synced, "the Secret synced through the identity the prod stack made", 90)
     state = json.loads(prod.pulumi("stack", "export").stdout)["deployment"]["resources"]
-    unprotected = [r["urn"] for r in state if not r.get("protect") and not r["type"].startswith(("pulumi:", "floe:"))]
-    assert unprotected == [], unprotected
+    unprotected = {f"{r['type'].rsplit(':', 1)[1]} {r['urn'].rsplit('::', 1)[1]}" for r in state
+                   if not r.get("protect") and not r["type"].startswith(("pulumi:", "floe:"))}
+    # Only the operator's login material, which the stack makes again (README: protect).
+    assert unprotected == {"ClientSecret operator", "OperatorLogin operator",
+                           "Secret infisical/infisical-machine-identity",
+                           "InfisicalAuth infisical/infisical-universal"}, unprotected
     result = prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
     assert "mandatory" not in result.stdout, result.stdout[-3000:]
 
@@ -289,4 +293,59 @@ def test_7_a_new_url_for_the_infisical_host_reaches_every_infisical_resource_in_
     prod.pulumi.up()
     prod.change_value()
     eventually(prod.synced, "the Secret follows Infisical at the new host name")
+    prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
+
+
+def _up_watching(prod: Prod) -> list[bool]:
+    """`pulumi up`, with the synced Secret polled every 0.2 s; whether each poll saw the right data."""
+    seen: list[bool] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(prod.synced())
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        prod.pulumi.up()
+    finally:
+        stop.set()
+        watcher.join()
+    return seen
+
+
+def test_8_the_identity_moves_to_kubernetes_auth_and_back_in_one_up_each_with_no_unprotect(prod: Prod) -> None:
+    """The same identity (Infisical keeps one auth method per identity); each `up` deletes the old
+    method's login material, which is never protected, and nothing else; Kubernetes Auth has the
+    cluster's issuer as its audience and the short TTLs, and sync goes on past them; the policy pack
+    passes and nothing changes after either `up`."""
+    host = prod.infisical.host.replace("127.0.0.1", "localhost")  # where step 7 left it
+    identity_id = prod.outputs_of("MachineIdentity")["identity_id"]
+    (prod.pulumi.project / "manifest.yaml").write_text(prod.manifest(host, auth="kubernetes"))
+    seen = _up_watching(prod)
+    assert seen and all(seen), "the Secret was missing or wrong during the move to Kubernetes Auth"
+    assert prod.outputs_of("MachineIdentity")["identity_id"] == identity_id
+    auth = prod.admin.call("GET", f"/api/v1/auth/kubernetes-auth/identities/{identity_id}")["identityKubernetesAuth"]
+    assert (auth["allowedAudience"], auth["accessTokenTTL"], auth["accessTokenMaxTTL"]) == (ISSUER, TTL, MAX_TTL)
+    assert prod.secret("infisical-machine-identity", OPERATOR_NS) is None, "the client secret's Secret is left"
+    state = json.loads(prod.pulumi("stack", "export").stdout)["deployment"]["resources"]
+    types = {r["type"].rsplit(":", 1)[1] for r in state}
+    assert not types & {"ClientSecret", "OperatorLogin"} and "MachineIdentity" in types
+    prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
+    time.sleep(2 * MAX_TTL + 5)
+    prod.change_value()
+    eventually(prod.synced, f"the Secret follows Infisical through Kubernetes Auth {2 * MAX_TTL}s on", 90)
+
+    (prod.pulumi.project / "manifest.yaml").write_text(prod.manifest(host))
+    seen = _up_watching(prod)
+    assert seen and all(seen), "the Secret was missing or wrong during the move back to Universal Auth"
+    found = prod.admin.call("GET", f"/api/v1/identities/{identity_id}")
+    assert found["identity"]["identity"]["authMethod"] == "universal-auth"
+    reviewer = prod.cluster.kubectl("get", "serviceaccount", "infisical-token-reviewer", "-n", OPERATOR_NS,
+                                    "--ignore-not-found", "-o", "name")
+    assert reviewer.strip() == "", "the token reviewer (bound to system:auth-delegator) is left"
+    prod.change_value()
+    eventually(prod.synced, "the Secret follows Infisical through Universal Auth again", 90)
     prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
