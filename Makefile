@@ -45,7 +45,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict floe_infra policy/floe_policies.py
-	# tests and benches too; the e2e suite has a conftest of its own, so it is checked apart
+	# tests and benches too; the e2e suite has a conftest.py of its own, so it is checked apart
 	MYPYPATH=tests:tools:policy $(BIN)/mypy --strict --explicit-package-bases tests/*.py \
 		bench/cli.py bench/program_scale.py bench/provider_requests.py
 	MYPYPATH=tests/e2e:tests:tools $(BIN)/mypy --strict --explicit-package-bases tests/e2e/*.py \
@@ -53,7 +53,7 @@ typecheck: $(STAMP)
 		tools/demo.py
 
 unit: $(STAMP)
-	$(BIN)/pytest --ignore=tests/e2e
+	$(BIN)/pytest
 
 # The real engine, providers and control plane, built from Go modules (tools/build.sh), cached in
 # $${FLOE_TOOLS:-~/.cache/floe-tools}/<key>/bin outside the tree.
@@ -88,7 +88,7 @@ cluster-down:
 
 # The program under the real CLI against a cluster and Infisical that the tests start and stop.
 e2e: $(STAMP) $(RUNTIME_STAMP) tools policy-install
-	FLOE_E2E_STRICT=1 $(BIN)/pytest tests/e2e -p no:cacheprovider
+	FLOE_E2E_STRICT=1 $(BIN)/pytest tests/e2e -m e2e -p no:cacheprovider
 
 # Generated manifests through `floe secrets plan` for MINUTES (not part of `make test`).
 MINUTES ?= 10

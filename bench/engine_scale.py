@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests" / "e2e"), str(ROOT / "tests")]
 
 from cluster import LocalCluster  # noqa: E402
-from conftest import Pulumi, pulumi_env  # noqa: E402
+from harness import Pulumi, pulumi_env  # noqa: E402
 from localenv import built_tools, chart_repository  # noqa: E402
 
 from floe_infra import build_plan, load_manifest, parse_stack_config  # noqa: E402

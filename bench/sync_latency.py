@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests" / "e2e"), str(ROOT / "tests")]
 
 from cluster import LocalCluster  # noqa: E402
-from conftest import Pulumi, make_project, pulumi_env  # noqa: E402
+from harness import Pulumi, make_project, pulumi_env  # noqa: E402
 from localenv import Infisical, built_tools, chart_repository, infisical_server  # noqa: E402
 
 ENV = "dev"

@@ -124,7 +124,7 @@ def _is_login(resource_type: str, props: Mapping[str, Any]) -> bool:
     if resource_type not in LOGIN_KINDS:
         return False
     annotations = (_unwrapped(props).get("metadata") or {}).get("annotations") or {}
-    return LOGIN_ANNOTATION in _unwrapped(annotations)
+    return _unwrapped(annotations).get(LOGIN_ANNOTATION) in ("universal", "kubernetes")
 
 
 def protection_violations(

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import WRITER, with_operator_api
 from infisical_double import DoubleServer, InfisicalDouble, Secret
 from kube_double import KubeDouble, KubeServer
+from support import WRITER, with_operator_api
 
 from floe_infra.cli import main
 from floe_infra.clients.infisical import forget_connections
@@ -471,7 +471,7 @@ def k8s_secret(name: str, keys: dict[str, str]) -> dict[str, Any]:
 
 
 def test_k8s_type_validates_and_lists_secrets(world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    from conftest import K8S_MANIFEST
+    from support import K8S_MANIFEST
 
     (world.project / "manifest.yaml").write_text(K8S_MANIFEST)
     world.kube.add("secrets", k8s_secret("snowflake-credentials", {"SNOWFLAKE_USER": CANARY}))

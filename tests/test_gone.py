@@ -18,8 +18,8 @@ from typing import Any
 
 import pulumi
 import pytest
-from conftest import FAST, InfisicalFixture
 from infisical_double import Fault
+from support import FAST, InfisicalFixture
 
 from floe_infra.clients.infisical import InfisicalError, RetryPolicy, forget_connections
 

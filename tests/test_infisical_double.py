@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import WRITER, reference_file
 from infisical_double import DoubleServer, InfisicalDouble
+from support import WRITER, reference_file
 
 PLACEHOLDER_FREE = {"statusCode", "message", "error"}
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, RunProgram, default_config, with_operator_api
+from support import ROOT, RunProgram, default_config, with_operator_api
 from test_plan import crd_validator, plan_for
 
 from floe_infra import KubeObject, ManifestError
@@ -130,15 +131,50 @@ def test_store_names_are_valid_kubernetes_names(parts: tuple[str, ...], expected
         assert name != names.object_name("floe", "s" * 100, "r" * 252 + "x")
 
 
-def test_eso_is_installed_only_when_asked(tmp_path: Path) -> None:
+def test_eso_is_installed_only_when_asked_with_its_crds_outside_the_release(tmp_path: Path) -> None:
     assert plan_for(tmp_path, ESO).operator.eso is None  # type: ignore[union-attr]
     plan = plan_for(tmp_path, ESO_INSTALLED)
-    assert plan.operator is not None and plan.operator.eso is not None
-    release = plan.operator.eso
-    assert (release.chart, release.version, release.namespace) == ("external-secrets", "1.3.1", "external-secrets")
+    assert plan.operator is not None and plan.operator.eso is not None and plan.operator.eso_crds is not None
+    release, crds = plan.operator.eso, plan.operator.eso_crds
+    assert (release.chart, release.version, release.namespace) == ("external-secrets", "0.16.2", "external-secrets")
+    assert release.values == {"installCRDs": False} and crds.values == {"installCRDs": True}
+    assert (crds.chart, crds.version, crds.retain_on_delete) == ("external-secrets", "0.16.2", True)
+    assert crds.id in release.depends_on
     store = next(o for o in plan.kube_objects() if o.kind == "ClusterSecretStore")
-    assert release.id in store.depends_on
+    assert {release.id, crds.id} <= set(store.depends_on)
     assert "external-secrets" in [n.name for n in plan.kube_objects() if n.kind == "Namespace"]
+
+
+def test_eso_stays_installed_until_install_is_false(tmp_path: Path) -> None:
+    """Leaving ESO: the `up` that removes the last via: eso keeps ESO (and its CRDs, which are never
+    in the release): it goes only when the manifest says install: false."""
+    unused = ESO_INSTALLED.replace("    via: eso\n", "")
+    assert "via: eso" not in unused
+    plan = plan_for(tmp_path, unused)
+    assert plan.operator is not None and plan.operator.eso is not None
+    assert not [o for o in plan.kube_objects() if o.kind in ("ClusterSecretStore", "ExternalSecret")]
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [({"installCRDs": True}, r"eso\.values: .*installCRDs is the stack's to set.*remove installCRDs from eso\.values"),
+     ("webhook", r"line 10: plugins\.secrets\.config\.eso\.values: must be a mapping .*found 'webhook'")],
+    ids=["install-crds", "not-a-map"],
+)
+def test_eso_values_are_checked_with_the_field_and_the_fix(tmp_path: Path, values: Any, error: str) -> None:
+    eso = f"      eso: {{install: true, values: {json.dumps(values)}}}\n"
+    text = ESO.replace("      operator:\n", eso + "      operator:\n")
+    with pytest.raises(ManifestError, match=error):
+        plan_for(tmp_path, text)
+
+
+def test_eso_values_reach_its_chart_under_the_stacks_installcrds(tmp_path: Path) -> None:
+    eso = "      eso: {install: true, values: {webhook: {create: false}}}\n"
+    text = ESO.replace("      operator:\n", eso + "      operator:\n")
+    plan = plan_for(tmp_path, text)
+    assert plan.operator is not None and plan.operator.eso is not None and plan.operator.eso_crds is not None
+    assert plan.operator.eso.values == {"webhook": {"create": False}, "installCRDs": False}
+    assert plan.operator.eso_crds.values == {"webhook": {"create": False}, "installCRDs": True}
 
 
 def test_eso_needs_type_infisical(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, RunProgram, default_config
+from support import ROOT, RunProgram, default_config
 
 from floe_infra import build_plan, load_manifest, parse_stack_config
 from floe_infra.cli import main
@@ -260,7 +260,7 @@ def test_upgrade_without_the_pulumi_cli_says_so(monkeypatch: pytest.MonkeyPatch,
 def test_a_type_k8s_stack_deploys_generate_keys_only_after_the_upgrade(run_program: RunProgram) -> None:
     """Type k8s has no value writer to refuse a new value over a GeneratedPassword's: its program
     stops, creating nothing, until `floe secrets upgrade` has set floe:passwords random."""
-    from conftest import K8S_MANIFEST
+    from support import K8S_MANIFEST
 
     from floe_infra.deploy.program import BadInput
 

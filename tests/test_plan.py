@@ -11,8 +11,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conftest import K8S_MANIFEST as K8S
-from conftest import operator_crd, reference_file, with_operator_api
+from support import K8S_MANIFEST as K8S
+from support import operator_crd, reference_file, with_operator_api
 
 from floe_infra import ManifestError, StackConfigError, StackPlan, StackSettings, build_plan, load_manifest
 from floe_infra.plan.desired import LOGIN_ANNOTATION
@@ -226,6 +226,12 @@ TARGET_CONFLICTS = [
         r"infisical/infisical-machine-identity, which plugins\.secrets\.config\.identity_secret",
     ),
     (
+        "reference-over-the-token-reviewers-secret",
+        "  infisical-token-reviewer:\n    namespace: infisical\n",
+        r"reference 'infisical-token-reviewer' would write Secret infisical/infisical-token-reviewer, which the "
+        r"token reviewer's token Secret \(identities: managed\) already targets",
+    ),
+    (
         "two-writers-of-one-infisical-key",
         "  snowflake-admin:\n    path: /compute/snowflake\n    keys:\n      SNOWFLAKE_PASSWORD: {generate: {}}\n",
         r"line \d+: secrets\.snowflake-credentials: references 'snowflake-admin' and 'snowflake-credentials' "
@@ -236,8 +242,12 @@ TARGET_CONFLICTS = [
 
 @pytest.mark.parametrize(("extra", "match"), [c[1:] for c in TARGET_CONFLICTS], ids=[c[0] for c in TARGET_CONFLICTS])
 def test_two_writers_of_one_target_are_rejected(tmp_path: Path, extra: str, match: str) -> None:
+    text = (ROOT / "manifest.yaml").read_text() + extra
+    if "token-reviewer" in extra:  # managed Kubernetes Auth makes the reviewer
+        managed = "      identities: managed\n      operator:\n        auth: kubernetes\n"
+        text = text.replace("      operator:\n", managed)
     with pytest.raises(ManifestError, match=match):
-        plan_for(tmp_path, (ROOT / "manifest.yaml").read_text() + extra)
+        plan_for(tmp_path, text, operator_credentials_set=False)
 
 
 def test_missing_writer_identity_names_the_commands(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, RunProgram, default_config
+from support import ROOT, RunProgram, default_config
 
 from floe_infra.plan.desired import PASSWORD_TYPE as PASSWORD
 
@@ -111,11 +111,13 @@ LOGIN = {"metadata": {"name": "x", "annotations": {"floe-infra/login": "universa
         ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", LOGIN, 0),
         ("kubernetes:secrets.infisical.com/v1beta1:InfisicalAuth", LOGIN, 0),
         ("kubernetes:core/v1:Secret", {"metadata": {"name": "x", "annotations": {"other": "1"}}}, 1),
+        ("kubernetes:core/v1:Secret", {"metadata": {"name": "x", "annotations": {"floe-infra/login": "x"}}}, 1),
         ("kubernetes:core/v1:Secret", {"metadata": {"name": "x"}}, 1),
         ("kubernetes:secrets.infisical.com/v1beta1:InfisicalStaticSecret", LOGIN, 1),
         ("kubernetes:helm.sh/v3:Release", LOGIN, 1),
     ],
-    ids=["secret", "service-account", "binding", "auth", "other-annotation", "no-annotation", "sync-object", "release"],
+    ids=["secret", "service-account", "binding", "auth", "other-annotation", "not-a-method", "no-annotation",
+         "sync-object", "release"],
 )
 def test_only_the_operators_login_material_may_be_unprotected(
     typ: str, props: dict[str, Any], violations: int,
@@ -222,6 +224,26 @@ def test_every_resource_a_prod_stack_can_make_passes_every_policy(run_program: R
     unprotected = {reg.urn.rsplit("$", 1)[1] for reg in run.registrations
                    if not reg.protect and not reg.type.startswith(("pulumi:", "floe:")) and reg.type != PASSWORD}
     assert unprotected == UNPROTECTED[shape]
+    # A `destroy --skip-preview` (or --exclude-protected) deletes no login material that a protected
+    # resource still uses: each one (but the login check, whose delete does nothing) is something a
+    # protected resource depends on, so the engine keeps it when it refuses that resource's delete.
+    by_urn = {reg.urn: reg for reg in run.registrations}
+
+    def closure(reg: Any) -> set[str]:
+        seen: set[str] = set()
+        todo = list(reg.dependencies)
+        while todo:
+            urn = todo.pop()
+            if urn not in seen and urn in by_urn:
+                seen.add(urn)
+                todo += by_urn[urn].dependencies
+        return seen
+
+    used = set().union(*(closure(reg) for reg in run.registrations if reg.protect))
+    exposed = {reg.urn.rsplit("$", 1)[1] for reg in run.registrations
+               if not reg.protect and reg.urn not in used and reg.type != PASSWORD
+               and not reg.type.startswith(("pulumi:", "floe:"))}
+    assert exposed <= {"pulumi-python:dynamic/infisical:OperatorLogin::operator"}, exposed
     if shape == "eso":
         assert STORE in types
 

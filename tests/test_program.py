@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CHART_OBJECTS, K8S_MANIFEST, ROOT, ProgramRun, RunProgram, default_config, with_operator_api
+from support import (
+    CHART_OBJECTS,
+    K8S_MANIFEST,
+    RENDERED,
+    ROOT,
+    ProgramRun,
+    RunProgram,
+    default_config,
+    with_operator_api,
+)
 
 from floe_infra import HelmRelease, build_plan, load_manifest, parse_stack_config
 from floe_infra.plan.desired import PASSWORD_TYPE, ChartCrds, InfisicalValue
@@ -26,6 +35,10 @@ CLUSTER = "pulumi:providers:kubernetes"
 CHART = "kubernetes:helm.sh/v3:Chart"
 CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
 CHART_CRDS = sorted(o["metadata"]["name"] for o in CHART_OBJECTS if o["kind"] == "CustomResourceDefinition")
+
+
+def _crds_of(chart: str) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in RENDERED[chart] if o["kind"] == "CustomResourceDefinition")
 
 EXAMPLE = (ROOT / "manifest.yaml").read_text()
 V1ALPHA1 = with_operator_api(EXAMPLE, "v1alpha1")
@@ -381,7 +394,8 @@ def test_program_registers_exactly_the_plan(
     expected_names = {(r.pulumi_type, r.logical_name) for r in plan.resources()}
     expected_names |= {(PASSWORD, n) for o in plan.resources() if not isinstance(o, (HelmRelease, ChartCrds))
                        for n in o.generated()}
-    expected_names |= {(CRD, name) for name in CHART_CRDS} if plan.operator else set()
+    charts = [r for r in plan.resources() if isinstance(r, ChartCrds)]
+    expected_names |= {(CRD, name) for c in charts for name in _crds_of(c.chart)}
     registered = {(r.type, r.name) for r in run.registrations if not r.type.startswith(("floe:", "pulumi:providers:"))}
     assert registered == expected_names
 
@@ -398,12 +412,12 @@ def test_program_registers_exactly_the_plan(
         expected = {(PASSWORD, name) for name in generated}
         for dep in desired.depends_on:
             if dep.startswith("ChartCRDs:"):  # the chart's CRDs, each one
-                expected |= {(CRD, name) for name in CHART_CRDS}
+                expected |= {(CRD, name) for name in _crds_of(by_id[dep].chart)}
             else:
                 expected.add((by_id[dep].pulumi_type, by_id[dep].logical_name))
         assert deps == expected, reg.name
         if isinstance(desired, ChartCrds):
-            rendered = run.chart_rendered()
+            rendered = run.chart_rendered(desired.chart)
             assert (rendered["chart"], rendered["version"], rendered["fetch_opts"]["repo"], rendered["values"]) == (
                 desired.chart, desired.version, desired.repo, dict(desired.values)
             )
@@ -529,7 +543,7 @@ def test_core_objects_register_exactly_as_the_typed_classes_would(kind: str) -> 
     outputs reach the engine."""
     import pulumi
     import pulumi_kubernetes as k8s
-    from conftest import RecordingMonitor
+    from support import RecordingMonitor
 
     from floe_infra.deploy.components import CoreObject
 
@@ -569,7 +583,7 @@ RUN_AND_LIST_MODULES = """
 import json, sys
 import pulumi
 sys.path.insert(0, "tests")
-from conftest import RecordingMonitor, default_config
+from support import RecordingMonitor, default_config
 from floe_infra.model.settings import SECRET_KEYS
 
 monitor = RecordingMonitor()

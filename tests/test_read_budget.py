@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import RunProgram, default_config
+from support import RunProgram, default_config
 
 from floe_infra import StackSettings, build_plan, load_manifest
 from floe_infra.plan.planner import reads_per_refresh

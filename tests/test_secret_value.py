@@ -9,13 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import FAST, PROPS, READER, VALUE, WRITER, InfisicalFixture
 from google.protobuf import struct_pb2
 from infisical_double import Fault, InfisicalDouble
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config as DynamicConfig
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
+from support import FAST, PROPS, READER, VALUE, WRITER, InfisicalFixture
 
 from floe_infra import InfisicalSecretValueProvider
 from floe_infra.clients.infisical import InfisicalError, RetryPolicy

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import PROPS, VALUE, WRITER, InfisicalFixture
 from infisical_double import (
     DELETED,
     JWT_EXPIRED,
@@ -29,6 +28,7 @@ from infisical_double import (
     InfisicalDouble,
 )
 from infisical_sdk.infisical_requests import APIError
+from support import PROPS, VALUE, WRITER, InfisicalFixture
 
 from floe_infra import InfisicalSecretValueProvider
 from floe_infra.clients.infisical import (

@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 import yaml
-from conftest import ROOT
+from support import ROOT
 
 RELEASE = re.compile(r"\d+\.\d+\.\d+")  # no a, b, rc, dev or local part
 

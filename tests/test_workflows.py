@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, RunProgram
+from support import ROOT, RunProgram
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 

@@ -18,7 +18,7 @@ KUBERNETES_PROVIDER_VERSION=4.25.0     # pulumi-kubernetes==4.25.0 (the proxy's 
 OPERATOR_VERSION=v0.11.5               # the Helm chart pin: secrets-operator v0.11.5
 KUBE_VERSION=v1.34.4
 RANDOM_VERSION=4.19.1                  # pulumi-random==4.19.1 (the provider plugin, from ../shared/vendor)
-ESO_VERSION=v1.3.2 # the CRDs only (the proxy serves v1.3.2 and v0.16.2; the chart pin is 1.3.1)
+ESO_VERSION=v0.16.2                    # the ESO chart pin 0.16.2 (the proxy serves v0.16.2 whole, not v1.x)
 
 vendor=${FLOE_VENDOR:-$(cd "$here/../.." && pwd)/shared/vendor}
 langhost_src=$vendor/pulumi-language-python-${PULUMI_VERSION}
@@ -215,13 +215,35 @@ build_random_provider() {
 		-o "$out/pulumi-resource-random" ./cmd/pulumi-resource-random
 }
 
-eso_crds() {
-	# External Secrets Operator's own CRDs, so the API server validates the ESO objects we create.
-	local dir
-	dir=$(cd "$root" && moddir "github.com/external-secrets/external-secrets@$ESO_VERSION")
-	mkdir -p "$out/eso-crds"
-	install -m 0644 "$dir/config/crds/bases/external-secrets.io_"{clustersecretstores,secretstores,externalsecrets}.yaml \
-		"$out/eso-crds/"
+build_eso() {
+	# External Secrets Operator's controller, with only the Infisical provider (and ESO's own fake
+	# provider and password/uuid/fake generators) compiled in: v0.16.2 registers every provider in
+	# two files and has no build tags, so a scratch copy rewrites them (287 modules become 82).
+	scratch "$(cd "$root" && moddir "github.com/external-secrets/external-secrets@$ESO_VERSION")"
+	printf 'package register\n\nimport (\n\t_ "%s/fake"\n\t_ "%s/infisical"\n)\n' \
+		github.com/external-secrets/external-secrets/pkg/provider{,} >pkg/provider/register/register.go
+	printf 'package register\n\nimport (\n\t_ "%s/fake"\n\t_ "%s/password"\n\t_ "%s/uuid"\n)\n' \
+		github.com/external-secrets/external-secrets/pkg/generator{,,} >pkg/generator/register/register.go
+	go build -trimpath -ldflags "-s -w" -o "$out/external-secrets" .
+	# Its chart as the release packages it (hack/helm.generate.sh): the chart of the same tag, at the
+	# tag's version, with every CRD of config/crds/bases as a template behind installCRDs (and the
+	# chart's crds.create<Kind> for the optional kinds). Its one dependency (bitwarden-sdk-server,
+	# off by default, from an OCI registry) is dropped.
+	local chart=$out/eso-chart/external-secrets crd kind flag
+	mkdir -p "$out/eso-chart"
+	cp -r deploy/charts/external-secrets "$chart"
+	rm -f "$chart/Chart.lock"
+	sed -i -e "s/^version: .*/version: \"${ESO_VERSION#v}\"/" -e "s/^appVersion: .*/appVersion: \"$ESO_VERSION\"/" \
+		-e '/^dependencies:/,$d' "$chart/Chart.yaml"
+	for crd in config/crds/bases/*.yaml; do
+		[[ $(basename "$crd") == kustomization.yaml ]] && continue
+		kind=$(sed -n 's/^    kind: //p' "$crd" | head -1)
+		case $kind in
+		Cluster* | PushSecret) flag="and (.Values.installCRDs) (.Values.crds.create$kind)" ;;
+		*) flag=".Values.installCRDs" ;;
+		esac
+		{ echo "{{- if $flag }}"; cat "$crd"; echo "{{- end }}"; } >"$chart/templates/crds/$(basename "$crd")"
+	done
 }
 
 step pulumi build_pulumi
@@ -231,7 +253,7 @@ step control-plane build_control_plane
 step kwok build_kwok
 step infisical-operator build_operator
 step pulumi-resource-random build_random_provider
-step eso-crds eso_crds
+step external-secrets build_eso
 
 mv "$out" "$bin"
 touch "$root/complete"

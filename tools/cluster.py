@@ -210,22 +210,25 @@ class LocalCluster:
         self._pids_file.write_text(json.dumps({n: {"pid": p, "binary": str(self._bin(n))} for n, p in pids.items()}))
 
     # -- the Infisical operator, out of cluster ---------------------------------------------
-    def operator_kubeconfig(self, hours: int = 24) -> Path:
-        """A kubeconfig of the ServiceAccount the operator chart's Deployment runs as (a token by
-        TokenRequest): the operator out of cluster then has the chart's RBAC and nothing more, as
+    def chart_kubeconfig(self, chart: str, hours: int = 24) -> Path:
+        """A kubeconfig of the ServiceAccount the Deployment of ``chart`` runs as (a token by
+        TokenRequest): a controller out of cluster then has the chart's RBAC and nothing more, as
         it would in a cluster. The chart's release must be installed (a stack's `pulumi up`)."""
         found = json.loads(self.kubectl("get", "deployments", "-A", "-l",
-                                        "app.kubernetes.io/name=secrets-operator", "-o", "json"))["items"]
+                                        f"app.kubernetes.io/name={chart}", "-o", "json"))["items"]
         if len(found) != 1:
-            raise ClusterError(f"expected one Deployment of the secrets-operator chart, found {len(found)}: "
-                               "`pulumi up` a stack (it installs the chart) before starting the operator")
+            raise ClusterError(f"expected one Deployment of the {chart} chart, found {len(found)}: "
+                               "`pulumi up` a stack that installs the chart before starting its controller")
         namespace = found[0]["metadata"]["namespace"]
         account = found[0]["spec"]["template"]["spec"]["serviceAccountName"]
         token = self.kubectl("create", "token", account, "-n", namespace, "--duration", f"{hours}h").strip()
         server, _ = self.api_server()
-        path = self.state_dir / "operator.kubeconfig"
+        path = self.state_dir / f"{chart}.kubeconfig"
         _kubeconfig(path, server, self._pki, (f"system:serviceaccount:{namespace}:{account}", {"token": token}))
         return path
+
+    def operator_kubeconfig(self) -> Path:
+        return self.chart_kubeconfig("secrets-operator")
 
     def start_operator(self, timeout: float = 60.0) -> Path:
         """Runs the operator against this cluster as the chart's ServiceAccount (the CRDs it
@@ -248,10 +251,10 @@ class LocalCluster:
         self._wait("infisical-operator", lambda: _http_ok(f"http://{HOST}:{probe}/readyz"), timeout)
         return self.state_dir / "logs" / "infisical-operator.log"
 
-    def can_operator(self, *args: str) -> bool:
-        """``kubectl auth can-i ARGS`` as the operator runs (operator_kubeconfig)."""
+    def can_operator(self, *args: str, chart: str = "secrets-operator") -> bool:
+        """``kubectl auth can-i ARGS`` as the controller of ``chart`` runs (chart_kubeconfig)."""
         result = subprocess.run(
-            [str(self._bin("kubectl")), "--kubeconfig", str(self.state_dir / "operator.kubeconfig"), "auth", "can-i",
+            [str(self._bin("kubectl")), "--kubeconfig", str(self.state_dir / f"{chart}.kubeconfig"), "auth", "can-i",
              *args], capture_output=True, text=True, timeout=60,
         )
         return result.stdout.strip() == "yes"
@@ -263,6 +266,37 @@ class LocalCluster:
         pids = self._recorded_pids()
         self._stop({k: v for k, v in pids.items() if k == "infisical-operator"})
         self._record({k: v for k, v in pids.items() if k != "infisical-operator"})
+
+    # -- External Secrets Operator's controller, out of cluster ------------------------------
+    def start_eso(self, timeout: float = 60.0) -> Path:
+        """Runs ESO's controller (tools/build.sh: only its Infisical provider) against this cluster
+        as its chart's ServiceAccount; its CRDs come from the stack (the chart's, outside the
+        release). No webhook or cert controller: kwok runs no pods to serve them, and the
+        controller needs neither. ``down``/``stop_eso`` stop it. Its log path."""
+        log = self.state_dir / "logs" / "external-secrets.log"
+        if "external-secrets" in self._recorded_pids():
+            return log
+        kubeconfig = self.chart_kubeconfig("external-secrets")
+        pid = self._spawn("external-secrets", [
+            "--metrics-addr=0", "--concurrent=2", "--loglevel=info",
+            # The chart's defaults run these too; the stack makes none of their kinds.
+            "--enable-push-secret-reconciler=false", "--enable-cluster-push-secret-reconciler=false",
+            "--enable-cluster-external-secret-reconciler=false",
+        ], env={**os.environ, "KUBECONFIG": str(kubeconfig)})  # it takes no --kubeconfig flag
+        self._record({**self._recorded_pids(), "external-secrets": pid})
+        deadline = time.monotonic() + timeout
+        while b"Starting workers" not in log.read_bytes():
+            if "external-secrets" not in self._recorded_pids():
+                raise ClusterError(f"external-secrets exited: see {log}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"external-secrets did not start its workers in {timeout:.0f}s: see {log}")
+            time.sleep(0.5)
+        return log
+
+    def stop_eso(self) -> None:
+        pids = self._recorded_pids()
+        self._stop({k: v for k, v in pids.items() if k == "external-secrets"})
+        self._record({k: v for k, v in pids.items() if k != "external-secrets"})
 
     # -- what Infisical's Kubernetes Auth needs of a cluster ---------------------------------
     def api_server(self) -> tuple[str, str]:

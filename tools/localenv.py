@@ -5,6 +5,7 @@ and `make demo`: a Helm chart repository on loopback, and the real Infisical ser
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import io
 import json
@@ -16,7 +17,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -183,13 +184,35 @@ def pulumi_home(tools_bin: Path, home: Path) -> dict[str, str]:
 # --- a Helm chart repository on loopback -------------------------------------------------------
 
 
+def _helmignored(source: Path) -> Callable[[Path], bool]:
+    """Whether ``helm package`` leaves a file out: the chart's ``.helmignore`` globs (a pattern
+    ending in ``/`` names a directory; negations are not used by the charts served here)."""
+    ignore = source / ".helmignore"
+    lines = ignore.read_text().splitlines() if ignore.exists() else []
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith(("#", "!"))]
+
+    def ignored(path: Path) -> bool:
+        rel = path.relative_to(source).as_posix()
+        parts = rel.split("/")
+        for pattern in patterns:
+            if pattern.endswith("/"):
+                if any(fnmatch.fnmatch(p, pattern[:-1]) for p in parts[:-1]):
+                    return True
+            elif fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(parts[-1], pattern):
+                return True
+        return False
+
+    return ignored
+
+
 def package_chart(source: Path) -> tuple[str, bytes, dict[str, Any]]:
     """The chart directory as ``helm package`` lays it out: NAME/... in a gzipped tar."""
     meta = yaml.safe_load((source / "Chart.yaml").read_text())
+    ignored = _helmignored(source)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for path in sorted(source.rglob("*")):
-            if path.is_file():
+            if path.is_file() and not ignored(path):
                 info = tar.gettarinfo(str(path), arcname=f"{meta['name']}/{path.relative_to(source)}")
                 info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
                 with path.open("rb") as f:
@@ -198,15 +221,20 @@ def package_chart(source: Path) -> tuple[str, bytes, dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def chart_repository(root: Path, chart: Path = CHART) -> Iterator[str]:
-    """A Helm chart repository on 127.0.0.1 serving ``chart`` from ``root``; its URL."""
-    name, data, meta = package_chart(chart)
-    (root / name).write_bytes(data)
+def chart_repository(root: Path, *charts: Path) -> Iterator[str]:
+    """A Helm chart repository on 127.0.0.1 serving ``charts`` (the operator's by default) from
+    ``root``; its URL."""
+    entries: dict[str, list[dict[str, Any]]] = {}
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    digest = hashlib.sha256(data).hexdigest()
-    entry = {**meta, "urls": [f"{url}/{name}"], "digest": digest, "created": "2026-07-21T00:00:00Z"}
-    index = {"apiVersion": "v1", "entries": {meta["name"]: [entry]}, "generated": "2026-07-21T00:00:00Z"}
+    for chart in charts or (CHART,):
+        name, data, meta = package_chart(chart)
+        (root / name).write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        entries[meta["name"]] = [
+            {**meta, "urls": [f"{url}/{name}"], "digest": digest, "created": "2026-07-21T00:00:00Z"}
+        ]
+    index = {"apiVersion": "v1", "entries": entries, "generated": "2026-07-21T00:00:00Z"}
     (root / "index.yaml").write_text(yaml.safe_dump(index))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -35,7 +35,7 @@ ExactVersion = Annotated[str, AfterValidator(names.exact_version)]
 DEFAULT_CHART_REPO = "https://dl.cloudsmith.io/public/infisical/helm-charts/helm/charts/"
 DEFAULT_CHART_VERSION = "v0.11.5"
 ESO_CHART_REPO = "https://charts.external-secrets.io"
-ESO_CHART_VERSION = "1.3.1"  # serves external-secrets.io/v1 (v1beta1 is no longer served)
+ESO_CHART_VERSION = "0.16.2"  # serves external-secrets.io/v1; the version make e2e builds and runs (tools/build.sh)
 DEFAULT_READ_BUDGET = 40
 
 
@@ -84,12 +84,26 @@ class OperatorSettings(_Model):
 
 
 class EsoSettings(_Model):
-    """External Secrets Operator, for references with ``via: eso``; installed only if asked."""
+    """External Secrets Operator, for references with ``via: eso``; installed only if asked, and
+    then kept until ``install`` is false again. ``values``: Helm values for its chart, over the
+    chart's own; its CRDs are the stack's, outside the release, so ``installCRDs`` is not one."""
 
     install: bool = False
     namespace: DnsLabel = "external-secrets"
     chart_version: ExactVersion = ESO_CHART_VERSION
     chart_repo: Url = ESO_CHART_REPO
+    values: dict[str, Any] = {}
+
+    @field_validator("values")
+    @classmethod
+    def _crds_are_the_stacks(cls, values: dict[str, Any]) -> dict[str, Any]:
+        if "installCRDs" in values:
+            raise ValueError(
+                "installCRDs is the stack's to set: it applies ESO's CRDs itself, outside the release, so "
+                "that removing the release never deletes them (and every ESO object with them); remove "
+                "installCRDs from eso.values"
+            )
+        return values
 
 
 def _cidr(value: str) -> str:

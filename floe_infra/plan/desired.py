@@ -297,6 +297,7 @@ class OperatorPlan:
     connection: KubeObject | None = None
     auth: KubeObject | None = None
     eso: HelmRelease | None = None
+    eso_crds: ChartCrds | None = None
     eso_namespace: KubeObject | None = None
 
     def resources(self) -> tuple[Desired, ...]:
@@ -304,7 +305,7 @@ class OperatorPlan:
             self.namespace, self.crds, self.release, *self.token_reviewer, self.managed_identity,
             self.service_account, self.identity, self.connection, self.auth,
         )
-        eso = (self.eso_namespace, self.eso)
+        eso = (self.eso_namespace, self.eso_crds, self.eso)
         return tuple(r for r in (*optional, *eso) if r is not None)
 
 

@@ -48,7 +48,6 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
     labels: Mapping[str, str] = MappingProxyType({**MANAGED_BY, STACK_LABEL: settings.stack})  # shared: read-only
     if plugin.type == "infisical":
         assert plugin.config is not None  # the model requires it for this type
-        eso_used = any(r.via == "eso" for r in references)
         if plugin.config.operator.auth == "kubernetes":
             for ref in references:
                 if ref.via == "eso":
@@ -67,7 +66,7 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
                         "set by hand), or remove operator.sources: prefix",
                     )
         paths = tuple(sorted({r.path for r in references}))
-        operator: OperatorPlan | None = _operator(plugin.config, settings, labels, eso_used, paths)
+        operator: OperatorPlan | None = _operator(plugin.config, settings, labels, paths)
         groups = _shared_objects(plugin.config, references)
         values = {r.name: _values(r, plugin.config, settings) for r in references}
         plans = tuple(
@@ -307,8 +306,7 @@ def _role_slug(stack: str) -> str:
 
 
 def _operator(
-    config: InfisicalSettings, settings: StackSettings, labels: Mapping[str, str], eso_used: bool,
-    paths: tuple[str, ...],
+    config: InfisicalSettings, settings: StackSettings, labels: Mapping[str, str], paths: tuple[str, ...],
 ) -> OperatorPlan:
     op = config.operator
     namespace = _namespace(op.namespace, labels, settings) if settings.create_namespaces else None
@@ -334,9 +332,11 @@ def _operator(
     reviewer: tuple[KubeObject, ...] = ()
     managed: ManagedIdentity | None = None
     if op.auth == "kubernetes":
+        # An existing ServiceAccount named in operator.service_account is taken over by the create
+        # (pulumi-kubernetes 4.25 upserts): a switch of method must not delete what others may use.
         service_account: KubeObject | None = login_material(KubeObject(
             api_version="v1", kind="ServiceAccount", name=op.auth_service_account, namespace=op.namespace,
-            labels=labels, depends_on=deps,
+            labels=labels, depends_on=deps, retain_on_delete=op.service_account is not None,
         ), op.auth)
         id_source = SecretSource(config_key="operatorIdentityId")
         id_deps = deps
@@ -399,10 +399,10 @@ def _operator(
         assert identity is not None
         connection, auth = v1beta1_auth(config, (crds.id, *deps), identity, labels, settings.protect, service_account)
         plan = replace(plan, connection=connection, auth=auth)
-    if eso_used and config.eso.install:
+    if config.eso.install:  # kept while install is true, used or not: see README, leaving ESO
         eso_ns = _namespace(config.eso.namespace, labels, settings) if settings.create_namespaces else None
-        eso = eso_release(config, (eso_ns.id,) if eso_ns else (), settings.protect)
-        plan = replace(plan, eso=eso, eso_namespace=eso_ns)
+        eso_crds, eso = eso_release(config, (eso_ns.id,) if eso_ns else (), settings.protect)
+        plan = replace(plan, eso=eso, eso_crds=eso_crds, eso_namespace=eso_ns)
     return plan
 
 
@@ -622,6 +622,10 @@ def _check_secret_targets(
             else f"the operator's identity id Secret ({operator.identity.name})"
         )
         owners[(operator.identity.namespace, operator.identity.name)] = what
+    if operator is not None:
+        for obj in operator.token_reviewer:
+            if obj.kind == "Secret" and obj.namespace is not None:
+                owners[(obj.namespace, obj.name)] = "the token reviewer's token Secret (identities: managed)"
     for plan in plans:
         ref = plan.reference
         target = (ref.namespace, ref.name)

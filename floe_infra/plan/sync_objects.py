@@ -24,7 +24,7 @@ from typing import Any
 
 from ..model import names
 from ..model.manifest import InfisicalSettings, Reference
-from .desired import HelmRelease, KubeObject, OperatorPlan, login_material
+from .desired import ChartCrds, HelmRelease, KubeObject, OperatorPlan, login_material
 
 V1ALPHA1 = "secrets.infisical.com/v1alpha1"
 V1BETA1 = "secrets.infisical.com/v1beta1"
@@ -152,18 +152,30 @@ def config_identity_id(operator: OperatorPlan) -> str:
 IDENTITY_ID_PLACEHOLDER = "<floe:operatorIdentityId>"
 
 
-def eso_release(config: InfisicalSettings, depends_on: tuple[str, ...], protect: bool) -> HelmRelease:
+def eso_release(config: InfisicalSettings, depends_on: tuple[str, ...], protect: bool) -> tuple[ChartCrds, HelmRelease]:
+    """ESO's CRDs, rendered from its chart and applied as the stack's own resources (kept on delete,
+    like the operator's: removing the release must not delete every ESO object), and its release,
+    which installs the rest with ``installCRDs: false``."""
     eso = config.eso
-    return HelmRelease(
+    crds = ChartCrds(
+        release=ESO_RELEASE,
+        chart=ESO_CHART,
+        version=eso.chart_version,
+        repo=eso.chart_repo,
+        values={**eso.values, "installCRDs": True},
+        protect=protect,
+    )
+    release = HelmRelease(
         name=ESO_RELEASE,
         namespace=eso.namespace,
         chart=ESO_CHART,
         version=eso.chart_version,
         repo=eso.chart_repo,
-        values={"installCRDs": True},
-        depends_on=depends_on,
+        values={**eso.values, "installCRDs": False},
+        depends_on=(*depends_on, crds.id),
         protect=protect,
     )
+    return crds, release
 
 
 def _target(ref: Reference) -> dict[str, str]:
@@ -212,7 +224,8 @@ def sync_objects(
     identity = operator.identity
     if ref.via == "eso":
         assert identity is not None  # the plan refuses via: eso with kubernetes auth
-        store_deps = (identity.id, operator.eso.id) if operator.eso else (identity.id,)
+        installed = (operator.eso_crds.id, operator.eso.id) if operator.eso and operator.eso_crds else ()
+        store_deps = (identity.id, *installed)
         store = _object(
             ESO_API,
             "ClusterSecretStore",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from harness import ROOT
 from localenv import Infisical, InfisicalAdmin, InfisicalAdminError
 
 pytestmark = pytest.mark.e2e

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import Pulumi, killed_up, make_project, pulumi_env, unavailable
 from fault_proxy import FaultProxy, Rule, fault_proxy
+from harness import Pulumi, killed_up, make_project, pulumi_env, unavailable
 from localenv import Infisical
 
 pytestmark = pytest.mark.e2e

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import ROOT, Pulumi, ensure_namespaces, eventually, pulumi_env, rolled_out_in, stop_operator, unavailable
+from harness import ROOT, Pulumi, ensure_namespaces, eventually, pulumi_env, rolled_out_in, stop_operator, unavailable
 from localenv import Infisical
 
 pytestmark = pytest.mark.e2e

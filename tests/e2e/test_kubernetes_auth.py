@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import ROOT, Pulumi, eventually, make_project, pulumi_env, stop_operator
+from harness import ROOT, Pulumi, eventually, make_project, pulumi_env, stop_operator
 from localenv import Infisical, InfisicalAdmin
 
 pytestmark = pytest.mark.e2e

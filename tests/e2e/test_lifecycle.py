@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from cluster import LocalCluster
-from conftest import ROOT, Pulumi, make_project, pulumi_env, unavailable
+from harness import ROOT, Pulumi, make_project, pulumi_env, unavailable
 from localenv import CHART, Infisical
 
 pytestmark = pytest.mark.e2e
@@ -517,28 +517,6 @@ def test_9_v1beta1_objects_are_accepted_by_the_api_server(
     static = stack.kube("infisicalstaticsecret", "floe-jobs", "snowflake-credentials")
     assert static, "the InfisicalStaticSecret is not in the API server"
     assert not stack.kube("infisicalsecret", "floe-jobs", "snowflake-credentials")
-    stack.pulumi("destroy", "--yes")
-
-
-def test_10_eso_objects_are_accepted_by_eso_crds_and_the_switch_keeps_one_sync_object(
-    stack: Stack, chart_repo: str, tools_bin: Path
-) -> None:
-    """ESO's own CRDs (v1.3.2, from its module) validate the store and ExternalSecret; switching the
-    reference back to the operator replaces them with an InfisicalSecret in one `pulumi up`."""
-    stack.cluster.kubectl("apply", "--server-side", "-f", str(tools_bin / "eso-crds"))
-    project = stack.pulumi.project
-    (project / "manifest.yaml").write_text(manifest(stack.infisical, chart_repo, via="eso"))
-    stack.pulumi.up()
-    (store,) = stack.kube("clustersecretstore", "", "floe-dev-snowflake-credentials")
-    assert store["spec"]["conditions"] == [{"namespaces": ["floe-jobs"]}]
-    (external,) = stack.kube("externalsecret", "floe-jobs", "snowflake-credentials")
-    assert external["spec"]["target"]["name"] == "snowflake-credentials"
-    assert not stack.kube("infisicalsecret", "floe-jobs", "snowflake-credentials")
-    (project / "manifest.yaml").write_text(manifest(stack.infisical, chart_repo))
-    stack.pulumi.up()
-    assert stack.kube("infisicalsecret", "floe-jobs", "snowflake-credentials")
-    assert not stack.kube("externalsecret", "floe-jobs", "snowflake-credentials")
-    assert not stack.kube("clustersecretstore", "", "floe-dev-snowflake-credentials")
     stack.pulumi("destroy", "--yes")
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import Pulumi, eventually, killed_up, make_project, pulumi_env, stop_operator
 from fault_proxy import Rule, fault_proxy
+from harness import Pulumi, eventually, killed_up, make_project, pulumi_env, stop_operator
 from localenv import Infisical, InfisicalAdmin, InfisicalAdminError, env_file, server_state
 
 pytestmark = pytest.mark.e2e

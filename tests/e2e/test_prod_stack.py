@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import ISSUER, LocalCluster
-from conftest import ROOT, Pulumi, ensure_namespaces, eventually, make_project, pulumi_env, stop_operator
+from harness import ROOT, Pulumi, ensure_namespaces, eventually, make_project, pulumi_env, stop_operator
 from localenv import Infisical, InfisicalAdmin
 
 pytestmark = pytest.mark.e2e
@@ -296,24 +296,31 @@ def test_7_a_new_url_for_the_infisical_host_reaches_every_infisical_resource_in_
     prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
 
 
-def _up_watching(prod: Prod) -> list[bool]:
-    """`pulumi up`, with the synced Secret polled every 0.2 s; whether each poll saw the right data."""
-    seen: list[bool] = []
+def _switch_watching(prod: Prod, manifest: str) -> float:
+    """Writes ``manifest`` and runs `pulumi up`, a value changed in Infisical as it starts, with the
+    Secret polled every 0.2 s: it holds the old or the new value at every poll. Returns the seconds
+    from the `up`'s end until the new value arrived (sync pauses while the identity changes method)."""
+    seen: list[str | None] = []
     stop = threading.Event()
 
     def watch() -> None:
         while not stop.is_set():
-            seen.append(prod.synced())
+            seen.append((prod.secret() or {}).get("LAKE_TOKEN"))
             time.sleep(0.2)
 
+    previous = prod.values["token"]
+    (prod.pulumi.project / "manifest.yaml").write_text(manifest)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
+        prod.change_value()
         prod.pulumi.up()
     finally:
         stop.set()
         watcher.join()
-    return seen
+    assert len(seen) > 10 and all(v in (previous, prod.values["token"]) for v in seen), f"missing: {seen}"
+    _, late = eventually(prod.synced, "the value changed as the `up` started arrives through the new method", 120)
+    return late
 
 
 def test_8_the_identity_moves_to_kubernetes_auth_and_back_in_one_up_each_with_no_unprotect(prod: Prod) -> None:
@@ -323,9 +330,8 @@ def test_8_the_identity_moves_to_kubernetes_auth_and_back_in_one_up_each_with_no
     passes and nothing changes after either `up`."""
     host = prod.infisical.host.replace("127.0.0.1", "localhost")  # where step 7 left it
     identity_id = prod.outputs_of("MachineIdentity")["identity_id"]
-    (prod.pulumi.project / "manifest.yaml").write_text(prod.manifest(host, auth="kubernetes"))
-    seen = _up_watching(prod)
-    assert seen and all(seen), "the Secret was missing or wrong during the move to Kubernetes Auth"
+    late = _switch_watching(prod, prod.manifest(host, auth="kubernetes"))
+    print(f"to Kubernetes Auth: the value changed as the `up` started arrived {late:.1f}s after it")
     assert prod.outputs_of("MachineIdentity")["identity_id"] == identity_id
     auth = prod.admin.call("GET", f"/api/v1/auth/kubernetes-auth/identities/{identity_id}")["identityKubernetesAuth"]
     assert (auth["allowedAudience"], auth["accessTokenTTL"], auth["accessTokenMaxTTL"]) == (ISSUER, TTL, MAX_TTL)
@@ -338,14 +344,11 @@ def test_8_the_identity_moves_to_kubernetes_auth_and_back_in_one_up_each_with_no
     prod.change_value()
     eventually(prod.synced, f"the Secret follows Infisical through Kubernetes Auth {2 * MAX_TTL}s on", 90)
 
-    (prod.pulumi.project / "manifest.yaml").write_text(prod.manifest(host))
-    seen = _up_watching(prod)
-    assert seen and all(seen), "the Secret was missing or wrong during the move back to Universal Auth"
+    late = _switch_watching(prod, prod.manifest(host))
+    print(f"to Universal Auth: the value changed as the `up` started arrived {late:.1f}s after it")
     found = prod.admin.call("GET", f"/api/v1/identities/{identity_id}")
     assert found["identity"]["identity"]["authMethod"] == "universal-auth"
     reviewer = prod.cluster.kubectl("get", "serviceaccount", "infisical-token-reviewer", "-n", OPERATOR_NS,
                                     "--ignore-not-found", "-o", "name")
     assert reviewer.strip() == "", "the token reviewer (bound to system:auth-delegator) is left"
-    prod.change_value()
-    eventually(prod.synced, "the Secret follows Infisical through Universal Auth again", 90)
     prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)

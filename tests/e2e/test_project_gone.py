@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import Pulumi, make_project, pulumi_env, unavailable
+from harness import Pulumi, make_project, pulumi_env, unavailable
 from localenv import Infisical, env_file, server_state
 
 pytestmark = pytest.mark.e2e

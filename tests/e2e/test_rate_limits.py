@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import Pulumi, ensure_namespaces, eventually, make_project, pulumi_env, rolled_out_in, stop_operator
+from harness import Pulumi, ensure_namespaces, eventually, make_project, pulumi_env, rolled_out_in, stop_operator
 from localenv import Infisical, InfisicalAdmin, served_since, server_in_production
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from conftest import ROOT, Pulumi, eventually, make_project, pulumi_env, stop_operator
+from harness import ROOT, Pulumi, eventually, make_project, pulumi_env, stop_operator
 from localenv import Infisical
 
 pytestmark = pytest.mark.e2e
@@ -151,7 +151,7 @@ def test_1b_the_operator_runs_with_the_charts_rights_not_the_admins(synced: Sync
     """Out of cluster, but as the chart's ServiceAccount (a token by TokenRequest): what the chart's
     RBAC does not allow fails here as it would in a cluster, and test 1 synced with these rights."""
     cluster = synced.cluster
-    account = json.loads((cluster.state_dir / "operator.kubeconfig").read_text())["users"][0]["name"]
+    account = json.loads((cluster.state_dir / "secrets-operator.kubeconfig").read_text())["users"][0]["name"]
     assert account.startswith("system:serviceaccount:infisical:")
     assert cluster.can_operator("get", "secrets", "--all-namespaces")
     assert cluster.can_operator("list", "infisicalstaticsecrets.secrets.infisical.com", "--all-namespaces")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, RunProgram, default_config, with_operator_api
+from support import ROOT, RunProgram, default_config, with_operator_api
 from test_plan import crd_validator
 
 from floe_infra import ManifestError, StackSettings, build_plan, load_manifest
@@ -62,6 +62,20 @@ def test_v1beta1_auth_names_the_service_account_and_a_secret_holding_only_the_id
         assert static.content["spec"]["infisicalAuthRef"] == {"name": "infisical-kubernetes", "namespace": "infisical"}
     errors = [e.message for e in crd_validator("InfisicalAuth").iter_errors(auth.manifest())]
     assert errors == []
+
+
+@pytest.mark.parametrize(("service_account", "retained"), [(None, False), ("floe-operator", True)],
+                         ids=["the-stacks-own", "named-in-the-manifest"])
+def test_the_auth_service_account_is_login_material_kept_on_delete_when_the_manifest_names_it(
+    tmp_path: Path, service_account: str | None, retained: bool,
+) -> None:
+    """Unprotected (a switch of method deletes it); but one the manifest names may be someone
+    else's, which the create took over: a switch leaves it in the cluster."""
+    plan = plan_of(tmp_path, kubernetes_manifest("v1beta1", service_account=service_account), protect=True,
+                   kube_context="floe-prod")
+    account = next(o for o in plan.kube_objects() if o.kind == "ServiceAccount")
+    assert (account.protect, account.retain_on_delete) == (False, retained)
+    assert account.annotations == {"floe-infra/login": "kubernetes"}
 
 
 def test_v1alpha1_secrets_log_in_with_a_token_of_the_service_account(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, RunProgram, default_config, with_operator_api
 from pulumi.dynamic.dynamic import serialize_provider
+from support import ROOT, RunProgram, default_config, with_operator_api
 
 from floe_infra import ManifestError, StackSettings, build_plan, load_manifest
 from floe_infra.errors import StackConfigError
