@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from infisical_double import DoubleServer, InfisicalDouble
 
-from floe_infra.clients.infisical import RetryPolicy, forget_connections
+from floe_infra.clients.infisical import forget_connections
+from floe_infra.clients.transport import RetryPolicy
 from floe_infra.deploy.secret_value import InfisicalSecretValueProvider
 
 CLIENT = ("bench-client-id", "bench-client-secret")

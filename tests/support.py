@@ -24,7 +24,8 @@ from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config as DynamicConfig
 from pulumi.runtime import mocks, rpc
 
-from floe_infra.clients.infisical import RetryPolicy, forget_connections
+from floe_infra.clients.infisical import forget_connections
+from floe_infra.clients.transport import RetryPolicy
 from floe_infra.model.settings import SECRET_KEYS, WRITER_ENV
 from floe_infra.plan.desired import PASSWORD_TYPE
 from floe_infra.secret_value import InfisicalSecretValueProvider

@@ -21,7 +21,9 @@ import pytest
 from infisical_double import Fault
 from support import FAST, InfisicalFixture
 
-from floe_infra.clients.infisical import InfisicalError, RetryPolicy, forget_connections
+from floe_infra.clients.errors import InfisicalError
+from floe_infra.clients.infisical import forget_connections
+from floe_infra.clients.transport import RetryPolicy
 
 PROPS: dict[str, Any] = {
     "project_slug": "floe-platform",

@@ -13,7 +13,7 @@ import pytest
 from google.protobuf import struct_pb2
 from pulumi.runtime import rpc
 
-from floe_infra.clients.infisical import InfisicalError, PermissionDenied
+from floe_infra.clients.errors import InfisicalError, PermissionDenied
 from floe_infra.deploy.identities import (
     ClientSecretProvider,
     MachineIdentityProvider,
@@ -257,7 +257,7 @@ def test_a_rotation_makes_a_new_client_secret_and_keeps_the_old_for_the_login_wa
 def test_refresh_notices_a_client_secret_revoked_outside_pulumi(
     monkeypatch: pytest.MonkeyPatch, answer: dict[str, Any] | None, valid: bool
 ) -> None:
-    from floe_infra.clients.infisical import NotFound
+    from floe_infra.clients.errors import NotFound
 
     conn = FakeConnection(answers={("GET", f"{BASE}/s1"): {"clientSecretData": answer}} if answer else {},
                           refuse={} if answer else {("GET", f"{BASE}/s1"): NotFound(404, "NotFound", "gone")})

@@ -18,7 +18,8 @@ from pulumi.runtime import rpc
 from support import FAST, PROPS, READER, VALUE, WRITER, InfisicalFixture
 
 from floe_infra import InfisicalSecretValueProvider
-from floe_infra.clients.infisical import InfisicalError, RetryPolicy
+from floe_infra.clients.errors import InfisicalError
+from floe_infra.clients.transport import RetryPolicy
 
 ID = "floe-platform:dev:/compute/snowflake:SNOWFLAKE_PASSWORD"
 
@@ -532,7 +533,7 @@ def test_missing_credentials_name_the_commands_at_the_first_request_not_in_a_pre
 def test_retry_after_reads_seconds_and_http_dates(value: str, seconds: float | None) -> None:
     from datetime import UTC, datetime
 
-    from floe_infra.clients.infisical import _retry_after
+    from floe_infra.clients.transport import _retry_after
 
     now = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC).timestamp()
     assert _retry_after({"Retry-After": value}, now=now) == seconds

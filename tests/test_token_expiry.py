@@ -31,15 +31,9 @@ from infisical_sdk.infisical_requests import APIError
 from support import PROPS, VALUE, WRITER, InfisicalFixture
 
 from floe_infra import InfisicalSecretValueProvider
-from floe_infra.clients.infisical import (
-    Credentials,
-    InfisicalError,
-    PermissionDenied,
-    Refused,
-    TokenExpired,
-    classify,
-    connect,
-)
+from floe_infra.clients.auth import Credentials
+from floe_infra.clients.errors import InfisicalError, PermissionDenied, Refused, TokenExpired, classify
+from floe_infra.clients.infisical import connect
 
 NEW_VALUE = "new-value-canary-91c2"
 SECRET_ROUTE = "/api/v3/secrets/raw/{name}"

@@ -26,7 +26,9 @@ from typing import Any
 
 import yaml
 
-from floe_infra.clients.infisical import Connection, Credentials, NotFound, connect
+from floe_infra.clients.auth import Credentials
+from floe_infra.clients.errors import NotFound
+from floe_infra.clients.infisical import Connection, connect
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

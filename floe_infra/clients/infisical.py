@@ -2,8 +2,9 @@
 
 infisicalsdk 1.0.18 sets no request timeout (a dead server hangs ``pulumi up`` forever), never logs
 in again when a token expires, does not retry 429 or 5xx, and caches secrets for 60 seconds (which
-would make a refresh lie). :class:`Connection` adds a timeout to every request, a bounded retry
-policy that honours ``Retry-After``, one re-login on an expired token, and ``cache_ttl=None``.
+would make a refresh lie). :class:`Connection` adds a timeout to every request and the retry
+policy of :mod:`.transport`, one re-login on an expired token, ``cache_ttl=None``, and the
+project lookup; :mod:`.errors` reads Infisical's answers, :mod:`.auth` finds the credentials.
 
 Connections live in a process-level cache keyed by host and client id, never on an object that is
 pickled: Pulumi stores the dynamic provider in the state, so the provider holds no client or token.
@@ -11,313 +12,31 @@ pickled: Pulumi stores the dynamic provider in the state, so the provider holds 
 
 from __future__ import annotations
 
-import os
-import random
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-import requests
-from requests.adapters import HTTPAdapter
-
-from ..errors import FloeError
-from ..model import names
-from ..model.settings import WRITER_ENV
+from .auth import Credentials
+from .errors import (
+    PROJECT_SLUG_ADVICE,
+    InfisicalError,
+    NotFound,
+    PermissionDenied,
+    ProjectGone,
+    ProjectNotFound,
+    Refused,
+    TokenExpired,
+    api_error,
+    classify,
+)
+from .transport import RetryPolicy, Transient, _PolicyAdapter
 
 if TYPE_CHECKING:
     from infisical_sdk import InfisicalSDKClient
-    from infisical_sdk.infisical_requests import APIError
 
 T = TypeVar("T")
-
-HOST_ENV, CLIENT_ID_ENV, CLIENT_SECRET_ENV = WRITER_ENV["siteUrl"], WRITER_ENV["clientId"], WRITER_ENV["clientSecret"]
-
-
-class InfisicalError(FloeError):
-    """Infisical refused or failed a request; the message says what to do and holds no secret."""
-
-
-PULUMI_ADVICE = "Pulumi keeps only what succeeded, so run the same command again once Infisical answers"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How long one operation may take: per-request timeout, backoff, and a total deadline.
-
-    ``unreached_deadline``: a shorter deadline while the host cannot be reached at all (connection
-    refused, no DNS answer), for a command a person waits on. ``progress`` hears of each retry.
-    ``advice`` ends the message when the deadline passes.
-    """
-
-    timeout: float = 30.0
-    deadline: float = 120.0
-    backoff: float = 1.0
-    max_backoff: float = 20.0
-    unreached_deadline: float | None = None
-    advice: str = PULUMI_ADVICE
-    progress: Callable[[str], None] | None = field(default=None, compare=False)
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return retry_after
-        base = min(self.max_backoff, self.backoff * 2.0 ** min(attempt - 1, 64))  # 2.0 ** 1024 overflows
-        return base * random.uniform(0.8, 1.2)
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """The writer machine identity (Universal Auth). ``repr`` never shows the secret."""
-
-    host: str
-    client_id: str
-    client_secret: str = field(repr=False)
-
-    @classmethod
-    def resolve(
-        cls, config: Callable[[str], Any], default_host: str | None = None, *, for_cli: bool = False
-    ) -> Credentials:
-        """From ``infisical:*`` stack config, else the environment Infisical's own tools read.
-
-        ``for_cli``: there is no stack config, so the message names only the variables.
-        """
-        host, source = _writer_host_and_source(config, default_host)
-        if host is not None:
-            try:
-                names.url(host)
-            except ValueError as exc:
-                raise InfisicalError(f"the Infisical host ({source}) {exc}") from None
-        client_id = config("infisical:clientId") or os.environ.get(CLIENT_ID_ENV)
-        client_secret = config("infisical:clientSecret") or os.environ.get(CLIENT_SECRET_ENV)
-        wanted = (
-            (host, "`pulumi config set infisical:siteUrl https://...`", HOST_ENV),
-            (client_id, "`pulumi config set infisical:clientId <client-id>`", CLIENT_ID_ENV),
-            (client_secret, "`pulumi config set --secret infisical:clientSecret <secret>`", CLIENT_SECRET_ENV),
-        )
-        missing = [env if for_cli else f"{command} (or {env})" for value, command, env in wanted if not value]
-        if missing:
-            raise InfisicalError("no Infisical machine identity to use: set " + " and ".join(missing))
-        return cls(str(host), str(client_id), str(client_secret))
-
-
-def writer_host(config: Callable[[str], Any], default_host: str | None) -> str | None:
-    """Where the writer writes: ``infisical:siteUrl``, else INFISICAL_HOST, else ``default_host``
-    (the manifest's site_url)."""
-    return _writer_host_and_source(config, default_host)[0]
-
-
-def _writer_host_and_source(config: Callable[[str], Any], default_host: str | None) -> tuple[str | None, str]:
-    """The writer's host, and which setting gave it (for messages)."""
-    for value, source in (
-        (config("infisical:siteUrl"), "infisical:siteUrl"),
-        (os.environ.get(HOST_ENV), HOST_ENV),
-        (default_host, "the manifest's site_url"),
-    ):
-        if value:
-            return str(value).rstrip("/"), source
-    return None, "the manifest's site_url"
-
-
-class Transient(Exception):
-    """A failure worth retrying: no answer in time, a dropped connection, 429 or 5xx. Retried
-    within the policy inside :meth:`Connection.call`; the caller sees an :class:`InfisicalError`
-    when the deadline passes.
-
-    ``may_have_landed``: the server may have done what was asked (the request went out and no
-    definite answer came back: a read timeout, a connection lost after sending, a 5xx). A refused
-    connection, a connect timeout and a 429 are definite: nothing happened.
-    """
-
-    def __init__(
-        self,
-        what: str,
-        retry_after: float | None = None,
-        *,
-        may_have_landed: bool,
-        unreached: bool = False,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(what)
-        self.retry_after = retry_after
-        self.may_have_landed = may_have_landed
-        self.unreached = unreached  # no connection at all: refused, or the name did not resolve
-        self.status = status  # the HTTP status of a 429 or 5xx; None when no answer came
-
-    @property
-    def server_fault(self) -> bool:
-        """The server answered 5xx: an outage, or (on this Infisical) a lookup of a project that is gone."""
-        return self.status is not None and self.status >= 500
-
-
-class RateLimited(Transient):
-    """429: Infisical asks for fewer requests; nothing happened, and ``retry_after`` says when."""
-
-
-class _PolicyAdapter(HTTPAdapter):
-    """Gives every request a timeout and turns transient failures into :class:`Transient`.
-
-    Raising here, below the SDK, keeps the SDK's own retry (fixed sleeps, no deadline, no 429) out
-    of the way: it only retries network exceptions, and ``Transient`` is not one of them.
-    """
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self._timeout = timeout
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        kwargs["timeout"] = kwargs.get("timeout") or self._timeout
-        try:
-            response = super().send(request, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            unreached = "NewConnectionError" in repr(exc) or "NameResolutionError" in repr(exc)
-            not_sent = isinstance(exc, requests.ConnectTimeout) or unreached
-            raise Transient(
-                f"{type(exc).__name__} from {request.method} {_path(request.url)}",
-                may_have_landed=not not_sent,
-                unreached=unreached,
-            ) from None
-        what = f"HTTP {response.status_code} from {request.method} {_path(request.url)}"
-        if response.status_code == 429:
-            raise RateLimited(what, _retry_after(response.headers), may_have_landed=False, status=429)
-        if response.status_code >= 500:
-            raise Transient(what, _retry_after(response.headers), may_have_landed=True, status=response.status_code)
-        return response
-
-
-def _path(url: str | None) -> str:
-    return (url or "").split("?", 1)[0]
-
-
-def _retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """``Retry-After`` in seconds: delta-seconds or an HTTP date (RFC 9110); None if absent or unreadable."""
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-class Refused(Exception):
-    """Infisical answered a request with a definite no. The subclass says which; callers decide
-    what it means for their operation (a delete that finds nothing is done, a read that finds
-    nothing is drift) and word the user's message. Raised by :meth:`Connection.call` only."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(f"{status} {kind or 'error'}: {message}")
-        self.status, self.kind, self.message = status, kind, message
-
-
-class NotFound(Refused):
-    """404: a secret, a project, or the folder or environment (``folder_missing``)."""
-
-    @property
-    def folder_missing(self) -> bool:
-        return "Folder not found" in self.message
-
-    @property
-    def key_missing(self) -> bool:
-        """The secret itself is not there (its folder, environment and project are)."""
-        return not self.folder_missing
-
-
-class ProjectNotFound(NotFound):
-    """404: the project does not exist (any more), or not in the identity's organisation. Said by
-    ``GET /api/v1/projects/slug/{slug}`` ("Project with slug '...' not found") and by every request
-    that names the project by id ("Project not found during bot lookup..."). A project that exists
-    but that the identity is no member of is a 403, not this."""
-
-    @property
-    def key_missing(self) -> bool:
-        return False
-
-
-PROJECT_NOT_FOUND = re.compile(r"Project with slug '.*' not found|Project not found during bot lookup\b.*", re.DOTALL)
-"""The 404 messages of a project that is not there. A 404 for a route the server lacks (an older
-server without ``/api/v1/projects/slug``) says ``Route GET:... not found``: not this."""
-
-
-class AlreadyExists(Refused):
-    """400: a secret of that name is already in that folder."""
-
-
-class TokenExpired(Refused):
-    """The access token is no longer good; a new login fixes it. 403 TokenError: past the identity's
-    accessTokenMaxTTL (the JWT's exp), or malformed. 401 UnauthorizedError with one of
-    :data:`TOKEN_GONE`: past its accessTokenTTL (the server deletes it on that first use), or
-    deleted already."""
-
-
-TOKEN_GONE = frozenset(
-    {
-        "Failed to renew MI access token due to TTL expiration",  # the first use past accessTokenTTL
-        "No identity access token found",  # every later use: the server deleted the token
-    }
-)
-"""The 401 messages (identity-access-token-service.ts) that mean the token is no longer good. Any
-other 401 is not: a wrong client secret, a request body the server's validation refused."""
-
-
-class PermissionDenied(Refused):
-    """403 PermissionDenied: the identity's role does not allow the action."""
-
-
-@cache
-def api_error() -> type[APIError]:
-    """The SDK's error class, imported on first use: the SDK (and boto3, which it imports) is a
-    tenth of a second that a program whose secrets all come from config, or a preview, need not
-    pay."""
-    from infisical_sdk.infisical_requests import APIError
-
-    error: type[APIError] = APIError
-    return error
-
-
-def classify(exc: APIError) -> Refused:
-    """The one reading of an SDK error: Infisical's status, ``error`` field and message (the
-    message, not the status, tells a missing folder from a missing secret, or a duplicate key)."""
-    body = exc.response if isinstance(exc.response, dict) else {}
-    kind = str(body.get("error", ""))
-    message = body.get("message", "")
-    if isinstance(message, list):  # zod validation issues
-        message = "; ".join(f"{'.'.join(map(str, m.get('path', [])))}: {m.get('message')}" for m in message)
-    status = int(exc.status_code or 0)
-    if status == 404 and PROJECT_NOT_FOUND.fullmatch(str(message)):
-        return ProjectNotFound(status, kind, str(message))
-    if status == 404:
-        return NotFound(status, kind, str(message))
-    if status == 400 and "already exist" in str(message):
-        return AlreadyExists(status, kind, str(message))
-    if status == 403 and kind == "TokenError":
-        return TokenExpired(status, kind, str(message))
-    if status == 401 and kind == "UnauthorizedError" and str(message) in TOKEN_GONE:
-        return TokenExpired(status, kind, str(message))
-    if status == 403 and kind == "PermissionDenied":
-        return PermissionDenied(status, kind, str(message))
-    return Refused(status, kind, str(message))
-
-
-PROJECT_SLUG_ADVICE = "check the project slug (plugins.secrets.config.project_slug in the manifest)"
-
-
-class ProjectGone(InfisicalError):
-    """:meth:`Connection.project_id` found no project of that slug: Infisical said so, at once
-    (never an outage to wait out). A delete or a refresh takes it as "gone with the project"."""
-
-    def __init__(self, host: str, slug: str, refused: ProjectNotFound) -> None:
-        super().__init__(f"Infisical at {host} has no project {slug} ({refused}); {PROJECT_SLUG_ADVICE}")
-        self.slug, self.refused = slug, refused
 
 
 PROJECT_BY_SLUG_V2 = "/api/v2/workspace/{slug}"

@@ -15,8 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..clients.infisical import Connection, Credentials, Refused, RetryPolicy, connect
+from ..clients.auth import Credentials
+from ..clients.errors import Refused
+from ..clients.infisical import Connection, connect
 from ..clients.kube import Cluster
+from ..clients.transport import RetryPolicy
 from ..errors import PluginError
 from ..model.manifest import InfisicalSettings, Reference
 from ..plan.desired import MANAGED_BY, STACK_LABEL

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from ..clients.infisical import writer_host
+from ..clients.auth import writer_host
 from ..plan.desired import (
     PASSWORD_TYPE,
     ChartCrds,

@@ -33,17 +33,10 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
-from ..clients.infisical import (
-    Connection,
-    InfisicalError,
-    Landed,
-    NotFound,
-    PermissionDenied,
-    Refused,
-    connect,
-)
+from ..clients.errors import InfisicalError, NotFound, PermissionDenied, Refused
+from ..clients.infisical import Connection, Landed, connect
 from ..errors import FloeError
-from .secret_value import WriterProvider, is_unknown, plain_value
+from .writer import WriterProvider, is_unknown, plain_value
 
 LOGIN_WAIT = 300.0
 """Seconds a rotation waits for the operator to log in with the new client secret."""

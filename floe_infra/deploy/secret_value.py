@@ -3,13 +3,11 @@
 A Pulumi dynamic provider over the official ``infisicalsdk``. Pulumi pickles the provider into the
 state, so it carries nothing but the manifest's site URL: credentials come from stack config in
 :meth:`InfisicalSecretValueProvider.configure` and live, with the logged-in client, in
-:mod:`floe_infra._infisical`'s process cache.
+:mod:`floe_infra.clients.infisical`'s process cache (:class:`.writer.WriterProvider`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -18,30 +16,17 @@ import pulumi
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
-    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
-    ResourceProvider,
     UpdateResult,
 )
-from pulumi.output import Unknown
-from pulumi.runtime import rpc
 
-from ..clients.infisical import (
-    AlreadyExists,
-    Connection,
-    Credentials,
-    InfisicalError,
-    Landed,
-    NotFound,
-    ProjectGone,
-    ProjectNotFound,
-    Refused,
-    RetryPolicy,
-    connect,
-)
+from ..clients.errors import AlreadyExists, InfisicalError, NotFound, ProjectGone, ProjectNotFound, Refused
+from ..clients.infisical import Connection, Landed, connect
+from ..clients.transport import RetryPolicy
 from ..model import names
+from .writer import WriterProvider, is_unknown, plain_props
 
 SCOPE = ("project_slug", "environment", "path")
 """Inputs that name where the secret lives: changing one moves it (replace)."""
@@ -67,60 +52,6 @@ def _found_owner(comment: str | None) -> str:
     return f"stack {comment.removeprefix(MARK)}" if comment.startswith(MARK) else "no floe-infra mark"
 
 
-# Credentials per configured provider instance, outside the instance so pickling cannot reach them.
-_CREDENTIALS: weakref.WeakKeyDictionary[WriterProvider, Credentials | InfisicalError] = weakref.WeakKeyDictionary()
-
-
-class WriterProvider(ResourceProvider):
-    """A provider that talks to Infisical as the identity Pulumi runs with (``infisical:*`` config,
-    else the environment). Its credentials are kept outside the instance, which Pulumi pickles."""
-
-    site_url: str | None
-
-    def configure(self, req: ConfigureRequest) -> None:
-        # Missing credentials fail the first request, not configure: a preview makes none.
-        try:
-            _CREDENTIALS[self] = Credentials.resolve(req.config.get, self.site_url)
-        except InfisicalError as exc:
-            _CREDENTIALS[self] = exc
-
-    def _credentials(self) -> Credentials:
-        credentials = _CREDENTIALS.get(self)
-        if credentials is None:  # not configured by an engine: environment variables only
-            credentials = _CREDENTIALS[self] = Credentials.resolve(lambda _: None, self.site_url)
-        if isinstance(credentials, InfisicalError):
-            raise credentials
-        return credentials
-
-
-def is_unknown(value: Any) -> bool:
-    return bool(value == rpc.UNKNOWN)
-
-
-def plain_value(value: Any) -> Any:
-    if rpc.is_rpc_secret(value):
-        inner = rpc.unwrap_rpc_secret(value)
-        # The SDK's deserializer turns a secret unknown into a secret None: nobody sends that.
-        return rpc.UNKNOWN if inner is None else plain_value(inner)
-    if isinstance(value, Unknown):
-        return rpc.UNKNOWN
-    if isinstance(value, pulumi.Output):
-        loop = asyncio.new_event_loop()
-        try:
-            known = loop.run_until_complete(value.is_known())
-            return plain_value(loop.run_until_complete(value.future())) if known else rpc.UNKNOWN
-        finally:
-            loop.close()
-    return value
-
-
-def _plain(props: dict[str, Any]) -> dict[str, Any]:
-    """``props`` as plain values, unknowns as ``rpc.UNKNOWN``: the engine sends ``check`` and
-    ``diff`` a secret wrapped, an unknown (a value from a resource not yet created, in preview)
-    as ``Unknown``, and either of them possibly as an output value."""
-    return {name: plain_value(value) for name, value in props.items()}
-
-
 def _where(props: dict[str, Any]) -> str:
     return (
         f"key {props['key']} in project {props['project_slug']}, environment {props['environment']}, "
@@ -143,7 +74,7 @@ class InfisicalSecretValueProvider(WriterProvider):
         return connect(credentials, self.policy)
 
     def check(self, olds: dict[str, Any], given: dict[str, Any]) -> CheckResult:
-        news = _plain(given)
+        news = plain_props(given)
         rules: dict[str, Callable[[str], str]] = {
             "project_slug": names.slug,
             "environment": names.slug,
@@ -174,7 +105,7 @@ class InfisicalSecretValueProvider(WriterProvider):
         owner = news.get("owner")
         if owner is not None and not is_unknown(owner) and not isinstance(owner, str):
             failures.append(CheckFailure("owner", "owner must be a string: <pulumi org>/<project>/<stack>"))
-        problem = _replaces_legacy_value(_plain(olds), news)
+        problem = _replaces_legacy_value(plain_props(olds), news)
         if problem:
             failures.append(CheckFailure("value", problem))
         # The comment is the owner's mark: what makes a key this stack's (see create).
@@ -183,7 +114,7 @@ class InfisicalSecretValueProvider(WriterProvider):
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        olds, news = _plain(olds), _plain(news)
+        olds, news = plain_props(olds), plain_props(news)
         changed = [k for k in (*SCOPE, *_IN_PLACE) if is_unknown(news.get(k)) or olds.get(k) != news.get(k)]
         replaces = [k for k in changed if k in SCOPE]
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
