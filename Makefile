@@ -10,7 +10,7 @@ STACK ?= dev
 
 PLAN_ARGS ?=
 
-.PHONY: install runtime policy-install plan test lint typecheck unit bench fuzz clean tools tools-cold tools-bin cluster cluster-down e2e demo demo-down
+.PHONY: install runtime policy-install plan test lint typecheck unit docs bench fuzz clean tools tools-cold tools-bin cluster cluster-down e2e demo demo-down
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ policy-install:
 plan: $(STAMP)
 	$(BIN)/floe secrets plan --stack $(STACK) $(PLAN_ARGS)
 
-test: lint typecheck unit
+test: lint typecheck unit docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check floe_infra tests bench policy tools __main__.py
@@ -54,6 +54,10 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# The docs site (mkdocs.yml, docs/), strict: a broken link or anchor fails; tests/test_docs.py checks the text.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir build/site
 
 # The real engine, providers and control plane, built from Go modules (tools/build.sh), cached in
 # $${FLOE_TOOLS:-~/.cache/floe-tools}/<key>/bin outside the tree.

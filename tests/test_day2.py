@@ -485,6 +485,38 @@ def test_k8s_type_validates_and_lists_secrets(world: World, capsys: pytest.Captu
     assert world.infisical.requests == []
 
 
+def test_a_synced_secret_that_lacks_declared_keys_is_failed_naming_them_and_no_value(
+    world: World, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """ESO reports success for a folder that does not exist (Infisical lists it as empty), and
+    fills an empty Secret: status compares the Secret's key names with the manifest's."""
+    manifest = world.project / "manifest.yaml"
+    use_operator_api(world.project, "v1beta1")
+    via_eso = manifest.read_text().replace("    auto_reload: true\n", "    auto_reload: true\n    via: eso\n")
+    manifest.write_text(via_eso)
+    world.kube.objects.clear()
+    world.kube.add("externalsecrets", {
+        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+        "metadata": {"name": "snowflake-credentials", "namespace": "floe-jobs", "labels": LABELS},
+        "status": {"refreshTime": _time(timedelta(minutes=1)), "conditions": [
+            condition("Ready", "True", "SecretSynced", "secret synced", timedelta(minutes=1))]},
+    })  # fmt: skip
+    world.kube.add("secrets", k8s_secret("snowflake-credentials", {"SNOWFLAKE_USER": CANARY}))
+    code, out, _ = run(capsys, "list")
+    assert code == 1
+    (row,) = [line for line in out.splitlines() if line.startswith("snowflake-credentials")]
+    assert row.split(None, 3)[3] == (
+        "Failed: ExternalSecret reports success, but Secret floe-jobs/snowflake-credentials lacks "
+        "SNOWFLAKE_ACCOUNT, SNOWFLAKE_PASSWORD, which the manifest declares: does /compute/snowflake hold them "
+        "in Infisical? (`floe secrets validate --stack dev`)"
+    )
+    world.kube.add("secrets", k8s_secret("snowflake-credentials", {
+        "SNOWFLAKE_USER": CANARY, "SNOWFLAKE_ACCOUNT": CANARY, "SNOWFLAKE_PASSWORD": CANARY}))
+    code, out, _ = run(capsys, "list")
+    (row,) = [line for line in out.splitlines() if line.startswith("snowflake-credentials")]
+    assert row.split()[3] == "Synced"
+
+
 # --- the plugin interface -----------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ EXAMPLE = (ROOT / "manifest.yaml").read_text()
 V1ALPHA1 = with_operator_api(EXAMPLE, "v1alpha1")
 V1BETA1 = with_operator_api(EXAMPLE, "v1beta1")
 ESO = EXAMPLE.replace("    auto_reload: true\n", "    auto_reload: true\n    via: eso\n")
-ESO_INSTALLED = ESO.replace("      operator:\n", "      eso: {install: true}\n      operator:\n")
+ESO_INSTALLED = ESO.replace("      operator:\n", "      eso: {install: true, chart_version: 0.16.2}\n      operator:\n")
 ES = "kubernetes:external-secrets.io/v1:ExternalSecret"
 STORE = "kubernetes:external-secrets.io/v1:ClusterSecretStore"
 CR = "kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret"
@@ -157,19 +157,43 @@ def test_eso_stays_installed_until_install_is_false(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("values", "error"),
-    [({"installCRDs": True}, r"eso\.values: .*installCRDs is the stack's to set.*remove installCRDs from eso\.values"),
+    [({"installCRDs": True}, r"eso\.values: .*installCRDs: True is refused: the stack applies ESO's CRDs itself.*"
+      r"remove it from eso\.values"),
+     ({"processClusterStore": False}, r"processClusterStore: False is refused: the stack's ClusterSecretStores need"),
+     ({"createOperator": False}, r"createOperator: False is refused"),
+     ({"scopedNamespace": "team-a"}, r"scopedNamespace: 'team-a' is refused: a namespace-scoped ESO ignores"),
+     ({"scopedRBAC": True}, r"scopedRBAC: True is refused"),
+     ({"crds": {"createClusterSecretStore": False}}, r"crds\.createClusterSecretStore: False is refused"),
+     ({"podLabels": {"1": {"2": None}}, "tolerations": [{"effect": "NoSchedule"}]}, None),
      ("webhook", r"line 10: plugins\.secrets\.config\.eso\.values: must be a mapping .*found 'webhook'")],
-    ids=["install-crds", "not-a-map"],
+    ids=["install-crds", "no-cluster-store", "no-controller", "scoped-namespace", "scoped-rbac", "no-store-crd",
+         "json-fine", "not-a-map"],
 )
 def test_eso_values_are_checked_with_the_field_and_the_fix(tmp_path: Path, values: Any, error: str) -> None:
-    eso = f"      eso: {{install: true, values: {json.dumps(values)}}}\n"
+    eso = f"      eso: {{install: true, chart_version: 0.16.2, values: {json.dumps(values)}}}\n"
     text = ESO.replace("      operator:\n", eso + "      operator:\n")
+    if error is None:
+        plan_for(tmp_path, text)
+        return
     with pytest.raises(ManifestError, match=error):
         plan_for(tmp_path, text)
 
 
+def test_eso_needs_a_chart_version_when_installed_naming_both(tmp_path: Path) -> None:
+    text = ESO.replace("      operator:\n", "      eso: {install: true}\n      operator:\n")
+    with pytest.raises(ManifestError, match=r"eso\.install: true needs eso\.chart_version: 0\.16\.2 is the version "
+                       r"floe-infra runs.*set 1\.3\.1 to keep it"):
+        plan_for(tmp_path, text)
+
+
+def test_eso_values_must_be_helm_values(tmp_path: Path) -> None:
+    eso = "      eso: {install: true, chart_version: 0.16.2, values: {podLabels: {1: on, when: 2026-12-06}}}\n"
+    with pytest.raises(ManifestError, match=r"values\.podLabels: key 1 is not a string: quote it"):
+        plan_for(tmp_path, ESO.replace("      operator:\n", eso + "      operator:\n"))
+
+
 def test_eso_values_reach_its_chart_under_the_stacks_installcrds(tmp_path: Path) -> None:
-    eso = "      eso: {install: true, values: {webhook: {create: false}}}\n"
+    eso = "      eso: {install: true, chart_version: 0.16.2, values: {webhook: {create: false}}}\n"
     text = ESO.replace("      operator:\n", eso + "      operator:\n")
     plan = plan_for(tmp_path, text)
     assert plan.operator is not None and plan.operator.eso is not None and plan.operator.eso_crds is not None

@@ -158,7 +158,7 @@ def _shape(config: dict[str, Any] | None = None, operator: dict[str, Any] | None
     secrets["config"].update(config or {})
     secrets["config"]["operator"].update(operator or {})
     if eso:
-        secrets["config"]["eso"] = {"install": True}
+        secrets["config"]["eso"] = {"install": True, "chart_version": "0.16.2"}
         doc["secrets"]["snowflake-credentials"]["via"] = "eso"
         doc["secrets"]["snowflake-credentials"].pop("auto_reload")
     return yaml.safe_dump(doc, sort_keys=False)

@@ -42,8 +42,9 @@ def _crds_of(chart: str) -> list[str]:
 
 EXAMPLE = (ROOT / "manifest.yaml").read_text()
 V1ALPHA1 = with_operator_api(EXAMPLE, "v1alpha1")
+_ESO = "      eso: {install: true, chart_version: 0.16.2}\n"
 V1BETA1_AND_ESO = with_operator_api(
-    EXAMPLE.replace("      operator:\n", "      eso: {install: true}\n      operator:\n").replace(
+    EXAMPLE.replace("      operator:\n", _ESO + "      operator:\n").replace(
         "    auto_reload: true\n", "    auto_reload: true\n    via: eso\n"
     ),
     "v1beta1",

@@ -261,3 +261,17 @@ def test_a_spec_change_not_reconciled_yet_is_pending_not_synced() -> None:
         ("new-one", "Pending", "not reconciled since its last change")]
     obj["metadata"]["generation"] = 1
     assert [s.status for s in static_sync_states(obj)] == ["Synced"]
+
+
+@pytest.mark.parametrize(("interval", "over"), [("20s", False), ("15s", True)], ids=["fits", "store-checks-tip-it"])
+def test_esos_store_checks_count_against_the_budget(tmp_path: Path, interval: str, over: bool) -> None:
+    """ESO validates each ClusterSecretStore (one per reference) every 5 minutes: 10 references at
+    15 s are 40 reads a minute, and the 2 store checks a minute put them over."""
+    doc = yaml.safe_load(manifest(10, interval))
+    for ref in doc["secrets"].values():
+        ref["via"] = "eso"
+    plan = plan_of(tmp_path, yaml.safe_dump(doc))
+    assert (plan.over_read_budget is not None) is over
+    if over:
+        assert "(10 reads every 15s: plugins.secrets.config.resync_interval 15s, and 10 ESO store checks every 5 " \
+               "minutes)" in plan.over_read_budget

@@ -70,24 +70,6 @@ def test_every_pin_is_a_release() -> None:
         assert RELEASE.fullmatch(pinned), f"requirements.txt pins {package}=={pinned}, not a release"
 
 
-def test_the_readme_names_the_pinned_versions_only() -> None:
-    readme = (ROOT / "README.md").read_text()
-    pins = {p: requirement(p) for p in ("pulumi", "pulumi-kubernetes", "pulumi-random")}
-    found = re.findall(
-        r"\b(pulumi-kubernetes|pulumi-random|pulumi)(?:==| v?| version )(\d+\.\d+\.\d+[0-9A-Za-z.+-]*)", readme
-    )
-    assert {name for name, _ in found} == set(pins), "the README does not name the version of every Pulumi package"
-    for name, named in found:
-        assert named.rstrip(".") == pins[name], f"the README names {name} {named}; requirements.txt pins {pins[name]}"
-    for mentioned in re.findall(r"\b4\.\d+\.\d+\S*", readme):
-        assert mentioned.startswith((pins["pulumi-kubernetes"], pins["pulumi-random"])), (
-            f"the README names the version {mentioned}"
-        )
-
-
-# --- tools/cluster.py signals only its own processes ------------------------------------------
-
-
 def cluster_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("cluster", ROOT / "tools" / "cluster.py")
     assert spec and spec.loader

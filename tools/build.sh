@@ -219,7 +219,10 @@ build_eso() {
 	# External Secrets Operator's controller, with only the Infisical provider (and ESO's own fake
 	# provider and password/uuid/fake generators) compiled in: v0.16.2 registers every provider in
 	# two files and has no build tags, so a scratch copy rewrites them (287 modules become 82).
-	scratch "$(cd "$root" && moddir "github.com/external-secrets/external-secrets@$ESO_VERSION")"
+	local src
+	src=$(cd "$root" && moddir "github.com/external-secrets/external-secrets@$ESO_VERSION")
+	[[ -n $src ]] || die "could not download github.com/external-secrets/external-secrets@$ESO_VERSION"
+	scratch "$src"
 	printf 'package register\n\nimport (\n\t_ "%s/fake"\n\t_ "%s/infisical"\n)\n' \
 		github.com/external-secrets/external-secrets/pkg/provider{,} >pkg/provider/register/register.go
 	printf 'package register\n\nimport (\n\t_ "%s/fake"\n\t_ "%s/password"\n\t_ "%s/uuid"\n)\n' \

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -114,6 +114,7 @@ class _Cluster:
 
 def _cluster(stack: Target, namespace: str | None) -> _Cluster:
     states = sorted(stack.plugin.sync_states(namespace), key=lambda s: (s.namespace, s.name))
+    states = [_with_declared_keys(stack, s) for s in states]
     present = {(s.namespace, s.name) for s in states}
     missing = [
         r
@@ -121,6 +122,23 @@ def _cluster(stack: Target, namespace: str | None) -> _Cluster:
         if (namespace is None or r.namespace == namespace) and (r.namespace, r.name) not in present
     ]
     return _Cluster(states, missing)
+
+
+def _with_declared_keys(stack: Target, state: SyncState) -> SyncState:
+    """A Secret its controller calls synced but that lacks keys the manifest declares is not: ESO
+    (and Infisical's list) treat a folder that does not exist as an empty one."""
+    ref = next((r for r in stack.references if (r.namespace, r.name) == (state.namespace, state.name)), None)
+    if state.status != "Synced" or ref is None or not ref.keys:
+        return state
+    held = stack.plugin.secret_keys(state.namespace, state.name)
+    missing = sorted({k.name for k in ref.keys} - held) if held is not None else []
+    if not missing:
+        return state
+    return replace(state, status="Failed", message=(
+        f"{state.kind} reports success, but Secret {state.namespace}/{state.name} lacks {', '.join(missing)}, "
+        f"which the manifest declares: does {ref.path} hold them in Infisical? (`floe secrets validate --stack "
+        f"{stack.name}`)"
+    ))
 
 
 def list_resources(stack: Target, namespace: str | None) -> Report:

@@ -73,6 +73,13 @@ class SecretsPlugin(ABC):
     def sync_states(self, namespace: str | None) -> list[SyncState]:
         """This stack's synced resources in one namespace (None: all namespaces)."""
 
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """The key names (never values) a synced Secret holds; None where the plugin cannot tell
+        or there is none. A controller that reports success for a folder that holds nothing
+        (ESO: Infisical lists a folder that does not exist as empty) is caught by comparing
+        these with the keys the manifest declares."""
+        return None
+
 
 def parse_time(value: object) -> datetime | None:
     """A Kubernetes timestamp (RFC 3339, ``Z``), or None."""

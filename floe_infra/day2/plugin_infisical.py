@@ -213,4 +213,12 @@ class InfisicalPlugin(SecretsPlugin):
         else:
             states = [sync_state(o) for o in cluster.list(V1ALPHA1, "infisicalsecrets", namespace, labels)]
         external = cluster.list(ESO_API, "externalsecrets", namespace, labels, required=False)
+        self._cluster = cluster
         return states + [external_sync_state(o, settings.project_slug, self.context.environment) for o in external]
+
+    _cluster: Cluster | None = None
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        cluster = self._cluster or Cluster.connect(self.context.kube_context)
+        found = cluster.get_secret(name, namespace)
+        return frozenset((found or {}).get("data") or {}) if found is not None else None

@@ -6,7 +6,7 @@ error with a line number rather than a silently different deployment.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -86,24 +86,66 @@ class OperatorSettings(_Model):
 class EsoSettings(_Model):
     """External Secrets Operator, for references with ``via: eso``; installed only if asked, and
     then kept until ``install`` is false again. ``values``: Helm values for its chart, over the
-    chart's own; its CRDs are the stack's, outside the release, so ``installCRDs`` is not one."""
+    chart's own, but none that would break what the stack makes (see :data:`ESO_VALUES_REFUSED`).
+    ``chart_version`` has no default: a stack that installed ESO with an earlier release has
+    another version than the one this release tests, and a lower version would remove CRDs."""
 
     install: bool = False
     namespace: DnsLabel = "external-secrets"
-    chart_version: ExactVersion = ESO_CHART_VERSION
+    chart_version: ExactVersion | None = None
     chart_repo: Url = ESO_CHART_REPO
     values: dict[str, Any] = {}
 
     @field_validator("values")
     @classmethod
-    def _crds_are_the_stacks(cls, values: dict[str, Any]) -> dict[str, Any]:
-        if "installCRDs" in values:
-            raise ValueError(
-                "installCRDs is the stack's to set: it applies ESO's CRDs itself, outside the release, so "
-                "that removing the release never deletes them (and every ESO object with them); remove "
-                "installCRDs from eso.values"
-            )
+    def _values_keep_what_the_stack_needs(cls, values: dict[str, Any]) -> dict[str, Any]:
+        _json_values(values, "values")
+        for path, refused, why in ESO_VALUES_REFUSED:
+            found: Any = values
+            for part in path:
+                found = found.get(part, _ABSENT) if isinstance(found, dict) else _ABSENT
+            if found is not _ABSENT and refused(found):
+                raise ValueError(f"{'.'.join(path)}: {found!r} is refused: {why}; remove it from eso.values")
         return values
+
+    @model_validator(mode="after")
+    def _a_version_when_installed(self) -> EsoSettings:
+        if self.install and self.chart_version is None:
+            raise ValueError(
+                f"eso.install: true needs eso.chart_version: {ESO_CHART_VERSION} is the version floe-infra runs in "
+                "its tests (take it for a new install); a stack whose earlier release installed ESO runs 1.3.1 (the "
+                "former default): set 1.3.1 to keep it, as a lower version would remove the CRDs it lacks. ESO is "
+                "installed whenever install is true, with or without a via: eso reference"
+            )
+        return self
+
+
+_ABSENT = object()
+ESO_VALUES_REFUSED: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = (
+    (("installCRDs",), lambda v: True, "the stack applies ESO's CRDs itself, outside the release, so that removing "
+     "the release never deletes them (and every ESO object with them)"),
+    (("processClusterStore",), lambda v: v is False, "the stack's ClusterSecretStores need ESO's cluster-store "
+     "reconciler"),
+    (("createOperator",), lambda v: v is False, "the stack's ExternalSecrets need ESO's controller"),
+    (("scopedNamespace",), bool, "a namespace-scoped ESO ignores the stack's ClusterSecretStores"),
+    (("scopedRBAC",), lambda v: v is True, "a namespace-scoped ESO ignores the stack's ClusterSecretStores"),
+    (("crds", "createClusterSecretStore"), lambda v: v is False, "the stack makes ClusterSecretStores"),
+)
+"""Chart values of ESO that would leave the stack's own objects unserved: (path, refused when, why)."""
+
+
+def _json_values(value: Any, where: str) -> None:
+    """Helm values are JSON: string keys, and strings, numbers, booleans, null, lists and maps."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: key {key!r} is not a string: quote it")
+            _json_values(inner, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            _json_values(inner, f"{where}[{i}]")
+    elif not (value is None or isinstance(value, (str, bool, int, float))):
+        raise ValueError(f"{where}: {value!r} ({type(value).__name__}) is not a Helm value: quote it as a string")
 
 
 def _cidr(value: str) -> str:

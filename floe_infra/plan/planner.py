@@ -110,6 +110,7 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
 
 
 POLLING = {"InfisicalSecret", "ExternalSecret"}  # one read of one folder per refresh each
+ESO_STORE_CHECK_MINUTES = 5  # ESO's --store-requeue-interval, as its chart sets it
 
 
 def reads_per_refresh(plans: tuple[ReferencePlan, ...]) -> int:
@@ -129,27 +130,32 @@ def read_budget_problem(config: InfisicalSettings, plans: tuple[ReferencePlan, .
     """Why the operator would read more than the server allows a minute, with the arithmetic and
     the fixes; None when it fits."""
     reads, interval = reads_per_refresh(plans), names.interval_seconds(config.resync_interval)
-    per_minute = reads * 60 / interval
+    # ESO also validates each ClusterSecretStore (a login and a read) every --store-requeue-interval
+    # (5 minutes, the chart's default), and all of them when it starts.
+    stores = sum(1 for plan in plans for obj in plan.objects
+                 if isinstance(obj, KubeObject) and obj.kind == "ClusterSecretStore")
+    per_minute = reads * 60 / interval + stores / ESO_STORE_CHECK_MINUTES
     fewer = (
         "operator.api v1beta1 (v1alpha1 reads once per reference)" if config.operator.api == "v1alpha1"
         else "operator.sources: folder (one read per folder) or prefix (one read for all)"
         if config.operator.sources == "reference" else "fewer folders"
     )
-    if reads > config.read_budget:
+    if reads + stores > config.read_budget:
         # The operator reconciles its objects one after another: each start, and each `up` that
         # changes them all, reads every one at once, whatever the interval.
         return (
-            f"the operator would make {reads} reads of Infisical at each refresh, and reads them all at once when "
-            f"it starts, more than plugins.secrets.config.read_budget ({config.read_budget} a minute, the server's "
-            f"rate limit for one client address); past it Infisical refuses reads and Secrets stop following their "
-            f"values. Fix: {fewer}, or raise the server's limit and read_budget"
+            f"the operator would make {reads + stores} reads of Infisical at each refresh, and reads them all at once "
+            f"when it starts, more than plugins.secrets.config.read_budget ({config.read_budget} a minute, the "
+            f"server's rate limit for one client address); past it Infisical refuses reads and Secrets stop "
+            f"following their values. Fix: {fewer}, or raise the server's limit and read_budget"
         )
     if per_minute <= config.read_budget:
         return None
-    needed = math.ceil(reads * 60 / config.read_budget)
+    needed = math.ceil(reads * 60 / max(config.read_budget - stores / ESO_STORE_CHECK_MINUTES, 1))
+    checks = f", and {stores} ESO store checks every {ESO_STORE_CHECK_MINUTES} minutes" if stores else ""
     return (
         f"the operator would read Infisical {per_minute:.0f} times a minute ({reads} reads every "
-        f"{interval}s: plugins.secrets.config.resync_interval {config.resync_interval}), more than "
+        f"{interval}s: plugins.secrets.config.resync_interval {config.resync_interval}{checks}), more than "
         f"plugins.secrets.config.read_budget ({config.read_budget} a minute, the server's rate limit for one client "
         f"address); past it Infisical refuses reads and Secrets stop following their values. Fix: set "
         f"resync_interval to at least {needed}s, {fewer}, or raise the server's limit and read_budget"

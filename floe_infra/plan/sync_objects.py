@@ -157,6 +157,7 @@ def eso_release(config: InfisicalSettings, depends_on: tuple[str, ...], protect:
     like the operator's: removing the release must not delete every ESO object), and its release,
     which installs the rest with ``installCRDs: false``."""
     eso = config.eso
+    assert eso.chart_version is not None  # the manifest requires it with install: true
     crds = ChartCrds(
         release=ESO_RELEASE,
         chart=ESO_CHART,
