@@ -41,6 +41,7 @@ test: lint typecheck unit docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check floe_infra tests bench policy tools __main__.py
+	$(BIN)/ruff format --check floe_infra tests bench policy tools __main__.py
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)

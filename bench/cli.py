@@ -56,8 +56,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs per measurement; the median counts (default: 5)")
     parser.add_argument("--refs", type=int, default=100, help="secret references in the manifest (default: 100)")
     parser.add_argument("--folders", type=int, default=10, help="Infisical folders they read (default: 10)")
-    parser.add_argument("--latency", type=float, default=0.02,
-                        help="seconds the Infisical double waits per request (default: 0.02)")
+    parser.add_argument(
+        "--latency", type=float, default=0.02, help="seconds the Infisical double waits per request (default: 0.02)"
+    )
     args = parser.parse_args()
 
     double = InfisicalDouble(latency=args.latency)

@@ -108,28 +108,47 @@ def _floor_objects(manifest: str, minimal: bool) -> tuple[list[dict[str, Any]], 
     one-field spec), and its operator release (chart, version, repo, values)."""
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "manifest.yaml").write_text(manifest)
-        plan = build_plan(load_manifest(Path(tmp) / "manifest.yaml"),
-                          parse_stack_config("dev", {"environment": "dev"}, "bench"))
+        plan = build_plan(
+            load_manifest(Path(tmp) / "manifest.yaml"), parse_stack_config("dev", {"environment": "dev"}, "bench")
+        )
     objects = [o.manifest() for o in plan.kube_objects() if o.kind in SYNC_KINDS]
     assert plan.operator is not None, "the bench manifest is of type infisical"
     release = plan.operator.release
-    chart = {"chart": release.chart, "version": release.version, "repo": release.repo, "values": dict(release.values),
-             "crds": dict(plan.operator.crds.values)}
+    chart = {
+        "chart": release.chart,
+        "version": release.version,
+        "repo": release.repo,
+        "values": dict(release.values),
+        "crds": dict(plan.operator.crds.values),
+    }
     if minimal:
-        return [{"apiVersion": "secrets.infisical.com/v1alpha1", "kind": "InfisicalSecret",
-                 "metadata": {"name": o["metadata"]["name"]}, "spec": {"hostAPI": "http://127.0.0.1:9/api"}}
-                for o in objects], chart
-    return [{"apiVersion": o["apiVersion"], "kind": o["kind"],
-             "metadata": {k: v for k, v in o["metadata"].items() if k != "namespace"}, "spec": o["spec"]}
-            for o in objects], chart
+        return [
+            {
+                "apiVersion": "secrets.infisical.com/v1alpha1",
+                "kind": "InfisicalSecret",
+                "metadata": {"name": o["metadata"]["name"]},
+                "spec": {"hostAPI": "http://127.0.0.1:9/api"},
+            }
+            for o in objects
+        ], chart
+    return [
+        {
+            "apiVersion": o["apiVersion"],
+            "kind": o["kind"],
+            "metadata": {k: v for k, v in o["metadata"].items() if k != "namespace"},
+            "spec": o["spec"],
+        }
+        for o in objects
+    ], chart
 
 
 def _project(root: Path, name: str, program: str, manifest: str | None) -> Path:
     project = root / name
     project.mkdir()
     (project / "Pulumi.yaml").write_text(
-        (ROOT / "Pulumi.yaml").read_text() if manifest else
-        f"name: {name}\nruntime:\n  name: python\n  options:\n    virtualenv: venv\n"
+        (ROOT / "Pulumi.yaml").read_text()
+        if manifest
+        else f"name: {name}\nruntime:\n  name: python\n  options:\n    virtualenv: venv\n"
     )
     (project / "__main__.py").write_text(program)
     (project / "venv").symlink_to(ROOT / "venv")
@@ -159,8 +178,9 @@ def _arm(pulumi: Pulumi, config: dict[str, str], repeat: int) -> tuple[float, fl
     return preview, up, statistics.median(_timed(pulumi, "preview", "--expect-no-changes") for _ in range(repeat))
 
 
-def _measure(n: int, tmp: Path, bin_dir: Path, cluster: LocalCluster, repo: str,
-             skip_checkpoints: bool, repeat: int) -> dict[str, tuple[float, ...]]:
+def _measure(
+    n: int, tmp: Path, bin_dir: Path, cluster: LocalCluster, repo: str, skip_checkpoints: bool, repeat: int
+) -> dict[str, tuple[float, ...]]:
     """(preview, up) seconds of the program and of each floor at ``n`` references; all destroyed after."""
     refs = "".join(f"  ref-{i}:\n    path: /bench/ref-{i}\n" for i in range(n))
     manifest = MANIFEST.format(repo=repo, refs=refs)
@@ -190,8 +210,20 @@ def _measure(n: int, tmp: Path, bin_dir: Path, cluster: LocalCluster, repo: str,
     floor(CRD_FLOOR)
     times["program"] = _arm(program, config, repeat)
     start = time.perf_counter()
-    subprocess.run([str(ROOT / ".venv" / "bin" / "floe"), "secrets", "plan", "--stack", "dev", "--manifest",
-                    str(program.project / "manifest.yaml")], cwd=program.project, capture_output=True, check=True)
+    subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "floe"),
+            "secrets",
+            "plan",
+            "--stack",
+            "dev",
+            "--manifest",
+            str(program.project / "manifest.yaml"),
+        ],
+        cwd=program.project,
+        capture_output=True,
+        check=True,
+    )
     times["floe secrets plan"] = (time.perf_counter() - start,)
     for name in FLOORS[1:]:
         floor(name)
@@ -212,13 +244,22 @@ def _delete_operator_crds(bin_dir: Path, cluster: LocalCluster) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 1000],
-                        help="numbers of references to measure (default: 10 50 1000)")
-    parser.add_argument("--skip-checkpoints", action="store_true",
-                        help="both arms with PULUMI_SKIP_CHECKPOINTS=true: the engine saves state once, at the end "
-                             "(default: off, a checkpoint after every step, as users run it)")
-    parser.add_argument("--repeat", type=int, default=REPEAT,
-                        help=f"previews per phase, median reported (default: {REPEAT})")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[10, 50, 1000],
+        help="numbers of references to measure (default: 10 50 1000)",
+    )
+    parser.add_argument(
+        "--skip-checkpoints",
+        action="store_true",
+        help="both arms with PULUMI_SKIP_CHECKPOINTS=true: the engine saves state once, at the end "
+        "(default: off, a checkpoint after every step, as users run it)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=REPEAT, help=f"previews per phase, median reported (default: {REPEAT})"
+    )
     args = parser.parse_args()
     bin_dir = built_tools()
     if bin_dir is None:
@@ -236,8 +277,19 @@ def main() -> int:
                     rows.append((n, _measure(n, tmp, bin_dir, cluster, repo, args.skip_checkpoints, args.repeat)))
         finally:
             cluster.down()
-    header = ["references", "phase", "program s", "chart CRDs+chart+CRs floor s", "ratio", "chart+CRs floor s",
-              "ratio", "CRs floor s", "ratio", "minimal s", "floe plan s"]
+    header = [
+        "references",
+        "phase",
+        "program s",
+        "chart CRDs+chart+CRs floor s",
+        "ratio",
+        "chart+CRs floor s",
+        "ratio",
+        "CRs floor s",
+        "ratio",
+        "minimal s",
+        "floe plan s",
+    ]
     print(" | ".join(header))
     print(" | ".join("-" * len(h) for h in header))
     for n, times in rows:

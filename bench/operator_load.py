@@ -64,21 +64,43 @@ class Row:
 
 
 def manifest(infisical: Infisical, repo: str, api: str, sources: str, n: int, interval: int, tag: str) -> str:
-    return yaml.safe_dump({
-        "plugins": {"secrets": {"type": "infisical", "config": {
-            "site_url": infisical.host, "project_slug": infisical.project_slug, "resync_interval": f"{interval}s",
-            "read_budget": 100000, "operator": {"chart_repo": repo, "api": api,
-                                                 **({"sources": sources} if api == "v1beta1" else {})},
-        }}},
-        "secrets": {f"ref-{i:04d}": {"path": f"/{infisical.prefix}/{tag}/folder-{i // PER_FOLDER}",
-                                     "namespace": NAMESPACE, "keys": {"KEY": {}}} for i in range(n)},
-    })
+    return yaml.safe_dump(
+        {
+            "plugins": {
+                "secrets": {
+                    "type": "infisical",
+                    "config": {
+                        "site_url": infisical.host,
+                        "project_slug": infisical.project_slug,
+                        "resync_interval": f"{interval}s",
+                        "read_budget": 100000,
+                        "operator": {
+                            "chart_repo": repo,
+                            "api": api,
+                            **({"sources": sources} if api == "v1beta1" else {}),
+                        },
+                    },
+                }
+            },
+            "secrets": {
+                f"ref-{i:04d}": {
+                    "path": f"/{infisical.prefix}/{tag}/folder-{i // PER_FOLDER}",
+                    "namespace": NAMESPACE,
+                    "keys": {"KEY": {}},
+                }
+                for i in range(n)
+            },
+        }
+    )
 
 
 def in_cluster(cluster: LocalCluster) -> dict[str, str]:
     items = json.loads(cluster.kubectl("get", "secrets", "-n", NAMESPACE, "-o", "json"))["items"]
-    return {s["metadata"]["name"]: base64.b64decode(s["data"]["KEY"]).decode() for s in items
-            if s["metadata"]["name"].startswith("ref-") and "KEY" in (s.get("data") or {})}
+    return {
+        s["metadata"]["name"]: base64.b64decode(s["data"]["KEY"]).decode()
+        for s in items
+        if s["metadata"]["name"].startswith("ref-") and "KEY" in (s.get("data") or {})
+    }
 
 
 def wait_for(cluster: LocalCluster, want: dict[str, str], timeout: float) -> float | None:
@@ -91,13 +113,24 @@ def wait_for(cluster: LocalCluster, want: dict[str, str], timeout: float) -> flo
     return None
 
 
-def measure(row: Row, api: str, sources: str, args: argparse.Namespace, tmp: Path, bin_dir: Path,
-            cluster: LocalCluster, repo: str, infisical: Infisical, log: Path) -> None:
+def measure(
+    row: Row,
+    api: str,
+    sources: str,
+    args: argparse.Namespace,
+    tmp: Path,
+    bin_dir: Path,
+    cluster: LocalCluster,
+    repo: str,
+    infisical: Infisical,
+    log: Path,
+) -> None:
     tag = f"{api}-{sources}-{row.n}"
     work = tmp / tag
     work.mkdir()
-    project = make_project(work, bin_dir, cluster.kubeconfig, manifest(infisical, repo, api, sources, row.n,
-                                                                        args.interval, tag))
+    project = make_project(
+        work, bin_dir, cluster.kubeconfig, manifest(infisical, repo, api, sources, row.n, args.interval, tag)
+    )
     pulumi = Pulumi(bin_dir, project, pulumi_env(work, bin_dir, cluster.kubeconfig))
     pulumi("stack", "init")
     for key, value, secret in infisical.stack_config(ENV, "floe-local"):
@@ -133,8 +166,9 @@ def measure(row: Row, api: str, sources: str, args: argparse.Namespace, tmp: Pat
         pulumi("destroy", "--yes", "--remove", check=False, timeout=3600)
         names = [f"ref-{i:04d}" for i in range(row.n)]
         for start in range(0, len(names), 200):
-            cluster.kubectl("delete", "secret", *names[start:start + 200], "-n", NAMESPACE, "--ignore-not-found",
-                            "--wait=false")
+            cluster.kubectl(
+                "delete", "secret", *names[start : start + 200], "-n", NAMESPACE, "--ignore-not-found", "--wait=false"
+            )
 
 
 def planned_reads(sources: str, n: int) -> int:
@@ -165,26 +199,35 @@ def main() -> int:
                         row = Row(n, f"{api} {sources}" if api == "v1beta1" else api, planned_reads(sources, n))
                         rows.append(row)
                         if row.planned * 60 / args.interval > LIMIT and not args.all:
-                            row.note = (f"not run: {row.planned} reads every {args.interval}s is "
-                                        f"{row.planned * 60 / args.interval:.0f} a minute, over {LIMIT} "
-                                        "(the plan warns; a protected up refuses)")
+                            row.note = (
+                                f"not run: {row.planned} reads every {args.interval}s is "
+                                f"{row.planned * 60 / args.interval:.0f} a minute, over {LIMIT} "
+                                "(the plan warns; a protected up refuses)"
+                            )
                             continue
                         print(f"measuring {n} references, {row.mode} ...", file=sys.stderr, flush=True)
                         measure(row, api, sources, args, tmp, bin_dir, cluster, repo, infisical, log)
         finally:
             cluster.down()
             infisical.remove_prefix(ENV)
-    print(f"references ten per folder, resync interval {args.interval}s, the server in production mode "
-          f"({LIMIT} reads a minute per address), 2 cores")
-    print(f"{'refs':>5} | {'reads':<16} | {'planned/interval':>16} | {'reads/min':>9} | {'refused':>7} | "
-          f"{'first fill s':>12} | {'follow s':>8} | {'floor s':>7}")
+    print(
+        f"references ten per folder, resync interval {args.interval}s, the server in production mode "
+        f"({LIMIT} reads a minute per address), 2 cores"
+    )
+    print(
+        f"{'refs':>5} | {'reads':<16} | {'planned/interval':>16} | {'reads/min':>9} | {'refused':>7} | "
+        f"{'first fill s':>12} | {'follow s':>8} | {'floor s':>7}"
+    )
     print("-" * 104)
     for r in rows:
+
         def show(v: Any) -> str:
             return "-" if v is None else f"{v:.0f}" if isinstance(v, float) else str(v)
 
-        print(f"{r.n:>5} | {r.mode:<16} | {r.planned:>16} | {show(r.per_minute):>9} | {show(r.refused):>7} | "
-              f"{show(r.fill):>12} | {show(r.follow):>8} | {args.interval:>7}" + (f"  {r.note}" if r.note else ""))
+        print(
+            f"{r.n:>5} | {r.mode:<16} | {r.planned:>16} | {show(r.per_minute):>9} | {show(r.refused):>7} | "
+            f"{show(r.fill):>12} | {show(r.follow):>8} | {args.interval:>7}" + (f"  {r.note}" if r.note else "")
+        )
     return 0
 
 

@@ -132,10 +132,10 @@ def fresh_double(latency: float) -> InfisicalDouble:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=200, help="keys the provider writes (default: 200)")
-    parser.add_argument("--folders", type=int, default=10,
-                        help="folders they are spread over (default: 10)")
-    parser.add_argument("--latency", type=float, default=0.002,
-                        help="seconds the double waits per request (default: 0.002)")
+    parser.add_argument("--folders", type=int, default=10, help="folders they are spread over (default: 10)")
+    parser.add_argument(
+        "--latency", type=float, default=0.002, help="seconds the double waits per request (default: 0.002)"
+    )
     args = parser.parse_args()
     n, k = args.keys, args.folders
     props = props_for(n, k)

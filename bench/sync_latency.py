@@ -43,12 +43,24 @@ NAMESPACE = "floe-jobs"
 
 def manifest(infisical: Infisical, repo: str, api: str, n: int, interval: int) -> dict[str, Any]:
     return {
-        "plugins": {"secrets": {"type": "infisical", "config": {
-            "site_url": infisical.host, "project_slug": infisical.project_slug, "resync_interval": f"{interval}s",
-            "operator": {"chart_repo": repo, "api": api},
-        }}},
-        "secrets": {f"bench-{i}": {"path": f"/{infisical.prefix}/{api}/ref-{i}",
-                                   "keys": {"VALUE": {"generate": {"length": 16}}}} for i in range(n)},
+        "plugins": {
+            "secrets": {
+                "type": "infisical",
+                "config": {
+                    "site_url": infisical.host,
+                    "project_slug": infisical.project_slug,
+                    "resync_interval": f"{interval}s",
+                    "operator": {"chart_repo": repo, "api": api},
+                },
+            }
+        },
+        "secrets": {
+            f"bench-{i}": {
+                "path": f"/{infisical.prefix}/{api}/ref-{i}",
+                "keys": {"VALUE": {"generate": {"length": 16}}},
+            }
+            for i in range(n)
+        },
     }
 
 
@@ -70,8 +82,9 @@ def wait_for(cluster: LocalCluster, want: dict[str, str], timeout: float) -> flo
     return time.monotonic() - start
 
 
-def measure(api: str, args: argparse.Namespace, tmp: Path, bin_dir: Path, cluster: LocalCluster, repo: str,
-            infisical: Infisical) -> tuple[float, list[float]]:
+def measure(
+    api: str, args: argparse.Namespace, tmp: Path, bin_dir: Path, cluster: LocalCluster, repo: str, infisical: Infisical
+) -> tuple[float, list[float]]:
     work = tmp / api
     work.mkdir()
     project = make_project(work, bin_dir, cluster.kubeconfig, "")

@@ -20,7 +20,9 @@ def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("--stack", required=True, help="stack name, as in Pulumi.<STACK>.yaml")
     command.add_argument("--manifest", type=Path, help="manifest path (default: floe:manifest, else manifest.yaml)")
     command.add_argument(
-        "--format", choices=("table", "json"), default="table",
+        "--format",
+        choices=("table", "json"),
+        default="table",
         help="table for people (the default), json for scripts",
     )
 
@@ -128,8 +130,13 @@ def _plan(args: argparse.Namespace) -> int:
 def _day2(args: argparse.Namespace) -> int:
     from .day2 import commands as day2
 
-    stack = day2.open_target(Path.cwd(), args.stack, args.manifest and str(args.manifest), args.context,
-                             read_budget=args.command == "validate")
+    stack = day2.open_target(
+        Path.cwd(),
+        args.stack,
+        args.manifest and str(args.manifest),
+        args.context,
+        read_budget=args.command == "validate",
+    )
     namespace = getattr(args, "namespace", None)
     if args.command == "validate":
         report = day2.validate(stack, pre_deploy=args.pre_deploy)
@@ -148,12 +155,17 @@ def _upgrade(args: argparse.Namespace) -> int:
 
     report = upgrade(Path.cwd(), args.stack)
     if report.moved:
-        print(f"moved {len(report.moved)} generated value(s) into RandomPassword, each unchanged: "
-              f"{', '.join(report.moved)}")
+        print(
+            f"moved {len(report.moved)} generated value(s) into RandomPassword, each unchanged: "
+            f"{', '.join(report.moved)}"
+        )
         print(f"next: `pulumi up --stack {args.stack}` (no value changes; it deletes the GeneratedPassword entries)")
     else:
-        print(f"stack {args.stack}: nothing to upgrade" + (f" ({len(report.already)} value(s) moved before)"
-                                                           if report.already else "") + "; floe:passwords is random")
+        print(
+            f"stack {args.stack}: nothing to upgrade"
+            + (f" ({len(report.already)} value(s) moved before)" if report.already else "")
+            + "; floe:passwords is random"
+        )
     return EXIT_OK
 
 

@@ -106,9 +106,12 @@ its rotation (a replace)."""
 
 
 LOGIN_TYPES = ("pulumi-python:dynamic/infisical:ClientSecret", "pulumi-python:dynamic/infisical:OperatorLogin")
-LOGIN_KINDS = ("kubernetes:core/v1:Secret", "kubernetes:core/v1:ServiceAccount",
-               "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
-               "kubernetes:secrets.infisical.com/v1beta1:InfisicalAuth")
+LOGIN_KINDS = (
+    "kubernetes:core/v1:Secret",
+    "kubernetes:core/v1:ServiceAccount",
+    "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
+    "kubernetes:secrets.infisical.com/v1beta1:InfisicalAuth",
+)
 LOGIN_ANNOTATION = "floe-infra/login"
 """The operator's login material: a managed identity's client secret (and the check that the
 operator uses it), and the Kubernetes objects the program annotates with ``floe-infra/login`` (the
@@ -128,7 +131,10 @@ def _is_login(resource_type: str, props: Mapping[str, Any]) -> bool:
 
 
 def protection_violations(
-    resource_type: str, protected: bool, stack: str, protected_stacks: Sequence[str],
+    resource_type: str,
+    protected: bool,
+    stack: str,
+    protected_stacks: Sequence[str],
     props: Mapping[str, Any] | None = None,
 ) -> list[str]:
     if stack not in protected_stacks or protected:
@@ -164,8 +170,9 @@ def _environment(args: ResourceValidationArgs, report: ReportViolation) -> None:
 
 def _protection(args: ResourceValidationArgs, report: ReportViolation) -> None:
     stacks = args.get_config().get("protectedStacks") or ["prod"]
-    _report(protection_violations(args.resource_type, args.opts.protect, stack_of(args.urn), stacks, args.props),
-            report)
+    _report(
+        protection_violations(args.resource_type, args.opts.protect, stack_of(args.urn), stacks, args.props), report
+    )
 
 
 def _chart(args: ResourceValidationArgs, report: ReportViolation) -> None:

@@ -30,20 +30,93 @@ sys.path.insert(0, str(ROOT))
 
 from floe_infra.cli import main  # noqa: E402
 
-WORDS = ["plugins", "secrets", "type", "config", "site_url", "project_slug", "operator", "namespace", "chart_version",
-         "chart_repo", "api", "eso", "install", "resync_interval", "identity_secret", "path", "keys", "generate",
-         "length", "special", "adopt", "renamed_from", "via", "auto_reload", "compute", "catalog",
-         "connection_secret_ref", "infisical", "k8s", "v1beta1", "eso", "operator", "SNOWFLAKE_USER", "NO", "on"]
+WORDS = [
+    "plugins",
+    "secrets",
+    "type",
+    "config",
+    "site_url",
+    "project_slug",
+    "operator",
+    "namespace",
+    "chart_version",
+    "chart_repo",
+    "api",
+    "eso",
+    "install",
+    "resync_interval",
+    "identity_secret",
+    "path",
+    "keys",
+    "generate",
+    "length",
+    "special",
+    "adopt",
+    "renamed_from",
+    "via",
+    "auto_reload",
+    "compute",
+    "catalog",
+    "connection_secret_ref",
+    "infisical",
+    "k8s",
+    "v1beta1",
+    "eso",
+    "operator",
+    "SNOWFLAKE_USER",
+    "NO",
+    "on",
+]
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.sampled_from(WORDS),
-    st.text(max_size=20), st.sampled_from(["https://x.io", "http://1.2.3.4/api", "60s", "0m", "99999999w", "v0.11.5",
-                                           "latest", "/a/b", "a" * 300, "floe-platform", "Dev Env"]),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.sampled_from(WORDS),
+    st.text(max_size=20),
+    st.sampled_from(
+        [
+            "https://x.io",
+            "http://1.2.3.4/api",
+            "60s",
+            "0m",
+            "99999999w",
+            "v0.11.5",
+            "latest",
+            "/a/b",
+            "a" * 300,
+            "floe-platform",
+            "Dev Env",
+        ]
+    ),
 )
 keys = st.one_of(st.sampled_from(WORDS), st.text(max_size=8))
 data = st.recursive(scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(keys, c, max_size=5), max_leaves=30)
 documents = st.dictionaries(st.sampled_from(WORDS), data, max_size=6)
-SHARP = ["&a ", "*a", "!!python/object:os.system ", "<<: *a\n", "? ", "--- ", "...\n", "%YAML 1.1\n", "!!binary ",
-         "\t", "{", "[", "'", '"', ": ", "\n  ", "\\u0000", "\x00", "\ufeff", "~", "|\n", ">-\n"]
+SHARP = [
+    "&a ",
+    "*a",
+    "!!python/object:os.system ",
+    "<<: *a\n",
+    "? ",
+    "--- ",
+    "...\n",
+    "%YAML 1.1\n",
+    "!!binary ",
+    "\t",
+    "{",
+    "[",
+    "'",
+    '"',
+    ": ",
+    "\n  ",
+    "\\u0000",
+    "\x00",
+    "\ufeff",
+    "~",
+    "|\n",
+    ">-\n",
+]
 
 
 @st.composite
@@ -56,7 +129,7 @@ def manifests(draw: st.DrawFn) -> str:
     for _ in range(draw(st.integers(min_value=0, max_value=4))):
         at = draw(st.integers(min_value=0, max_value=len(text)))
         piece = draw(st.sampled_from(SHARP) | st.text(max_size=4))
-        text = text[:at] + piece + text[at + draw(st.integers(min_value=0, max_value=3)):]
+        text = text[:at] + piece + text[at + draw(st.integers(min_value=0, max_value=3)) :]
     return text
 
 
@@ -129,8 +202,9 @@ def main_fuzz() -> int:
         (project / "Pulumi.dev.yaml").write_text("config:\n  floe:environment: dev\n")
         os.chdir(project)
 
-        @settings(max_examples=500, deadline=None, database=None, derandomize=False,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=500, deadline=None, database=None, derandomize=False, suppress_health_check=list(HealthCheck)
+        )
         @given(st.one_of(manifests(), near_examples()))
         def fuzz(text: str) -> None:
             _run_one(project, text)

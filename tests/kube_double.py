@@ -22,7 +22,8 @@ TOKEN = "kube-double-token"
 SERVED = {
     "/apis/secrets.infisical.com/v1alpha1": {"infisicalsecrets": "InfisicalSecret"},
     "/apis/secrets.infisical.com/v1beta1": {
-        "infisicalstaticsecrets": "InfisicalStaticSecret", "infisicalauths": "InfisicalAuth",
+        "infisicalstaticsecrets": "InfisicalStaticSecret",
+        "infisicalauths": "InfisicalAuth",
     },
     "/apis/external-secrets.io/v1": {"externalsecrets": "ExternalSecret"},
     "/api/v1": {"secrets": "Secret"},

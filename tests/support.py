@@ -141,22 +141,34 @@ class _EchoMocks(pulumi.runtime.Mocks):
 
 
 CHART_OBJECTS: tuple[dict[str, Any], ...] = (
-    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-     "metadata": {"name": "infisicalsecrets.secrets.infisical.com", "annotations": {"controller-gen": "v0.18.0"}},
-     "spec": {"group": "secrets.infisical.com", "names": {"kind": "InfisicalSecret"}}},
-    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-     "metadata": {"name": "infisicalauths.secrets.infisical.com"},
-     "spec": {"group": "secrets.infisical.com", "names": {"kind": "InfisicalAuth"}}},
+    {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "infisicalsecrets.secrets.infisical.com", "annotations": {"controller-gen": "v0.18.0"}},
+        "spec": {"group": "secrets.infisical.com", "names": {"kind": "InfisicalSecret"}},
+    },
+    {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "infisicalauths.secrets.infisical.com"},
+        "spec": {"group": "secrets.infisical.com", "names": {"kind": "InfisicalAuth"}},
+    },
     {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "operator", "namespace": "infisical"}},
     {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "manager-role"}},
 )
 ESO_CHART_OBJECTS: tuple[dict[str, Any], ...] = (
-    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-     "metadata": {"name": "externalsecrets.external-secrets.io"},
-     "spec": {"group": "external-secrets.io", "names": {"kind": "ExternalSecret"}}},
-    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-     "metadata": {"name": "clustersecretstores.external-secrets.io"},
-     "spec": {"group": "external-secrets.io", "names": {"kind": "ClusterSecretStore"}}},
+    {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "externalsecrets.external-secrets.io"},
+        "spec": {"group": "external-secrets.io", "names": {"kind": "ExternalSecret"}},
+    },
+    {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "clustersecretstores.external-secrets.io"},
+        "spec": {"group": "external-secrets.io", "names": {"kind": "ClusterSecretStore"}},
+    },
     {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "external-secrets", "namespace": "eso"}},
 )
 RENDERED = {"secrets-operator": CHART_OBJECTS, "external-secrets": ESO_CHART_OBJECTS}
@@ -184,8 +196,10 @@ class RecordingMonitor(mocks.MockMonitor):
                     provider=request.provider,
                     retain_on_delete=bool(request.retainOnDelete),
                     delete_before_replace=bool(request.deleteBeforeReplace),
-                    aliases=[(a.spec.name, a.spec.parentUrn) if a.HasField("spec") else ("urn", a.urn)
-                             for a in request.aliases],
+                    aliases=[
+                        (a.spec.name, a.spec.parentUrn) if a.HasField("spec") else ("urn", a.urn)
+                        for a in request.aliases
+                    ],
                     ignore_changes=list(request.ignoreChanges),
                 )
             )

@@ -68,8 +68,13 @@ def test_plan_table_lists_every_resource_and_counts(
         ),
     ]
     passwords = [line.split(None, 2) for line in lines if line.startswith("random:")]
-    assert passwords == [["random:index/randomPassword:RandomPassword", "/compute/snowflake:SNOWFLAKE_PASSWORD",
-                          "<generated: 32 characters>"]]
+    assert passwords == [
+        [
+            "random:index/randomPassword:RandomPassword",
+            "/compute/snowflake:SNOWFLAKE_PASSWORD",
+            "<generated: 32 characters>",
+        ]
+    ]
     assert "warning: `pulumi up` would stop: the operator's machine identity is not set" in out.err
     assert "warning: `pulumi up` would stop: the writer identity" in out.err
 
@@ -164,8 +169,13 @@ def test_version_and_python_dash_m(project: Path) -> None:
     for command in (["-m", "floe_infra", "--version"],):
         proc = subprocess.run([sys.executable, *command], cwd=project, capture_output=True, text=True, check=False)
         assert (proc.returncode, proc.stdout) == (0, f"floe {version('floe-infra')}\n")
-    proc = subprocess.run([sys.executable, "-m", "floe_infra", "secrets", "plan", "--stack", "dev"], cwd=project,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "floe_infra", "secrets", "plan", "--stack", "dev"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("Stack dev: Infisical environment dev")
 
 
@@ -185,10 +195,12 @@ def test_every_option_has_help() -> None:
 
 
 def test_the_program_run_without_the_engine_says_how_to_run_it(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "__main__.py")], cwd=tmp_path,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "__main__.py")], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
     assert (proc.returncode, proc.stderr) == (
-        1, "this is a Pulumi program: run it with `pulumi preview` or `pulumi up` (offline: `floe secrets plan`)\n"
+        1,
+        "this is a Pulumi program: run it with `pulumi preview` or `pulumi up` (offline: `floe secrets plan`)\n",
     )
 
 
@@ -209,27 +221,54 @@ def test_secret_values_set_with_path_are_seen_without_decrypting(
 @pytest.mark.parametrize(
     ("args", "setup", "match"),
     [
-        (["--stack", "qa"], None, r"Pulumi\.qa\.yaml: not found: create the stack with `pulumi stack init qa`.*"
-                                  r"or pick another --stack \(stacks here: dev, prod, staging\)$"),
+        (
+            ["--stack", "qa"],
+            None,
+            r"Pulumi\.qa\.yaml: not found: create the stack with `pulumi stack init qa`.*"
+            r"or pick another --stack \(stacks here: dev, prod, staging\)$",
+        ),
         (["--stack", "dev"], "manifest", r"manifest\.yaml: 1 problem:\n  - line 1: plugins: .*"),
         (["--stack", "dev"], "environment", r"Pulumi\.dev\.yaml: floe:environment is not set"),
         (["--stack", "dev", "--manifest", "nope.yaml"], None, r"nope\.yaml: 1 problem:\n  - file not found"),
         (["--stack", "dev"], "typo", r"Pulumi\.dev\.yaml: unknown key floe:enviroment: remove it or fix its spelling"),
-        (["--stack", "dev"], "environment-slug", r"Pulumi\.dev\.yaml: floe:environment: 'Dev Env' is not an Infisical "
-                                                 r"environment slug: use lowercase letters and digits"),
-        (["--stack", "dev"], "plaintext-operator-secret",
-         r"^floe: error: Pulumi\.dev\.yaml: floe:operatorClientSecret is in plaintext in a committed file: delete it "
-         r"there and run `pulumi config set --secret --stack dev 'floe:operatorClientSecret' <value>`\n$"),
-        (["--stack", "dev"], "plaintext-secret-value",
-         r"floe:secretValues\.snowflake-credentials\.SNOWFLAKE_USER is in plaintext in a committed file: delete it "
-         r"there and run `pulumi config set --secret --path --stack dev "
-         r"'floe:secretValues\.snowflake-credentials\.SNOWFLAKE_USER' <value>`"),
-        (["--stack", "dev"], "plaintext-writer-secret",
-         r"Pulumi\.dev\.yaml: infisical:clientSecret is in plaintext in a committed file: .*"
-         r"`pulumi config set --secret --stack dev 'infisical:clientSecret' <value>`"),
+        (
+            ["--stack", "dev"],
+            "environment-slug",
+            r"Pulumi\.dev\.yaml: floe:environment: 'Dev Env' is not an Infisical "
+            r"environment slug: use lowercase letters and digits",
+        ),
+        (
+            ["--stack", "dev"],
+            "plaintext-operator-secret",
+            r"^floe: error: Pulumi\.dev\.yaml: floe:operatorClientSecret is in plaintext in a committed file: "
+            r"delete it "
+            r"there and run `pulumi config set --secret --stack dev 'floe:operatorClientSecret' <value>`\n$",
+        ),
+        (
+            ["--stack", "dev"],
+            "plaintext-secret-value",
+            r"floe:secretValues\.snowflake-credentials\.SNOWFLAKE_USER is in plaintext in a committed file: delete it "
+            r"there and run `pulumi config set --secret --path --stack dev "
+            r"'floe:secretValues\.snowflake-credentials\.SNOWFLAKE_USER' <value>`",
+        ),
+        (
+            ["--stack", "dev"],
+            "plaintext-writer-secret",
+            r"Pulumi\.dev\.yaml: infisical:clientSecret is in plaintext in a committed file: .*"
+            r"`pulumi config set --secret --stack dev 'infisical:clientSecret' <value>`",
+        ),
     ],
-    ids=["unknown-stack", "bad-manifest", "no-environment", "missing-manifest", "config-typo", "environment-slug",
-         "plaintext-operator-secret", "plaintext-secret-value", "plaintext-writer-secret"],
+    ids=[
+        "unknown-stack",
+        "bad-manifest",
+        "no-environment",
+        "missing-manifest",
+        "config-typo",
+        "environment-slug",
+        "plaintext-operator-secret",
+        "plaintext-secret-value",
+        "plaintext-writer-secret",
+    ],
 )
 def test_bad_input_exits_2_with_one_message(
     project: Path, capsys: pytest.CaptureFixture[str], args: list[str], setup: str | None, match: str
@@ -245,8 +284,15 @@ def test_bad_input_exits_2_with_one_message(
     elif setup == "plaintext-operator-secret":
         add_secret_config(project, "dev", {"floe:operatorClientSecret": CANARY, "floe:operatorClientId": "plain-id"})
     elif setup == "plaintext-secret-value":
-        add_secret_config(project, "dev", {"floe:secretValues": {"snowflake-credentials": {
-            "SNOWFLAKE_USER": CANARY, "SNOWFLAKE_ACCOUNT": {"secure": "v1:abc"}}}})
+        add_secret_config(
+            project,
+            "dev",
+            {
+                "floe:secretValues": {
+                    "snowflake-credentials": {"SNOWFLAKE_USER": CANARY, "SNOWFLAKE_ACCOUNT": {"secure": "v1:abc"}}
+                }
+            },
+        )
     elif setup == "plaintext-writer-secret":
         add_secret_config(project, "dev", {"infisical:clientSecret": CANARY})
     assert main(["secrets", "plan", *args]) == 2

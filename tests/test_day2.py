@@ -210,8 +210,10 @@ def test_an_unreachable_infisical_fails_validate_within_seconds_with_cli_advice(
     assert (code, out) == (2, "")
     lines = err.splitlines()
     assert clock.now <= 10.0, f"gave up after {clock.now:.0f}s"
-    assert lines[0] == (f"floe: Infisical at {host}: ConnectionError from POST {host}/api/v1/auth/universal-auth/"
-                        "login; retrying in 1s (attempt 2)")
+    assert lines[0] == (
+        f"floe: Infisical at {host}: ConnectionError from POST {host}/api/v1/auth/universal-auth/"
+        "login; retrying in 1s (attempt 2)"
+    )
     assert re.fullmatch(
         rf"floe: error: could not log in: Infisical at {re.escape(host)} could not be reached for 8s \(\d attempts, "
         rf"last: ConnectionError from POST {re.escape(host)}/api/v1/auth/universal-auth/login\); run the command "
@@ -221,12 +223,16 @@ def test_an_unreachable_infisical_fails_validate_within_seconds_with_cli_advice(
     assert "pulumi" not in err
 
 
-def test_a_host_that_is_not_a_url_is_one_line(world: World, capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_host_that_is_not_a_url_is_one_line(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("INFISICAL_HOST", "not-a-url")
     code, _, err = run(capsys, "validate")
-    assert (code, err) == (2, "floe: error: the Infisical host (INFISICAL_HOST) 'not-a-url' is not an http(s) URL: "
-                              "write it like https://infisical.company.com\n")
+    assert (code, err) == (
+        2,
+        "floe: error: the Infisical host (INFISICAL_HOST) 'not-a-url' is not an http(s) URL: "
+        "write it like https://infisical.company.com\n",
+    )
 
 
 def test_ctrl_c_exits_130_without_a_traceback(project: Path) -> None:
@@ -425,9 +431,11 @@ def test_status_of_a_static_secret_whose_auth_is_refused_gives_infisicals_reason
     (here a Kubernetes Auth login refused for the ServiceAccount's name) is on the InfisicalAuth."""
     use_operator_api(world.project, "v1beta1")
     world.kube.objects.clear()
-    refused = ('infisicalAuth is not ready to be used due to an error: unable to authenticate with Kubernetes: '
-               'APIError: CallKubernetesAuthLogin unsuccessful response [POST http://127.0.0.1:18080/api/v1/auth/'
-               'kubernetes-auth/login] [status-code=401] [message="Access denied: K8s name not allowed."]')
+    refused = (
+        "infisicalAuth is not ready to be used due to an error: unable to authenticate with Kubernetes: "
+        "APIError: CallKubernetesAuthLogin unsuccessful response [POST http://127.0.0.1:18080/api/v1/auth/"
+        'kubernetes-auth/login] [status-code=401] [message="Access denied: K8s name not allowed."]'
+    )
     world.kube.add("infisicalauths", {
         "apiVersion": "secrets.infisical.com/v1beta1", "kind": "InfisicalAuth",
         "metadata": {"name": "infisical-kubernetes", "namespace": "infisical", "labels": LABELS},
@@ -451,7 +459,8 @@ def test_status_of_a_static_secret_whose_auth_is_refused_gives_infisicals_reason
     for row in rows:
         assert row["message"].startswith(
             "Failed: Error: Reconciliation failed: InfisicalAuth is not ready (InfisicalAuth "
-            "infisical/infisical-kubernetes: Error: infisicalAuth is not ready")
+            "infisical/infisical-kubernetes: Error: infisicalAuth is not ready"
+        )
         assert "Access denied: K8s name not allowed." in row["message"]
 
 
@@ -486,7 +495,8 @@ def test_k8s_type_validates_and_lists_secrets(world: World, capsys: pytest.Captu
 
 
 def test_a_synced_secret_that_lacks_declared_keys_is_failed_naming_them_and_no_value(
-    world: World, capsys: pytest.CaptureFixture[str],
+    world: World,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """ESO reports success for a folder that does not exist (Infisical lists it as empty), and
     fills an empty Secret: status compares the Secret's key names with the manifest's."""
@@ -510,8 +520,13 @@ def test_a_synced_secret_that_lacks_declared_keys_is_failed_naming_them_and_no_v
         "SNOWFLAKE_ACCOUNT, SNOWFLAKE_PASSWORD, which the manifest declares: does /compute/snowflake hold them "
         "in Infisical? (`floe secrets validate --stack dev`)"
     )
-    world.kube.add("secrets", k8s_secret("snowflake-credentials", {
-        "SNOWFLAKE_USER": CANARY, "SNOWFLAKE_ACCOUNT": CANARY, "SNOWFLAKE_PASSWORD": CANARY}))
+    world.kube.add(
+        "secrets",
+        k8s_secret(
+            "snowflake-credentials",
+            {"SNOWFLAKE_USER": CANARY, "SNOWFLAKE_ACCOUNT": CANARY, "SNOWFLAKE_PASSWORD": CANARY},
+        ),
+    )
     code, out, _ = run(capsys, "list")
     (row,) = [line for line in out.splitlines() if line.startswith("snowflake-credentials")]
     assert row.split()[3] == "Synced"
@@ -526,9 +541,7 @@ def vault_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     from importlib.metadata import EntryPoint, entry_points
 
     fake = EntryPoint("vault", "test_day2:VaultPlugin", "floe.secrets")
-    monkeypatch.setattr(
-        "floe_infra.model.registry.entry_points", lambda group: [*entry_points(group=group), fake]
-    )
+    monkeypatch.setattr("floe_infra.model.registry.entry_points", lambda group: [*entry_points(group=group), fake])
 
 
 def test_plugins_are_found_through_the_registry_and_entry_points(vault_installed: None) -> None:
@@ -568,8 +581,11 @@ def test_the_infisical_plugin_validates_its_own_config(world: World) -> None:
     """The generic PluginContext carries no backend's types: the plugin reads its options itself."""
     from floe_infra.errors import PluginError
 
-    with pytest.raises(PluginError, match=r"plugins\.secrets\.config is missing or invalid: the infisical plugin "
-                                          r"needs site_url and project_slug"):
+    with pytest.raises(
+        PluginError,
+        match=r"plugins\.secrets\.config is missing or invalid: the infisical plugin "
+        r"needs site_url and project_slug",
+    ):
         load_plugin("infisical", PluginContext("dev", "dev", options={"site_url": "https://x.io"}))
 
 
@@ -601,8 +617,11 @@ def test_validate_warns_when_the_operator_would_read_more_than_the_server_allows
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     manifest = world.project / "manifest.yaml"
-    manifest.write_text(manifest.read_text().replace("      resync_interval: 60s\n",
-                                                     "      resync_interval: 30s\n      read_budget: 3\n"))
+    manifest.write_text(
+        manifest.read_text().replace(
+            "      resync_interval: 60s\n", "      resync_interval: 30s\n      read_budget: 3\n"
+        )
+    )
     code, _, err = run(capsys, "validate")
     assert code == 0  # a warning: the references themselves are fine
     assert "warning: the operator would read Infisical 4 times a minute (2 reads every 30s" in err

@@ -165,7 +165,10 @@ def test_writes_to_a_project_that_is_gone_fail_at_once_naming_it(
     ids=["delete", "read"],
 )
 def test_a_500_for_a_project_that_is_there_is_retried_as_before(
-    infisical: InfisicalFixture, warnings: list[str], operation: Callable[[Any], Any], faulty: str,
+    infisical: InfisicalFixture,
+    warnings: list[str],
+    operation: Callable[[Any], Any],
+    faulty: str,
     requests: dict[str, int],
 ) -> None:
     """The v1 lookup answers 200: the 500 was a fault, retried (v1 asked once, not per retry)."""

@@ -101,17 +101,26 @@ def test_an_identity_whose_membership_is_refused_is_deleted_and_the_error_names_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     conn = FakeConnection(
-        answers={("POST", "/api/v1/identities"): {"identity": {"id": "id-1"}}, ("DELETE", "/api/v1/identities/"): {},
-                 ("GET", "/api/v1/identities"): {"identities": []}},
-        refuse={("POST", "/api/v2/workspace/"): PermissionDenied(403, "PermissionDenied",
-                                                                  "You are not allowed to create on identity")},
+        answers={
+            ("POST", "/api/v1/identities"): {"identity": {"id": "id-1"}},
+            ("DELETE", "/api/v1/identities/"): {},
+            ("GET", "/api/v1/identities"): {"identities": []},
+        },
+        refuse={
+            ("POST", "/api/v2/workspace/"): PermissionDenied(
+                403, "PermissionDenied", "You are not allowed to create on identity"
+            )
+        },
     )
     provider = MachineIdentityProvider("https://infisical.example.com")
     use(provider, conn, monkeypatch)
-    with pytest.raises(InfisicalError, match=r"machine identity admin-client-id \(the one Pulumi uses, "
-                                             r"infisical:clientId\) may not add machine identity floe-p-dev-operator "
-                                             r"to project p as viewer .*You are not allowed to create on identity.*"
-                                             r"a project role that may add members"):
+    with pytest.raises(
+        InfisicalError,
+        match=r"machine identity admin-client-id \(the one Pulumi uses, "
+        r"infisical:clientId\) may not add machine identity floe-p-dev-operator "
+        r"to project p as viewer .*You are not allowed to create on identity.*"
+        r"a project role that may add members",
+    ):
         provider.create(dict(PROPS))
     assert ("DELETE", "/api/v1/identities/id-1", {}) in conn.requests
 
@@ -126,15 +135,24 @@ def test_a_lost_answer_leaves_no_twin_and_no_identity_that_existed_before_is_tou
         return {"identity": {"id": "kept"}}
 
     def listed(_: Any) -> Any:
-        return {"identities": [{"identity": {"id": "kept", "name": made["name"]}},
-                               {"identity": {"id": "twin", "name": made["name"]}},
-                               {"identity": {"id": "theirs", "name": "floe-p-dev-operator"}}]}
+        return {
+            "identities": [
+                {"identity": {"id": "kept", "name": made["name"]}},
+                {"identity": {"id": "twin", "name": made["name"]}},
+                {"identity": {"id": "theirs", "name": "floe-p-dev-operator"}},
+            ]
+        }
 
-    conn = FakeConnection(answers={
-        ("POST", "/api/v1/identities"): created, ("GET", "/api/v1/identities"): listed,
-        ("DELETE", "/api/v1/identities/"): {}, ("POST", "/api/v2/workspace/"): {},
-        ("POST", "/api/v1/auth/universal-auth/identities/"): {"identityUniversalAuth": {"clientId": "cid"}},
-    }, lost={"create"})
+    conn = FakeConnection(
+        answers={
+            ("POST", "/api/v1/identities"): created,
+            ("GET", "/api/v1/identities"): listed,
+            ("DELETE", "/api/v1/identities/"): {},
+            ("POST", "/api/v2/workspace/"): {},
+            ("POST", "/api/v1/auth/universal-auth/identities/"): {"identityUniversalAuth": {"clientId": "cid"}},
+        },
+        lost={"create"},
+    )
     provider = MachineIdentityProvider("https://infisical.example.com")
     use(provider, conn, monkeypatch)
     result = provider.create(dict(PROPS))
@@ -146,14 +164,21 @@ def test_a_lost_answer_leaves_no_twin_and_no_identity_that_existed_before_is_tou
 def test_identities_a_killed_up_may_have_left_are_named_never_deleted(monkeypatch: pytest.MonkeyPatch) -> None:
     warned: list[str] = []
     monkeypatch.setattr("floe_infra.deploy.identities.pulumi.log.warn", warned.append)
-    listed = {"identities": [{"identity": {"id": "left", "name": "floe-p-dev-operator-a1b2c3"}},
-                             {"identity": {"id": "new", "name": "floe-p-dev-operator-d4e5f6"}},
-                             {"identity": {"id": "other", "name": "floe-p-dev-operator-extra-a1b2c3"}}]}
-    conn = FakeConnection(answers={
-        ("POST", "/api/v1/identities"): {"identity": {"id": "new"}}, ("GET", "/api/v1/identities"): listed,
-        ("POST", "/api/v2/workspace/"): {},
-        ("POST", "/api/v1/auth/universal-auth/identities/"): {"identityUniversalAuth": {"clientId": "cid"}},
-    })
+    listed = {
+        "identities": [
+            {"identity": {"id": "left", "name": "floe-p-dev-operator-a1b2c3"}},
+            {"identity": {"id": "new", "name": "floe-p-dev-operator-d4e5f6"}},
+            {"identity": {"id": "other", "name": "floe-p-dev-operator-extra-a1b2c3"}},
+        ]
+    }
+    conn = FakeConnection(
+        answers={
+            ("POST", "/api/v1/identities"): {"identity": {"id": "new"}},
+            ("GET", "/api/v1/identities"): listed,
+            ("POST", "/api/v2/workspace/"): {},
+            ("POST", "/api/v1/auth/universal-auth/identities/"): {"identityUniversalAuth": {"clientId": "cid"}},
+        }
+    )
     provider = MachineIdentityProvider("https://infisical.example.com")
     use(provider, conn, monkeypatch)
     provider.create(dict(PROPS))
@@ -169,13 +194,18 @@ def test_a_lost_answer_to_a_client_secret_revokes_only_its_twin(monkeypatch: pyt
         return {"clientSecret": "s3cr3t", "clientSecretData": {"id": "new"}}
 
     def listed(_: Any) -> Any:
-        return {"clientSecretData": [{"id": "new", "description": nonce["description"]},
-                                     {"id": "twin", "description": nonce["description"]},
-                                     {"id": "older", "description": "floe-infra rotation 0 abcd"}]}
+        return {
+            "clientSecretData": [
+                {"id": "new", "description": nonce["description"]},
+                {"id": "twin", "description": nonce["description"]},
+                {"id": "older", "description": "floe-infra rotation 0 abcd"},
+            ]
+        }
 
     base = "/api/v1/auth/universal-auth/identities/id-1/client-secrets"
-    conn = FakeConnection(answers={("POST", f"{base}/twin/revoke"): {}, ("POST", base): created,
-                                   ("GET", base): listed}, lost={"create"})
+    conn = FakeConnection(
+        answers={("POST", f"{base}/twin/revoke"): {}, ("POST", base): created, ("GET", base): listed}, lost={"create"}
+    )
     provider = ClientSecretProvider("https://infisical.example.com")
     use(provider, conn, monkeypatch)
     result = provider.create({"identity_id": "id-1", "rotation": "r1"})
@@ -192,8 +222,13 @@ def test_a_rotation_waits_for_a_login_with_the_new_client_secret_then_revokes_th
     monkeypatch: pytest.MonkeyPatch, uses: int, ends: str
 ) -> None:
     listed = {"clientSecretData": [{"id": "new"}, {"id": "old"}, {"id": "gone", "isClientSecretRevoked": True}]}
-    conn = FakeConnection(answers={("GET", f"{BASE}/new"): {"clientSecretData": {"clientSecretNumUses": uses}},
-                                   ("GET", BASE): listed, ("POST", f"{BASE}/old/revoke"): {}})
+    conn = FakeConnection(
+        answers={
+            ("GET", f"{BASE}/new"): {"clientSecretData": {"clientSecretNumUses": uses}},
+            ("GET", BASE): listed,
+            ("POST", f"{BASE}/old/revoke"): {},
+        }
+    )
     provider = OperatorLoginProvider("https://infisical.example.com")
     use(provider, conn, monkeypatch)
     monkeypatch.setattr("floe_infra.deploy.identities.time.sleep", lambda _: None)
@@ -202,8 +237,11 @@ def test_a_rotation_waits_for_a_login_with_the_new_client_secret_then_revokes_th
         assert provider.update("login-id-1", {"client_secret_id": "old"}, news).outs == news
         assert [p for m, p, _ in conn.requests if p.endswith("/revoke")] == [f"{BASE}/old/revoke"]
     else:
-        with pytest.raises(InfisicalError, match=r"the operator has not logged in with the new client secret of "
-                                                 r"machine identity id-1 within 0s, so the old one is not revoked"):
+        with pytest.raises(
+            InfisicalError,
+            match=r"the operator has not logged in with the new client secret of "
+            r"machine identity id-1 within 0s, so the old one is not revoked",
+        ):
             provider.update("login-id-1", {"client_secret_id": "old"}, news)
         assert [p for m, p, _ in conn.requests if p.endswith("/revoke")] == []
     asked = len(conn.requests)
@@ -228,8 +266,14 @@ def _client_secret(conn: FakeConnection, monkeypatch: pytest.MonkeyPatch) -> Cli
         ({"rotation": "r1", "secret_id": "s1", "valid": True}, {"rotation": "r1", "identity_id": rpc.UNKNOWN}, True),
         ({"rotation": "r1", "secret_id": "s1", "valid": True}, {"rotation": "r1", "identity_id": UNKNOWN_OUTPUT}, True),
     ],
-    ids=["rotation", "same", "revoked-by-hand", "earlier-release", "identity-not-known-in-preview",
-         "identity-an-unknown-output-value"],
+    ids=[
+        "rotation",
+        "same",
+        "revoked-by-hand",
+        "earlier-release",
+        "identity-not-known-in-preview",
+        "identity-an-unknown-output-value",
+    ],
 )
 def test_a_client_secret_changes_in_place_never_by_replace(
     olds: dict[str, Any], news: dict[str, Any], changes: bool
@@ -251,22 +295,32 @@ def test_a_rotation_makes_a_new_client_secret_and_keeps_the_old_for_the_login_wa
     assert [p for m, p, _ in conn.requests if p.endswith("/revoke")] == []
 
 
-@pytest.mark.parametrize(("answer", "valid"), [({"isClientSecretRevoked": True}, False),
-                                               ({"isClientSecretRevoked": False}, True), (None, False)],
-                         ids=["revoked", "valid", "gone"])
+@pytest.mark.parametrize(
+    ("answer", "valid"),
+    [({"isClientSecretRevoked": True}, False), ({"isClientSecretRevoked": False}, True), (None, False)],
+    ids=["revoked", "valid", "gone"],
+)
 def test_refresh_notices_a_client_secret_revoked_outside_pulumi(
     monkeypatch: pytest.MonkeyPatch, answer: dict[str, Any] | None, valid: bool
 ) -> None:
     from floe_infra.clients.errors import NotFound
 
-    conn = FakeConnection(answers={("GET", f"{BASE}/s1"): {"clientSecretData": answer}} if answer else {},
-                          refuse={} if answer else {("GET", f"{BASE}/s1"): NotFound(404, "NotFound", "gone")})
+    conn = FakeConnection(
+        answers={("GET", f"{BASE}/s1"): {"clientSecretData": answer}} if answer else {},
+        refuse={} if answer else {("GET", f"{BASE}/s1"): NotFound(404, "NotFound", "gone")},
+    )
     read = _client_secret(conn, monkeypatch).read("s1", {"identity_id": "id-1", "secret_id": "s1"})
     assert (read.outs or {})["valid"] is valid
 
 
-K8S = {"namespace": "infisical", "service_account": "infisical-auth", "reviewer_secret": "r", "kube_context": None,
-       "host": "https://10.0.0.1:6443", "audience": None}
+K8S = {
+    "namespace": "infisical",
+    "service_account": "infisical-auth",
+    "reviewer_secret": "r",
+    "kube_context": None,
+    "host": "https://10.0.0.1:6443",
+    "audience": None,
+}
 
 
 READ = ("GET", "/api/v1/identities/id-1")
@@ -275,39 +329,83 @@ READ = ("GET", "/api/v1/identities/id-1")
 @pytest.mark.parametrize(
     ("olds", "news", "held", "expected"),
     [
-        ({"kubernetes": None}, {"kubernetes": K8S}, "universal-auth",
-         [READ, ("DELETE", "/api/v1/auth/universal-auth/identities/id-1"),
-          ("POST", "/api/v1/auth/kubernetes-auth/identities/id-1")]),
-        ({"kubernetes": K8S}, {"kubernetes": None}, "kubernetes-auth",
-         [READ, ("DELETE", "/api/v1/auth/kubernetes-auth/identities/id-1"),
-          ("POST", "/api/v1/auth/universal-auth/identities/id-1")]),
+        (
+            {"kubernetes": None},
+            {"kubernetes": K8S},
+            "universal-auth",
+            [
+                READ,
+                ("DELETE", "/api/v1/auth/universal-auth/identities/id-1"),
+                ("POST", "/api/v1/auth/kubernetes-auth/identities/id-1"),
+            ],
+        ),
+        (
+            {"kubernetes": K8S},
+            {"kubernetes": None},
+            "kubernetes-auth",
+            [
+                READ,
+                ("DELETE", "/api/v1/auth/kubernetes-auth/identities/id-1"),
+                ("POST", "/api/v1/auth/universal-auth/identities/id-1"),
+            ],
+        ),
         # an earlier switch removed the old method and failed before the new: only the attach is left
-        ({"kubernetes": None}, {"kubernetes": K8S}, "",
-         [READ, ("POST", "/api/v1/auth/kubernetes-auth/identities/id-1")]),
-        ({"kubernetes": None}, {"kubernetes": None, "access": {**ACCESS, "ttl": 60}}, "universal-auth",
-         [READ, ("PATCH", "/api/v1/auth/universal-auth/identities/id-1")]),
-        ({"role": "viewer"}, {"role": "floe-dev-reader-abc123"}, "universal-auth",
-         [READ, ("PATCH", "/api/v2/workspace/project-1/identity-memberships/id-1")]),
+        (
+            {"kubernetes": None},
+            {"kubernetes": K8S},
+            "",
+            [READ, ("POST", "/api/v1/auth/kubernetes-auth/identities/id-1")],
+        ),
+        (
+            {"kubernetes": None},
+            {"kubernetes": None, "access": {**ACCESS, "ttl": 60}},
+            "universal-auth",
+            [READ, ("PATCH", "/api/v1/auth/universal-auth/identities/id-1")],
+        ),
+        (
+            {"role": "viewer"},
+            {"role": "floe-dev-reader-abc123"},
+            "universal-auth",
+            [READ, ("PATCH", "/api/v2/workspace/project-1/identity-memberships/id-1")],
+        ),
     ],
-    ids=["universal-to-kubernetes", "kubernetes-to-universal", "half-done-switch", "token-ttl",
-         "viewer-to-scoped-role"],
+    ids=[
+        "universal-to-kubernetes",
+        "kubernetes-to-universal",
+        "half-done-switch",
+        "token-ttl",
+        "viewer-to-scoped-role",
+    ],
 )
 def test_an_identity_changes_method_ttls_and_role_in_place(
-    monkeypatch: pytest.MonkeyPatch, olds: dict[str, Any], news: dict[str, Any], held: str,
+    monkeypatch: pytest.MonkeyPatch,
+    olds: dict[str, Any],
+    news: dict[str, Any],
+    held: str,
     expected: list[tuple[str, str]],
 ) -> None:
     """A switch of method removes the old (Infisical keeps one per identity: PATCHing the other
     answers 400 "Failed to update Kubernetes Auth") and attaches the new; TTLs are sent together."""
-    settings = {"kubernetesHost": "h", "caCert": "c", "tokenReviewerJwt": "j", "allowedNamespaces": "infisical",
-                "allowedNames": "infisical-auth", "allowedAudience": "https://kubernetes.default.svc"}
+    settings = {
+        "kubernetesHost": "h",
+        "caCert": "c",
+        "tokenReviewerJwt": "j",
+        "allowedNamespaces": "infisical",
+        "allowedNames": "infisical-auth",
+        "allowedAudience": "https://kubernetes.default.svc",
+    }
     monkeypatch.setattr("floe_infra.deploy.identities.kubernetes_auth_settings", lambda login, access: settings)
     monkeypatch.setattr("floe_infra.deploy.identities.cluster_fingerprint", lambda login: "fp" if login else None)
-    conn = FakeConnection(answers={
-        READ: {"identity": {"identity": {"id": "id-1", "authMethod": held or None}}},
-        ("DELETE", "/api/v1/auth/"): {}, ("POST", "/api/v1/auth/kubernetes-auth/"): {},
-        ("POST", "/api/v1/auth/universal-auth/"): {"identityUniversalAuth": {"clientId": "cid-2"}},
-        ("PATCH", "/api/v1/auth/"): {}, ("PATCH", "/api/v2/workspace/"): {},
-    })
+    conn = FakeConnection(
+        answers={
+            READ: {"identity": {"identity": {"id": "id-1", "authMethod": held or None}}},
+            ("DELETE", "/api/v1/auth/"): {},
+            ("POST", "/api/v1/auth/kubernetes-auth/"): {},
+            ("POST", "/api/v1/auth/universal-auth/"): {"identityUniversalAuth": {"clientId": "cid-2"}},
+            ("PATCH", "/api/v1/auth/"): {},
+            ("PATCH", "/api/v2/workspace/"): {},
+        }
+    )
     provider = MachineIdentityProvider("https://infisical.example.com")
     use(provider, conn, monkeypatch)
     base = {**PROPS, "project_id": "project-1", "identity_id": "id-1", "client_id": "cid-1"}
@@ -321,8 +419,11 @@ def test_an_identity_changes_method_ttls_and_role_in_place(
     if expected[-1][1].startswith("/api/v1/auth/universal-auth"):
         ttl = (news.get("access") or ACCESS)["ttl"]
         assert (body["accessTokenTTL"], body["accessTokenMaxTTL"]) == (ttl, 3600)
-        assert body["clientSecretTrustedIps"] == body["accessTokenTrustedIps"] == [
-            {"ipAddress": "0.0.0.0/0"}, {"ipAddress": "::/0"}]
+        assert (
+            body["clientSecretTrustedIps"]
+            == body["accessTokenTrustedIps"]
+            == [{"ipAddress": "0.0.0.0/0"}, {"ipAddress": "::/0"}]
+        )
     if news.get("kubernetes") and not olds.get("kubernetes"):
         assert outs["client_id"] == "" and outs["cluster_fingerprint"] == "fp"
     if olds.get("kubernetes") and not news.get("kubernetes"):
@@ -336,7 +437,9 @@ def test_an_identity_changes_method_ttls_and_role_in_place(
     ids=["same", "new-ca", "new-reviewer-token", "new-address"],
 )
 def test_a_new_cluster_ca_reviewer_token_or_address_is_a_diff(
-    monkeypatch: pytest.MonkeyPatch, change: dict[str, str], diff: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    change: dict[str, str],
+    diff: bool,
 ) -> None:
     """What the identity's Kubernetes Auth reads from the cluster is digested by check (on every
     preview); a change of it is an update, and no digest holds the JWT."""
@@ -373,23 +476,51 @@ def test_a_switch_that_failed_half_way_and_was_reverted_is_still_a_diff(monkeypa
 
 @pytest.mark.parametrize(
     ("held", "drift"),
-    [([{"subject": "secrets", "action": "read", "inverted": False,
-        "conditions": {"environment": "prod", "secretPath": {"$in": ["/a"]}}}], False),
-     ([{"subject": "secrets", "action": ["read", "create"],
-        "conditions": {"environment": "prod", "secretPath": {"$in": ["/a"]}}}], True),
-     ([{"subject": "secrets", "action": ["read"], "conditions": {"environment": "prod"}}], True)],
+    [
+        (
+            [
+                {
+                    "subject": "secrets",
+                    "action": "read",
+                    "inverted": False,
+                    "conditions": {"environment": "prod", "secretPath": {"$in": ["/a"]}},
+                }
+            ],
+            False,
+        ),
+        (
+            [
+                {
+                    "subject": "secrets",
+                    "action": ["read", "create"],
+                    "conditions": {"environment": "prod", "secretPath": {"$in": ["/a"]}},
+                }
+            ],
+            True,
+        ),
+        ([{"subject": "secrets", "action": ["read"], "conditions": {"environment": "prod"}}], True),
+    ],
     ids=["same-spelled-otherwise", "widened-by-hand", "paths-dropped-by-hand"],
 )
 def test_refresh_sees_a_role_edited_by_hand(monkeypatch: pytest.MonkeyPatch, held: list[Any], drift: bool) -> None:
-    conn = FakeConnection(answers={("GET", "/api/v1/workspace/p/roles/slug/"):
-                                   {"role": {"id": "r", "permissions": held}}})
+    conn = FakeConnection(
+        answers={("GET", "/api/v1/workspace/p/roles/slug/"): {"role": {"id": "r", "permissions": held}}}
+    )
     provider = ProjectRoleProvider("https://infisical.example.com")
     use(provider, conn, monkeypatch)
-    props = {"project_slug": "p", "slug": "floe-prod-reader", "environment": "prod", "paths": ["/a"],
-             "role_slug": "floe-prod-reader-abc123", "role_id": "r"}
+    props = {
+        "project_slug": "p",
+        "slug": "floe-prod-reader",
+        "environment": "prod",
+        "paths": ["/a"],
+        "role_slug": "floe-prod-reader-abc123",
+        "role_id": "r",
+    }
     read = dict(provider.read("r", props).outs or {})
-    assert provider.diff("r", read, {k: props[k] for k in ("project_slug", "slug", "environment", "paths")}).changes \
+    assert (
+        provider.diff("r", read, {k: props[k] for k in ("project_slug", "slug", "environment", "paths")}).changes
         is drift
+    )
 
 
 def create_role(monkeypatch: pytest.MonkeyPatch, props: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -412,8 +543,13 @@ def test_a_scoped_role_reads_one_environment_and_the_manifests_folders(monkeypat
     provider = ProjectRoleProvider("https://infisical.example.com")
     assert result.id == "role-1" and made["slug"].startswith("floe-prod-reader-")
     assert (result.outs or {})["role_slug"] == made["slug"]
-    assert made["permissions"] == [{"subject": "secrets", "action": ["read"], "conditions": {
-        "environment": "prod", "secretPath": {"$in": ["/a", "/b/c"]}}}]
+    assert made["permissions"] == [
+        {
+            "subject": "secrets",
+            "action": ["read"],
+            "conditions": {"environment": "prod", "secretPath": {"$in": ["/a", "/b/c"]}},
+        }
+    ]
     diff = provider.diff("role-1", {**props, **(result.outs or {})}, {**props, "paths": ["/a"]})
     assert (diff.changes, diff.replaces) == (True, [])
 
@@ -425,8 +561,9 @@ def test_a_role_for_many_folders_has_a_description_infisical_can_store(
     """Infisical keeps at most 255 characters of a role's description: a longer one failed the
     create with a 500 (a varchar(255) column), found by the e2e with ten folders."""
     paths = [f"/e2e-1a2b3c4d/scale/folder-{i}" for i in range(folders)]
-    _, made = create_role(monkeypatch, {"project_slug": "p", "slug": "floe-dev-reader", "environment": "dev",
-                                        "paths": paths})
+    _, made = create_role(
+        monkeypatch, {"project_slug": "p", "slug": "floe-dev-reader", "environment": "dev", "paths": paths}
+    )
     assert len(made["description"]) <= 255
     assert made["description"].startswith("floe-infra: the operator of stack floe-dev-reader reads dev, ")
     assert made["permissions"][0]["conditions"]["secretPath"] == {"$in": paths}  # every folder, still

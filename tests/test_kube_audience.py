@@ -33,13 +33,17 @@ def _token(claims: dict[str, Any]) -> str:
     return f"eyJhbGciOiJSUzI1NiJ9.{body}.signature"
 
 
-@pytest.mark.parametrize("aud", [["https://kubernetes.default.svc"], "https://kubernetes.default.svc"],
-                         ids=["list", "string"])
+@pytest.mark.parametrize(
+    "aud", [["https://kubernetes.default.svc"], "https://kubernetes.default.svc"], ids=["list", "string"]
+)
 def test_the_default_audience_is_the_aud_of_a_token_asked_for_with_none(aud: Any) -> None:
     from kubernetes.client import AuthenticationV1TokenRequest, V1TokenRequestStatus
 
-    made = AuthenticationV1TokenRequest(status=V1TokenRequestStatus(
-        token=_token({"aud": aud, "sub": "system:serviceaccount:infisical:r"}), expiration_timestamp=None))
+    made = AuthenticationV1TokenRequest(
+        status=V1TokenRequestStatus(
+            token=_token({"aud": aud, "sub": "system:serviceaccount:infisical:r"}), expiration_timestamp=None
+        )
+    )
     assert _cluster(made).default_audience("infisical", "r") == "https://kubernetes.default.svc"
 
 
@@ -48,5 +52,6 @@ def test_a_refused_token_request_names_the_permission_and_the_setting() -> None:
         _cluster(403).default_audience("infisical", "infisical-token-reviewer")
     message = str(refused.value)
     assert "answered 403 Forbidden to a TokenRequest for ServiceAccount infisical/infisical-token-reviewer" in message
-    assert "needs create on serviceaccounts/token in infisical, or set plugins.secrets.config.identity.audience" \
-        in message
+    assert (
+        "needs create on serviceaccounts/token in infisical, or set plugins.secrets.config.identity.audience" in message
+    )

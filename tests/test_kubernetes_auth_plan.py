@@ -64,15 +64,24 @@ def test_v1beta1_auth_names_the_service_account_and_a_secret_holding_only_the_id
     assert errors == []
 
 
-@pytest.mark.parametrize(("service_account", "retained"), [(None, False), ("floe-operator", True)],
-                         ids=["the-stacks-own", "named-in-the-manifest"])
+@pytest.mark.parametrize(
+    ("service_account", "retained"),
+    [(None, False), ("floe-operator", True)],
+    ids=["the-stacks-own", "named-in-the-manifest"],
+)
 def test_the_auth_service_account_is_login_material_kept_on_delete_when_the_manifest_names_it(
-    tmp_path: Path, service_account: str | None, retained: bool,
+    tmp_path: Path,
+    service_account: str | None,
+    retained: bool,
 ) -> None:
     """Unprotected (a switch of method deletes it); but one the manifest names may be someone
     else's, which the create took over: a switch leaves it in the cluster."""
-    plan = plan_of(tmp_path, kubernetes_manifest("v1beta1", service_account=service_account), protect=True,
-                   kube_context="floe-prod")
+    plan = plan_of(
+        tmp_path,
+        kubernetes_manifest("v1beta1", service_account=service_account),
+        protect=True,
+        kube_context="floe-prod",
+    )
     account = next(o for o in plan.kube_objects() if o.kind == "ServiceAccount")
     assert (account.protect, account.retain_on_delete) == (False, retained)
     assert account.annotations == {"floe-infra/login": "kubernetes"}
@@ -88,24 +97,32 @@ def test_v1alpha1_secrets_log_in_with_a_token_of_the_service_account(tmp_path: P
     assert len(secrets) == 2
     paths = {"snowflake-credentials": "/compute/snowflake", "catalog-credentials": "/catalog/polaris"}
     for cr in secrets:
-        assert cr.content["spec"]["authentication"] == {"kubernetesAuth": {
-            "identityId": IDENTITY,
-            "serviceAccountRef": {"name": "floe-operator", "namespace": "infisical"},
-            "autoCreateServiceAccountToken": True,
-            "secretsScope": {"projectSlug": "floe-platform", "envSlug": "dev", "secretsPath": paths[cr.name]},
-        }}
+        assert cr.content["spec"]["authentication"] == {
+            "kubernetesAuth": {
+                "identityId": IDENTITY,
+                "serviceAccountRef": {"name": "floe-operator", "namespace": "infisical"},
+                "autoCreateServiceAccountToken": True,
+                "secretsScope": {"projectSlug": "floe-platform", "envSlug": "dev", "secretsPath": paths[cr.name]},
+            }
+        }
         assert account.id in cr.depends_on
         assert [e.message for e in validator.iter_errors(cr.manifest())] == []
 
 
 CONFIG_PROBLEMS = [
-    ("identity-id-missing", {"operator_identity_id": None},
-     r"operator\.auth: kubernetes\) but the identity it logs in as is not set: run "
-     r"`pulumi config set --stack dev 'floe:operatorIdentityId' <identity-id>`"),
-    ("client-credentials-too", {"operator_credentials": frozenset({"operatorClientId", "operatorClientSecret"})},
-     r"it sets floe:operatorClientId and floe:operatorClientSecret, but with operator\.auth: kubernetes no client "
-     r"secret is kept in the cluster: run `pulumi config rm --stack dev 'floe:operatorClientId'` and "
-     r"`pulumi config rm --stack dev 'floe:operatorClientSecret'`"),
+    (
+        "identity-id-missing",
+        {"operator_identity_id": None},
+        r"operator\.auth: kubernetes\) but the identity it logs in as is not set: run "
+        r"`pulumi config set --stack dev 'floe:operatorIdentityId' <identity-id>`",
+    ),
+    (
+        "client-credentials-too",
+        {"operator_credentials": frozenset({"operatorClientId", "operatorClientSecret"})},
+        r"it sets floe:operatorClientId and floe:operatorClientSecret, but with operator\.auth: kubernetes no client "
+        r"secret is kept in the cluster: run `pulumi config rm --stack dev 'floe:operatorClientId'` and "
+        r"`pulumi config rm --stack dev 'floe:operatorClientSecret'`",
+    ),
 ]
 
 
@@ -118,28 +135,34 @@ def test_stack_config_that_does_not_fit_kubernetes_auth_names_the_key_and_the_co
 
 
 def test_an_identity_id_that_is_not_one_is_refused_with_the_key() -> None:
-    with pytest.raises(StackConfigError, match=r"floe:operatorIdentityId: 'my-identity' is not a machine identity "
-                                                 r"id: copy the identity's ID \(a UUID\) from Infisical"):
+    with pytest.raises(
+        StackConfigError,
+        match=r"floe:operatorIdentityId: 'my-identity' is not a machine identity "
+        r"id: copy the identity's ID \(a UUID\) from Infisical",
+    ):
         parse_stack_config("dev", {"environment": "dev", "operatorIdentityId": "my-identity"}, "Pulumi.dev.yaml")
 
 
 MANIFEST_PROBLEMS = [
-    ("service-account-without-kubernetes-auth",
-     lambda: with_operator_api((ROOT / "manifest.yaml").read_text(), "v1beta1").replace(
-         "      operator:\n", "      operator:\n        service_account: floe-operator\n"),
-     r"service_account is for auth: kubernetes; set operator\.auth: kubernetes or remove it"),
-    ("eso-with-kubernetes-auth",
-     lambda: kubernetes_manifest().replace("    auto_reload: true\n", "    auto_reload: true\n    via: eso\n"),
-     r"secrets\.snowflake-credentials\.via: via: eso logs in with the universal-auth identity Secret"),
+    (
+        "service-account-without-kubernetes-auth",
+        lambda: with_operator_api((ROOT / "manifest.yaml").read_text(), "v1beta1").replace(
+            "      operator:\n", "      operator:\n        service_account: floe-operator\n"
+        ),
+        r"service_account is for auth: kubernetes; set operator\.auth: kubernetes or remove it",
+    ),
+    (
+        "eso-with-kubernetes-auth",
+        lambda: kubernetes_manifest().replace("    auto_reload: true\n", "    auto_reload: true\n    via: eso\n"),
+        r"secrets\.snowflake-credentials\.via: via: eso logs in with the universal-auth identity Secret",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
     ("manifest", "match"), [c[1:] for c in MANIFEST_PROBLEMS], ids=[c[0] for c in MANIFEST_PROBLEMS]
 )
-def test_manifest_that_does_not_fit_kubernetes_auth_names_the_field(
-    tmp_path: Path, manifest: Any, match: str
-) -> None:
+def test_manifest_that_does_not_fit_kubernetes_auth_names_the_field(tmp_path: Path, manifest: Any, match: str) -> None:
     with pytest.raises(ManifestError, match=match):
         plan_of(tmp_path, manifest())
 

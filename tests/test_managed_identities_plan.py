@@ -48,10 +48,12 @@ def managed_config(stack: str = "dev", **extra: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("api", "rotation", "secret_name", "key"),
-    [("v1beta1", None, "infisical-machine-identity", "clientSecret"),
-     # in place: a protected stack may update the Secret; the operator takes it at its next login
-     ("v1beta1", "2026-12", "infisical-machine-identity", "clientSecret"),
-     ("v1alpha1", "2026-12", "infisical-machine-identity-2026-12", "clientSecret")],  # a new spec: a login
+    [
+        ("v1beta1", None, "infisical-machine-identity", "clientSecret"),
+        # in place: a protected stack may update the Secret; the operator takes it at its next login
+        ("v1beta1", "2026-12", "infisical-machine-identity", "clientSecret"),
+        ("v1alpha1", "2026-12", "infisical-machine-identity-2026-12", "clientSecret"),
+    ],  # a new spec: a login
     ids=["v1beta1", "v1beta1-rotated", "v1alpha1-rotated"],
 )
 def test_the_plan_makes_a_scoped_identity_and_fills_the_identity_secret_from_it(
@@ -61,13 +63,20 @@ def test_the_plan_makes_a_scoped_identity_and_fills_the_identity_secret_from_it(
     managed = plan.operator.managed_identity
     assert isinstance(managed, ManagedIdentity)
     assert (managed.name, managed.project_slug, managed.role, managed.rotation, managed.role_slug) == (
-        "floe-floe-platform-dev-operator", "floe-platform", "scoped", rotation or "", "floe-dev-reader")
+        "floe-floe-platform-dev-operator",
+        "floe-platform",
+        "scoped",
+        rotation or "",
+        "floe-dev-reader",
+    )
     assert (managed.environment, managed.paths) == ("dev", ("/catalog/polaris", "/compute/snowflake"))
     assert managed.access() == {"ttl": 600, "max_ttl": 3600, "trusted_ips": []}
     identity = plan.operator.identity
     assert identity.name == secret_name and managed.id in identity.depends_on
     assert {k: s.identity_output for k, s in identity.secret_data.items()} == {
-        "clientId": "clientId", key: "clientSecret"}
+        "clientId": "clientId",
+        key: "clientSecret",
+    }
     if api == "v1beta1":
         ref = plan.operator.auth.content["spec"]["universal"]["clientSecretRef"]
         assert (ref["name"], ref["key"]) == (secret_name, key)
@@ -79,8 +88,9 @@ def test_the_plan_makes_a_scoped_identity_and_fills_the_identity_secret_from_it(
 def test_a_rotation_of_a_protected_v1alpha1_stack_renames_only_unprotected_login_material(tmp_path: Path) -> None:
     """v1alpha1 logs in again only when its spec changes, so a rotation renames the identity Secret:
     a create and a delete of login material, which protect does not refuse; what syncs stays protected."""
-    plan = plan_of(tmp_path, managed_manifest("v1alpha1"), operator_secret_rotation="r1", protect=True,
-                   kube_context="floe-prod")
+    plan = plan_of(
+        tmp_path, managed_manifest("v1alpha1"), operator_secret_rotation="r1", protect=True, kube_context="floe-prod"
+    )
     assert plan.operator is not None and plan.operator.identity is not None
     assert plan.operator.identity.name == "infisical-machine-identity-r1"
     assert plan.operator.identity.protect is False
@@ -91,11 +101,13 @@ def test_a_rotation_of_a_protected_v1alpha1_stack_renames_only_unprotected_login
 
 @pytest.mark.parametrize(
     ("identity", "match"),
-    [({"role": "admin"}, r"identity\.role: Input should be 'scoped' or 'viewer'"),
-     ({"token_ttl": "5s"}, r"token_ttl is 5s: at least 15s"),
-     ({"token_ttl": "2h", "token_max_ttl": "1h"}, r"token_max_ttl \(1h\) is shorter than token_ttl \(2h\)"),
-     ({"trusted_ips": ["10.0.0.0/33"]}, r"'10\.0\.0\.0/33' is not an IP address or CIDR range"),
-     ({"audience": "api"}, r"identity\.audience is for Kubernetes Auth: set operator\.auth: kubernetes")],
+    [
+        ({"role": "admin"}, r"identity\.role: Input should be 'scoped' or 'viewer'"),
+        ({"token_ttl": "5s"}, r"token_ttl is 5s: at least 15s"),
+        ({"token_ttl": "2h", "token_max_ttl": "1h"}, r"token_max_ttl \(1h\) is shorter than token_ttl \(2h\)"),
+        ({"trusted_ips": ["10.0.0.0/33"]}, r"'10\.0\.0\.0/33' is not an IP address or CIDR range"),
+        ({"audience": "api"}, r"identity\.audience is for Kubernetes Auth: set operator\.auth: kubernetes"),
+    ],
     ids=["role", "short-ttl", "max-below-ttl", "bad-cidr", "audience-without-kubernetes"],
 )
 def test_identity_settings_are_checked_with_the_field_and_the_fix(
@@ -120,13 +132,19 @@ def test_the_whole_project_viewer_is_an_opt_in_the_plan_warns_about(tmp_path: Pa
 
 
 CONFIG_PROBLEMS = [
-    ("client-credentials-too", {"operator_credentials": frozenset({"operatorClientSecret"})},
-     r"it sets floe:operatorClientSecret, but with identities: managed the stack makes the operator's identity "
-     r"and client secret itself: run `pulumi config rm --stack dev 'floe:operatorClientSecret'`"),
-    ("no-identity-for-pulumi", {"writer_credentials_set": False},
-     r"with identities: managed the identity Pulumi runs with makes the operator's identity, and it is not set: "
-     r"run `pulumi config set --stack dev 'infisical:clientId' <client-id>`.*it needs an organization role that may "
-     r"create identities and a project role that may add members"),
+    (
+        "client-credentials-too",
+        {"operator_credentials": frozenset({"operatorClientSecret"})},
+        r"it sets floe:operatorClientSecret, but with identities: managed the stack makes the operator's identity "
+        r"and client secret itself: run `pulumi config rm --stack dev 'floe:operatorClientSecret'`",
+    ),
+    (
+        "no-identity-for-pulumi",
+        {"writer_credentials_set": False},
+        r"with identities: managed the identity Pulumi runs with makes the operator's identity, and it is not set: "
+        r"run `pulumi config set --stack dev 'infisical:clientId' <client-id>`.*it needs an organization role that may "
+        r"create identities and a project role that may add members",
+    ),
 ]
 
 
@@ -146,15 +164,20 @@ def test_managed_kubernetes_auth_makes_the_token_reviewer_and_names_the_identity
     objects = {(o.kind, o.namespace, o.name): o for o in plan.kube_objects()}
     token = objects[("Secret", "infisical", "infisical-token-reviewer")]
     assert token.content == {"type": "kubernetes.io/service-account-token"}
-    assert token.annotations == {"kubernetes.io/service-account.name": "infisical-token-reviewer",
-                                 "floe-infra/login": "kubernetes"}
+    assert token.annotations == {
+        "kubernetes.io/service-account.name": "infisical-token-reviewer",
+        "floe-infra/login": "kubernetes",
+    }
     binding = objects[("ClusterRoleBinding", None, "floe-dev-infisical-infisical-token-reviewer")]
     assert binding.content["roleRef"]["name"] == "system:auth-delegator"
     assert binding.content["subjects"] == [
-        {"kind": "ServiceAccount", "name": "infisical-token-reviewer", "namespace": "infisical"}]
+        {"kind": "ServiceAccount", "name": "infisical-token-reviewer", "namespace": "infisical"}
+    ]
     managed = plan.operator.managed_identity
     assert managed.kubernetes is not None and (managed.kubernetes.namespace, managed.kubernetes.service_account) == (
-        "infisical", "infisical-auth")
+        "infisical",
+        "infisical-auth",
+    )
     assert {token.id, binding.id} <= set(managed.depends_on)
     holder = objects[("Secret", "infisical", "infisical-identity-id")]
     assert holder.secret_data["identityId"].identity_output == "identityId" and managed.id in holder.depends_on
@@ -185,13 +208,17 @@ def test_the_program_registers_the_role_the_identity_its_client_secret_and_the_l
     (client_secret,) = run.of_type(CLIENT_SECRET)
     (login,) = run.of_type(LOGIN)
     assert (role.plain("slug"), role.plain("environment"), role.plain("paths")) == (
-        "floe-dev-reader", "dev", ["/catalog/polaris", "/compute/snowflake"])
+        "floe-dev-reader",
+        "dev",
+        ["/catalog/polaris", "/compute/snowflake"],
+    )
     assert identity.plain("name") == "floe-floe-platform-dev-operator"
     assert identity.plain("access") == {"ttl": 600, "max_ttl": 3600, "trusted_ips": []}
     assert identity.provider == "" and client_secret.provider == ""  # not the cluster's provider
     assert "client_secret" in client_secret.additional_secret_outputs
-    users = {r.urn for r in run.registrations if r.type.endswith(("InfisicalAuth", "InfisicalSecret",
-                                                                  "InfisicalConnection"))}
+    users = {
+        r.urn for r in run.registrations if r.type.endswith(("InfisicalAuth", "InfisicalSecret", "InfisicalConnection"))
+    }
     assert users and users <= set(login.dependencies)
     assert all(r.protect is protect for r in (role, identity))
     assert not client_secret.protect and not login.protect  # login material: a switch of method deletes it
@@ -224,8 +251,11 @@ def test_every_pickled_provider_configured_carries_no_credential_and_keeps_its_p
 
     cls = getattr(importlib.import_module(module), name)
     provider = cls() if name == "GeneratedPasswordProvider" else cls(site_url="https://infisical.example.com")
-    raw = {"infisical:siteUrl": "https://infisical.example.com", "infisical:clientId": "writer-id-canary",
-           "infisical:clientSecret": "writer-secret-canary"}
+    raw = {
+        "infisical:siteUrl": "https://infisical.example.com",
+        "infisical:clientId": "writer-id-canary",
+        "infisical:clientSecret": "writer-secret-canary",
+    }
     provider.configure(ConfigureRequest(DynamicConfig(raw, "floe")))
     if name != "GeneratedPasswordProvider":
         assert provider._credentials().client_secret == "writer-secret-canary"  # configured: it holds them

@@ -157,17 +157,33 @@ def test_eso_stays_installed_until_install_is_false(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("values", "error"),
-    [({"installCRDs": True}, r"eso\.values: .*installCRDs: True is refused: the stack applies ESO's CRDs itself.*"
-      r"remove it from eso\.values"),
-     ({"processClusterStore": False}, r"processClusterStore: False is refused: the stack's ClusterSecretStores need"),
-     ({"createOperator": False}, r"createOperator: False is refused"),
-     ({"scopedNamespace": "team-a"}, r"scopedNamespace: 'team-a' is refused: a namespace-scoped ESO ignores"),
-     ({"scopedRBAC": True}, r"scopedRBAC: True is refused"),
-     ({"crds": {"createClusterSecretStore": False}}, r"crds\.createClusterSecretStore: False is refused"),
-     ({"podLabels": {"1": {"2": None}}, "tolerations": [{"effect": "NoSchedule"}]}, None),
-     ("webhook", r"line 10: plugins\.secrets\.config\.eso\.values: must be a mapping .*found 'webhook'")],
-    ids=["install-crds", "no-cluster-store", "no-controller", "scoped-namespace", "scoped-rbac", "no-store-crd",
-         "json-fine", "not-a-map"],
+    [
+        (
+            {"installCRDs": True},
+            r"eso\.values: .*installCRDs: True is refused: the stack applies ESO's CRDs itself.*"
+            r"remove it from eso\.values",
+        ),
+        (
+            {"processClusterStore": False},
+            r"processClusterStore: False is refused: the stack's ClusterSecretStores need",
+        ),
+        ({"createOperator": False}, r"createOperator: False is refused"),
+        ({"scopedNamespace": "team-a"}, r"scopedNamespace: 'team-a' is refused: a namespace-scoped ESO ignores"),
+        ({"scopedRBAC": True}, r"scopedRBAC: True is refused"),
+        ({"crds": {"createClusterSecretStore": False}}, r"crds\.createClusterSecretStore: False is refused"),
+        ({"podLabels": {"1": {"2": None}}, "tolerations": [{"effect": "NoSchedule"}]}, None),
+        ("webhook", r"line 10: plugins\.secrets\.config\.eso\.values: must be a mapping .*found 'webhook'"),
+    ],
+    ids=[
+        "install-crds",
+        "no-cluster-store",
+        "no-controller",
+        "scoped-namespace",
+        "scoped-rbac",
+        "no-store-crd",
+        "json-fine",
+        "not-a-map",
+    ],
 )
 def test_eso_values_are_checked_with_the_field_and_the_fix(tmp_path: Path, values: Any, error: str) -> None:
     eso = f"      eso: {{install: true, chart_version: 0.16.2, values: {json.dumps(values)}}}\n"
@@ -181,8 +197,11 @@ def test_eso_values_are_checked_with_the_field_and_the_fix(tmp_path: Path, value
 
 def test_eso_needs_a_chart_version_when_installed_naming_both(tmp_path: Path) -> None:
     text = ESO.replace("      operator:\n", "      eso: {install: true}\n      operator:\n")
-    with pytest.raises(ManifestError, match=r"eso\.install: true needs eso\.chart_version: 0\.16\.2 is the version "
-                       r"floe-infra runs.*set 1\.3\.1 to keep it"):
+    with pytest.raises(
+        ManifestError,
+        match=r"eso\.install: true needs eso\.chart_version: 0\.16\.2 is the version "
+        r"floe-infra runs.*set 1\.3\.1 to keep it",
+    ):
         plan_for(tmp_path, text)
 
 

@@ -33,7 +33,11 @@ def test_the_random_provider_makes_each_generated_value(run_program: RunProgram)
     password = run.named(PASSWORD_TYPE, "/compute/snowflake:SNOWFLAKE_PASSWORD")
     # Only the knobs the manifest sets are sent: random's defaults are what an import records.
     assert {k: token.plain(k) for k in token.inputs} == {
-        "length": 40, "special": True, "minUpper": 2, "minNumeric": 3, "overrideSpecial": "-_",
+        "length": 40,
+        "special": True,
+        "minUpper": 2,
+        "minNumeric": 3,
+        "overrideSpecial": "-_",
     }
     assert {k: password.plain(k) for k in password.inputs} == {"length": 32, "special": False}
     assert "result" in token.additional_secret_outputs  # the SDK's own: the value is secret in state
@@ -77,9 +81,11 @@ def test_a_renamed_key_keeps_its_password_through_an_alias(run_program: RunProgr
 
 
 KNOBS = [  # (generate: block, the message's tail)
-    ("{length: 8, min_upper: 5, min_numeric: 4}",
-     r"generate: min_upper \+ min_lower \+ min_numeric \+ min_special is 9, more than length 8: raise length or lower "
-     r"a minimum"),
+    (
+        "{length: 8, min_upper: 5, min_numeric: 4}",
+        r"generate: min_upper \+ min_lower \+ min_numeric \+ min_special is 9, more than length 8: raise length "
+        r"or lower a minimum",
+    ),
     ("{special: false, min_special: 1}", r"generate: special: false makes no special characters: remove min_special"),
     ("{special: false, override_special: '-'}", r"generate: special: false makes no special characters"),
     ("{override_special: 'ab'}", r"generate\.override_special: String should match pattern"),
@@ -96,8 +102,11 @@ def test_generate_knobs_are_checked_with_the_field_and_the_fix(tmp_path: Path, b
     path.write_text(EXAMPLE.replace("{generate: {length: 32, special: false}}", f"{{generate: {block}}}"))
     with pytest.raises(FloeError) as caught:
         load_manifest(path)
-    assert re.search(rf"{path}: 1 problem:\n  - line 28: secrets\.snowflake-credentials\.keys\.SNOWFLAKE_PASSWORD\."
-                     rf"{message}", str(caught.value)), str(caught.value)
+    assert re.search(
+        rf"{path}: 1 problem:\n  - line 28: secrets\.snowflake-credentials\.keys\.SNOWFLAKE_PASSWORD\."
+        rf"{message}",
+        str(caught.value),
+    ), str(caught.value)
 
 
 def _plan(tmp_path: Path, rotations: Any) -> None:
@@ -107,17 +116,26 @@ def _plan(tmp_path: Path, rotations: Any) -> None:
     build_plan(load_manifest(path), settings)
 
 
-@pytest.mark.parametrize(("rotations", "message"), [
-    ({"snowflake-credentials": {"SNOWFLAKE_USER": "1"}},
-     "Pulumi.dev.yaml: floe:rotations.snowflake-credentials.SNOWFLAKE_USER names no generate: key of the manifest "
-     "(generated keys: snowflake-credentials.SNOWFLAKE_PASSWORD): fix the name, or remove it with `pulumi config rm "
-     "--stack dev --path 'floe:rotations.snowflake-credentials.SNOWFLAKE_USER'`"),
-    ({"a.b": {"K": "1"}}, "floe:rotations[\"a.b\"].K names no generate: key"),
-    ({"snowflake-credentials": {"SNOWFLAKE_PASSWORD": "Not A Mark"}},
-     "Pulumi.dev.yaml: floe:rotations.snowflake-credentials.SNOWFLAKE_PASSWORD: 'Not A Mark' is not a rotation mark"),
-    ({"snowflake-credentials": {"SNOWFLAKE_PASSWORD": [3]}}, "a rotation mark must be a string; found"),
-    (["x"], "floe:rotations must be an object {reference: {KEY: mark}}; found"),
-], ids=["not-generated", "dotted-name-quoted", "bad-mark", "not-a-string", "not-an-object"])
+@pytest.mark.parametrize(
+    ("rotations", "message"),
+    [
+        (
+            {"snowflake-credentials": {"SNOWFLAKE_USER": "1"}},
+            "Pulumi.dev.yaml: floe:rotations.snowflake-credentials.SNOWFLAKE_USER names no generate: key of the "
+            "manifest (generated keys: snowflake-credentials.SNOWFLAKE_PASSWORD): fix the name, or remove it with "
+            "`pulumi config rm --stack dev --path 'floe:rotations.snowflake-credentials.SNOWFLAKE_USER'`",
+        ),
+        ({"a.b": {"K": "1"}}, 'floe:rotations["a.b"].K names no generate: key'),
+        (
+            {"snowflake-credentials": {"SNOWFLAKE_PASSWORD": "Not A Mark"}},
+            "Pulumi.dev.yaml: floe:rotations.snowflake-credentials.SNOWFLAKE_PASSWORD: 'Not A Mark' is not a "
+            "rotation mark",
+        ),
+        ({"snowflake-credentials": {"SNOWFLAKE_PASSWORD": [3]}}, "a rotation mark must be a string; found"),
+        (["x"], "floe:rotations must be an object {reference: {KEY: mark}}; found"),
+    ],
+    ids=["not-generated", "dotted-name-quoted", "bad-mark", "not-a-string", "not-an-object"],
+)
 def test_rotation_marks_are_checked(tmp_path: Path, rotations: Any, message: str) -> None:
     with pytest.raises(FloeError) as caught:
         _plan(tmp_path, rotations)
@@ -140,8 +158,12 @@ GUARD = [
     ("rotation-asked-for", OLD, {**OLD, "value": UNKNOWN, "generated": True, "rotation": "r2"}, False),
     ("written-by-this-release", {**OLD, "generated": True}, {**OLD, "value": "new", "generated": True}, False),
     ("a-config-value", OLD, {**OLD, "value": "new", "generated": False}, False),
-    ("config-then-generate-written-by-this-release", {**OLD, "generated": False},
-     {**OLD, "value": UNKNOWN, "generated": True}, False),
+    (
+        "config-then-generate-written-by-this-release",
+        {**OLD, "generated": False},
+        {**OLD, "value": UNKNOWN, "generated": True},
+        False,
+    ),
     ("a-create", {}, {**OLD, "value": UNKNOWN, "generated": True}, False),
 ]
 
@@ -174,60 +196,113 @@ def _secret(value: str) -> dict[str, str]:
 
 
 def _legacy(name: str, value: str, protect: bool) -> dict[str, Any]:
-    return {"urn": f"urn:pulumi:prod::floe::floe:secrets:Platform${LEGACY_PASSWORD_TYPE}::{name}",
-            "type": LEGACY_PASSWORD_TYPE, "protect": protect, "parent": PLATFORM,
-            "inputs": {"length": 32, "special": True}, "outputs": {"length": 32, "result": _secret(value)}}
+    return {
+        "urn": f"urn:pulumi:prod::floe::floe:secrets:Platform${LEGACY_PASSWORD_TYPE}::{name}",
+        "type": LEGACY_PASSWORD_TYPE,
+        "protect": protect,
+        "parent": PLATFORM,
+        "inputs": {"length": 32, "special": True},
+        "outputs": {"length": 32, "result": _secret(value)},
+    }
 
 
 def _random(name: str, value: str) -> dict[str, Any]:
-    return {"urn": f"urn:pulumi:prod::floe::floe:secrets:Platform${PASSWORD_TYPE}::{name}", "type": PASSWORD_TYPE,
-            "outputs": {"result": _secret(value)}}
+    return {
+        "urn": f"urn:pulumi:prod::floe::floe:secrets:Platform${PASSWORD_TYPE}::{name}",
+        "type": PASSWORD_TYPE,
+        "outputs": {"result": _secret(value)},
+    }
 
 
 def test_upgrade_imports_each_legacy_value_under_the_platform_with_its_protection() -> None:
-    deployment = {"resources": [
-        {"urn": PLATFORM, "type": "floe:secrets:Platform"},
-        _legacy("/db:PASSWORD", "v-db-canary", protect=True),
-        _legacy("floe-jobs/app/TOKEN", "v-app-canary", protect=False),
-        _legacy("/done:KEY", "v-done", protect=False), _random("/done:KEY", "v-done"),
-        _legacy("/stray:KEY", "v-stray", protect=False), _random("/stray:KEY", "made-by-an-up-before-the-upgrade"),
-    ]}
+    deployment = {
+        "resources": [
+            {"urn": PLATFORM, "type": "floe:secrets:Platform"},
+            _legacy("/db:PASSWORD", "v-db-canary", protect=True),
+            _legacy("floe-jobs/app/TOKEN", "v-app-canary", protect=False),
+            _legacy("/done:KEY", "v-done", protect=False),
+            _random("/done:KEY", "v-done"),
+            _legacy("/stray:KEY", "v-stray", protect=False),
+            _random("/stray:KEY", "made-by-an-up-before-the-upgrade"),
+        ]
+    }
     plan = plan_upgrade(deployment, "prod")
     assert [(m.name, m.value) for m in plan.moves] == [
-        ("/db:PASSWORD", "v-db-canary"), ("floe-jobs/app/TOKEN", "v-app-canary"), ("/stray:KEY", "v-stray")]
+        ("/db:PASSWORD", "v-db-canary"),
+        ("floe-jobs/app/TOKEN", "v-app-canary"),
+        ("/stray:KEY", "v-stray"),
+    ]
     assert plan.done == ("/done:KEY",)
     assert plan.stray == (f"urn:pulumi:prod::floe::floe:secrets:Platform${PASSWORD_TYPE}::/stray:KEY",)
-    assert plan.import_file("4.19.1") == {"nameTable": {"platform": PLATFORM}, "resources": [
-        {"type": PASSWORD_TYPE, "name": "/db:PASSWORD", "id": "v-db-canary", "parent": "platform", "version": "4.19.1"},
-        {"type": PASSWORD_TYPE, "name": "floe-jobs/app/TOKEN", "id": "v-app-canary", "parent": "platform",
-         "version": "4.19.1"},
-        {"type": PASSWORD_TYPE, "name": "/stray:KEY", "id": "v-stray", "parent": "platform", "version": "4.19.1"},
-    ]}
+    assert plan.import_file("4.19.1") == {
+        "nameTable": {"platform": PLATFORM},
+        "resources": [
+            {
+                "type": PASSWORD_TYPE,
+                "name": "/db:PASSWORD",
+                "id": "v-db-canary",
+                "parent": "platform",
+                "version": "4.19.1",
+            },
+            {
+                "type": PASSWORD_TYPE,
+                "name": "floe-jobs/app/TOKEN",
+                "id": "v-app-canary",
+                "parent": "platform",
+                "version": "4.19.1",
+            },
+            {"type": PASSWORD_TYPE, "name": "/stray:KEY", "id": "v-stray", "parent": "platform", "version": "4.19.1"},
+        ],
+    }
     # Imported protected; then every RandomPassword and every legacy entry is unprotected.
-    legacy = [f"urn:pulumi:prod::floe::floe:secrets:Platform${LEGACY_PASSWORD_TYPE}::{n}"
-              for n in ("/db:PASSWORD", "/stray:KEY", "floe-jobs/app/TOKEN")]
-    made = [f"urn:pulumi:prod::floe::floe:secrets:Platform${PASSWORD_TYPE}::{n}"
-            for n in ("/db:PASSWORD", "/stray:KEY", "floe-jobs/app/TOKEN")]
+    legacy = [
+        f"urn:pulumi:prod::floe::floe:secrets:Platform${LEGACY_PASSWORD_TYPE}::{n}"
+        for n in ("/db:PASSWORD", "/stray:KEY", "floe-jobs/app/TOKEN")
+    ]
+    made = [
+        f"urn:pulumi:prod::floe::floe:secrets:Platform${PASSWORD_TYPE}::{n}"
+        for n in ("/db:PASSWORD", "/stray:KEY", "floe-jobs/app/TOKEN")
+    ]
     assert plan.unprotect() == sorted(legacy + made)
     assert plan.unprotect(imported=False) == sorted(legacy)  # a failed import made none
     assert "v-db-canary" not in repr(plan)
 
 
 PLATFORM_ENTRY = {"urn": PLATFORM, "type": "floe:secrets:Platform"}
-USER = {"urn": "urn:pulumi:prod::floe::floe:secrets:Platform$kubernetes:core/v1:Secret::app", "type": "k8s",
-        "dependencies": [f"urn:pulumi:prod::floe::floe:secrets:Platform${PASSWORD_TYPE}::/db:K"]}
+USER = {
+    "urn": "urn:pulumi:prod::floe::floe:secrets:Platform$kubernetes:core/v1:Secret::app",
+    "type": "k8s",
+    "dependencies": [f"urn:pulumi:prod::floe::floe:secrets:Platform${PASSWORD_TYPE}::/db:K"],
+}
 
 
-@pytest.mark.parametrize(("resources", "message"), [
-    ([_legacy("/db:K", "v", False)], "the state holds 0 floe:secrets:Platform resources, not one"),
-    ([PLATFORM_ENTRY, {**_legacy("/db:K", "v", False), "outputs": {"result": "[secret]"}}],
-     "the GeneratedPassword /db:K shows no value in `pulumi stack export --show-secrets`"),
-    ([PLATFORM_ENTRY, {**_legacy("/db:K", "v", False), "outputs": {}}], "the GeneratedPassword /db:K shows no value"),
-    ([PLATFORM_ENTRY, _legacy("/db:K", "v", False), {**_random("/db:K", "rotated"), "inputs": {"keepers": {"a": "1"}}}],
-     "the RandomPassword /db:K holds another value than its GeneratedPassword, and it is in use"),
-    ([PLATFORM_ENTRY, _legacy("/db:K", "v", False), _random("/db:K", "written-into-a-secret"), USER],
-     "finish with `pulumi up --stack prod`, which deletes the GeneratedPassword"),
-], ids=["no-platform", "exported-without-show-secrets", "no-value", "rotated-after-the-upgrade", "in-a-secret"])
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        ([_legacy("/db:K", "v", False)], "the state holds 0 floe:secrets:Platform resources, not one"),
+        (
+            [PLATFORM_ENTRY, {**_legacy("/db:K", "v", False), "outputs": {"result": "[secret]"}}],
+            "the GeneratedPassword /db:K shows no value in `pulumi stack export --show-secrets`",
+        ),
+        (
+            [PLATFORM_ENTRY, {**_legacy("/db:K", "v", False), "outputs": {}}],
+            "the GeneratedPassword /db:K shows no value",
+        ),
+        (
+            [
+                PLATFORM_ENTRY,
+                _legacy("/db:K", "v", False),
+                {**_random("/db:K", "rotated"), "inputs": {"keepers": {"a": "1"}}},
+            ],
+            "the RandomPassword /db:K holds another value than its GeneratedPassword, and it is in use",
+        ),
+        (
+            [PLATFORM_ENTRY, _legacy("/db:K", "v", False), _random("/db:K", "written-into-a-secret"), USER],
+            "finish with `pulumi up --stack prod`, which deletes the GeneratedPassword",
+        ),
+    ],
+    ids=["no-platform", "exported-without-show-secrets", "no-value", "rotated-after-the-upgrade", "in-a-secret"],
+)
 def test_upgrade_refuses_a_state_it_cannot_move(resources: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(UpgradeError, match=re.escape(message)):
         plan_upgrade({"resources": resources}, "prod")
@@ -245,16 +320,18 @@ def test_a_stack_with_nothing_to_move_is_a_no_op() -> None:
 
 def test_what_pulumi_says_is_redacted_before_it_is_shown() -> None:
     said = 'error: id "ab\\"cd-long" of abcd: ab"cd-long'
-    assert redact(said, ["ab", 'ab"cd-long']) == "error: id \"[secret]\" of [secret]cd: [secret]"
+    assert redact(said, ["ab", 'ab"cd-long']) == 'error: id "[secret]" of [secret]cd: [secret]'
 
 
-def test_upgrade_without_the_pulumi_cli_says_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                                                tmp_path: Path) -> None:
+def test_upgrade_without_the_pulumi_cli_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     assert main(["secrets", "upgrade", "--stack", "prod"]) == 2
     assert capsys.readouterr().err == (
-        "floe: error: the pulumi CLI is not on PATH: install it (see the README's prerequisites)\n")
+        "floe: error: the pulumi CLI is not on PATH: install it (see the README's prerequisites)\n"
+    )
 
 
 def test_a_type_k8s_stack_deploys_generate_keys_only_after_the_upgrade(run_program: RunProgram) -> None:

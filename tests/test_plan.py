@@ -122,7 +122,10 @@ def test_operator_release_and_identity(tmp_path: Path) -> None:
     assert release.values == {"installCRDs": False, "hostAPI": "https://infisical.company.com/api"}
     crds = plan.operator.crds
     assert (crds.chart, crds.version, crds.repo, dict(crds.values)) == (
-        release.chart, release.version, release.repo, {"installCRDs": True}
+        release.chart,
+        release.version,
+        release.repo,
+        {"installCRDs": True},
     )
     assert crds.logical_name == release.name  # the chart renders its labels from the release name
     assert crds.retain_on_delete and crds.id in release.depends_on
@@ -182,10 +185,13 @@ def test_k8s_type_makes_plain_secrets_without_operator(tmp_path: Path) -> None:
     assert "workloadAnnotations" not in plan.outputs()["snowflake-credentials"]
     # Its generate: key needs the mark of `floe secrets upgrade` (type k8s has no check of its own).
     (problem,) = deploy_config_problems(plan)
-    assert problem.endswith("run `floe secrets upgrade --stack dev` once (it moves them unchanged and sets "
-                            "floe:passwords random; on a new stack it only sets that)")
-    upgraded = plan_for(tmp_path, K8S, passwords="random",
-                        secret_value_keys={"snowflake-credentials": frozenset({"SNOWFLAKE_USER"})})
+    assert problem.endswith(
+        "run `floe secrets upgrade --stack dev` once (it moves them unchanged and sets "
+        "floe:passwords random; on a new stack it only sets that)"
+    )
+    upgraded = plan_for(
+        tmp_path, K8S, passwords="random", secret_value_keys={"snowflake-credentials": frozenset({"SNOWFLAKE_USER"})}
+    )
     assert deploy_config_problems(upgraded) == []
 
 
@@ -207,7 +213,8 @@ def test_a_reference_name_with_a_dot_is_quoted_in_the_command(tmp_path: Path) ->
     plan = plan_for(tmp_path, K8S.replace("snowflake-credentials", "snowflake.credentials"), secret_value_keys={})
     assert any(
         "`pulumi config set --secret --path --stack dev 'floe:secretValues[\"snowflake.credentials\"].SNOWFLAKE_USER'"
-        " <value>`" in p for p in deploy_config_problems(plan)
+        " <value>`" in p
+        for p in deploy_config_problems(plan)
     ), deploy_config_problems(plan)
 
 

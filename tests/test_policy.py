@@ -93,8 +93,18 @@ def test_sync_objects_read_their_own_stacks_environment(
         ("pulumi-python:dynamic/infisical:OperatorLogin", False, "prod", 0),
         ("pulumi-python:dynamic/infisical:MachineIdentity", False, "prod", 1),
     ],
-    ids=["prod-unprotected", "prod-protected", "dev", "component", "provider", "password", "its-value",
-         "client-secret", "login-check", "identity"],
+    ids=[
+        "prod-unprotected",
+        "prod-protected",
+        "dev",
+        "component",
+        "provider",
+        "password",
+        "its-value",
+        "client-secret",
+        "login-check",
+        "identity",
+    ],
 )
 def test_prod_resources_are_protected(typ: str, protected: bool, stack: str, violations: int) -> None:
     assert len(protection_violations(typ, protected, stack, ["prod"])) == violations
@@ -116,11 +126,22 @@ LOGIN = {"metadata": {"name": "x", "annotations": {"floe-infra/login": "universa
         ("kubernetes:secrets.infisical.com/v1beta1:InfisicalStaticSecret", LOGIN, 1),
         ("kubernetes:helm.sh/v3:Release", LOGIN, 1),
     ],
-    ids=["secret", "service-account", "binding", "auth", "other-annotation", "not-a-method", "no-annotation",
-         "sync-object", "release"],
+    ids=[
+        "secret",
+        "service-account",
+        "binding",
+        "auth",
+        "other-annotation",
+        "not-a-method",
+        "no-annotation",
+        "sync-object",
+        "release",
+    ],
 )
 def test_only_the_operators_login_material_may_be_unprotected(
-    typ: str, props: dict[str, Any], violations: int,
+    typ: str,
+    props: dict[str, Any],
+    violations: int,
 ) -> None:
     assert len(protection_violations(typ, False, "prod", ["prod"], props)) == violations
 
@@ -147,8 +168,12 @@ def test_stack_of_urn() -> None:
     assert stack_of("urn:pulumi:prod::floe::floe:secrets:Platform$kubernetes:core/v1:Secret::x") == "prod"
 
 
-def _shape(config: dict[str, Any] | None = None, operator: dict[str, Any] | None = None,
-           eso: bool = False, plugin_type: str = "infisical") -> str:
+def _shape(
+    config: dict[str, Any] | None = None,
+    operator: dict[str, Any] | None = None,
+    eso: bool = False,
+    plugin_type: str = "infisical",
+) -> str:
     doc = yaml.safe_load((ROOT / "manifest.yaml").read_text())
     secrets = doc["plugins"]["secrets"]
     secrets["type"] = plugin_type
@@ -182,11 +207,17 @@ _AUTH_ACCOUNT = "kubernetes:core/v1:ServiceAccount::infisical/infisical-auth"
 _ID_SECRET = "kubernetes:core/v1:Secret::infisical/infisical-identity-id"
 _AUTH = "kubernetes:secrets.infisical.com/v1beta1:InfisicalAuth::infisical/infisical-universal"
 _K8S_AUTH = "kubernetes:secrets.infisical.com/v1beta1:InfisicalAuth::infisical/infisical-kubernetes"
-_MANAGED_UNIVERSAL = {_IDENTITY_SECRET, _AUTH, "pulumi-python:dynamic/infisical:ClientSecret::operator",
-                      "pulumi-python:dynamic/infisical:OperatorLogin::operator"}
-_REVIEWER = {"kubernetes:core/v1:ServiceAccount::infisical/infisical-token-reviewer",
-             "kubernetes:core/v1:Secret::infisical/infisical-token-reviewer",
-             "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding::floe-prod-infisical-infisical-token-reviewer"}
+_MANAGED_UNIVERSAL = {
+    _IDENTITY_SECRET,
+    _AUTH,
+    "pulumi-python:dynamic/infisical:ClientSecret::operator",
+    "pulumi-python:dynamic/infisical:OperatorLogin::operator",
+}
+_REVIEWER = {
+    "kubernetes:core/v1:ServiceAccount::infisical/infisical-token-reviewer",
+    "kubernetes:core/v1:Secret::infisical/infisical-token-reviewer",
+    "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding::floe-prod-infisical-infisical-token-reviewer",
+}
 UNPROTECTED = {
     "default": {_IDENTITY_SECRET, _AUTH},
     "v1alpha1": {_IDENTITY_SECRET},
@@ -221,8 +252,11 @@ def test_every_resource_a_prod_stack_can_make_passes_every_policy(run_program: R
     if shape.startswith("managed"):
         assert {f"pulumi-python:dynamic/infisical:{t}" for t in ("MachineIdentity", "ProjectRole")} <= types
     # What is left unprotected is the operator's login material of the shape's auth method, no more.
-    unprotected = {reg.urn.rsplit("$", 1)[1] for reg in run.registrations
-                   if not reg.protect and not reg.type.startswith(("pulumi:", "floe:")) and reg.type != PASSWORD}
+    unprotected = {
+        reg.urn.rsplit("$", 1)[1]
+        for reg in run.registrations
+        if not reg.protect and not reg.type.startswith(("pulumi:", "floe:")) and reg.type != PASSWORD
+    }
     assert unprotected == UNPROTECTED[shape]
     # A `destroy --skip-preview` (or --exclude-protected) deletes no login material that a protected
     # resource still uses: each one (but the login check, whose delete does nothing) is something a
@@ -240,9 +274,14 @@ def test_every_resource_a_prod_stack_can_make_passes_every_policy(run_program: R
         return seen
 
     used = set().union(*(closure(reg) for reg in run.registrations if reg.protect))
-    exposed = {reg.urn.rsplit("$", 1)[1] for reg in run.registrations
-               if not reg.protect and reg.urn not in used and reg.type != PASSWORD
-               and not reg.type.startswith(("pulumi:", "floe:"))}
+    exposed = {
+        reg.urn.rsplit("$", 1)[1]
+        for reg in run.registrations
+        if not reg.protect
+        and reg.urn not in used
+        and reg.type != PASSWORD
+        and not reg.type.startswith(("pulumi:", "floe:"))
+    }
     assert exposed <= {"pulumi-python:dynamic/infisical:OperatorLogin::operator"}, exposed
     if shape == "eso":
         assert STORE in types

@@ -40,6 +40,7 @@ CHART_CRDS = sorted(o["metadata"]["name"] for o in CHART_OBJECTS if o["kind"] ==
 def _crds_of(chart: str) -> list[str]:
     return sorted(o["metadata"]["name"] for o in RENDERED[chart] if o["kind"] == "CustomResourceDefinition")
 
+
 EXAMPLE = (ROOT / "manifest.yaml").read_text()
 V1ALPHA1 = with_operator_api(EXAMPLE, "v1alpha1")
 _ESO = "      eso: {install: true, chart_version: 0.16.2}\n"
@@ -150,8 +151,11 @@ def test_protect_flag(run_program: RunProgram, stack: str, config: dict[str, Any
     assert {r.protect for r in custom if r.type == PASSWORD} == {False}
 
 
-@pytest.mark.parametrize(("context", "expected"), [({}, None), ({"floe:kubeContext": "floe-prod"}, "floe-prod")],
-                         ids=["current-context", "named-context"])
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [({}, None), ({"floe:kubeContext": "floe-prod"}, "floe-prod")],
+    ids=["current-context", "named-context"],
+)
 def test_every_kubernetes_object_goes_through_the_stacks_cluster_provider(
     run_program: RunProgram, context: dict[str, Any], expected: str | None
 ) -> None:
@@ -189,17 +193,21 @@ def test_renaming_a_reference_keeps_every_value_and_password(run_program: RunPro
 
 
 def test_renamed_from_aliases_the_value_and_its_password_to_the_old_key(run_program: RunProgram) -> None:
-    manifest = (ROOT / "manifest.yaml").read_text().replace(
-        "SNOWFLAKE_PASSWORD: {generate:", "SNOWFLAKE_PASS: {renamed_from: SNOWFLAKE_PASSWORD, generate:"
+    manifest = (
+        (ROOT / "manifest.yaml")
+        .read_text()
+        .replace("SNOWFLAKE_PASSWORD: {generate:", "SNOWFLAKE_PASS: {renamed_from: SNOWFLAKE_PASSWORD, generate:")
     )
     run = run_program(manifest)
     for typ in (VALUE, PASSWORD):
         old_key = "/compute/snowflake:SNOWFLAKE_PASSWORD"
-        assert sorted(run.named(typ, "/compute/snowflake:SNOWFLAKE_PASS").aliases) == sorted([
-            (old_key, ""),  # the old key under the platform
-            ("urn", FORMER.format(stack="dev", type=typ, name="/compute/snowflake:SNOWFLAKE_PASS")),
-            ("urn", FORMER.format(stack="dev", type=typ, name=old_key)),  # both, under the old component
-        ])
+        assert sorted(run.named(typ, "/compute/snowflake:SNOWFLAKE_PASS").aliases) == sorted(
+            [
+                (old_key, ""),  # the old key under the platform
+                ("urn", FORMER.format(stack="dev", type=typ, name="/compute/snowflake:SNOWFLAKE_PASS")),
+                ("urn", FORMER.format(stack="dev", type=typ, name=old_key)),  # both, under the old component
+            ]
+        )
     assert run.named(VALUE, "/compute/snowflake:SNOWFLAKE_USER").aliases == [
         ("urn", FORMER.format(stack="dev", type=VALUE, name="/compute/snowflake:SNOWFLAKE_USER"))
     ]
@@ -210,15 +218,16 @@ FORMER = "urn:pulumi:{stack}::floe::floe:secrets:Platform$floe:secrets:SecretRef
 
 
 @pytest.mark.parametrize("manifest", ["infisical", "k8s"], ids=["type-infisical", "type-k8s"])
-def test_stacks_made_with_a_component_per_reference_keep_every_object(
-    run_program: RunProgram, manifest: str
-) -> None:
+def test_stacks_made_with_a_component_per_reference_keep_every_object(run_program: RunProgram, manifest: str) -> None:
     # Until 2026-11 each reference's objects were children of a floe:secrets:SecretReference
     # component; without an alias to it, the next up would delete and recreate every one of them,
     # values in Infisical included.
     run = run_program() if manifest == "infisical" else run_program(K8S_MANIFEST, config=k8s_config())
-    references = [r for r in run.registrations if r.type in (CR, STATIC, VALUE, PASSWORD) or (r.type == SECRET
-                  and not r.name.startswith("infisical/"))]
+    references = [
+        r
+        for r in run.registrations
+        if r.type in (CR, STATIC, VALUE, PASSWORD) or (r.type == SECRET and not r.name.startswith("infisical/"))
+    ]
     assert references
     for r in references:  # a plain URN: the SDK sends it without waiting for the platform's URN
         assert r.aliases == [("urn", FORMER.format(stack="dev", type=r.type, name=r.name))], r.name
@@ -393,8 +402,9 @@ def test_program_registers_exactly_the_plan(
     plan = _plan_for(stack, config, path)
 
     expected_names = {(r.pulumi_type, r.logical_name) for r in plan.resources()}
-    expected_names |= {(PASSWORD, n) for o in plan.resources() if not isinstance(o, (HelmRelease, ChartCrds))
-                       for n in o.generated()}
+    expected_names |= {
+        (PASSWORD, n) for o in plan.resources() if not isinstance(o, (HelmRelease, ChartCrds)) for n in o.generated()
+    }
     charts = [r for r in plan.resources() if isinstance(r, ChartCrds)]
     expected_names |= {(CRD, name) for c in charts for name in _crds_of(c.chart)}
     registered = {(r.type, r.name) for r in run.registrations if not r.type.startswith(("floe:", "pulumi:providers:"))}
@@ -420,7 +430,10 @@ def test_program_registers_exactly_the_plan(
         if isinstance(desired, ChartCrds):
             rendered = run.chart_rendered(desired.chart)
             assert (rendered["chart"], rendered["version"], rendered["fetch_opts"]["repo"], rendered["values"]) == (
-                desired.chart, desired.version, desired.repo, dict(desired.values)
+                desired.chart,
+                desired.version,
+                desired.repo,
+                dict(desired.values),
             )
             continue
         if isinstance(desired, InfisicalValue):
@@ -464,8 +477,10 @@ def test_the_operator_crds_are_resources_of_their_own_that_outlive_the_release(
         annotations = crd.plain("metadata")["annotations"]
         assert annotations["helm.sh/resource-policy"] == "keep"
         assert annotations["pulumi.com/patchForce"] == "true"
-    assert run.named(CRD, "infisicalsecrets.secrets.infisical.com").plain("metadata")["annotations"][
-        "controller-gen"] == "v0.18.0"  # the chart's own annotations stay
+    assert (
+        run.named(CRD, "infisicalsecrets.secrets.infisical.com").plain("metadata")["annotations"]["controller-gen"]
+        == "v0.18.0"
+    )  # the chart's own annotations stay
     release = run.named(RELEASE, "infisical-secrets-operator")
     assert release.plain("values")["installCRDs"] is False
     assert {c.urn for c in children} <= set(release.dependencies)
@@ -496,8 +511,10 @@ def test_an_http_site_url_is_warned_about_unless_loopback(tmp_path: Path, site_u
     text = (ROOT / "manifest.yaml").read_text().replace("https://infisical.company.com", site_url)
     (tmp_path / "manifest.yaml").write_text(text)
     plan = _plan_for("dev", default_config("dev"), tmp_path / "manifest.yaml")
-    expected = [f"plugins.secrets.config.site_url is {site_url}: the machine identities' credentials and every "
-                "secret would travel unencrypted; use https://"]
+    expected = [
+        f"plugins.secrets.config.site_url is {site_url}: the machine identities' credentials and every "
+        "secret would travel unencrypted; use https://"
+    ]
     assert list(plan.warnings) == (expected if warned else [])
 
 
@@ -564,8 +581,9 @@ def test_core_objects_register_exactly_as_the_typed_classes_would(kind: str) -> 
             role = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"}
             subjects = [{"kind": "ServiceAccount", "name": "r", "namespace": "n"}]
             k8s.rbac.v1.ClusterRoleBinding("typed", metadata=metadata, role_ref=role, subjects=subjects, opts=opts)
-            CoreObject("ours", kind, metadata, {"roleRef": role, "subjects": subjects}, opts,
-                       "rbac.authorization.k8s.io/v1")
+            CoreObject(
+                "ours", kind, metadata, {"roleRef": role, "subjects": subjects}, opts, "rbac.authorization.k8s.io/v1"
+            )
         else:
             getattr(k8s.core.v1, kind)("typed", metadata=metadata, opts=opts)
             CoreObject("ours", kind, metadata, {}, opts)
@@ -573,7 +591,11 @@ def test_core_objects_register_exactly_as_the_typed_classes_would(kind: str) -> 
     register()
     typed, ours = monitor.registrations
     assert (ours.type, ours.inputs, ours.secret_inputs(), sorted(ours.additional_secret_outputs), ours.protect) == (
-        typed.type, typed.inputs, typed.secret_inputs(), sorted(typed.additional_secret_outputs), typed.protect
+        typed.type,
+        typed.inputs,
+        typed.secret_inputs(),
+        sorted(typed.additional_secret_outputs),
+        typed.protect,
     )
     assert ours.type == typed.type
     if kind == "Secret":

@@ -26,8 +26,7 @@ def _valid(rule: Any, value: str) -> bool:
 
 
 def _dns_label_oracle(s: str) -> bool:
-    return (0 < len(s) <= 63 and all(c in LOWER_DIGITS + "-" for c in s)
-            and s[0] != "-" and s[-1] != "-")
+    return 0 < len(s) <= 63 and all(c in LOWER_DIGITS + "-" for c in s) and s[0] != "-" and s[-1] != "-"
 
 
 def _slug_oracle(s: str, limit: int) -> bool:
@@ -80,7 +79,10 @@ key_st = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True)
 
 
 yaml_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-10**6, max_value=10**6), st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**6), max_value=10**6),
+    st.text(max_size=12),
 )
 yaml_keys = st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=10).filter(
     lambda k: not isinstance(yaml.safe_load(k), bool)  # YAML 1.1 booleans as keys are refused on purpose
@@ -102,8 +104,13 @@ section_names = st.from_regex(r"[a-z]{1,8}", fullmatch=True).filter(lambda s: s 
 ref_names = st.from_regex(r"[a-z0-9]{1,6}(-[a-z0-9]{1,6}){0,2}", fullmatch=True)
 
 
-@given(st.dictionaries(section_names, st.tuples(section_names, st.dictionaries(
-    st.from_regex(r"[a-z]{1,6}", fullmatch=True), ref_names, max_size=3)), max_size=4))
+@given(
+    st.dictionaries(
+        section_names,
+        st.tuples(section_names, st.dictionaries(st.from_regex(r"[a-z]{1,6}", fullmatch=True), ref_names, max_size=3)),
+        max_size=4,
+    )
+)
 @settings(max_examples=60)
 def test_every_secret_ref_in_a_platform_section_becomes_a_reference(
     sections: dict[str, tuple[str, dict[str, str]]],

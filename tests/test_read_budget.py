@@ -15,13 +15,23 @@ from floe_infra.plan.planner import reads_per_refresh
 
 
 def manifest(references: int, interval: str = "60s", api: str = "v1beta1", **config: Any) -> str:
-    return yaml.safe_dump({
-        "plugins": {"secrets": {"type": "infisical", "config": {
-            "site_url": "https://infisical.company.com", "project_slug": "floe-platform",
-            "resync_interval": interval, "operator": {"api": api}, **config,
-        }}},
-        "secrets": {f"ref-{i}": {"path": f"/team/ref-{i}"} for i in range(references)},
-    })
+    return yaml.safe_dump(
+        {
+            "plugins": {
+                "secrets": {
+                    "type": "infisical",
+                    "config": {
+                        "site_url": "https://infisical.company.com",
+                        "project_slug": "floe-platform",
+                        "resync_interval": interval,
+                        "operator": {"api": api},
+                        **config,
+                    },
+                }
+            },
+            "secrets": {f"ref-{i}": {"path": f"/team/ref-{i}"} for i in range(references)},
+        }
+    )
 
 
 def plan_of(tmp_path: Path, text: str) -> Any:
@@ -89,16 +99,24 @@ def test_more_objects_than_the_budget_is_a_burst_at_every_start(tmp_path: Path) 
 def test_a_bad_read_budget_names_the_field(tmp_path: Path) -> None:
     from floe_infra import ManifestError
 
-    with pytest.raises(ManifestError, match=r"plugins\.secrets\.config\.read_budget: Input should be greater than or "
-                                            r"equal to 1"):
+    with pytest.raises(
+        ManifestError,
+        match=r"plugins\.secrets\.config\.read_budget: Input should be greater than or "
+        r"equal to 1",
+    ):
         plan_of(tmp_path, manifest(1, read_budget=0))
 
 
-@pytest.mark.parametrize(("protect", "preview", "refused"), [(True, False, True), (True, True, True),
-                                                              (False, False, False), (False, True, False)],
-                         ids=["protected-up", "protected-preview", "unprotected-up", "unprotected-preview"])
+@pytest.mark.parametrize(
+    ("protect", "preview", "refused"),
+    [(True, False, True), (True, True, True), (False, False, False), (False, True, False)],
+    ids=["protected-up", "protected-preview", "unprotected-up", "unprotected-preview"],
+)
 def test_a_protected_stack_over_the_budget_is_refused_and_another_warned(
-    run_program: RunProgram, protect: bool, preview: bool, refused: bool,
+    run_program: RunProgram,
+    protect: bool,
+    preview: bool,
+    refused: bool,
 ) -> None:
     from floe_infra.deploy.program import BadInput
 
@@ -106,28 +124,39 @@ def test_a_protected_stack_over_the_budget_is_refused_and_another_warned(
     run = run_program(manifest(30, "30s"), config=config, expect_error=refused, preview=preview)
     if refused:
         assert isinstance(run.error, BadInput) and run.registrations == []
-        assert run.error.message.startswith("stack dev is protected (floe:protect: true), and the operator would read "
-                                            "Infisical 60 times a minute")
+        assert run.error.message.startswith(
+            "stack dev is protected (floe:protect: true), and the operator would read Infisical 60 times a minute"
+        )
     else:
         assert run.registrations
 
 
 # --- references of one folder share one InfisicalStaticSecret ----------------------------------
 
+
 def shared(api: str = "v1beta1", create_namespaces: bool = True, sources: str = "folder") -> tuple[str, StackSettings]:
     operator = {"api": api, **({"sources": sources} if api == "v1beta1" else {})}
-    text = yaml.safe_dump({
-        "plugins": {"secrets": {"type": "infisical", "config": {
-            "site_url": "https://infisical.company.com", "project_slug": "floe-platform", "operator": operator,
-        }}},
-        "secrets": {
-            "warehouse": {"path": "/data/warehouse", "keys": {"TOKEN": {"generate": {}}}},
-            "loader": {"path": "/data/warehouse", "namespace": "ingest"},
-            "reporting": {"path": "/data/warehouse", "keys": {"USER": {"config": True}}},
-            "lake": {"path": "/data/lake"},
-            "eso-side": {"path": "/data/warehouse", "via": "eso"},
-        },
-    })
+    text = yaml.safe_dump(
+        {
+            "plugins": {
+                "secrets": {
+                    "type": "infisical",
+                    "config": {
+                        "site_url": "https://infisical.company.com",
+                        "project_slug": "floe-platform",
+                        "operator": operator,
+                    },
+                }
+            },
+            "secrets": {
+                "warehouse": {"path": "/data/warehouse", "keys": {"TOKEN": {"generate": {}}}},
+                "loader": {"path": "/data/warehouse", "namespace": "ingest"},
+                "reporting": {"path": "/data/warehouse", "keys": {"USER": {"config": True}}},
+                "lake": {"path": "/data/lake"},
+                "eso-side": {"path": "/data/warehouse", "via": "eso"},
+            },
+        }
+    )
     return text, StackSettings(stack="dev", environment="dev", create_namespaces=create_namespaces)
 
 
@@ -139,15 +168,25 @@ def test_references_of_one_folder_share_one_object_with_a_target_each(tmp_path: 
     # Each folder's object is named after it (and its hash), in the operator's namespace: a
     # reference joining or leaving the folder changes its targets, never its name.
     assert sorted(static) == [
-        ("infisical", "floe-dev-data-lake-096d88"), ("infisical", "floe-dev-data-warehouse-5fcdea")]
+        ("infisical", "floe-dev-data-lake-096d88"),
+        ("infisical", "floe-dev-data-warehouse-5fcdea"),
+    ]
     folder = static[("infisical", "floe-dev-data-warehouse-5fcdea")]
     assert folder.content["spec"]["sources"] == [
-        {"projectSlug": "floe-platform", "environmentSlug": "dev", "secretPath": "/data/warehouse"}]
+        {"projectSlug": "floe-platform", "environmentSlug": "dev", "secretPath": "/data/warehouse"}
+    ]
     assert [(t["namespace"], t["name"]) for t in folder.content["spec"]["targets"]] == [
-        ("ingest", "loader"), ("floe-jobs", "reporting"), ("floe-jobs", "warehouse")]
+        ("ingest", "loader"),
+        ("floe-jobs", "reporting"),
+        ("floe-jobs", "warehouse"),
+    ]
     # It waits for every value of the folder and for the namespace of every Secret it fills.
-    assert {"SecretValue:/data/warehouse:TOKEN", "SecretValue:/data/warehouse:USER",
-            "Namespace:ingest", "Namespace:floe-jobs"} <= set(folder.depends_on)
+    assert {
+        "SecretValue:/data/warehouse:TOKEN",
+        "SecretValue:/data/warehouse:USER",
+        "Namespace:ingest",
+        "Namespace:floe-jobs",
+    } <= set(folder.depends_on)
     # Reads grow with folders (and ESO's one per reference), not with references.
     assert reads_per_refresh(plan.references) == 3
     by_ref = {p.reference.name: p for p in plan.references}
@@ -158,7 +197,11 @@ def test_references_of_one_folder_share_one_object_with_a_target_each(tmp_path: 
     (tmp_path / "manifest.yaml").write_text(text)
     default = build_plan(load_manifest(tmp_path / "manifest.yaml"), settings)
     assert sorted((o.namespace, o.name) for o in default.kube_objects() if o.kind == "InfisicalStaticSecret") == [
-        ("floe-jobs", "lake"), ("floe-jobs", "reporting"), ("floe-jobs", "warehouse"), ("ingest", "loader")]
+        ("floe-jobs", "lake"),
+        ("floe-jobs", "reporting"),
+        ("floe-jobs", "warehouse"),
+        ("ingest", "loader"),
+    ]
     assert reads_per_refresh(default.references) == 5
 
 
@@ -177,26 +220,40 @@ def test_v1alpha1_reads_once_per_reference(tmp_path: Path) -> None:
     (tmp_path / "manifest.yaml").write_text(text)
     plan = build_plan(load_manifest(tmp_path / "manifest.yaml"), settings)
     assert sorted(o.name for o in plan.kube_objects() if o.kind == "InfisicalSecret") == [
-        "lake", "loader", "reporting", "warehouse"]
+        "lake",
+        "loader",
+        "reporting",
+        "warehouse",
+    ]
     assert reads_per_refresh(plan.references) == 5
 
 
 def test_status_reports_each_secret_of_a_shared_object() -> None:
     from floe_infra.day2.plugin_infisical import static_sync_states
 
-    obj = {"metadata": {"name": "loader", "namespace": "ingest"},
-           "spec": {"infisicalAuthRef": {"name": "infisical-universal", "namespace": "infisical"},
-                    "sources": [{"projectSlug": "p", "environmentSlug": "dev", "secretPath": "/data/warehouse"}],
-                    "targets": [{"name": "loader", "namespace": "ingest"},
-                                {"name": "warehouse", "namespace": "floe-jobs"}]},
-           "status": {"conditions": [
-               {"type": "secrets.infisical.com/LastReconcileStatus", "status": "True", "message": "ok"},
-               {"type": "secrets.infisical.com/LastSuccessfulReconcileAt", "status": "True",
-                "message": "2026-12-06T08:00:00Z"}]}}
+    obj = {
+        "metadata": {"name": "loader", "namespace": "ingest"},
+        "spec": {
+            "infisicalAuthRef": {"name": "infisical-universal", "namespace": "infisical"},
+            "sources": [{"projectSlug": "p", "environmentSlug": "dev", "secretPath": "/data/warehouse"}],
+            "targets": [{"name": "loader", "namespace": "ingest"}, {"name": "warehouse", "namespace": "floe-jobs"}],
+        },
+        "status": {
+            "conditions": [
+                {"type": "secrets.infisical.com/LastReconcileStatus", "status": "True", "message": "ok"},
+                {
+                    "type": "secrets.infisical.com/LastSuccessfulReconcileAt",
+                    "status": "True",
+                    "message": "2026-12-06T08:00:00Z",
+                },
+            ]
+        },
+    }
     states = static_sync_states(obj)
     assert [(s.namespace, s.name, s.kind, s.status, s.environment) for s in states] == [
         ("ingest", "loader", "InfisicalStaticSecret", "Synced", "dev"),
-        ("floe-jobs", "warehouse", "InfisicalStaticSecret", "Synced", "dev")]
+        ("floe-jobs", "warehouse", "InfisicalStaticSecret", "Synced", "dev"),
+    ]
     assert states[0].last_sync == states[1].last_sync is not None
 
 
@@ -209,21 +266,33 @@ def test_sources_prefix_reads_every_folder_in_one_recursive_read(tmp_path: Path)
     (static,) = [o for o in plan.kube_objects() if o.kind == "InfisicalStaticSecret"]
     assert (static.namespace, static.name) == ("infisical", "floe-dev-all-folders")
     assert static.content["spec"]["sources"] == [
-        {"projectSlug": "floe-platform", "environmentSlug": "dev", "secretPath": "/data", "recursive": True}]
+        {"projectSlug": "floe-platform", "environmentSlug": "dev", "secretPath": "/data", "recursive": True}
+    ]
     targets = {t["name"]: t for t in static.content["spec"]["targets"]}
     assert sorted(targets) == ["lake", "loader", "reporting", "warehouse"]  # ESO's is not the operator's
-    assert targets["lake"]["template"] == {"engineVersion": "v1", "data": {
-        "LAKE_KEY": '{{ (secretFrom "/data/lake" "LAKE_KEY").Value }}'}}
+    assert targets["lake"]["template"] == {
+        "engineVersion": "v1",
+        "data": {"LAKE_KEY": '{{ (secretFrom "/data/lake" "LAKE_KEY").Value }}'},
+    }
     assert targets["warehouse"]["template"]["data"] == {"TOKEN": '{{ (secretFrom "/data/warehouse" "TOKEN").Value }}'}
     assert reads_per_refresh(plan.references) == 2  # the operator's one, and ESO's
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda d: d["plugins"]["secrets"]["config"]["operator"].update(api="v1alpha1"),
-     "sources: prefix shares one InfisicalStaticSecret between references, which only api: v1beta1 has"),
-    (lambda d: None, "reference 'lake' declares no keys, and with operator.sources: prefix a Secret holds exactly "
-                     "its declared keys: declare them under secrets.lake.keys"),
-], ids=["v1alpha1", "keys-not-declared"])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda d: d["plugins"]["secrets"]["config"]["operator"].update(api="v1alpha1"),
+            "sources: prefix shares one InfisicalStaticSecret between references, which only api: v1beta1 has",
+        ),
+        (
+            lambda d: None,
+            "reference 'lake' declares no keys, and with operator.sources: prefix a Secret holds exactly "
+            "its declared keys: declare them under secrets.lake.keys",
+        ),
+    ],
+    ids=["v1alpha1", "keys-not-declared"],
+)
 def test_sources_prefix_needs_v1beta1_and_declared_keys(tmp_path: Path, change: Any, message: str) -> None:
     from floe_infra.errors import ManifestError
 
@@ -237,10 +306,16 @@ def test_sources_prefix_needs_v1beta1_and_declared_keys(tmp_path: Path, change: 
     assert message in str(caught.value)
 
 
-@pytest.mark.parametrize(("paths", "prefix"), [
-    (["/a/b", "/a/c"], "/a"), (["/a/b"], "/a/b"), (["/a", "/b"], "/"), (["/a/b/c", "/a/b"], "/a/b"),
-    (["/ab", "/a"], "/"),
-])
+@pytest.mark.parametrize(
+    ("paths", "prefix"),
+    [
+        (["/a/b", "/a/c"], "/a"),
+        (["/a/b"], "/a/b"),
+        (["/a", "/b"], "/"),
+        (["/a/b/c", "/a/b"], "/a/b"),
+        (["/ab", "/a"], "/"),
+    ],
+)
 def test_common_prefix_is_a_folder_not_a_string_prefix(paths: list[str], prefix: str) -> None:
     from floe_infra.plan.sync_objects import common_prefix
 
@@ -251,14 +326,23 @@ def test_a_spec_change_not_reconciled_yet_is_pending_not_synced() -> None:
     """A new target added to a synced object: its last status is of the previous generation."""
     from floe_infra.day2.plugin_infisical import static_sync_states
 
-    status = {"type": "secrets.infisical.com/LastReconcileStatus", "status": "True", "message": "ok",
-              "observedGeneration": 1}
-    obj: dict[str, Any] = {"metadata": {"name": "floe-dev-data-x", "namespace": "infisical", "generation": 2},
-           "spec": {"sources": [{"projectSlug": "p", "environmentSlug": "dev", "secretPath": "/data/x"}],
-                    "targets": [{"name": "new-one", "namespace": "floe-jobs"}]},
-           "status": {"conditions": [status]}}
+    status = {
+        "type": "secrets.infisical.com/LastReconcileStatus",
+        "status": "True",
+        "message": "ok",
+        "observedGeneration": 1,
+    }
+    obj: dict[str, Any] = {
+        "metadata": {"name": "floe-dev-data-x", "namespace": "infisical", "generation": 2},
+        "spec": {
+            "sources": [{"projectSlug": "p", "environmentSlug": "dev", "secretPath": "/data/x"}],
+            "targets": [{"name": "new-one", "namespace": "floe-jobs"}],
+        },
+        "status": {"conditions": [status]},
+    }
     assert [(s.name, s.status, s.message) for s in static_sync_states(obj)] == [
-        ("new-one", "Pending", "not reconciled since its last change")]
+        ("new-one", "Pending", "not reconciled since its last change")
+    ]
     obj["metadata"]["generation"] = 1
     assert [s.status for s in static_sync_states(obj)] == ["Synced"]
 
@@ -273,5 +357,7 @@ def test_esos_store_checks_count_against_the_budget(tmp_path: Path, interval: st
     plan = plan_of(tmp_path, yaml.safe_dump(doc))
     assert (plan.over_read_budget is not None) is over
     if over:
-        assert "(10 reads every 15s: plugins.secrets.config.resync_interval 15s, and 10 ESO store checks every 5 " \
-               "minutes)" in plan.over_read_budget
+        assert (
+            "(10 reads every 15s: plugins.secrets.config.resync_interval 15s, and 10 ESO store checks every 5 "
+            "minutes)" in plan.over_read_budget
+        )

@@ -23,11 +23,11 @@ from floe_infra.clients.transport import RetryPolicy
 
 ID = "floe-platform:dev:/compute/snowflake:SNOWFLAKE_PASSWORD"
 
+
 def _outs(result: Any) -> dict[str, Any]:
     """A provider result's outputs (typed Optional in the SDK; always set by ours)."""
     assert result.outs is not None
     return dict(result.outs)
-
 
 
 def stored(
@@ -161,11 +161,14 @@ def _marked(owner: str, **change: Any) -> dict[str, Any]:
         (MINE, "another-canary", False, False, "marked as this stack's (stack acme/floe/prod-eu) but holding another"),
         ("acme/floe/prod-us", VALUE, True, True, None),  # adopt: true takes anything
     ],
-    ids=["rival-same-value", "by-hand-same-value", "by-hand-other-value", "own-mark", "own-name-other-value",
-         "adopt"],
+    ids=["rival-same-value", "by-hand-same-value", "by-hand-other-value", "own-mark", "own-name-other-value", "adopt"],
 )
 def test_create_takes_over_only_a_key_that_carries_this_stacks_mark(
-    infisical: InfisicalFixture, existing_owner: str, existing_value: str, adopt: bool, taken: bool,
+    infisical: InfisicalFixture,
+    existing_owner: str,
+    existing_value: str,
+    adopt: bool,
+    taken: bool,
     named: str | None,
 ) -> None:
     provider = infisical.provider()
@@ -175,8 +178,10 @@ def test_create_takes_over_only_a_key_that_carries_this_stacks_mark(
         with pytest.raises(InfisicalError) as refused:
             provider.create(mine)
         message = str(refused.value)
-        assert ("Infisical already has key SNOWFLAKE_PASSWORD in project floe-platform, environment dev, path "
-                f"/compute/snowflake, {named}") in message and "set adopt: true on that key" in message
+        assert (
+            "Infisical already has key SNOWFLAKE_PASSWORD in project floe-platform, environment dev, path "
+            f"/compute/snowflake, {named}"
+        ) in message and "set adopt: true on that key" in message
         assert VALUE not in message and "another-canary" not in message
         assert stored(infisical) == existing_value
         return
@@ -191,7 +196,8 @@ def test_check_makes_the_owner_the_keys_comment() -> None:
     assert inputs["comment"] == "managed by floe-infra, stack floe/prod-us"
     failures = InfisicalSecretValueProvider().check({}, {**PROPS, "owner": 7}).failures
     assert [(f.property, f.reason) for f in failures] == [
-        ("owner", "owner must be a string: <pulumi org>/<project>/<stack>")]
+        ("owner", "owner must be a string: <pulumi org>/<project>/<stack>")
+    ]
 
 
 def test_create_with_adopt_takes_the_key_over_and_the_state_keeps_no_adopt(infisical: InfisicalFixture) -> None:
@@ -223,7 +229,8 @@ def test_the_id_survives_a_rename_and_the_state_points_at_the_renamed_key(infisi
 
 
 @pytest.mark.parametrize(
-    "move", [lambda url: url.replace("127.0.0.1", "localhost"), lambda url: url + "/"],
+    "move",
+    [lambda url: url.replace("127.0.0.1", "localhost"), lambda url: url + "/"],
     ids=["new-dns-name", "trailing-slash"],
 )
 def test_a_new_url_for_the_same_server_updates_and_never_deletes(

@@ -8,8 +8,12 @@ from floe_infra.errors import StackConfigError
 from floe_infra.model.settings import parse_stack_config
 
 BAD = [
-    ("not-set", {}, "floe:environment is not set (the Infisical environment slug of this stack): run "
-                    "`pulumi config set --stack dev 'floe:environment' dev`"),
+    (
+        "not-set",
+        {},
+        "floe:environment is not set (the Infisical environment slug of this stack): run "
+        "`pulumi config set --stack dev 'floe:environment' dev`",
+    ),
     ("quoted-yes", {"protect": "yes"}, "floe:protect must be true or false; found 'yes'"),
     ("a-number", {"manifest": 5}, "floe:manifest must be a non-empty string; found 5"),
     ("empty", {"kubeContext": ""}, "floe:kubeContext must be a non-empty string; found ''"),
@@ -28,8 +32,11 @@ def test_bad_stack_config_names_the_key_and_the_fix(values: dict[str, object], m
     assert str(info.value).startswith(f"Pulumi.dev.yaml: {message}")
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("False", False), (True, True), ("TRUE", True)],
-                         ids=["true", "False", "a-yaml-boolean", "TRUE"])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ("False", False), (True, True), ("TRUE", True)],
+    ids=["true", "False", "a-yaml-boolean", "TRUE"],
+)
 def test_pulumi_string_booleans_are_booleans(raw: object, expected: bool) -> None:
     settings = parse_stack_config("dev", {"environment": "dev", "createNamespaces": raw}, "Pulumi.dev.yaml")
     assert settings.create_namespaces is expected

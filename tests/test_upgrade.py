@@ -55,9 +55,12 @@ FAKE = textwrap.dedent('''\
 
 
 def _legacy(name: str, value: str, protect: bool) -> dict[str, Any]:
-    return {"urn": f"urn:pulumi:prod::floe::floe:secrets:Platform${LEGACY_PASSWORD_TYPE}::{name}",
-            "type": LEGACY_PASSWORD_TYPE, "protect": protect,
-            "outputs": {"result": {"4dabf18193072939515e22adb298388d": "1", "plaintext": json.dumps(value)}}}
+    return {
+        "urn": f"urn:pulumi:prod::floe::floe:secrets:Platform${LEGACY_PASSWORD_TYPE}::{name}",
+        "type": LEGACY_PASSWORD_TYPE,
+        "protect": protect,
+        "outputs": {"result": {"4dabf18193072939515e22adb298388d": "1", "plaintext": json.dumps(value)}},
+    }
 
 
 @pytest.fixture
@@ -66,10 +69,17 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir.mkdir()
     (bin_dir / "pulumi").write_text(FAKE.format(python=sys.executable))
     (bin_dir / "pulumi").chmod(0o755)
-    (bin_dir / "state.json").write_text(json.dumps({"resources": [
-        {"urn": PLATFORM, "type": "floe:secrets:Platform"},
-        _legacy("/db:PASSWORD", "v-db-canary", True), _legacy("/app:TOKEN", "v-app-canary", False),
-    ]}))
+    (bin_dir / "state.json").write_text(
+        json.dumps(
+            {
+                "resources": [
+                    {"urn": PLATFORM, "type": "floe:secrets:Platform"},
+                    _legacy("/db:PASSWORD", "v-db-canary", True),
+                    _legacy("/app:TOKEN", "v-app-canary", False),
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)
     return bin_dir
@@ -87,7 +97,12 @@ def test_upgrade_imports_through_stdin_then_unprotects_then_records_it(
     assert out.startswith("moved 2 generated value(s) into RandomPassword, each unchanged: /db:PASSWORD, /app:TOKEN")
     calls = _calls(fake)
     assert [c["argv"][:2] for c in calls] == [
-        ["stack", "export"], ["import", "--file"], ["state", "unprotect"], ["stack", "export"], ["config", "set"]]
+        ["stack", "export"],
+        ["import", "--file"],
+        ["state", "unprotect"],
+        ["stack", "export"],
+        ["config", "set"],
+    ]
     imported = calls[1]
     assert imported["argv"][:3] == ["import", "--file", "/dev/stdin"]
     assert {r["id"] for r in json.loads(imported["stdin"])["resources"]} == {"v-db-canary", "v-app-canary"}
@@ -105,8 +120,12 @@ def test_a_rerun_moves_nothing_and_a_failed_import_says_why_without_the_value(
     monkeypatch.setenv("FAKE_FAIL", "import")
     assert main(["secrets", "upgrade", "--stack", "prod"]) == 2
     err = capsys.readouterr().err
-    assert "floe: error: importing the values into RandomPasswords (`pulumi import`) failed (pulumi exited 1): " \
-           "error: cannot import [secret]" in err and "canary" not in err
+    assert (
+        "floe: error: importing the values into RandomPasswords (`pulumi import`) failed (pulumi exited 1): "
+        "error: cannot import [secret]"
+        in err
+        and "canary" not in err
+    )
     # The state is written once more after the failed import: the legacy entries are unprotected.
     assert [c["argv"][:2] for c in _calls(fake)][-1] == ["state", "unprotect"]
     monkeypatch.delenv("FAKE_FAIL")

@@ -89,10 +89,14 @@ def test_cluster_down_stops_its_own_processes_and_leaves_a_reused_pid_alone(
         state = tmp_path / "state"
         state.mkdir()
         # The stranger's pid is recorded as etcd: after a reboot, pid reuse gave it to another program.
-        (state / "pids.json").write_text(json.dumps({
-            "etcd": {"pid": stranger.pid, "binary": str(tmp_path / "bin" / "etcd")},
-            "kwok": {"pid": ours.pid, "binary": sleep},
-        }))
+        (state / "pids.json").write_text(
+            json.dumps(
+                {
+                    "etcd": {"pid": stranger.pid, "binary": str(tmp_path / "bin" / "etcd")},
+                    "kwok": {"pid": ours.pid, "binary": sleep},
+                }
+            )
+        )
         assert cluster.owned(ours.pid, sleep) and not cluster.owned(stranger.pid, str(tmp_path / "bin" / "etcd"))
         cluster.LocalCluster(state).down()
         deadline = time.monotonic() + 5
@@ -132,12 +136,20 @@ def fake_go(tmp_path: Path, version: str, build_exit: int) -> dict[str, str]:
 
 def test_build_sh_says_which_go_it_needs_within_a_second(tmp_path: Path) -> None:
     start = time.monotonic()
-    result = subprocess.run([str(ROOT / "tools" / "build.sh")], env=fake_go(tmp_path, "go1.21.0", 0),
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [str(ROOT / "tools" / "build.sh")],
+        env=fake_go(tmp_path, "go1.21.0", 0),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert time.monotonic() - start < 5
     assert result.returncode != 0
-    assert re.fullmatch(r"tools: Go 1\.\d+(\.\d+)? or newer is needed \(a go\.mod asks for it\), found Go 1\.21\.0 "
-                        r"\(\S+/go\)\n", result.stderr), result.stderr
+    assert re.fullmatch(
+        r"tools: Go 1\.\d+(\.\d+)? or newer is needed \(a go\.mod asks for it\), found Go 1\.21\.0 "
+        r"\(\S+/go\)\n",
+        result.stderr,
+    ), result.stderr
 
 
 def test_build_sh_leaves_no_partial_tools_dir_when_a_step_fails(tmp_path: Path) -> None:

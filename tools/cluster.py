@@ -59,18 +59,62 @@ def _openssl(*args: str, cwd: Path) -> None:
 def _certs(pki: Path) -> None:
     """CA, API server serving cert (127.0.0.1), admin client cert, service-account key pair."""
     pki.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-             "-days", "30", "-subj", "/CN=floe-local-ca", cwd=pki)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=floe-local-ca",
+        cwd=pki,
+    )
 
     def issue(name: str, subject: str, ext: str) -> None:
         (pki / f"{name}.ext").write_text(ext)
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", subject, cwd=pki)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext", cwd=pki)
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            subject,
+            cwd=pki,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "30",
+            "-extfile",
+            f"{name}.ext",
+            cwd=pki,
+        )
 
-    issue("apiserver", "/CN=kube-apiserver",
-          "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n")
+    issue(
+        "apiserver",
+        "/CN=kube-apiserver",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
+    )
     issue("admin", "/O=system:masters/CN=floe-admin", "extendedKeyUsage=clientAuth\n")
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
@@ -81,15 +125,25 @@ def _certs(pki: Path) -> None:
 def _kubeconfig(path: Path, server: str, pki: Path, user: tuple[str, dict[str, str]] | None = None) -> None:
     """A kubeconfig of context ``floe-local``: the admin's client certificate, or ``user`` (name,
     credentials)."""
-    name, credentials = user or ("floe-admin", {
-        "client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")})
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "floe-local",
-        "clusters": [{"name": "floe-local", "cluster": {
-            "server": server, "certificate-authority": str(pki / "ca.crt")}}],
-        "users": [{"name": name, "user": credentials}],
-        "contexts": [{"name": "floe-local", "context": {"cluster": "floe-local", "user": name}}],
-    }, indent=2))
+    name, credentials = user or (
+        "floe-admin",
+        {"client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")},
+    )
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "floe-local",
+                "clusters": [
+                    {"name": "floe-local", "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}
+                ],
+                "users": [{"name": name, "user": credentials}],
+                "contexts": [{"name": "floe-local", "context": {"cluster": "floe-local", "user": name}}],
+            },
+            indent=2,
+        )
+    )
     path.chmod(0o600)
 
 
@@ -150,58 +204,125 @@ class LocalCluster:
             if owned(pid, binary):
                 ours[name] = pid
             elif _alive(pid):
-                print(f"cluster: not stopping pid {pid} (recorded as {name}): it no longer runs {binary}",
-                      file=sys.stderr)
+                print(
+                    f"cluster: not stopping pid {pid} (recorded as {name}): it no longer runs {binary}", file=sys.stderr
+                )
         return ours
 
     def _start_all(self, pids: dict[str, int], timeout: float) -> None:
         etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
         etcd_url = f"http://{HOST}:{etcd_port}"
         peer_url = f"http://{HOST}:{peer_port}"
-        pids["etcd"] = self._spawn("etcd", [
-            "--name", "floe", "--data-dir", str(self.state_dir / "etcd"),
-            "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
-            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"floe={peer_url}", "--log-level", "warn",
-        ])
+        pids["etcd"] = self._spawn(
+            "etcd",
+            [
+                "--name",
+                "floe",
+                "--data-dir",
+                str(self.state_dir / "etcd"),
+                "--listen-client-urls",
+                etcd_url,
+                "--advertise-client-urls",
+                etcd_url,
+                "--listen-peer-urls",
+                peer_url,
+                "--initial-advertise-peer-urls",
+                peer_url,
+                "--initial-cluster",
+                f"floe={peer_url}",
+                "--log-level",
+                "warn",
+            ],
+        )
         self._wait("etcd", lambda: _http_ok(f"{etcd_url}/health"), timeout)
 
         server = f"https://{HOST}:{api_port}"
         pki = self._pki
-        pids["kube-apiserver"] = self._spawn("kube-apiserver", [
-            "--bind-address", HOST, "--advertise-address", HOST, "--secure-port", str(api_port),
-            "--etcd-servers", etcd_url,
-            "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
-            "--client-ca-file", str(pki / "ca.crt"),
-            "--service-account-key-file", str(pki / "sa.pub"),
-            "--service-account-signing-key-file", str(pki / "sa.key"),
-            "--service-account-issuer", ISSUER,
-            "--service-cluster-ip-range", "10.96.0.0/16",
-            "--authorization-mode", "Node,RBAC",
-            "--endpoint-reconciler-type", "none",
-        ])
+        pids["kube-apiserver"] = self._spawn(
+            "kube-apiserver",
+            [
+                "--bind-address",
+                HOST,
+                "--advertise-address",
+                HOST,
+                "--secure-port",
+                str(api_port),
+                "--etcd-servers",
+                etcd_url,
+                "--tls-cert-file",
+                str(pki / "apiserver.crt"),
+                "--tls-private-key-file",
+                str(pki / "apiserver.key"),
+                "--client-ca-file",
+                str(pki / "ca.crt"),
+                "--service-account-key-file",
+                str(pki / "sa.pub"),
+                "--service-account-signing-key-file",
+                str(pki / "sa.key"),
+                "--service-account-issuer",
+                ISSUER,
+                "--service-cluster-ip-range",
+                "10.96.0.0/16",
+                "--authorization-mode",
+                "Node,RBAC",
+                "--endpoint-reconciler-type",
+                "none",
+            ],
+        )
         self._wait("kube-apiserver", lambda: self._ready(server), timeout)
         _kubeconfig(self.kubeconfig, server, pki)
 
         kubeconfig = str(self.kubeconfig)
-        pids["kube-controller-manager"] = self._spawn("kube-controller-manager", [
-            "--kubeconfig", kubeconfig, "--bind-address", HOST, "--secure-port", "0",
-            "--leader-elect=false", "--use-service-account-credentials=false",
-            "--service-account-private-key-file", str(pki / "sa.key"), "--root-ca-file", str(pki / "ca.crt"),
-            "--controllers", "*,-node-ipam-controller",
-            # kwok renews the fake node's lease less often than the default 50 s grace: the node
-            # would flap NotReady and the node lifecycle controller mark new pods not Ready for good.
-            "--node-monitor-grace-period", "10m",
-        ])
-        pids["kube-scheduler"] = self._spawn("kube-scheduler", [
-            "--kubeconfig", kubeconfig, "--bind-address", HOST, "--secure-port", "0", "--leader-elect=false",
-        ])
+        pids["kube-controller-manager"] = self._spawn(
+            "kube-controller-manager",
+            [
+                "--kubeconfig",
+                kubeconfig,
+                "--bind-address",
+                HOST,
+                "--secure-port",
+                "0",
+                "--leader-elect=false",
+                "--use-service-account-credentials=false",
+                "--service-account-private-key-file",
+                str(pki / "sa.key"),
+                "--root-ca-file",
+                str(pki / "ca.crt"),
+                "--controllers",
+                "*,-node-ipam-controller",
+                # kwok renews the fake node's lease less often than the default 50 s grace: the node
+                # would flap NotReady and the node lifecycle controller mark new pods not Ready for good.
+                "--node-monitor-grace-period",
+                "10m",
+            ],
+        )
+        pids["kube-scheduler"] = self._spawn(
+            "kube-scheduler",
+            [
+                "--kubeconfig",
+                kubeconfig,
+                "--bind-address",
+                HOST,
+                "--secure-port",
+                "0",
+                "--leader-elect=false",
+            ],
+        )
         stages = sorted(str(p) for p in (self._bin("kwok-stages")).glob("*.yaml"))
-        pids["kwok"] = self._spawn("kwok", [
-            *[arg for s in stages for arg in ("-c", s)],
-            "--kubeconfig", kubeconfig, "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
-            "--node-ip", HOST, "--cidr", "10.244.0.1/16",
-        ])
+        pids["kwok"] = self._spawn(
+            "kwok",
+            [
+                *[arg for s in stages for arg in ("-c", s)],
+                "--kubeconfig",
+                kubeconfig,
+                "--manage-nodes-with-annotation-selector",
+                "kwok.x-k8s.io/node=fake",
+                "--node-ip",
+                HOST,
+                "--cidr",
+                "10.244.0.1/16",
+            ],
+        )
         self._record(pids)
         self.kubectl("apply", "-f", "-", input=NODE)
         self._wait("kwok", self._node_ready, timeout)
@@ -214,11 +335,14 @@ class LocalCluster:
         """A kubeconfig of the ServiceAccount the Deployment of ``chart`` runs as (a token by
         TokenRequest): a controller out of cluster then has the chart's RBAC and nothing more, as
         it would in a cluster. The chart's release must be installed (a stack's `pulumi up`)."""
-        found = json.loads(self.kubectl("get", "deployments", "-A", "-l",
-                                        f"app.kubernetes.io/name={chart}", "-o", "json"))["items"]
+        found = json.loads(
+            self.kubectl("get", "deployments", "-A", "-l", f"app.kubernetes.io/name={chart}", "-o", "json")
+        )["items"]
         if len(found) != 1:
-            raise ClusterError(f"expected one Deployment of the {chart} chart, found {len(found)}: "
-                               "`pulumi up` a stack that installs the chart before starting its controller")
+            raise ClusterError(
+                f"expected one Deployment of the {chart} chart, found {len(found)}: "
+                "`pulumi up` a stack that installs the chart before starting its controller"
+            )
         namespace = found[0]["metadata"]["namespace"]
         account = found[0]["spec"]["template"]["spec"]["serviceAccountName"]
         token = self.kubectl("create", "token", account, "-n", namespace, "--duration", f"{hours}h").strip()
@@ -243,10 +367,20 @@ class LocalCluster:
                 self.kubectl("create", "-f", str(crd))
         kubeconfig = self.operator_kubeconfig()
         probe = _free_port()
-        pid = self._spawn("infisical-operator", [
-            "--kubeconfig", str(kubeconfig), "--metrics-bind-address", "0",
-            "--health-probe-bind-address", f"{HOST}:{probe}", "--leader-elect=false", "--zap-devel=false",
-        ], env={**os.environ, "KUBECONFIG": str(kubeconfig)})  # its Kubernetes Auth reads only the variable
+        pid = self._spawn(
+            "infisical-operator",
+            [
+                "--kubeconfig",
+                str(kubeconfig),
+                "--metrics-bind-address",
+                "0",
+                "--health-probe-bind-address",
+                f"{HOST}:{probe}",
+                "--leader-elect=false",
+                "--zap-devel=false",
+            ],
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        )  # its Kubernetes Auth reads only the variable
         self._record({**self._recorded_pids(), "infisical-operator": pid})
         self._wait("infisical-operator", lambda: _http_ok(f"http://{HOST}:{probe}/readyz"), timeout)
         return self.state_dir / "logs" / "infisical-operator.log"
@@ -254,8 +388,17 @@ class LocalCluster:
     def can_operator(self, *args: str, chart: str = "secrets-operator") -> bool:
         """``kubectl auth can-i ARGS`` as the controller of ``chart`` runs (chart_kubeconfig)."""
         result = subprocess.run(
-            [str(self._bin("kubectl")), "--kubeconfig", str(self.state_dir / f"{chart}.kubeconfig"), "auth", "can-i",
-             *args], capture_output=True, text=True, timeout=60,
+            [
+                str(self._bin("kubectl")),
+                "--kubeconfig",
+                str(self.state_dir / f"{chart}.kubeconfig"),
+                "auth",
+                "can-i",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         return result.stdout.strip() == "yes"
 
@@ -277,12 +420,19 @@ class LocalCluster:
         if "external-secrets" in self._recorded_pids():
             return log
         kubeconfig = self.chart_kubeconfig("external-secrets")
-        pid = self._spawn("external-secrets", [
-            "--metrics-addr=0", "--concurrent=2", "--loglevel=info",
-            # The chart's defaults run these too; the stack makes none of their kinds.
-            "--enable-push-secret-reconciler=false", "--enable-cluster-push-secret-reconciler=false",
-            "--enable-cluster-external-secret-reconciler=false",
-        ], env={**os.environ, "KUBECONFIG": str(kubeconfig)})  # it takes no --kubeconfig flag
+        pid = self._spawn(
+            "external-secrets",
+            [
+                "--metrics-addr=0",
+                "--concurrent=2",
+                "--loglevel=info",
+                # The chart's defaults run these too; the stack makes none of their kinds.
+                "--enable-push-secret-reconciler=false",
+                "--enable-cluster-push-secret-reconciler=false",
+                "--enable-cluster-external-secret-reconciler=false",
+            ],
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        )  # it takes no --kubeconfig flag
         self._record({**self._recorded_pids(), "external-secrets": pid})
         deadline = time.monotonic() + timeout
         while b"Starting workers" not in log.read_bytes():
@@ -307,13 +457,35 @@ class LocalCluster:
     def token_reviewer_jwt(self, name: str = "floe-token-reviewer", hours: int = 24) -> str:
         """A JWT of ServiceAccount kube-system/``name``, bound to system:auth-delegator (it may call
         TokenReview): what an Infisical identity's Kubernetes Auth verifies logins with."""
-        self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": "kube-system"}},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                         "name": "system:auth-delegator"},
-             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "kube-system"}]},
-        ]}))
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "List",
+                    "items": [
+                        {
+                            "apiVersion": "v1",
+                            "kind": "ServiceAccount",
+                            "metadata": {"name": name, "namespace": "kube-system"},
+                        },
+                        {
+                            "apiVersion": "rbac.authorization.k8s.io/v1",
+                            "kind": "ClusterRoleBinding",
+                            "metadata": {"name": name},
+                            "roleRef": {
+                                "apiGroup": "rbac.authorization.k8s.io",
+                                "kind": "ClusterRole",
+                                "name": "system:auth-delegator",
+                            },
+                            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "kube-system"}],
+                        },
+                    ],
+                }
+            ),
+        )
         return self.kubectl("create", "token", name, "-n", "kube-system", "--duration", f"{hours}h").strip()
 
     def remove_token_reviewer(self, name: str = "floe-token-reviewer") -> None:
@@ -335,7 +507,10 @@ class LocalCluster:
     def kubectl(self, *args: str, input: str | None = None) -> str:
         result = subprocess.run(
             [str(self._bin("kubectl")), "--kubeconfig", str(self.kubeconfig), *args],
-            input=input, capture_output=True, text=True, timeout=60,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         if result.returncode:
             raise ClusterError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
@@ -353,8 +528,14 @@ class LocalCluster:
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> int:
         log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
-        proc = subprocess.Popen([str(self._bin(name)), *args], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            [str(self._bin(name)), *args],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
         log.close()
         self._procs = getattr(self, "_procs", {})
         self._procs[name] = proc

@@ -51,8 +51,9 @@ def say(text: str) -> None:
     print(f"demo: {text}", flush=True)
 
 
-def run(label: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
-        show: bool = True) -> str:
+def run(
+    label: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, show: bool = True
+) -> str:
     """Runs ``cmd``, echoing its output (``show``) and a line every 10 s it is silent; its output."""
     started = time.monotonic()
     last = [started]
@@ -141,8 +142,12 @@ def kubernetes_identity(cluster: LocalCluster) -> str:
         return kept.read_text()
     server, ca = cluster.api_server()
     identity = InfisicalAdmin.from_state().kubernetes_identity(
-        f"floe-demo-k8s-{secrets.token_hex(4)}", host=server, ca=ca, reviewer_jwt=cluster.token_reviewer_jwt(),
-        namespace=OPERATOR_NS, service_account=AUTH_ACCOUNT,
+        f"floe-demo-k8s-{secrets.token_hex(4)}",
+        host=server,
+        ca=ca,
+        reviewer_jwt=cluster.token_reviewer_jwt(),
+        namespace=OPERATOR_NS,
+        service_account=AUTH_ACCOUNT,
     )
     kept.write_text(identity)
     return identity
@@ -153,8 +158,11 @@ def client_secret_holders(cluster: LocalCluster) -> tuple[int, list[str]]:
     or a clientId/clientSecret key."""
     known = InfisicalAdmin.from_state().client_secrets()
     found = cluster.secrets()
-    return len(found), [f"{ns}/{name}" for ns, name, data in found
-                        if known & set(data.values()) or {"clientId", "clientSecret"} & set(data)]
+    return len(found), [
+        f"{ns}/{name}"
+        for ns, name, data in found
+        if known & set(data.values()) or {"clientId", "clientSecret"} & set(data)
+    ]
 
 
 def up(kubernetes_auth: bool = False) -> None:
@@ -182,8 +190,10 @@ def up(kubernetes_auth: bool = False) -> None:
             identity = kubernetes_identity(cluster)
         except LocalEnvError as exc:
             raise SystemExit(f"demo: {exc}") from exc
-        say(f"    identity {identity} (project viewer) logs in with Kubernetes Auth: a token of ServiceAccount "
-            f"{OPERATOR_NS}/{AUTH_ACCOUNT}, checked by TokenReview at {cluster.api_server()[0]}")
+        say(
+            f"    identity {identity} (project viewer) logs in with Kubernetes Auth: a token of ServiceAccount "
+            f"{OPERATOR_NS}/{AUTH_ACCOUNT}, checked by TokenReview at {cluster.api_server()[0]}"
+        )
     made = DEMO / "hand-set.json"  # what down removes: only keys this demo set
     ours = json.loads(made.read_text()) if made.exists() else {}
     for path, key in HAND_SET.items():
@@ -198,13 +208,21 @@ def up(kubernetes_auth: bool = False) -> None:
         cwd = project(infisical, repo, kubernetes_auth)
         say(f"3/5 pulumi up of stack '{STACK}' (the example manifest; state in .demo/backend)")
         run("pulumi stack", [*pulumi, "stack", "select", "--create", STACK], env, cwd, show=False)
-        config = [c for c in infisical.stack_config(ENV, "floe-local")
-                  if not (identity and c[0].startswith("floe:operatorClient"))]
+        config = [
+            c
+            for c in infisical.stack_config(ENV, "floe-local")
+            if not (identity and c[0].startswith("floe:operatorClient"))
+        ]
         if identity:
             config.append(("floe:operatorIdentityId", identity, False))
         for key, value, secret in config:
-            run("pulumi config", [*pulumi, "config", "set", *(["--secret"] if secret else []), key, value], env, cwd,
-                show=False)
+            run(
+                "pulumi config",
+                [*pulumi, "config", "set", *(["--secret"] if secret else []), key, value],
+                env,
+                cwd,
+                show=False,
+            )
         user = "floe:secretValues.snowflake-credentials.SNOWFLAKE_USER"
         run("pulumi config", [*pulumi, "config", "set", "--secret", "--path", user, "demo-user"], env, cwd, show=False)
         run("pulumi up", [*pulumi, "up", "--yes", "--skip-preview", "--stack", STACK], env, cwd)
@@ -215,8 +233,13 @@ def up(kubernetes_auth: bool = False) -> None:
     floe = [str(ROOT / ".venv" / "bin" / "floe"), "secrets"]
     deadline = time.monotonic() + 120
     while True:
-        result = subprocess.run([*floe, "status", "--stack", STACK, "--context", "floe-local", "--format", "json"],
-                                cwd=cwd, env=env, capture_output=True, text=True)
+        result = subprocess.run(
+            [*floe, "status", "--stack", STACK, "--context", "floe-local", "--format", "json"],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         rows = json.loads(result.stdout)["rows"] if result.stdout.strip().startswith("{") else []
         if result.returncode == 0 and rows and all(r["message"] == "" for r in rows):
             break
@@ -224,17 +247,25 @@ def up(kubernetes_auth: bool = False) -> None:
             raise SystemExit(f"demo: not every reference synced within 120s:\n{result.stdout}{result.stderr}")
         say(f"    waiting: {sum(r['message'] == '' for r in rows)}/{len(rows)} synced")
         time.sleep(5)
-    print(run("floe secrets status", [*floe, "status", "--stack", STACK, "--context", "floe-local"], env, cwd,
-              show=False), end="")
+    print(
+        run(
+            "floe secrets status", [*floe, "status", "--stack", STACK, "--context", "floe-local"], env, cwd, show=False
+        ),
+        end="",
+    )
     secret = json.loads(cluster.kubectl("get", "secret", "snowflake-credentials", "-n", "floe-jobs", "-o", "json"))
-    say("keys of Secret floe-jobs/snowflake-credentials (filled by the operator; values not shown): "
-        + ", ".join(sorted(secret.get("data") or {})))
+    say(
+        "keys of Secret floe-jobs/snowflake-credentials (filled by the operator; values not shown): "
+        + ", ".join(sorted(secret.get("data") or {}))
+    )
     if kubernetes_auth:
         count, holders = client_secret_holders(cluster)
         if holders:
             raise SystemExit(f"demo: Secrets that hold a client secret: {', '.join(holders)}")
-        say(f"client secrets stored in the cluster: none (all {count} Secrets checked for the server's client "
-            "secrets and for clientId/clientSecret keys)")
+        say(
+            f"client secrets stored in the cluster: none (all {count} Secrets checked for the server's client "
+            "secrets and for clientId/clientSecret keys)"
+        )
     say("done. `make demo-down` stops and removes all of it.")
 
 
@@ -248,8 +279,13 @@ def down() -> None:
         bin_dir = tools_bin()
         env = pulumi_env(bin_dir, cluster.kubeconfig)
         say("destroying the demo stack (the keys it wrote into Infisical go with it)")
-        run("pulumi destroy", [str(bin_dir / "pulumi"), "--non-interactive", "destroy", "--yes", "--remove",
-                               "--stack", STACK], env, DEMO / "project", show=False)
+        run(
+            "pulumi destroy",
+            [str(bin_dir / "pulumi"), "--non-interactive", "destroy", "--yes", "--remove", "--stack", STACK],
+            env,
+            DEMO / "project",
+            show=False,
+        )
         if (DEMO / "kubernetes-identity").exists():
             InfisicalAdmin.from_state(state).delete_identity((DEMO / "kubernetes-identity").read_text())
         if (DEMO / "hand-set.json").exists():

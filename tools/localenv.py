@@ -59,8 +59,13 @@ class Infisical:
             secret = self.conn.call(
                 "e2e read",
                 lambda c: c.secrets.get_secret_by_name(
-                    secret_name=key, project_slug=self.project_slug, environment_slug=env, secret_path=path,
-                    expand_secret_references=False, include_imports=False, view_secret_value=True,
+                    secret_name=key,
+                    project_slug=self.project_slug,
+                    environment_slug=env,
+                    secret_path=path,
+                    expand_secret_references=False,
+                    include_imports=False,
+                    view_secret_value=True,
                 ),
             )
         except NotFound:
@@ -73,8 +78,12 @@ class Infisical:
         listed = self.conn.call(
             "e2e list",
             lambda c: c.secrets.list_secrets(
-                environment_slug=env, secret_path=path, project_id=project_id, view_secret_value=False,
-                expand_secret_references=False, include_imports=False,
+                environment_slug=env,
+                secret_path=path,
+                project_id=project_id,
+                view_secret_value=False,
+                expand_secret_references=False,
+                include_imports=False,
             ),
         )
         return {s.secretKey for s in listed.secrets}
@@ -102,21 +111,26 @@ class Infisical:
     def from_credentials(cls, values: dict[str, str], prefix: str) -> Infisical:
         """From up.sh's credentials.env (the writer identity, and the viewer for the operator)."""
         return cls(
-            values["INFISICAL_HOST"], values["INFISICAL_PROJECT_SLUG"],
+            values["INFISICAL_HOST"],
+            values["INFISICAL_PROJECT_SLUG"],
             (values["INFISICAL_CLIENT_ID"], values["INFISICAL_CLIENT_SECRET"]),
             (values["INFISICAL_VIEWER_CLIENT_ID"], values["INFISICAL_VIEWER_CLIENT_SECRET"]),
             prefix,
             (values["INFISICAL_SHORT_TTL_CLIENT_ID"], values["INFISICAL_SHORT_TTL_CLIENT_SECRET"])
-            if "INFISICAL_SHORT_TTL_CLIENT_ID" in values else None,
+            if "INFISICAL_SHORT_TTL_CLIENT_ID" in values
+            else None,
         )
 
     def stack_config(self, environment: str, context: str) -> list[tuple[str, str, bool]]:
         """(key, value, secret) of what a stack on this server needs: the viewer for the operator,
         the writer for the program's own writes (the README's two identities)."""
         return [
-            ("floe:environment", environment, False), ("floe:kubeContext", context, False),
-            ("floe:operatorClientId", self.viewer[0], True), ("floe:operatorClientSecret", self.viewer[1], True),
-            ("infisical:clientId", self.writer[0], False), ("infisical:clientSecret", self.writer[1], True),
+            ("floe:environment", environment, False),
+            ("floe:kubeContext", context, False),
+            ("floe:operatorClientId", self.viewer[0], True),
+            ("floe:operatorClientSecret", self.viewer[1], True),
+            ("infisical:clientId", self.writer[0], False),
+            ("infisical:clientSecret", self.writer[1], True),
         ]
 
     def remove_prefix(self, env: str) -> None:
@@ -164,10 +178,22 @@ def pulumi_home(tools_bin: Path, home: Path) -> dict[str, str]:
         try:
             for name in PROVIDERS:
                 result = subprocess.run(
-                    [str(tools_bin / "pulumi"), "plugin", "install", "resource", name, declared_plugin(name),
-                     "--file", str(tools_bin / f"pulumi-resource-{name}"), "--non-interactive"],
+                    [
+                        str(tools_bin / "pulumi"),
+                        "plugin",
+                        "install",
+                        "resource",
+                        name,
+                        declared_plugin(name),
+                        "--file",
+                        str(tools_bin / f"pulumi-resource-{name}"),
+                        "--non-interactive",
+                    ],
                     env={**os.environ, "PULUMI_HOME": str(scratch), "PULUMI_SKIP_UPDATE_CHECK": "true"},
-                    capture_output=True, text=True, timeout=300, check=False,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    check=False,
                 )
                 if result.returncode != 0:
                     raise LocalEnvError(f"pulumi plugin install {name} failed: {result.stderr[-2000:]}")
@@ -277,8 +303,11 @@ def server_env(state: Path, node_env: str | None = None) -> dict[str, str]:
     # Rate limits off (development) unless asked for: the e2e and the demo make more requests a
     # minute per route than production's 40 allow one address; tests/e2e/test_rate_limits.py and
     # bench/operator_load.py run it in production.
-    return {**os.environ, "INFISICAL_STATE": str(state),
-            "INFISICAL_NODE_ENV": node_env or os.environ.get("INFISICAL_NODE_ENV", "development")}
+    return {
+        **os.environ,
+        "INFISICAL_STATE": str(state),
+        "INFISICAL_NODE_ENV": node_env or os.environ.get("INFISICAL_NODE_ENV", "development"),
+    }
 
 
 def server_node_env(state: Path) -> str | None:
@@ -296,11 +325,19 @@ def start_server(state: Path, output: int | None = subprocess.PIPE, node_env: st
     ``output=None`` lets its progress through to the terminal."""
     if not (SERVER / "up.sh").exists():
         raise LocalEnvError(f"the Infisical server is not at {SERVER} (../shared)")
-    result = subprocess.run([str(SERVER / "up.sh")], env=server_env(state, node_env), stdout=subprocess.PIPE,
-                            stderr=output, text=True, timeout=1800)
+    result = subprocess.run(
+        [str(SERVER / "up.sh")],
+        env=server_env(state, node_env),
+        stdout=subprocess.PIPE,
+        stderr=output,
+        text=True,
+        timeout=1800,
+    )
     if result.returncode != 0:
-        raise LocalEnvError(f"the Infisical server did not start ({SERVER / 'up.sh'} exited {result.returncode})"
-                            + (f":\n{result.stderr[-4000:]}" if result.stderr else ""))
+        raise LocalEnvError(
+            f"the Infisical server did not start ({SERVER / 'up.sh'} exited {result.returncode})"
+            + (f":\n{result.stderr[-4000:]}" if result.stderr else "")
+        )
     return env_file(Path(result.stdout.strip().splitlines()[-1]))
 
 
@@ -395,14 +432,24 @@ class InfisicalAdmin:
     @classmethod
     def from_state(cls, state: Path | None = None) -> InfisicalAdmin:
         values = env_file((state or server_state()) / "admin.env")
-        return cls(values["INFISICAL_HOST"], values["INFISICAL_ORG_ID"], values["INFISICAL_PROJECT_ID"],
-                   (values["INFISICAL_ADMIN_CLIENT_ID"], values["INFISICAL_ADMIN_CLIENT_SECRET"]))
+        return cls(
+            values["INFISICAL_HOST"],
+            values["INFISICAL_ORG_ID"],
+            values["INFISICAL_PROJECT_ID"],
+            (values["INFISICAL_ADMIN_CLIENT_ID"], values["INFISICAL_ADMIN_CLIENT_SECRET"]),
+        )
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None, token: str | None) -> Any:
-        headers = {**({"Content-Type": "application/json"} if body is not None else {}),
-                   **({"Authorization": f"Bearer {token}"} if token else {})}
-        request = urllib.request.Request(self.host + path, method=method, headers=headers,
-                                         data=json.dumps(body).encode() if body is not None else None)
+        headers = {
+            **({"Content-Type": "application/json"} if body is not None else {}),
+            **({"Authorization": f"Bearer {token}"} if token else {}),
+        }
+        request = urllib.request.Request(
+            self.host + path,
+            method=method,
+            headers=headers,
+            data=json.dumps(body).encode() if body is not None else None,
+        )
         try:
             with urllib.request.urlopen(request, timeout=60) as answer:
                 return json.loads(answer.read() or b"{}")
@@ -427,15 +474,23 @@ class InfisicalAdmin:
     def add_to_project(self, identity_id: str, role: str) -> None:
         self.call("POST", f"/api/v2/workspace/{self.project_id}/identity-memberships/{identity_id}", {"role": role})
 
-    def kubernetes_identity(self, name: str, *, host: str, ca: str, reviewer_jwt: str, namespace: str,
-                            service_account: str) -> str:
+    def kubernetes_identity(
+        self, name: str, *, host: str, ca: str, reviewer_jwt: str, namespace: str, service_account: str
+    ) -> str:
         """A new identity, a viewer of the project, that logs in with Kubernetes Auth: a token of
         ``namespace``/``service_account``, which the server checks with TokenReview at ``host``."""
         identity = self.create_identity(name)
         try:
             self.add_to_project(identity, "viewer")
-            self.kubernetes_auth(identity, kubernetesHost=host, caCert=ca, tokenReviewerJwt=reviewer_jwt,
-                                 allowedNamespaces=namespace, allowedNames=service_account, allowedAudience="")
+            self.kubernetes_auth(
+                identity,
+                kubernetesHost=host,
+                caCert=ca,
+                tokenReviewerJwt=reviewer_jwt,
+                allowedNamespaces=namespace,
+                allowedNames=service_account,
+                allowedAudience="",
+            )
         except InfisicalAdminError:
             self.delete_identity(identity)
             raise

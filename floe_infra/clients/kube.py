@@ -41,8 +41,9 @@ class Cluster:
             config.load_kube_config(config_file=config_file, context=context, client_configuration=configuration)
         except (yaml.YAMLError, TypeError, AttributeError, KeyError, ValueError) as bad:
             detail = " ".join(str(bad).split()) or type(bad).__name__
-            raise PluginError(f"{config_file}: not a valid kubeconfig ({detail}): fix it, or point KUBECONFIG at "
-                              "another file") from None
+            raise PluginError(
+                f"{config_file}: not a valid kubeconfig ({detail}): fix it, or point KUBECONFIG at another file"
+            ) from None
         except (ConfigException, OSError) as kube_exc:
             if context is not None:
                 raise PluginError(f"cannot use Kubernetes context {context!r}: {kube_exc}") from None
@@ -82,8 +83,10 @@ class Cluster:
         from kubernetes.client import CoreV1Api
 
         core = CoreV1Api(self.api)
-        found = self._call(f"a read of Secret {namespace}/{name}",
-                           lambda: core.read_namespaced_secret(name, namespace, _request_timeout=TIMEOUT))
+        found = self._call(
+            f"a read of Secret {namespace}/{name}",
+            lambda: core.read_namespaced_secret(name, namespace, _request_timeout=TIMEOUT),
+        )
         if found is None:
             return None
         return {k: base64.b64decode(v).decode() for k, v in (found.get("data") or {}).items()}
@@ -102,12 +105,17 @@ class Cluster:
         where = f"{namespace}/{service_account}"
         request = Request(spec=V1TokenRequestSpec(audiences=[], expiration_seconds=600))
         try:
-            made = self._call(f"a TokenRequest for ServiceAccount {where}",
-                              lambda: core.create_namespaced_service_account_token(
-                                  service_account, namespace, request, _request_timeout=TIMEOUT))
+            made = self._call(
+                f"a TokenRequest for ServiceAccount {where}",
+                lambda: core.create_namespaced_service_account_token(
+                    service_account, namespace, request, _request_timeout=TIMEOUT
+                ),
+            )
         except PluginError as exc:
-            raise PluginError(f"{exc}: the kubeconfig's user needs create on serviceaccounts/token in {namespace}, "
-                              "or set plugins.secrets.config.identity.audience") from None
+            raise PluginError(
+                f"{exc}: the kubeconfig's user needs create on serviceaccounts/token in {namespace}, "
+                "or set plugins.secrets.config.identity.audience"
+            ) from None
         token = str(((made or {}).get("status") or {}).get("token") or "")
         try:
             payload = token.split(".")[1]
@@ -115,11 +123,18 @@ class Cluster:
             audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
             return str(audiences[0])
         except (IndexError, KeyError, ValueError, TypeError):
-            raise PluginError(f"the Kubernetes API at {self.server} gave no token with an audience for "
-                              f"ServiceAccount {where}: set plugins.secrets.config.identity.audience") from None
+            raise PluginError(
+                f"the Kubernetes API at {self.server} gave no token with an audience for "
+                f"ServiceAccount {where}: set plugins.secrets.config.identity.audience"
+            ) from None
 
     def list(
-        self, group_version: str, plural: str, namespace: str | None, labels: Mapping[str, str], *,
+        self,
+        group_version: str,
+        plural: str,
+        namespace: str | None,
+        labels: Mapping[str, str],
+        *,
         required: bool = True,
     ) -> list[dict[str, Any]]:
         """Objects of one kind (``v1``/``secrets`` or ``group/version``/``plural``) with these labels;
@@ -132,14 +147,25 @@ class Cluster:
         found: Any
         if group_version == "v1" and plural == "secrets":
             core = CoreV1Api(self.api)
-            found = self._call(what, lambda: core.list_namespaced_secret(namespace, **options) if namespace
-                               else core.list_secret_for_all_namespaces(**options))
+            found = self._call(
+                what,
+                lambda: (
+                    core.list_namespaced_secret(namespace, **options)
+                    if namespace
+                    else core.list_secret_for_all_namespaces(**options)
+                ),
+            )
         else:
             group, version = group_version.split("/")
             custom = CustomObjectsApi(self.api)
-            found = self._call(what, lambda: custom.list_namespaced_custom_object(
-                group, version, namespace, plural, **options) if namespace
-                else custom.list_cluster_custom_object(group, version, plural, **options))
+            found = self._call(
+                what,
+                lambda: (
+                    custom.list_namespaced_custom_object(group, version, namespace, plural, **options)
+                    if namespace
+                    else custom.list_cluster_custom_object(group, version, plural, **options)
+                ),
+            )
         if found is None and not required:
             return []
         if found is None:

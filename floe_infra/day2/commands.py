@@ -84,9 +84,12 @@ def validate(stack: Target, *, pre_deploy: bool = False) -> Report:
         if not found.keys and not declared[found.reference] and pre_deploy and found.reference in written:
             ok, detail = True, "nothing yet; `pulumi up` writes its keys"
         elif not found.keys and found.reference not in written and not declared[found.reference]:
-            ok, detail = False, (
-                f"no secrets at {found.location}, and the manifest declares no keys for it, so nothing will fill "
-                "its Secret: set them there, or declare keys (generate: or config: true)"
+            ok, detail = (
+                False,
+                (
+                    f"no secrets at {found.location}, and the manifest declares no keys for it, so nothing will fill "
+                    "its Secret: set them there, or declare keys (generate: or config: true)"
+                ),
             )
         elif not found.keys:
             ok, detail = False, f"no secrets at {found.location}"
@@ -134,11 +137,15 @@ def _with_declared_keys(stack: Target, state: SyncState) -> SyncState:
     missing = sorted({k.name for k in ref.keys} - held) if held is not None else []
     if not missing:
         return state
-    return replace(state, status="Failed", message=(
-        f"{state.kind} reports success, but Secret {state.namespace}/{state.name} lacks {', '.join(missing)}, "
-        f"which the manifest declares: does {ref.path} hold them in Infisical? (`floe secrets validate --stack "
-        f"{stack.name}`)"
-    ))
+    return replace(
+        state,
+        status="Failed",
+        message=(
+            f"{state.kind} reports success, but Secret {state.namespace}/{state.name} lacks {', '.join(missing)}, "
+            f"which the manifest declares: does {ref.path} hold them in Infisical? (`floe secrets validate --stack "
+            f"{stack.name}`)"
+        ),
+    )
 
 
 def list_resources(stack: Target, namespace: str | None) -> Report:

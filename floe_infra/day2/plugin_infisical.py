@@ -139,7 +139,10 @@ def _progress(message: str) -> None:
 
 
 CLI_POLICY = RetryPolicy(
-    timeout=10.0, deadline=60.0, unreached_deadline=8.0, advice="run the command again once it answers",
+    timeout=10.0,
+    deadline=60.0,
+    unreached_deadline=8.0,
+    advice="run the command again once it answers",
     progress=_progress,
 )
 """A person waits on the CLI: a host that cannot be reached fails within seconds, and each retry
@@ -208,8 +211,12 @@ class InfisicalPlugin(SecretsPlugin):
             # Every namespace: a shared object lives in the operator's, its Secrets elsewhere.
             found = cluster.list(V1BETA1, "infisicalstaticsecrets", None, labels)
             failures = auth_failures(cluster.list(V1BETA1, "infisicalauths", settings.operator.namespace, labels))
-            states = [state for o in found for state in static_sync_states(o, failures)
-                      if namespace is None or state.namespace == namespace]
+            states = [
+                state
+                for o in found
+                for state in static_sync_states(o, failures)
+                if namespace is None or state.namespace == namespace
+            ]
         else:
             states = [sync_state(o) for o in cluster.list(V1ALPHA1, "infisicalsecrets", namespace, labels)]
         external = cluster.list(ESO_API, "externalsecrets", namespace, labels, required=False)

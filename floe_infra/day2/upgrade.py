@@ -97,8 +97,14 @@ def plan_upgrade(deployment: Mapping[str, Any], stack: str) -> UpgradePlan:
     resources: list[Mapping[str, Any]] = [r for r in deployment.get("resources") or [] if not r.get("delete")]
     platforms = [r["urn"] for r in resources if r.get("type") == PLATFORM_TYPE]
     passwords = {r["urn"]: r for r in resources if r.get("type") == PASSWORD_TYPE}
-    used = {u for r in resources for u in (*(r.get("dependencies") or []),
-                                           *(d for ds in (r.get("propertyDependencies") or {}).values() for d in ds))}
+    used = {
+        u
+        for r in resources
+        for u in (
+            *(r.get("dependencies") or []),
+            *(d for ds in (r.get("propertyDependencies") or {}).values() for d in ds),
+        )
+    }
     moves, done, stray = [], [], []
     kinds = (PASSWORD_TYPE, LEGACY_PASSWORD_TYPE)
     protected = [r["urn"] for r in resources if r.get("protect") and r.get("type") in kinds]
@@ -135,8 +141,7 @@ def plan_upgrade(deployment: Mapping[str, Any], stack: str) -> UpgradePlan:
                 )
             stray.append(urn)
         moves.append(Move(name, legacy_urn, urn, value))
-    return UpgradePlan(tuple(moves), platforms[0] if platforms else None, tuple(done), tuple(stray),
-                       tuple(protected))
+    return UpgradePlan(tuple(moves), platforms[0] if platforms else None, tuple(done), tuple(stray), tuple(protected))
 
 
 def redact(text: str, values: Iterable[str]) -> str:
@@ -161,9 +166,13 @@ class _Pulumi:
 
     def __call__(self, what: str, *args: str, stdin: str | None = None) -> str:
         proc = subprocess.Popen(
-            [self.binary, *args, "--stack", self.stack, "--non-interactive"], cwd=self.project_dir,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, start_new_session=True,
+            [self.binary, *args, "--stack", self.stack, "--non-interactive"],
+            cwd=self.project_dir,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
 
         def forward(signum: int, _frame: FrameType | None) -> None:
@@ -206,20 +215,35 @@ def upgrade(project_dir: Path, stack: str) -> UpgradeReport:
         if plan.stray:
             # RandomPasswords that an `up` made before this upgrade, which the stack refused to write
             # anywhere (nothing depends on them): the import replaces them.
-            pulumi("removing RandomPasswords made before the upgrade", "state", "delete", "--force", "--yes",
-                   *plan.stray)
+            pulumi(
+                "removing RandomPasswords made before the upgrade", "state", "delete", "--force", "--yes", *plan.stray
+            )
         if plan.moves:
-            pulumi("importing the values into RandomPasswords (`pulumi import`)", "import", "--file", "/dev/stdin",
-                   "--yes", "--skip-preview", "--generate-code=false", "--protect=true", "--suppress-outputs",
-                   stdin=json.dumps(plan.import_file(version(RANDOM_PACKAGE))))
+            pulumi(
+                "importing the values into RandomPasswords (`pulumi import`)",
+                "import",
+                "--file",
+                "/dev/stdin",
+                "--yes",
+                "--skip-preview",
+                "--generate-code=false",
+                "--protect=true",
+                "--suppress-outputs",
+                stdin=json.dumps(plan.import_file(version(RANDOM_PACKAGE))),
+            )
         imported = True
     finally:
         # Also after a failed import: the state is written once more, so the backup a file backend
         # keeps of the import's last state (its pending operations) is replaced.
         if plan.unprotect(imported):
             try:
-                pulumi("unprotecting the passwords (`pulumi state unprotect`)", "state", "unprotect", "--yes",
-                       *plan.unprotect(imported))
+                pulumi(
+                    "unprotecting the passwords (`pulumi state unprotect`)",
+                    "state",
+                    "unprotect",
+                    "--yes",
+                    *plan.unprotect(imported),
+                )
             except UpgradeError:
                 if imported:
                     raise  # else the import's own error is the one to show
@@ -229,6 +253,7 @@ def upgrade(project_dir: Path, stack: str) -> UpgradeReport:
             f"after the import, {len(after.moves)} RandomPassword(s) still do not hold their GeneratedPassword's "
             f"value ({', '.join(m.name for m in after.moves)}): run `floe secrets upgrade --stack {stack}` again"
         )
-    pulumi("recording the upgrade (`pulumi config set floe:passwords random`)", "config", "set", "floe:passwords",
-           "random")
+    pulumi(
+        "recording the upgrade (`pulumi config set floe:passwords random`)", "config", "set", "floe:passwords", "random"
+    )
     return UpgradeReport(tuple(m.name for m in plan.moves), plan.done)

@@ -78,7 +78,6 @@ class StackConfigSecrets:
         path = source.config_path
         return pulumi.Output.secret(self._objects[source.config_key].apply(lambda v: _value_at(v, path)))
 
-
     def _is_set(self, source: SecretSource) -> bool:
         assert source.config_key is not None
         if not source.config_path:
@@ -156,7 +155,8 @@ class _Builder:
                 path=desired.path,
                 key=desired.key,
                 value=self._password(
-                    desired.logical_name, source,
+                    desired.logical_name,
+                    source,
                     _aliases(PASSWORD_TYPE, desired.logical_name, former_name, former_parent),
                 )
                 if source.generate is not None
@@ -189,19 +189,36 @@ class _Builder:
             role: pulumi.Input[str] = "viewer"
             if desired.role == "scoped":
                 role = ProjectRole(
-                    desired.logical_name, project_slug=desired.project_slug, slug=desired.role_slug,
-                    environment=desired.environment, paths=list(desired.paths), site_url=host, opts=own,
+                    desired.logical_name,
+                    project_slug=desired.project_slug,
+                    slug=desired.role_slug,
+                    environment=desired.environment,
+                    paths=list(desired.paths),
+                    site_url=host,
+                    opts=own,
                 ).role_slug
             identity = MachineIdentity(
-                desired.logical_name, identity_name=desired.name, project_slug=desired.project_slug,
-                role=role, site_url=host, access=desired.access(),
-                kubernetes={**asdict(login), "audience": desired.audience} if login else None, opts=opts,
+                desired.logical_name,
+                identity_name=desired.name,
+                project_slug=desired.project_slug,
+                role=role,
+                site_url=host,
+                access=desired.access(),
+                kubernetes={**asdict(login), "audience": desired.audience} if login else None,
+                opts=opts,
             )
             # Login material, like the identity Secret (plan.desired.LOGIN_ANNOTATION): never
             # protected, so that a switch to Kubernetes Auth may delete it.
-            client_secret = None if login else ClientSecret(
-                desired.logical_name, identity_id=identity.identity_id, rotation=desired.rotation, site_url=host,
-                opts=pulumi.ResourceOptions(parent=self._parent),
+            client_secret = (
+                None
+                if login
+                else ClientSecret(
+                    desired.logical_name,
+                    identity_id=identity.identity_id,
+                    rotation=desired.rotation,
+                    site_url=host,
+                    opts=pulumi.ResourceOptions(parent=self._parent),
+                )
             )
             resource = client_secret or identity
             self.managed = (identity, client_secret, host)
@@ -303,7 +320,8 @@ class _Builder:
             override_special=spec.override_special,
             keepers={"rotation": source.rotation} if source.rotation else None,
             opts=pulumi.ResourceOptions(
-                parent=self._parent, aliases=aliases,
+                parent=self._parent,
+                aliases=aliases,
                 ignore_changes=["special"] if not spec.special and not source.rotation else None,
             ),
         )
@@ -318,8 +336,13 @@ class CoreObject(pulumi.CustomResource):
     (bench/engine_scale.py); tests/test_program.py holds this class to theirs."""
 
     def __init__(
-        self, name: str, kind: str, metadata: Mapping[str, Any], content: Mapping[str, Any],
-        opts: pulumi.ResourceOptions, api_version: str = "v1",
+        self,
+        name: str,
+        kind: str,
+        metadata: Mapping[str, Any],
+        content: Mapping[str, Any],
+        opts: pulumi.ResourceOptions,
+        api_version: str = "v1",
     ) -> None:
         props: dict[str, Any] = {"apiVersion": api_version, "kind": kind, "metadata": metadata}
         props.update(content)
@@ -415,8 +438,12 @@ class SecretsPlatform(pulumi.ComponentResource):
         # enable_secret_mutable: a Secret whose data changes (a rotated client secret, a new value of a
         # type k8s key) is updated in place; the provider's default replaces it, which a protected
         # stack refuses and which leaves a moment without the Secret.
-        cluster = k8s.Provider("cluster", context=plan.settings.kube_context, enable_secret_mutable=True,
-                               opts=pulumi.ResourceOptions(parent=self))
+        cluster = k8s.Provider(
+            "cluster",
+            context=plan.settings.kube_context,
+            enable_secret_mutable=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         known: dict[str, pulumi.Resource] = {}
         ready: dict[str, pulumi.Output[list[pulumi.Resource]]] = {}
         if plan.operator is not None:
@@ -448,14 +475,21 @@ class SecretsPlatform(pulumi.ComponentResource):
             # On a rotation, the old client secret is revoked (at the end of the `up`) only once the
             # operator has logged in with the new one: after every object that names its Secret.
             identity, client_secret, host = managed[0], managed[1], managed[2]
-            users = [r for d, r in builder.created.items() if d.split(":", 1)[0] in (
-                "InfisicalConnection", "InfisicalAuth", "InfisicalSecret", "ClusterSecretStore", "ExternalSecret")]
+            users = [
+                r
+                for d, r in builder.created.items()
+                if d.split(":", 1)[0]
+                in ("InfisicalConnection", "InfisicalAuth", "InfisicalSecret", "ClusterSecretStore", "ExternalSecret")
+            ]
             assert plan.operator is not None and plan.operator.managed_identity is not None
             # A new client secret (a rotation, or a repair after one was revoked by hand) reaches the
             # operator when its cached login ends, at 70% of the token's TTL: the wait covers that.
             ttl = plan.operator.managed_identity.token_ttl
             OperatorLogin(
-                "operator", identity_id=identity.identity_id, client_secret_id=client_secret.secret_id, site_url=host,
+                "operator",
+                identity_id=identity.identity_id,
+                client_secret_id=client_secret.secret_id,
+                site_url=host,
                 wait=LOGIN_WAIT + ttl,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=users),  # login material: not protected
             )

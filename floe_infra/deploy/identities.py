@@ -62,8 +62,9 @@ def _refused(conn: Connection, action: str, refused: Refused, needs: str) -> Inf
     return InfisicalError(f"could not {action} on {conn.host}: HTTP {refused}")
 
 
-def _post(conn: Connection, what: str, path: str, body: dict[str, Any],
-          on_retry: Callable[[bool], None] | None = None) -> dict[str, Any]:
+def _post(
+    conn: Connection, what: str, path: str, body: dict[str, Any], on_retry: Callable[[bool], None] | None = None
+) -> dict[str, Any]:
     return dict(conn.call(what, lambda c: c.api.post(path=path, model=dict, json=body).data, on_retry))
 
 
@@ -81,8 +82,12 @@ def _trusted(access: dict[str, Any]) -> list[dict[str, str]]:
 def _token_settings(access: dict[str, Any]) -> dict[str, Any]:
     """Access-token TTLs for either method (both always sent: Infisical checks TTL <= max TTL
     against the stored max when one is missing)."""
-    return {"accessTokenTTL": int(access["ttl"]), "accessTokenMaxTTL": int(access["max_ttl"]),
-            "accessTokenNumUsesLimit": 0, "accessTokenTrustedIps": _trusted(access)}
+    return {
+        "accessTokenTTL": int(access["ttl"]),
+        "accessTokenMaxTTL": int(access["max_ttl"]),
+        "accessTokenNumUsesLimit": 0,
+        "accessTokenTrustedIps": _trusted(access),
+    }
 
 
 def universal_auth_settings(access: dict[str, Any]) -> dict[str, Any]:
@@ -116,11 +121,13 @@ def kubernetes_auth_settings(login: dict[str, Any], access: dict[str, Any]) -> d
             "(kube-controller-manager, with a service-account private key) must run"
         )
     return {
-        "kubernetesHost": login.get("host") or cluster.server, "caCert": data["ca.crt"],
-        "tokenReviewerJwt": data["token"], "allowedNamespaces": login["namespace"],
+        "kubernetesHost": login.get("host") or cluster.server,
+        "caCert": data["ca.crt"],
+        "tokenReviewerJwt": data["token"],
+        "allowedNamespaces": login["namespace"],
         "allowedNames": login["service_account"],
-        "allowedAudience": login.get("audience") or cluster.default_audience(login["namespace"],
-                                                                            login["reviewer_secret"]),
+        "allowedAudience": login.get("audience")
+        or cluster.default_audience(login["namespace"], login["reviewer_secret"]),
         **_token_settings(access),
     }
 
@@ -152,10 +159,14 @@ def _attach_refused(conn: Connection, where: str, refused: Refused, props: dict[
     method = "Kubernetes Auth" if props.get("kubernetes") else "Universal Auth"
     settings = "plugins.secrets.config.identity (token_ttl, token_max_ttl, trusted_ips"
     settings += ", audience)" if props.get("kubernetes") else ")"
-    hint = " (trusted_ips other than anywhere need Infisical's IP-allowlisting licence)" if (
-        props.get("access") or {}).get("trusted_ips") else ""
-    return InfisicalError(f"Infisical at {conn.host} refused {method} for {where} (HTTP {refused}): check {settings}"
-                          f"{hint}")
+    hint = (
+        " (trusted_ips other than anywhere need Infisical's IP-allowlisting licence)"
+        if (props.get("access") or {}).get("trusted_ips")
+        else ""
+    )
+    return InfisicalError(
+        f"Infisical at {conn.host} refused {method} for {where} (HTTP {refused}): check {settings}{hint}"
+    )
 
 
 def _method(props: dict[str, Any]) -> str:
@@ -186,18 +197,27 @@ class MachineIdentityProvider(_AdminProvider):
         held = olds.get("auth_method")  # as Infisical holds it (refresh): a switch that failed half-way
         if held is not None and held != _method(news):
             changed.append("auth_method")
-        return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "project_slug"],
-                          delete_before_replace=False)
+        return DiffResult(
+            changes=bool(changed), replaces=[k for k in changed if k == "project_slug"], delete_before_replace=False
+        )
 
     def _attach(self, conn: Connection, where: str, identity_id: str, props: dict[str, Any]) -> str:
         """Give the identity its auth method; the Universal Auth client id ('' for Kubernetes Auth)."""
         access = props.get("access") or {}
         if props.get("kubernetes"):
-            _post(conn, f"give {where} Kubernetes Auth", f"/api/v1/auth/kubernetes-auth/identities/{identity_id}",
-                  kubernetes_auth_settings(props["kubernetes"], access))
+            _post(
+                conn,
+                f"give {where} Kubernetes Auth",
+                f"/api/v1/auth/kubernetes-auth/identities/{identity_id}",
+                kubernetes_auth_settings(props["kubernetes"], access),
+            )
             return ""
-        auth = _post(conn, f"give {where} Universal Auth", f"/api/v1/auth/universal-auth/identities/{identity_id}",
-                     universal_auth_settings(access))
+        auth = _post(
+            conn,
+            f"give {where} Universal Auth",
+            f"/api/v1/auth/universal-auth/identities/{identity_id}",
+            universal_auth_settings(access),
+        )
         return str(auth["identityUniversalAuth"]["clientId"])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -210,23 +230,39 @@ class MachineIdentityProvider(_AdminProvider):
         marked = f"{name}-{secrets.token_hex(3)}"
         landed = Landed()
         try:
-            created = _post(conn, f"create {where}", "/api/v1/identities",
-                            {"name": marked, "organizationId": project["orgId"], "role": "no-access"}, landed)
+            created = _post(
+                conn,
+                f"create {where}",
+                "/api/v1/identities",
+                {"name": marked, "organizationId": project["orgId"], "role": "no-access"},
+                landed,
+            )
         except Refused as exc:
-            raise _refused(conn, f"create {where} in organization {project['orgId']}", exc,
-                           "an organization role that may create identities") from None
+            raise _refused(
+                conn,
+                f"create {where} in organization {project['orgId']}",
+                exc,
+                "an organization role that may create identities",
+            ) from None
         identity_id = str(created["identity"]["id"])
         if landed.maybe:
             self._drop_twins(conn, project["orgId"], marked, identity_id)
         self._warn_leftovers(conn, project["orgId"], name, identity_id)
         try:
             try:
-                _post(conn, f"add {where} to project {props['project_slug']}",
-                      f"/api/v2/workspace/{project['id']}/identity-memberships/{identity_id}",
-                      {"roles": [{"role": props["role"], "isTemporary": False}]})
+                _post(
+                    conn,
+                    f"add {where} to project {props['project_slug']}",
+                    f"/api/v2/workspace/{project['id']}/identity-memberships/{identity_id}",
+                    {"roles": [{"role": props["role"], "isTemporary": False}]},
+                )
             except Refused as exc:
-                raise _refused(conn, f"add {where} to project {props['project_slug']} as {props['role']}", exc,
-                               "a project role that may add members (admin)") from None
+                raise _refused(
+                    conn,
+                    f"add {where} to project {props['project_slug']} as {props['role']}",
+                    exc,
+                    "a project role that may add members (admin)",
+                ) from None
             try:
                 client_id = self._attach(conn, where, identity_id, props)
             except Refused as exc:
@@ -234,17 +270,24 @@ class MachineIdentityProvider(_AdminProvider):
         except (InfisicalError, FloeError):
             self._delete(conn, identity_id)  # nothing half made stays behind
             raise
-        outs = {**props, "identity_id": identity_id, "identity_name": marked, "client_id": client_id,
-                "project_id": str(project["id"]), "cluster_fingerprint": _fingerprint(props),
-                "auth_method": _method(props)}
+        outs = {
+            **props,
+            "identity_id": identity_id,
+            "identity_name": marked,
+            "client_id": client_id,
+            "project_id": str(project["id"]),
+            "cluster_fingerprint": _fingerprint(props),
+            "auth_method": _method(props),
+        }
         return CreateResult(identity_id, outs)
 
     @staticmethod
     def _drop_twins(conn: Connection, org_id: str, marked: str, keep: str) -> None:
         """Delete identities named ``marked`` other than ``keep``: made by attempts of this create
         whose answers were lost (the nonce makes the name this create's alone)."""
-        listed = conn.call("list identities", lambda c: c.api.get(
-            path="/api/v1/identities", model=dict, params={"orgId": org_id}).data)
+        listed = conn.call(
+            "list identities", lambda c: c.api.get(path="/api/v1/identities", model=dict, params={"orgId": org_id}).data
+        )
         for entry in listed.get("identities", []):
             identity = entry.get("identity") or {}
             if identity.get("name") == marked and str(identity.get("id")) != keep:
@@ -256,14 +299,18 @@ class MachineIdentityProvider(_AdminProvider):
         left by an `up` killed after Infisical made one and before the state recorded it (or made
         by a stack of the same name elsewhere, which is why they are named, not deleted)."""
         try:
-            listed = conn.call("list identities", lambda c: c.api.get(
-                path="/api/v1/identities", model=dict, params={"orgId": org_id}).data)
+            listed = conn.call(
+                "list identities",
+                lambda c: c.api.get(path="/api/v1/identities", model=dict, params={"orgId": org_id}).data,
+            )
         except (Refused, InfisicalError):
             return  # a hint only: an identity that may not list identities gets none
         pattern = re.compile(re.escape(name) + r"-[0-9a-f]{6}")
-        others = sorted(str(i["identity"]["id"]) for i in listed.get("identities", [])
-                        if pattern.fullmatch(str((i.get("identity") or {}).get("name") or ""))
-                        and str(i["identity"]["id"]) != made)
+        others = sorted(
+            str(i["identity"]["id"])
+            for i in listed.get("identities", [])
+            if pattern.fullmatch(str((i.get("identity") or {}).get("name") or "")) and str(i["identity"]["id"]) != made
+        )
         if others:
             pulumi.log.warn(
                 f"Infisical has other machine identities named {name}-<nonce> ({', '.join(others)}), not in this "
@@ -274,14 +321,17 @@ class MachineIdentityProvider(_AdminProvider):
     @staticmethod
     def _delete(conn: Connection, identity_id: str) -> None:
         try:
-            conn.call(f"delete machine identity {identity_id}",
-                      # A body: the SDK sends Content-Type JSON, and Infisical answers an empty one 500.
-                      lambda c: c.api.delete(path=f"/api/v1/identities/{identity_id}", model=dict, json={}))
+            conn.call(
+                f"delete machine identity {identity_id}",
+                # A body: the SDK sends Content-Type JSON, and Infisical answers an empty one 500.
+                lambda c: c.api.delete(path=f"/api/v1/identities/{identity_id}", model=dict, json={}),
+            )
         except NotFound:
             pass  # already gone: what delete wants
         except Refused as exc:
-            raise _refused(conn, f"delete machine identity {identity_id}", exc,
-                           "an organization role that may delete identities") from None
+            raise _refused(
+                conn, f"delete machine identity {identity_id}", exc, "an organization role that may delete identities"
+            ) from None
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         conn = self._connection()
@@ -316,9 +366,14 @@ class MachineIdentityProvider(_AdminProvider):
                     ) from None
                 raise
             if olds.get("role") != news["role"]:
-                conn.call(f"change the project role of {where}", lambda c: c.api.patch(
-                    path=f"/api/v2/workspace/{olds['project_id']}/identity-memberships/{id_}", model=dict,
-                    json={"roles": [{"role": news["role"], "isTemporary": False}]}))
+                conn.call(
+                    f"change the project role of {where}",
+                    lambda c: c.api.patch(
+                        path=f"/api/v2/workspace/{olds['project_id']}/identity-memberships/{id_}",
+                        model=dict,
+                        json={"roles": [{"role": news["role"], "isTemporary": False}]},
+                    ),
+                )
             new_method = _method(news)
             if current != new_method:
                 # One auth method at a time: the old goes (with its client secrets and their
@@ -326,26 +381,45 @@ class MachineIdentityProvider(_AdminProvider):
                 # an update that failed between the two is finished by the next one.
                 if current:
                     with contextlib.suppress(NotFound):
-                        conn.call(f"remove the {current} of {where}", lambda c: c.api.delete(
-                            path=f"/api/v1/auth/{current}/identities/{id_}", model=dict, json={}))
+                        conn.call(
+                            f"remove the {current} of {where}",
+                            lambda c: c.api.delete(
+                                path=f"/api/v1/auth/{current}/identities/{id_}", model=dict, json={}
+                            ),
+                        )
                 try:
                     outs["client_id"] = self._attach(conn, where, id_, news)
                 except Refused as exc:
                     raise _attach_refused(conn, where, exc, news) from None
             elif news.get("kubernetes"):
                 if (olds.get("kubernetes"), olds.get("access"), olds.get("cluster_fingerprint")) != (
-                        news["kubernetes"], news.get("access"), news.get("cluster_fingerprint")):
-                    conn.call(f"change the Kubernetes Auth of {where}", lambda c: c.api.patch(
-                        path=f"/api/v1/auth/kubernetes-auth/identities/{id_}", model=dict,
-                        json=kubernetes_auth_settings(news["kubernetes"], news.get("access") or {})))
+                    news["kubernetes"],
+                    news.get("access"),
+                    news.get("cluster_fingerprint"),
+                ):
+                    conn.call(
+                        f"change the Kubernetes Auth of {where}",
+                        lambda c: c.api.patch(
+                            path=f"/api/v1/auth/kubernetes-auth/identities/{id_}",
+                            model=dict,
+                            json=kubernetes_auth_settings(news["kubernetes"], news.get("access") or {}),
+                        ),
+                    )
             elif olds.get("access") != news.get("access"):
-                conn.call(f"change the Universal Auth of {where}", lambda c: c.api.patch(
-                    path=f"/api/v1/auth/universal-auth/identities/{id_}", model=dict,
-                    json=universal_auth_settings(news.get("access") or {})))
+                conn.call(
+                    f"change the Universal Auth of {where}",
+                    lambda c: c.api.patch(
+                        path=f"/api/v1/auth/universal-auth/identities/{id_}",
+                        model=dict,
+                        json=universal_auth_settings(news.get("access") or {}),
+                    ),
+                )
             if olds.get("name") != news["name"]:
                 marked = f"{news['name']}-{secrets.token_hex(3)}"
-                conn.call(f"rename {where}", lambda c: c.api.patch(
-                    path=f"/api/v1/identities/{id_}", model=dict, json={"name": marked}))
+                conn.call(
+                    f"rename {where}",
+                    lambda c: c.api.patch(path=f"/api/v1/identities/{id_}", model=dict, json={"name": marked}),
+                )
                 outs["identity_name"] = marked
             outs["cluster_fingerprint"] = _fingerprint(news)
             outs["auth_method"] = new_method
@@ -356,8 +430,9 @@ class MachineIdentityProvider(_AdminProvider):
     @staticmethod
     def _auth_method(conn: Connection, id_: str) -> str:
         """The identity's auth method as Infisical has it ('' for none)."""
-        found = conn.call(f"read machine identity {id_}", lambda c: c.api.get(
-            path=f"/api/v1/identities/{id_}", model=dict).data)
+        found = conn.call(
+            f"read machine identity {id_}", lambda c: c.api.get(path=f"/api/v1/identities/{id_}", model=dict).data
+        )
         return str((found.get("identity") or {}).get("identity", {}).get("authMethod") or "")
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
@@ -367,8 +442,13 @@ class MachineIdentityProvider(_AdminProvider):
 def role_permissions(environment: str, paths: list[str]) -> list[dict[str, Any]]:
     """Read secrets in ``environment``, in exactly ``paths``: what the operator's list of each
     folder needs (it reads no folder it is not given, and the project lookup needs membership only)."""
-    return [{"subject": "secrets", "action": ["read"],
-             "conditions": {"environment": environment, "secretPath": {"$in": list(paths)}}}]
+    return [
+        {
+            "subject": "secrets",
+            "action": ["read"],
+            "conditions": {"environment": environment, "secretPath": {"$in": list(paths)}},
+        }
+    ]
 
 
 def _rules(permissions: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...], str, bool]]:
@@ -378,8 +458,14 @@ def _rules(permissions: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]
     for rule in permissions:
         actions = rule.get("action")
         actions = [actions] if isinstance(actions, str) else list(actions or [])
-        out.append((str(rule.get("subject")), tuple(sorted(map(str, actions))),
-                    json.dumps(rule.get("conditions") or {}, sort_keys=True), bool(rule.get("inverted"))))
+        out.append(
+            (
+                str(rule.get("subject")),
+                tuple(sorted(map(str, actions))),
+                json.dumps(rule.get("conditions") or {}, sort_keys=True),
+                bool(rule.get("inverted")),
+            )
+        )
     return sorted(out)
 
 
@@ -403,8 +489,10 @@ class ProjectRoleProvider(_AdminProvider):
         description = head + f"folders {', '.join(props['paths'])}"
         if len(description) > DESCRIPTION_MAX:  # Infisical stores at most 255 characters (else a 500)
             description = head + f"{len(props['paths'])} folders (its permissions list them)"
-        return {"description": description[:DESCRIPTION_MAX],
-                "permissions": role_permissions(props["environment"], props["paths"])}
+        return {
+            "description": description[:DESCRIPTION_MAX],
+            "permissions": role_permissions(props["environment"], props["paths"]),
+        }
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         conn = self._connection()
@@ -412,14 +500,19 @@ class ProjectRoleProvider(_AdminProvider):
         path = f"/api/v1/workspace/{props['project_slug']}/roles"
         landed = Landed()
         try:
-            made = _post(conn, f"create project role {slug}", path, {"slug": slug, "name": slug, **self._body(props)},
-                         landed)
+            made = _post(
+                conn, f"create project role {slug}", path, {"slug": slug, "name": slug, **self._body(props)}, landed
+            )
         except Refused as exc:
             found = self._find(conn, props["project_slug"], slug) if landed.maybe else None
             if found is None:
-                raise _refused(conn, f"create project role {slug} in project {props['project_slug']}", exc,
-                               "a project role that may create roles (admin); a plan that refuses custom roles "
-                               "needs one Infisical project per environment, or identity.role: viewer") from None
+                raise _refused(
+                    conn,
+                    f"create project role {slug} in project {props['project_slug']}",
+                    exc,
+                    "a project role that may create roles (admin); a plan that refuses custom roles "
+                    "needs one Infisical project per environment, or identity.role: viewer",
+                ) from None
             made = {"role": found}
         role = made["role"]
         return CreateResult(str(role["id"]), {**props, "role_slug": slug, "role_id": str(role["id"])})
@@ -427,13 +520,19 @@ class ProjectRoleProvider(_AdminProvider):
     @staticmethod
     def _find(conn: Connection, project_slug: str, slug: str) -> dict[str, Any] | None:
         try:
-            found = conn.call(f"read project role {slug}", lambda c: c.api.get(
-                path=f"/api/v1/workspace/{project_slug}/roles/slug/{slug}", model=dict).data)
+            found = conn.call(
+                f"read project role {slug}",
+                lambda c: c.api.get(path=f"/api/v1/workspace/{project_slug}/roles/slug/{slug}", model=dict).data,
+            )
         except NotFound:
             return None
         except Refused as exc:
-            raise _refused(conn, f"read project role {slug} of project {project_slug}", exc,
-                           "a project role that may read roles (admin)") from None
+            raise _refused(
+                conn,
+                f"read project role {slug} of project {project_slug}",
+                exc,
+                "a project role that may read roles (admin)",
+            ) from None
         return dict(found["role"])
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -451,23 +550,33 @@ class ProjectRoleProvider(_AdminProvider):
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         conn = self._connection()
         try:
-            conn.call(f"change project role {olds['role_slug']}", lambda c: c.api.patch(
-                path=f"/api/v1/workspace/{news['project_slug']}/roles/{id_}", model=dict, json=self._body(news)))
+            conn.call(
+                f"change project role {olds['role_slug']}",
+                lambda c: c.api.patch(
+                    path=f"/api/v1/workspace/{news['project_slug']}/roles/{id_}", model=dict, json=self._body(news)
+                ),
+            )
         except Refused as exc:
-            raise _refused(conn, f"change project role {olds['role_slug']}", exc,
-                           "a project role that may edit roles (admin)") from None
+            raise _refused(
+                conn, f"change project role {olds['role_slug']}", exc, "a project role that may edit roles (admin)"
+            ) from None
         return UpdateResult({**olds, **news})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         conn = self._connection()
         try:
-            conn.call(f"delete project role {props['role_slug']}", lambda c: c.api.delete(
-                path=f"/api/v1/workspace/{props['project_slug']}/roles/{id_}", model=dict, json={}))
+            conn.call(
+                f"delete project role {props['role_slug']}",
+                lambda c: c.api.delete(
+                    path=f"/api/v1/workspace/{props['project_slug']}/roles/{id_}", model=dict, json={}
+                ),
+            )
         except NotFound:
             pass
         except Refused as exc:
-            raise _refused(conn, f"delete project role {props['role_slug']}", exc,
-                           "a project role that may delete roles (admin)") from None
+            raise _refused(
+                conn, f"delete project role {props['role_slug']}", exc, "a project role that may delete roles (admin)"
+            ) from None
 
 
 class ClientSecretProvider(_AdminProvider):
@@ -493,11 +602,20 @@ class ClientSecretProvider(_AdminProvider):
         nonce = f"floe-infra rotation {rotation or 0} {secrets.token_hex(4)}"
         landed = Landed()
         try:
-            made = _post(conn, f"create a client secret for machine identity {identity}", path,
-                         {"description": nonce, "numUsesLimit": 0, "ttl": 0}, landed)
+            made = _post(
+                conn,
+                f"create a client secret for machine identity {identity}",
+                path,
+                {"description": nonce, "numUsesLimit": 0, "ttl": 0},
+                landed,
+            )
         except Refused as exc:
-            raise _refused(conn, f"create a client secret for machine identity {identity}", exc,
-                           "an organization role that may create identities") from None
+            raise _refused(
+                conn,
+                f"create a client secret for machine identity {identity}",
+                exc,
+                "an organization role that may create identities",
+            ) from None
         secret_id = str(made["clientSecretData"]["id"])
         if landed.maybe:  # revoke the twins of attempts whose answers were lost: the nonce is this create's
             listed = conn.call("list client secrets", lambda c: c.api.get(path=path, model=dict).data)
@@ -523,8 +641,12 @@ class ClientSecretProvider(_AdminProvider):
             if exc.status == 400 and "does not have universal auth" in exc.message:
                 valid = False
             else:
-                raise _refused(conn, f"read client secret {secret_id} of machine identity {props['identity_id']}",
-                               exc, "an organization role that may read identities") from None
+                raise _refused(
+                    conn,
+                    f"read client secret {secret_id} of machine identity {props['identity_id']}",
+                    exc,
+                    "an organization role that may read identities",
+                ) from None
         return ReadResult(id_, {**props, "valid": valid})
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -552,8 +674,12 @@ def revoke_client_secret(conn: Connection, identity: str, secret_id: str) -> Non
         if exc.status == 400 and "does not have universal auth" in exc.message:
             return  # its Universal Auth was removed (a switch to Kubernetes Auth), and its secrets with it
 
-        raise _refused(conn, f"revoke a client secret of machine identity {identity}", exc,
-                       "an organization role that may delete identities") from None
+        raise _refused(
+            conn,
+            f"revoke a client secret of machine identity {identity}",
+            exc,
+            "an organization role that may delete identities",
+        ) from None
 
 
 class OperatorLoginProvider(_AdminProvider):
@@ -575,8 +701,9 @@ class OperatorLoginProvider(_AdminProvider):
         path = f"/api/v1/auth/universal-auth/identities/{identity}/client-secrets"
         deadline = time.monotonic() + float(news.get("wait") or LOGIN_WAIT)
         while True:
-            used = conn.call("read the new client secret",
-                             lambda c: c.api.get(path=f"{path}/{secret_id}", model=dict).data)
+            used = conn.call(
+                "read the new client secret", lambda c: c.api.get(path=f"{path}/{secret_id}", model=dict).data
+            )
             if int(used.get("clientSecretData", {}).get("clientSecretNumUses") or 0) > 0:
                 break
             if time.monotonic() > deadline:
@@ -604,12 +731,31 @@ class MachineIdentity(pulumi.dynamic.Resource, module="infisical", name="Machine
     identity_id: pulumi.Output[str]
     client_id: pulumi.Output[str]
 
-    def __init__(self, name: str, *, identity_name: str, project_slug: str, role: pulumi.Input[str], site_url: str,
-                 access: dict[str, Any], kubernetes: dict[str, Any] | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"name": identity_name, "project_slug": project_slug, "role": role, "kubernetes": kubernetes,
-                 "access": access, "site_url": site_url, "identity_id": None, "client_id": None,
-                 "identity_name": None, "project_id": None, "cluster_fingerprint": None}
+    def __init__(
+        self,
+        name: str,
+        *,
+        identity_name: str,
+        project_slug: str,
+        role: pulumi.Input[str],
+        site_url: str,
+        access: dict[str, Any],
+        kubernetes: dict[str, Any] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "name": identity_name,
+            "project_slug": project_slug,
+            "role": role,
+            "kubernetes": kubernetes,
+            "access": access,
+            "site_url": site_url,
+            "identity_id": None,
+            "client_id": None,
+            "identity_name": None,
+            "project_id": None,
+            "cluster_fingerprint": None,
+        }
         super().__init__(MachineIdentityProvider(site_url), name, props, opts)
 
 
@@ -618,10 +764,26 @@ class ProjectRole(pulumi.dynamic.Resource, module="infisical", name="ProjectRole
 
     role_slug: pulumi.Output[str]
 
-    def __init__(self, name: str, *, project_slug: str, slug: str, environment: str, paths: list[str],
-                 site_url: str, opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"project_slug": project_slug, "slug": slug, "environment": environment, "paths": paths,
-                 "site_url": site_url, "role_slug": None, "role_id": None}
+    def __init__(
+        self,
+        name: str,
+        *,
+        project_slug: str,
+        slug: str,
+        environment: str,
+        paths: list[str],
+        site_url: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "project_slug": project_slug,
+            "slug": slug,
+            "environment": environment,
+            "paths": paths,
+            "site_url": site_url,
+            "role_slug": None,
+            "role_id": None,
+        }
         super().__init__(ProjectRoleProvider(site_url), name, props, opts)
 
 
@@ -632,10 +794,22 @@ class ClientSecret(pulumi.dynamic.Resource, module="infisical", name="ClientSecr
     client_secret: pulumi.Output[str]
     secret_id: pulumi.Output[str]
 
-    def __init__(self, name: str, *, identity_id: pulumi.Input[str], rotation: str, site_url: str,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"identity_id": identity_id, "rotation": rotation, "client_secret": None, "secret_id": None,
-                 "valid": None}
+    def __init__(
+        self,
+        name: str,
+        *,
+        identity_id: pulumi.Input[str],
+        rotation: str,
+        site_url: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "identity_id": identity_id,
+            "rotation": rotation,
+            "client_secret": None,
+            "secret_id": None,
+            "valid": None,
+        }
         secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["client_secret"])
         super().__init__(ClientSecretProvider(site_url), name, props, pulumi.ResourceOptions.merge(opts, secret_opts))
 
@@ -644,7 +818,15 @@ class OperatorLogin(pulumi.dynamic.Resource, module="infisical", name="OperatorL
     """Waits, on a rotation, for the operator's first login with the new client secret, then
     revokes the identity's other client secrets."""
 
-    def __init__(self, name: str, *, identity_id: pulumi.Input[str], client_secret_id: pulumi.Input[str],
-                 site_url: str, wait: float = LOGIN_WAIT, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        identity_id: pulumi.Input[str],
+        client_secret_id: pulumi.Input[str],
+        site_url: str,
+        wait: float = LOGIN_WAIT,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         props = {"identity_id": identity_id, "client_secret_id": client_secret_id, "wait": wait}
         super().__init__(OperatorLoginProvider(site_url), name, props, opts)

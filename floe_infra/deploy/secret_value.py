@@ -159,8 +159,10 @@ class InfisicalSecretValueProvider(WriterProvider):
         # The same value too: an attempt of ours that landed wrote exactly it, while a stack of the
         # same name elsewhere (the mark names org/project/stack, not the backend) writes its own.
         if marked and existing.secretValue == props["value"]:
-            pulumi.log.warn(f"{where} already carried this stack's mark (an interrupted `pulumi up` wrote it): "
-                            "taken over as this stack's")
+            pulumi.log.warn(
+                f"{where} already carried this stack's mark (an interrupted `pulumi up` wrote it): "
+                "taken over as this stack's"
+            )
         elif marked and not props.get("adopt"):
             raise InfisicalError(
                 f"Infisical already has {where}, marked as this stack's ({_found_owner(comment)}) but holding "
@@ -218,7 +220,12 @@ class InfisicalSecretValueProvider(WriterProvider):
         return UpdateResult(_outputs(news))
 
     def _write(
-        self, conn: Connection, props: dict[str, Any], project_id: str, current_key: str, where: str,
+        self,
+        conn: Connection,
+        props: dict[str, Any],
+        project_id: str,
+        current_key: str,
+        where: str,
     ) -> str:
         """One PATCH: value (always: the API requires it), comment and, when renamed, the key; the
         secret's id. Safe to retry: when an attempt whose answer was lost renamed the key, the retry

@@ -122,10 +122,17 @@ class EsoSettings(_Model):
 
 _ABSENT = object()
 ESO_VALUES_REFUSED: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = (
-    (("installCRDs",), lambda v: True, "the stack applies ESO's CRDs itself, outside the release, so that removing "
-     "the release never deletes them (and every ESO object with them)"),
-    (("processClusterStore",), lambda v: v is False, "the stack's ClusterSecretStores need ESO's cluster-store "
-     "reconciler"),
+    (
+        ("installCRDs",),
+        lambda v: True,
+        "the stack applies ESO's CRDs itself, outside the release, so that removing "
+        "the release never deletes them (and every ESO object with them)",
+    ),
+    (
+        ("processClusterStore",),
+        lambda v: v is False,
+        "the stack's ClusterSecretStores need ESO's cluster-store reconciler",
+    ),
     (("createOperator",), lambda v: v is False, "the stack's ExternalSecrets need ESO's controller"),
     (("scopedNamespace",), bool, "a namespace-scoped ESO ignores the stack's ClusterSecretStores"),
     (("scopedRBAC",), lambda v: v is True, "a namespace-scoped ESO ignores the stack's ClusterSecretStores"),
@@ -181,11 +188,15 @@ class ManagedIdentitySettings(_Model):
     def _ttls(self) -> ManagedIdentitySettings:
         ttl, max_ttl = names.interval_seconds(self.token_ttl), names.interval_seconds(self.token_max_ttl)
         if ttl < MIN_TOKEN_TTL:
-            raise ValueError(f"token_ttl is {self.token_ttl}: at least {MIN_TOKEN_TTL}s (the operator keeps a login "
-                             "for 70% of it, and none under 10s)")
+            raise ValueError(
+                f"token_ttl is {self.token_ttl}: at least {MIN_TOKEN_TTL}s (the operator keeps a login "
+                "for 70% of it, and none under 10s)"
+            )
         if max_ttl < ttl:
-            raise ValueError(f"token_max_ttl ({self.token_max_ttl}) is shorter than token_ttl ({self.token_ttl}): "
-                             "make it at least as long")
+            raise ValueError(
+                f"token_max_ttl ({self.token_max_ttl}) is shorter than token_ttl ({self.token_ttl}): "
+                "make it at least as long"
+            )
         if max_ttl > 315360000:
             raise ValueError(f"token_max_ttl is {self.token_max_ttl}: Infisical allows at most 3650d (315360000s)")
         if self.audience is not None and not self.audience.strip():

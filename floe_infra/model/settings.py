@@ -32,8 +32,16 @@ WRITER_ENV = {
 """The writer identity's ``infisical:*`` keys and the environment variables Infisical's CLI and
 Terraform provider read instead (the site URL defaults to the manifest's)."""
 SCALAR_KEYS = (
-    "environment", "manifest", "jobsNamespace", "createNamespaces", "protect", "kubeContext", "operatorIdentityId",
-    "operatorSecretRotation", "kubernetesHost", "passwords",
+    "environment",
+    "manifest",
+    "jobsNamespace",
+    "createNamespaces",
+    "protect",
+    "kubeContext",
+    "operatorIdentityId",
+    "operatorSecretRotation",
+    "kubernetesHost",
+    "passwords",
 )
 OBJECT_KEYS = ("rotations",)
 SECRET_KEYS = ("operatorClientId", "operatorClientSecret", "secretValues")
@@ -159,8 +167,12 @@ def parse_stack_config(stack: str, values: Mapping[str, object], source: str) ->
         kube_context=config.kube_context,
         operator_credentials_set=config.operator_client_id is not None and config.operator_client_secret is not None,
         operator_credentials=frozenset(
-            key for key, value in (("operatorClientId", config.operator_client_id),
-                                   ("operatorClientSecret", config.operator_client_secret)) if value is not None
+            key
+            for key, value in (
+                ("operatorClientId", config.operator_client_id),
+                ("operatorClientSecret", config.operator_client_secret),
+            )
+            if value is not None
         ),
         operator_identity_id=config.operator_identity_id,
         operator_secret_rotation=config.operator_secret_rotation,
@@ -274,7 +286,9 @@ def read_stack_files(project_dir: Path, stack: str) -> StackSettings:
 
 
 PLAINTEXT_FORBIDDEN = (
-    f"{NAMESPACE}:operatorClientSecret", f"{NAMESPACE}:secretValues", f"{WRITER_NAMESPACE}:clientSecret"
+    f"{NAMESPACE}:operatorClientSecret",
+    f"{NAMESPACE}:secretValues",
+    f"{WRITER_NAMESPACE}:clientSecret",
 )
 """Keys whose values are credentials: a committed file may hold them only as ciphertext (``secure:``)."""
 

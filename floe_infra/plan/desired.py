@@ -302,8 +302,15 @@ class OperatorPlan:
 
     def resources(self) -> tuple[Desired, ...]:
         optional = (
-            self.namespace, self.crds, self.release, *self.token_reviewer, self.managed_identity,
-            self.service_account, self.identity, self.connection, self.auth,
+            self.namespace,
+            self.crds,
+            self.release,
+            *self.token_reviewer,
+            self.managed_identity,
+            self.service_account,
+            self.identity,
+            self.connection,
+            self.auth,
         )
         eso = (self.eso_namespace, self.eso_crds, self.eso)
         return tuple(r for r in (*optional, *eso) if r is not None)

@@ -132,13 +132,16 @@ def read_budget_problem(config: InfisicalSettings, plans: tuple[ReferencePlan, .
     reads, interval = reads_per_refresh(plans), names.interval_seconds(config.resync_interval)
     # ESO also validates each ClusterSecretStore (a login and a read) every --store-requeue-interval
     # (5 minutes, the chart's default), and all of them when it starts.
-    stores = sum(1 for plan in plans for obj in plan.objects
-                 if isinstance(obj, KubeObject) and obj.kind == "ClusterSecretStore")
+    stores = sum(
+        1 for plan in plans for obj in plan.objects if isinstance(obj, KubeObject) and obj.kind == "ClusterSecretStore"
+    )
     per_minute = reads * 60 / interval + stores / ESO_STORE_CHECK_MINUTES
     fewer = (
-        "operator.api v1beta1 (v1alpha1 reads once per reference)" if config.operator.api == "v1alpha1"
+        "operator.api v1beta1 (v1alpha1 reads once per reference)"
+        if config.operator.api == "v1alpha1"
         else "operator.sources: folder (one read per folder) or prefix (one read for all)"
-        if config.operator.sources == "reference" else "fewer folders"
+        if config.operator.sources == "reference"
+        else "fewer folders"
     )
     if reads + stores > config.read_budget:
         # The operator reconciles its objects one after another: each start, and each `up` that
@@ -183,8 +186,10 @@ def _warnings(manifest: LoadedManifest, references: tuple[Reference, ...]) -> li
             )
     for ref in references:
         if plugin.type == "k8s" and not ref.keys:
-            out.append(f"secrets.{ref.name} declares no keys: its Secret will be empty; add keys: {{NAME: {{config: "
-                       f"true}}}} or {{generate: {{}}}}")
+            out.append(
+                f"secrets.{ref.name} declares no keys: its Secret will be empty; add keys: {{NAME: {{config: "
+                f"true}}}} or {{generate: {{}}}}"
+            )
     return out
 
 
@@ -281,27 +286,37 @@ def require_deploy_config(plan: StackPlan) -> None:
     problems = deploy_config_problems(plan)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
-        raise StackConfigError(
-            f"{plan.settings.source}: stack {plan.settings.stack} is missing config:\n{lines}"
-        )
+        raise StackConfigError(f"{plan.settings.source}: stack {plan.settings.stack} is missing config:\n{lines}")
 
 
 def _managed_identity(
-    config: InfisicalSettings, settings: StackSettings, paths: tuple[str, ...], rotation: str,
-    kubernetes: KubernetesLogin | None = None, depends_on: tuple[str, ...] = (),
+    config: InfisicalSettings,
+    settings: StackSettings,
+    paths: tuple[str, ...],
+    rotation: str,
+    kubernetes: KubernetesLogin | None = None,
+    depends_on: tuple[str, ...] = (),
 ) -> ManagedIdentity:
     """The operator's identity the stack makes: a reader of the stack's environment and the
     manifest's folders (or the whole project's viewer, if the manifest opts in), with short-lived
     access tokens."""
     managed = config.managed
     return ManagedIdentity(
-        name=f"floe-{config.project_slug}-{settings.stack}-operator", project_slug=config.project_slug,
-        role=managed.role, site_url=config.site_url, rotation=rotation, protect=settings.protect,
-        kubernetes=kubernetes, environment=settings.environment, paths=paths,
+        name=f"floe-{config.project_slug}-{settings.stack}-operator",
+        project_slug=config.project_slug,
+        role=managed.role,
+        site_url=config.site_url,
+        rotation=rotation,
+        protect=settings.protect,
+        kubernetes=kubernetes,
+        environment=settings.environment,
+        paths=paths,
         role_slug=_role_slug(settings.stack),
         token_ttl=names.interval_seconds(managed.token_ttl),
         token_max_ttl=names.interval_seconds(managed.token_max_ttl),
-        trusted_ips=tuple(managed.trusted_ips), audience=managed.audience, depends_on=depends_on,
+        trusted_ips=tuple(managed.trusted_ips),
+        audience=managed.audience,
+        depends_on=depends_on,
     )
 
 
@@ -312,7 +327,10 @@ def _role_slug(stack: str) -> str:
 
 
 def _operator(
-    config: InfisicalSettings, settings: StackSettings, labels: Mapping[str, str], paths: tuple[str, ...],
+    config: InfisicalSettings,
+    settings: StackSettings,
+    labels: Mapping[str, str],
+    paths: tuple[str, ...],
 ) -> OperatorPlan:
     op = config.operator
     namespace = _namespace(op.namespace, labels, settings) if settings.create_namespaces else None
@@ -340,24 +358,45 @@ def _operator(
     if op.auth == "kubernetes":
         # An existing ServiceAccount named in operator.service_account is taken over by the create
         # (pulumi-kubernetes 4.25 upserts): a switch of method must not delete what others may use.
-        service_account: KubeObject | None = login_material(KubeObject(
-            api_version="v1", kind="ServiceAccount", name=op.auth_service_account, namespace=op.namespace,
-            labels=labels, depends_on=deps, retain_on_delete=op.service_account is not None,
-        ), op.auth)
+        service_account: KubeObject | None = login_material(
+            KubeObject(
+                api_version="v1",
+                kind="ServiceAccount",
+                name=op.auth_service_account,
+                namespace=op.namespace,
+                labels=labels,
+                depends_on=deps,
+                retain_on_delete=op.service_account is not None,
+            ),
+            op.auth,
+        )
         id_source = SecretSource(config_key="operatorIdentityId")
         id_deps = deps
         if config.identities == "managed":
             reviewer = _token_reviewer(op.namespace, labels, settings, deps)
-            managed = _managed_identity(config, settings, paths, "", KubernetesLogin(
-                namespace=op.namespace, service_account=op.auth_service_account, reviewer_secret=REVIEWER,
-                kube_context=settings.kube_context, host=settings.kubernetes_host,
-            ), tuple(r.id for r in reviewer))
+            managed = _managed_identity(
+                config,
+                settings,
+                paths,
+                "",
+                KubernetesLogin(
+                    namespace=op.namespace,
+                    service_account=op.auth_service_account,
+                    reviewer_secret=REVIEWER,
+                    kube_context=settings.kube_context,
+                    host=settings.kubernetes_host,
+                ),
+                tuple(r.id for r in reviewer),
+            )
             id_source, id_deps = SecretSource(identity_output="identityId"), (*deps, managed.id)
         # v1beta1's InfisicalAuth reads the identity id from a Secret; nothing else is in it.
         identity = (
-            login_material(_opaque_secret(IDENTITY_ID_SECRET, op.namespace, labels, {IDENTITY_ID_KEY: id_source},
-                                          id_deps, False), op.auth)
-            if op.api == "v1beta1" else None
+            login_material(
+                _opaque_secret(IDENTITY_ID_SECRET, op.namespace, labels, {IDENTITY_ID_KEY: id_source}, id_deps, False),
+                op.auth,
+            )
+            if op.api == "v1beta1"
+            else None
         )
     elif config.identities == "managed":
         service_account = None
@@ -397,9 +436,14 @@ def _operator(
         )
         identity = login_material(identity, op.auth)
     plan = OperatorPlan(
-        namespace=namespace, crds=crds, release=release, identity=identity, service_account=service_account,
+        namespace=namespace,
+        crds=crds,
+        release=release,
+        identity=identity,
+        service_account=service_account,
         identity_id=settings.operator_identity_id if service_account else None,
-        managed_identity=managed, token_reviewer=reviewer,
+        managed_identity=managed,
+        token_reviewer=reviewer,
     )
     if op.api == "v1beta1":
         assert identity is not None
@@ -422,19 +466,31 @@ def _token_reviewer(
     TokenReview (``system:auth-delegator``) and a token Secret of it, which the cluster fills with
     its token and CA; the identity's provider reads both from the cluster, nobody copies them.
     Login material (:func:`login_material`), never protected."""
-    account = KubeObject(api_version="v1", kind="ServiceAccount", name=REVIEWER, namespace=namespace, labels=labels,
-                         depends_on=deps)
+    account = KubeObject(
+        api_version="v1", kind="ServiceAccount", name=REVIEWER, namespace=namespace, labels=labels, depends_on=deps
+    )
     token = KubeObject(
-        api_version="v1", kind="Secret", name=REVIEWER, namespace=namespace, labels=labels,
+        api_version="v1",
+        kind="Secret",
+        name=REVIEWER,
+        namespace=namespace,
+        labels=labels,
         annotations={"kubernetes.io/service-account.name": REVIEWER},
-        content={"type": "kubernetes.io/service-account-token"}, depends_on=(account.id,),
+        content={"type": "kubernetes.io/service-account-token"},
+        depends_on=(account.id,),
     )
     binding = KubeObject(
-        api_version="rbac.authorization.k8s.io/v1", kind="ClusterRoleBinding",
-        name=f"floe-{settings.stack}-{namespace}-{REVIEWER}", namespace=None, labels=labels,
+        api_version="rbac.authorization.k8s.io/v1",
+        kind="ClusterRoleBinding",
+        name=f"floe-{settings.stack}-{namespace}-{REVIEWER}",
+        namespace=None,
+        labels=labels,
         content={
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "system:auth-delegator"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:auth-delegator",
+            },
             "subjects": [{"kind": "ServiceAccount", "name": REVIEWER, "namespace": namespace}],
         },
         depends_on=(account.id,),
@@ -498,17 +554,21 @@ def _infisical_reference(
     folder's references: :func:`_shared_objects`); empty when another reference's object fills it."""
     assert operator is not None
     # The values first, so the first sync already finds them (every value of the folder it reads).
-    objects = sync_objects(
-        ref,
-        config,
-        settings.environment,
-        operator,
-        labels,
-        tuple(v.id for member in serves for v in values[member.name]),
-        settings.stack,
-        settings.protect,
-        targets=serves,
-    ) if serves else ()
+    objects = (
+        sync_objects(
+            ref,
+            config,
+            settings.environment,
+            operator,
+            labels,
+            tuple(v.id for member in serves for v in values[member.name]),
+            settings.stack,
+            settings.protect,
+            targets=serves,
+        )
+        if serves
+        else ()
+    )
     output = _output(ref)
     if ref.auto_reload and ref.via == "operator":  # only the Infisical operator acts on it
         output["workloadAnnotations"] = {AUTO_RELOAD_ANNOTATION: "true"}
@@ -624,7 +684,8 @@ def _check_secret_targets(
     if operator is not None and operator.identity is not None:
         assert operator.identity.namespace is not None
         what = (
-            "plugins.secrets.config.identity_secret" if operator.service_account is None
+            "plugins.secrets.config.identity_secret"
+            if operator.service_account is None
             else f"the operator's identity id Secret ({operator.identity.name})"
         )
         owners[(operator.identity.namespace, operator.identity.name)] = what

@@ -40,25 +40,47 @@ def rows(plan: StackPlan) -> list[Row]:
             continue
         if isinstance(r, ManagedIdentity):
             login = r.kubernetes
-            auth = (f"Kubernetes Auth for ServiceAccount {login.namespace}/{login.service_account}" if login
-                    else "Universal Auth")
+            auth = (
+                f"Kubernetes Auth for ServiceAccount {login.namespace}/{login.service_account}"
+                if login
+                else "Universal Auth"
+            )
             role = "viewer (the whole project)"
             if r.role == "scoped":
                 role = f"role {r.role_slug}-<nonce>"
-                out.append(Row(r.role_type, r.logical_name, "",
-                               f"role {r.role_slug}-<nonce>: reads secrets of environment {r.environment} in "
-                               f"{', '.join(r.paths)} only"))
+                out.append(
+                    Row(
+                        r.role_type,
+                        r.logical_name,
+                        "",
+                        f"role {r.role_slug}-<nonce>: reads secrets of environment {r.environment} in "
+                        f"{', '.join(r.paths)} only",
+                    )
+                )
             ttls = f"tokens live {r.token_ttl}s (at most {r.token_max_ttl}s)"
-            out.append(Row(r.pulumi_type, r.logical_name, "",
-                           f"identity {r.name}-<nonce> in Infisical, project {r.project_slug} as {role}, {auth}, "
-                           f"{ttls}"))
+            out.append(
+                Row(
+                    r.pulumi_type,
+                    r.logical_name,
+                    "",
+                    f"identity {r.name}-<nonce> in Infisical, project {r.project_slug} as {role}, {auth}, {ttls}",
+                )
+            )
             if login is None:
                 out += [
-                    Row(r.client_secret_type, r.logical_name, "",
-                        f"its client secret (rotation {r.rotation or 'none yet'}; a new rotation makes a new one)"),
-                    Row(r.login_type, r.logical_name, "",
+                    Row(
+                        r.client_secret_type,
+                        r.logical_name,
+                        "",
+                        f"its client secret (rotation {r.rotation or 'none yet'}; a new rotation makes a new one)",
+                    ),
+                    Row(
+                        r.login_type,
+                        r.logical_name,
+                        "",
                         "on a rotation, waits for the operator's login with the new client secret, then revokes the "
-                        "old"),
+                        "old",
+                    ),
                 ]
             continue
         for name, source in r.generated().items():
@@ -97,10 +119,14 @@ def component_count(plan: StackPlan) -> int:
 def table(plan: StackPlan) -> str:
     body = rows(plan)
     header = Row("TYPE", "NAME", "NAMESPACE", "DETAIL")
-    exempt = [what for what, present in [
-        ("the operator's login material", plan.operator is not None),
-        ("generated passwords", any(s.generate is not None for s in plan.secret_sources())),
-    ] if present]
+    exempt = [
+        what
+        for what, present in [
+            ("the operator's login material", plan.operator is not None),
+            ("generated passwords", any(s.generate is not None for s in plan.secret_sources())),
+        ]
+        if present
+    ]
     but = f" but {' and '.join(exempt)}" if exempt else ""
     protected = f", every resource protected{but}" if plan.settings.protect else ""
     lines = [

@@ -34,6 +34,7 @@ ESO_RELEASE, ESO_CHART = "external-secrets", "external-secrets"
 CONNECTION_NAME, AUTH_NAME, KUBERNETES_AUTH_NAME = "infisical", "infisical-universal", "infisical-kubernetes"
 IDENTITY_ID_KEY, IDENTITY_ID_SECRET = "identityId", "infisical-identity-id"
 
+
 @dataclass(frozen=True)
 class Scope:
     """Which Infisical folder a sync object reads: project, environment, path."""
@@ -45,12 +46,11 @@ class Scope:
 
 _SCOPE_FIELDS: dict[str, tuple[tuple[str | int, ...], tuple[str, str, str]]] = {
     # kind: (where in its spec, its names for project, environment and path)
-    "InfisicalSecret": (
-        ("authentication", "*", "secretsScope"), ("projectSlug", "envSlug", "secretsPath")
-    ),
+    "InfisicalSecret": (("authentication", "*", "secretsScope"), ("projectSlug", "envSlug", "secretsPath")),
     "InfisicalStaticSecret": (("sources", 0), ("projectSlug", "environmentSlug", "secretPath")),
     "ClusterSecretStore": (
-        ("provider", "infisical", "secretsScope"), ("projectSlug", "environmentSlug", "secretsPath")
+        ("provider", "infisical", "secretsScope"),
+        ("projectSlug", "environmentSlug", "secretsPath"),
     ),
 }
 
@@ -123,22 +123,28 @@ def v1beta1_auth(
     ``service_account`` that the operator requests for each login."""
     ns = config.operator.namespace
     address = {"address": config.site_url.rstrip("/")}
-    connection = _object(
-        V1BETA1, "InfisicalConnection", CONNECTION_NAME, ns, labels, address, requires, protect, {}
-    )
+    connection = _object(V1BETA1, "InfisicalConnection", CONNECTION_NAME, ns, labels, address, requires, protect, {})
     reference = {"infisicalConnectionRef": {"name": CONNECTION_NAME, "namespace": ns}}
     if service_account is None:
         name, deps = AUTH_NAME, (*requires, identity.id, connection.id)
-        auth_spec: dict[str, Any] = {"method": "universal", **reference, "universal": {
-            "clientIdRef": _credential(identity, "clientId"),
-            "clientSecretRef": _credential(identity, "clientSecret"),
-        }}
+        auth_spec: dict[str, Any] = {
+            "method": "universal",
+            **reference,
+            "universal": {
+                "clientIdRef": _credential(identity, "clientId"),
+                "clientSecretRef": _credential(identity, "clientSecret"),
+            },
+        }
     else:
         name, deps = KUBERNETES_AUTH_NAME, (*requires, identity.id, service_account.id, connection.id)
-        auth_spec = {"method": "kubernetes", **reference, "kubernetes": {
-            "identityIdRef": _credential(identity, IDENTITY_ID_KEY),
-            "serviceAccountRef": _account(service_account),
-        }}
+        auth_spec = {
+            "method": "kubernetes",
+            **reference,
+            "kubernetes": {
+                "identityIdRef": _credential(identity, IDENTITY_ID_KEY),
+                "serviceAccountRef": _account(service_account),
+            },
+        }
     # Named after its method, so a switch of method replaces it: login material, never protected.
     auth = _object(V1BETA1, "InfisicalAuth", name, ns, labels, auth_spec, deps, False, {})
     return connection, login_material(auth, auth_spec["method"])
@@ -203,9 +209,10 @@ def _static_target(ref: Reference, templated: bool) -> dict[str, Any]:
     its declared keys, each read from its folder in the fetched tree."""
     target: dict[str, Any] = {"kind": "Secret", **_target(ref), "creationPolicy": "Orphan", "secretType": "Opaque"}
     if templated:
-        target["template"] = {"engineVersion": "v1", "data": {
-            k.name: f'{{{{ (secretFrom "{ref.path}" "{k.name}").Value }}}}' for k in ref.keys
-        }}
+        target["template"] = {
+            "engineVersion": "v1",
+            "data": {k.name: f'{{{{ (secretFrom "{ref.path}" "{k.name}").Value }}}}' for k in ref.keys},
+        }
     return target
 
 
@@ -252,7 +259,7 @@ def sync_objects(
                             "secretsPath": ref.path,
                         },
                     }
-                }
+                },
             },
             store_deps,
             protect,
@@ -296,27 +303,33 @@ def sync_objects(
         name, namespace = {
             "reference": (ref.name, ref.namespace),
             # the path's hash too: /data-x and /data/x read alike once made a DNS name
-            "folder": (names.object_name("floe", stack, ref.path.strip("/"), _digest(ref.path)),
-                       config.operator.namespace),
+            "folder": (
+                names.object_name("floe", stack, ref.path.strip("/"), _digest(ref.path)),
+                config.operator.namespace,
+            ),
             "prefix": (names.object_name("floe", stack, "all-folders"), config.operator.namespace),
         }[config.operator.sources]
         return (_object(V1BETA1, "InfisicalStaticSecret", name, namespace, labels, spec, deps, protect),)
     scope = {"projectSlug": config.project_slug, "envSlug": environment, "secretsPath": ref.path}
     if operator.service_account is not None:
-        login: dict[str, Any] = {"kubernetesAuth": {
-            "identityId": config_identity_id(operator),
-            "serviceAccountRef": _account(operator.service_account),
-            # A TokenRequest per login (a Kubernetes 1.24+ ServiceAccount has no token Secret).
-            "autoCreateServiceAccountToken": True,
-            "secretsScope": scope,
-        }}
+        login: dict[str, Any] = {
+            "kubernetesAuth": {
+                "identityId": config_identity_id(operator),
+                "serviceAccountRef": _account(operator.service_account),
+                # A TokenRequest per login (a Kubernetes 1.24+ ServiceAccount has no token Secret).
+                "autoCreateServiceAccountToken": True,
+                "secretsScope": scope,
+            }
+        }
         credentials = operator.service_account
     else:
         assert identity is not None and identity.namespace is not None
-        login = {"universalAuth": {
-            "credentialsRef": {"secretName": identity.name, "secretNamespace": identity.namespace},
-            "secretsScope": scope,
-        }}
+        login = {
+            "universalAuth": {
+                "credentialsRef": {"secretName": identity.name, "secretNamespace": identity.namespace},
+                "secretsScope": scope,
+            }
+        }
         credentials = identity
     spec = {
         "hostAPI": config.host_api,

@@ -70,8 +70,12 @@ def rolled_out_in(cluster: LocalCluster, namespace: str, name: str) -> dict[str,
         return None
     d: dict[str, Any] = json.loads(out)
     s = d.get("status", {})
-    done = (s.get("observedGeneration") == d["metadata"]["generation"] and s.get("updatedReplicas") == 1
-            and s.get("readyReplicas") == 1 and s.get("replicas") == 1)
+    done = (
+        s.get("observedGeneration") == d["metadata"]["generation"]
+        and s.get("updatedReplicas") == 1
+        and s.get("readyReplicas") == 1
+        and s.get("replicas") == 1
+    )
     return d if done else None
 
 
@@ -107,9 +111,19 @@ def unavailable(reason: str) -> NoReturn:
 
 # The order the modules run in: the lifecycle first, on a cluster no stack has touched (its first
 # step previews on an empty cluster; the CRDs and namespaces a stack made outlive it).
-ORDER = ("test_lifecycle.py", "test_sync.py", "test_eso.py", "test_kubernetes_auth.py", "test_managed_identities.py",
-         "test_prod_stack.py", "test_generated.py", "test_rate_limits.py", "test_faults.py", "test_project_gone.py",
-         "test_demo.py")
+ORDER = (
+    "test_lifecycle.py",
+    "test_sync.py",
+    "test_eso.py",
+    "test_kubernetes_auth.py",
+    "test_managed_identities.py",
+    "test_prod_stack.py",
+    "test_generated.py",
+    "test_rate_limits.py",
+    "test_faults.py",
+    "test_project_gone.py",
+    "test_demo.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -200,7 +214,11 @@ class Pulumi:
     def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [str(self.bin_dir / "pulumi"), *args, "--non-interactive", "--stack", self.stack],
-            cwd=self.project, env=self.env, capture_output=True, text=True, timeout=timeout,
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             errors = "\n".join(line for line in result.stdout.splitlines() if "error" in line)[-4000:]
@@ -212,8 +230,15 @@ class Pulumi:
 
     def floe(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The floe CLI in the project directory, with this environment (its PATH has this pulumi)."""
-        return subprocess.run([str(ROOT / ".venv" / "bin" / "floe"), *args], cwd=self.project, env=self.env,
-                              capture_output=True, text=True, timeout=600, check=False)
+        return subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "floe"), *args],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
 
     def config_set(self, key: str, value: str, *, secret: bool = False, path: bool = False) -> None:
         self("config", "set", *(["--secret"] if secret else []), *(["--path"] if path else []), key, value)
@@ -237,10 +262,14 @@ class Pulumi:
         """The outputs of the stack's one ``pulumi-python:dynamic/infisical:<kind>`` from its state,
         secrets decrypted (``--show-secrets`` keeps them as ``{<signature>, "plaintext": <JSON>}``)."""
         state = json.loads(self("stack", "export", "--show-secrets").stdout)
-        (found,) = [r["outputs"] for r in state["deployment"]["resources"]
-                    if r["type"] == f"pulumi-python:dynamic/infisical:{kind}"]
-        return {k: json.loads(v["plaintext"]) if isinstance(v, dict) and "plaintext" in v else v
-                for k, v in found.items()}
+        (found,) = [
+            r["outputs"]
+            for r in state["deployment"]["resources"]
+            if r["type"] == f"pulumi-python:dynamic/infisical:{kind}"
+        ]
+        return {
+            k: json.loads(v["plaintext"]) if isinstance(v, dict) and "plaintext" in v else v for k, v in found.items()
+        }
 
 
 def make_project(tmp: Path, tools_bin: Path, kubeconfig: Path, manifest: str) -> Path:
@@ -279,9 +308,21 @@ def killed_up(pulumi: Pulumi, until: Callable[[], bool], what: str, *args: str, 
     """`pulumi up ARGS` killed with SIGKILL (its whole process group, and the plugins it started)
     as soon as ``until()`` holds, as a lost machine or an out-of-memory kill would end it."""
     up = subprocess.Popen(
-        [str(pulumi.bin_dir / "pulumi"), "up", "--yes", "--skip-preview", "--non-interactive", "--stack", pulumi.stack,
-         *args], cwd=pulumi.project, env=pulumi.env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(pulumi.bin_dir / "pulumi"),
+            "up",
+            "--yes",
+            "--skip-preview",
+            "--non-interactive",
+            "--stack",
+            pulumi.stack,
+            *args,
+        ],
+        cwd=pulumi.project,
+        env=pulumi.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + timeout

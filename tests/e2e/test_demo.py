@@ -17,7 +17,10 @@ pytestmark = pytest.mark.e2e
 def demo(command: str, where: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "tools" / "demo.py"), command, *flags],
-        env={**os.environ, "FLOE_DEMO_DIR": str(where)}, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "FLOE_DEMO_DIR": str(where)},
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 
@@ -33,11 +36,15 @@ def test_demo_syncs_every_reference_and_demo_down_removes_what_it_made(
         lines = up.stdout.splitlines()
         for step in range(6):
             assert any(line.startswith(f"demo: {step}/5 ") for line in lines), f"step {step} said nothing"
-        table = lines[lines.index(next(x for x in lines if x.startswith("NAME "))):]
+        table = lines[lines.index(next(x for x in lines if x.startswith("NAME "))) :]
         assert {row.split()[0] for row in table[1:] if row and not row.startswith("demo:")} == {
-            "snowflake-credentials", "catalog-credentials"}
-        assert ("keys of Secret floe-jobs/snowflake-credentials (filled by the operator; values not shown): "
-                "SNOWFLAKE_ACCOUNT, SNOWFLAKE_PASSWORD, SNOWFLAKE_USER") in up.stdout
+            "snowflake-credentials",
+            "catalog-credentials",
+        }
+        assert (
+            "keys of Secret floe-jobs/snowflake-credentials (filled by the operator; values not shown): "
+            "SNOWFLAKE_ACCOUNT, SNOWFLAKE_PASSWORD, SNOWFLAKE_USER"
+        ) in up.stdout
         assert infisical.get("dev", "/compute/snowflake", "SNOWFLAKE_PASSWORD") is not None
         password = infisical.get("dev", "/compute/snowflake", "SNOWFLAKE_PASSWORD")
         assert password and password not in up.stdout + up.stderr, "a secret value in the demo's output"
@@ -45,7 +52,8 @@ def test_demo_syncs_every_reference_and_demo_down_removes_what_it_made(
         assert "from $PATH" not in up.stdout + up.stderr, up.stdout[-3000:]
         made = [line.split() for line in up.stdout.splitlines() if "random:index:RandomPassword" in line]
         assert ["random:index:RandomPassword", "/compute/snowflake:SNOWFLAKE_PASSWORD", "created"] in [
-            m[1:4] for m in made], up.stdout[-3000:]
+            m[1:4] for m in made
+        ], up.stdout[-3000:]
         none_stored = "client secrets stored in the cluster: none"
         if auth == "kubernetes":
             assert identity and f"identity {identity} (project viewer) logs in with Kubernetes Auth" in up.stdout

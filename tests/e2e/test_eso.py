@@ -46,15 +46,28 @@ class Eso:
     def folder(self, name: str) -> str:
         return f"/{self.infisical.prefix}/eso/{name}"
 
-    def write(self, lake_via: str = "eso", api: str = "v1beta1", install: bool = True,
-              extra: dict[str, Any] | None = None) -> None:
-        eso: dict[str, Any] = {"install": install, "chart_version": "0.16.2", "chart_repo": self.chart_repo,
-                               "values": ESO_VALUES}
+    def write(
+        self, lake_via: str = "eso", api: str = "v1beta1", install: bool = True, extra: dict[str, Any] | None = None
+    ) -> None:
+        eso: dict[str, Any] = {
+            "install": install,
+            "chart_version": "0.16.2",
+            "chart_repo": self.chart_repo,
+            "values": ESO_VALUES,
+        }
         manifest = {
-            "plugins": {"secrets": {"type": "infisical", "config": {
-                "site_url": self.infisical.host, "project_slug": self.infisical.project_slug,
-                "resync_interval": "5s", "eso": eso, "operator": {"chart_repo": self.chart_repo, "api": api},
-            }}},
+            "plugins": {
+                "secrets": {
+                    "type": "infisical",
+                    "config": {
+                        "site_url": self.infisical.host,
+                        "project_slug": self.infisical.project_slug,
+                        "resync_interval": "5s",
+                        "eso": eso,
+                        "operator": {"chart_repo": self.chart_repo, "api": api},
+                    },
+                }
+            },
             "secrets": {
                 "lake": {"path": self.folder("lake"), "keys": {"LAKE_TOKEN": {}}, "via": lake_via},
                 "ledger": {"path": self.folder("ledger"), "keys": {"LEDGER_KEY": {}}},
@@ -109,14 +122,22 @@ class Eso:
 
 @pytest.fixture(scope="module")
 def eso(
-    tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
+    tools_bin: Path,
+    cluster: LocalCluster,
+    infisical: Infisical,
+    chart_repo: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Eso]:
     tmp = tmp_path_factory.mktemp("eso")
     project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
     pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
-    stack = Eso(pulumi, cluster, infisical, chart_repo,
-                values={"lake": f"lake-{secrets.token_hex(6)}", "ledger": f"ledger-{secrets.token_hex(6)}"})
+    stack = Eso(
+        pulumi,
+        cluster,
+        infisical,
+        chart_repo,
+        values={"lake": f"lake-{secrets.token_hex(6)}", "ledger": f"ledger-{secrets.token_hex(6)}"},
+    )
     stack.write()
     pulumi("stack", "init")
     for key, value, secret in infisical.stack_config(ENV, "floe-local"):
@@ -135,23 +156,30 @@ def eso(
         keep_log(stack.logs.get("eso"), "external-secrets.log")
         for name in ("lake", "ledger", "ghost", "users-own", "stolen"):
             cluster.kubectl("delete", "secret", name, "-n", JOBS, "--ignore-not-found", "--wait=false")
-        for kind, name, namespace in [("externalsecret", "users-own", JOBS), ("secretstore", "users-own", JOBS),
-                                      ("namespace", "intruder", None)]:
-            cluster.kubectl("delete", kind, name, *(("-n", namespace) if namespace else ()), "--ignore-not-found",
-                            "--wait=false")
+        for kind, name, namespace in [
+            ("externalsecret", "users-own", JOBS),
+            ("secretstore", "users-own", JOBS),
+            ("namespace", "intruder", None),
+        ]:
+            cluster.kubectl(
+                "delete", kind, name, *(("-n", namespace) if namespace else ()), "--ignore-not-found", "--wait=false"
+            )
         infisical.remove_prefix(ENV)
 
 
 def test_1_eso_fills_the_secret_as_its_charts_service_account_and_status_shows_its_conditions(eso: Eso) -> None:
     eventually(eso.synced, "ESO filled the lake Secret with Infisical's value", 90)
-    eventually(lambda: eso.cluster.secret(JOBS, "ledger") == {"LEDGER_KEY": eso.values["ledger"]},
-               "the operator filled the ledger Secret")
+    eventually(
+        lambda: eso.cluster.secret(JOBS, "ledger") == {"LEDGER_KEY": eso.values["ledger"]},
+        "the operator filled the ledger Secret",
+    )
     account = json.loads((eso.cluster.state_dir / "external-secrets.kubeconfig").read_text())["users"][0]["name"]
     assert account == f"system:serviceaccount:{ESO_NS}:external-secrets"
     assert eso.cluster.can_operator("create", "secrets", "-n", JOBS, chart="external-secrets")
     assert not eso.cluster.can_operator("create", "clusterrolebindings", chart="external-secrets")
-    assert not eso.cluster.can_operator("create", "customresourcedefinitions.apiextensions.k8s.io",
-                                        chart="external-secrets")
+    assert not eso.cluster.can_operator(
+        "create", "customresourcedefinitions.apiextensions.k8s.io", chart="external-secrets"
+    )
     code, rows = eso.status("list")
     assert code == 0 and (rows["lake"]["type"], rows["lake"]["sync_status"]) == ("ExternalSecret", "Synced"), rows
     assert rows["ledger"]["type"] == "InfisicalStaticSecret"
@@ -164,7 +192,8 @@ def test_1_eso_fills_the_secret_as_its_charts_service_account_and_status_shows_i
 
 @pytest.mark.parametrize("api", ["v1beta1", "v1alpha1"])
 def test_2_a_reference_moves_to_the_operator_and_back_to_eso_with_its_secret_always_right(
-    eso: Eso, api: str,
+    eso: Eso,
+    api: str,
 ) -> None:
     """Each `up` creates the new sync object before it deletes the old (which orphans the Secret):
     at every poll the Secret exists, holds Infisical's value and has no owner for the garbage
@@ -203,8 +232,10 @@ def test_3_status_shows_esos_reason_for_a_missing_folder_and_a_wrong_client_secr
     # synced; status compares the Secret's keys with the manifest's and says what is missing.
     row, _ = eventually(ghost_failed, "floe secrets status: ghost Failed, naming the missing key", 90)
     print(f"a missing folder: {row['message']}")
-    assert (f"ExternalSecret reports success, but Secret {JOBS}/ghost lacks GHOST, which the manifest declares: "
-            f"does {eso.folder('nowhere')} hold them in Infisical?") in row["message"], row
+    assert (
+        f"ExternalSecret reports success, but Secret {JOBS}/ghost lacks GHOST, which the manifest declares: "
+        f"does {eso.folder('nowhere')} hold them in Infisical?"
+    ) in row["message"], row
     eso.write()
     eso.pulumi.up()
     good = eso.pulumi("config", "get", "floe:operatorClientSecret").stdout.strip()
@@ -232,10 +263,17 @@ def test_4_a_store_serves_only_the_namespace_of_its_reference(eso: Eso) -> None:
     """Another namespace's ExternalSecret naming the stack's ClusterSecretStore gets nothing."""
     eso.cluster.kubectl("create", "namespace", "intruder")
     store = {"kind": "ClusterSecretStore", "name": "floe-dev-lake"}
-    stolen = {"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
-              "metadata": {"name": "stolen", "namespace": "intruder"},
-              "spec": {"refreshInterval": "5s", "secretStoreRef": store,
-                       "target": {"name": "stolen"}, "dataFrom": [{"find": {"name": {"regexp": ".*"}}}]}}
+    stolen = {
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ExternalSecret",
+        "metadata": {"name": "stolen", "namespace": "intruder"},
+        "spec": {
+            "refreshInterval": "5s",
+            "secretStoreRef": store,
+            "target": {"name": "stolen"},
+            "dataFrom": [{"find": {"name": {"regexp": ".*"}}}],
+        },
+    }
     eso.cluster.kubectl("apply", "-f", "-", input=json.dumps(stolen))
 
     def refused() -> str | None:
@@ -256,16 +294,30 @@ def test_5_leaving_eso_keeps_every_secret_and_every_eso_object(eso: Eso) -> None
     object stay, with what they own, here a team's own ExternalSecret and its Secret."""
     meta = {"name": "users-own", "namespace": JOBS}
     own = [
-        {"apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": meta,
-         "spec": {"provider": {"fake": {"data": [{"key": "TEAM_KEY", "value": "team-value"}]}}}},
-        {"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": meta,
-         "spec": {"refreshInterval": "5s", "secretStoreRef": {"kind": "SecretStore", "name": "users-own"},
-                  "target": {"name": "users-own", "creationPolicy": "Owner"},
-                  "data": [{"secretKey": "TEAM_KEY", "remoteRef": {"key": "TEAM_KEY"}}]}},
+        {
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "SecretStore",
+            "metadata": meta,
+            "spec": {"provider": {"fake": {"data": [{"key": "TEAM_KEY", "value": "team-value"}]}}},
+        },
+        {
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "ExternalSecret",
+            "metadata": meta,
+            "spec": {
+                "refreshInterval": "5s",
+                "secretStoreRef": {"kind": "SecretStore", "name": "users-own"},
+                "target": {"name": "users-own", "creationPolicy": "Owner"},
+                "data": [{"secretKey": "TEAM_KEY", "remoteRef": {"key": "TEAM_KEY"}}],
+            },
+        },
     ]
     eso.cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": own}))
-    eventually(lambda: eso.cluster.secret(JOBS, "users-own") == {"TEAM_KEY": "team-value"},
-               "ESO filled the team's own Secret (owned by its ExternalSecret)", 60)
+    eventually(
+        lambda: eso.cluster.secret(JOBS, "users-own") == {"TEAM_KEY": "team-value"},
+        "ESO filled the team's own Secret (owned by its ExternalSecret)",
+        60,
+    )
     eso.write(lake_via="operator")
     seen = eso.up_watching()
     assert seen and all(ok for ok, _ in seen), "the Secret was missing or wrong when the last via: eso went"

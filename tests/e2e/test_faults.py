@@ -45,10 +45,16 @@ class Faulty:
 
     def write_manifest(self, keys: dict[str, Any]) -> None:
         manifest = {
-            "plugins": {"secrets": {"type": "infisical", "config": {
-                "site_url": self.proxy.url, "project_slug": self.infisical.project_slug,
-                "operator": {"chart_repo": self.chart_repo},
-            }}},
+            "plugins": {
+                "secrets": {
+                    "type": "infisical",
+                    "config": {
+                        "site_url": self.proxy.url,
+                        "project_slug": self.infisical.project_slug,
+                        "operator": {"chart_repo": self.chart_repo},
+                    },
+                }
+            },
             "secrets": {"faulty": {"path": self.folder, "keys": keys}},
         }
         (self.pulumi.project / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
@@ -72,7 +78,10 @@ KEYS: dict[str, Any] = {"USER": {"config": True}, "PASSWORD": {"generate": {"len
 
 @pytest.fixture(scope="module")
 def faulty(
-    tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
+    tools_bin: Path,
+    cluster: LocalCluster,
+    infisical: Infisical,
+    chart_repo: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Faulty]:
     if infisical.short_ttl is None:
@@ -134,8 +143,9 @@ def test_2_a_rename_whose_answer_was_lost_converges(faulty: Faulty) -> None:
     retry finds the old name gone and the new one holding the value: `up` succeeds."""
     password = faulty.get("PASSWORD")
     faulty.proxy.add(Rule("PATCH", SECRETS + "PASSWORD", "lose-answer"))
-    faulty.write_manifest({"USER": KEYS["USER"],
-                           "DB_PASSWORD": {"renamed_from": "PASSWORD", "generate": {"length": 24}}})
+    faulty.write_manifest(
+        {"USER": KEYS["USER"], "DB_PASSWORD": {"renamed_from": "PASSWORD", "generate": {"length": 24}}}
+    )
     faulty.pulumi.up()
     assert [e.fault for e in faulty.proxy.log].count("lose-answer") == 1
     assert faulty.get("DB_PASSWORD") == password and faulty.get("PASSWORD") is None
@@ -162,8 +172,7 @@ def test_4_infisical_going_down_mid_up_fails_clearly_and_the_next_up_converges(f
     server is back, `up` writes exactly the missing ones: no duplicate, no orphan, nothing lost."""
     before = {k: faulty.get(k) for k in ("USER", "DB_PASSWORD")}
     new = {f"TOKEN_{i}": {"generate": {"length": 20}} for i in range(3)}
-    faulty.write_manifest({"USER": KEYS["USER"],
-                           "DB_PASSWORD": {"generate": {"length": 24}}, **new})
+    faulty.write_manifest({"USER": KEYS["USER"], "DB_PASSWORD": {"generate": {"length": 24}}, **new})
     faulty.proxy.down_after, faulty.proxy._arrived = ("POST", SECRETS, 1), 0
     try:
         failed = faulty.pulumi("up", "--yes", "--skip-preview", check=False, timeout=400)
@@ -190,8 +199,11 @@ def test_5_a_killed_up_recovers_with_refresh_and_up_and_keeps_the_value(faulty: 
     keys = manifest["secrets"]["faulty"]["keys"]
     faulty.write_manifest({**keys, "KILLED": {"generate": {"length": 20}}})
     faulty.proxy.add(Rule("POST", SECRETS + "KILLED", "hold-answer", seconds=60))
-    killed_up(faulty.pulumi, lambda: faulty.proxy.count("POST", SECRETS + "KILLED") > 0,
-              "the create of KILLED reached Infisical")
+    killed_up(
+        faulty.pulumi,
+        lambda: faulty.proxy.count("POST", SECRETS + "KILLED") > 0,
+        "the create of KILLED reached Infisical",
+    )
     written = faulty.get("KILLED")
     assert written is not None, "Infisical did not get the key before the kill"
     assert "pending_operations" in faulty.pulumi.state()

@@ -68,8 +68,11 @@ class Generated:
 
     def results(self, kind: str) -> dict[str, str]:
         """Each password of ``kind`` in the state: its key (the name's last part) -> its result."""
-        return {r["urn"].rsplit(":", 1)[1]: json.loads(r["outputs"]["result"]["plaintext"])
-                for r in self.resources() if r["type"] == kind}
+        return {
+            r["urn"].rsplit(":", 1)[1]: json.loads(r["outputs"]["result"]["plaintext"])
+            for r in self.resources()
+            if r["type"] == kind
+        }
 
     def stored(self) -> str:
         """Every file the file backend holds for the stack: the state, its backup and its history."""
@@ -78,33 +81,59 @@ class Generated:
 
 
 def manifest(infisical: Infisical, chart_repo: str, folder: str) -> str:
-    return yaml.safe_dump({
-        "plugins": {"secrets": {"type": "infisical", "config": {
-            "site_url": infisical.host, "project_slug": infisical.project_slug, "resync_interval": "5s",
-            "operator": {"chart_repo": chart_repo},
-        }}},
-        "secrets": {REF: {"path": folder, "keys": {
-            "APP_PASSWORD": {"generate": {"length": 24}},
-            "APP_KEY": {"generate": {"length": 32, "special": False}},
-        }}},
-    }, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "plugins": {
+                "secrets": {
+                    "type": "infisical",
+                    "config": {
+                        "site_url": infisical.host,
+                        "project_slug": infisical.project_slug,
+                        "resync_interval": "5s",
+                        "operator": {"chart_repo": chart_repo},
+                    },
+                }
+            },
+            "secrets": {
+                REF: {
+                    "path": folder,
+                    "keys": {
+                        "APP_PASSWORD": {"generate": {"length": 24}},
+                        "APP_KEY": {"generate": {"length": 32, "special": False}},
+                    },
+                }
+            },
+        },
+        sort_keys=False,
+    )
 
 
 def previous_release(into: Path) -> Path:
     """The program of PREVIOUS_RELEASE (its __main__.py, Pulumi.yaml and floe_infra), from git."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", PREVIOUS_RELEASE, "__main__.py", "Pulumi.yaml",
-                              "floe_infra"], capture_output=True, timeout=120, check=False)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", PREVIOUS_RELEASE, "__main__.py", "Pulumi.yaml", "floe_infra"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     if archive.returncode != 0:
-        unavailable(f"the previous release {PREVIOUS_RELEASE[:12]} is not in this clone's history (a shallow "
-                    f"clone?): {archive.stderr.decode(errors='replace')[-300:]}")
+        unavailable(
+            f"the previous release {PREVIOUS_RELEASE[:12]} is not in this clone's history (a shallow "
+            f"clone?): {archive.stderr.decode(errors='replace')[-300:]}"
+        )
     with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
         tar.extractall(into, filter="data")
     return into
 
 
 @pytest.fixture(scope="module")
-def gen(tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Generated]:
+def gen(
+    tools_bin: Path,
+    cluster: LocalCluster,
+    infisical: Infisical,
+    chart_repo: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Generated]:
     tmp = tmp_path_factory.mktemp("generated")
     old_code = previous_release(tmp / "previous")
     project = tmp / "project"
@@ -122,8 +151,10 @@ def gen(tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo
         old("stack", "init")
         ensure_namespaces(cluster, JOBS, OPERATOR_NS)
         for key, value, secret in [
-            ("floe:environment", ENV, False), ("floe:kubeContext", "floe-local", False),
-            ("floe:protect", "true", False), ("floe:createNamespaces", "false", False),
+            ("floe:environment", ENV, False),
+            ("floe:kubeContext", "floe-local", False),
+            ("floe:protect", "true", False),
+            ("floe:createNamespaces", "false", False),
             ("floe:operatorClientId", infisical.viewer[0], False),
             ("floe:operatorClientSecret", infisical.viewer[1], True),
             ("infisical:clientId", infisical.writer[0], False),
@@ -175,7 +206,9 @@ def test_3_floe_secrets_upgrade_moves_every_value_into_random_password(gen: Gene
     assert not any(v in stored for v in gen.values.values()), "a value in plaintext in the backend's files"
     again = gen.pulumi.floe("secrets", "upgrade", "--stack", STACK)
     assert (again.returncode, again.stdout) == (
-        0, f"stack {STACK}: nothing to upgrade (2 value(s) moved before); floe:passwords is random\n")
+        0,
+        f"stack {STACK}: nothing to upgrade (2 value(s) moved before); floe:passwords is random\n",
+    )
     assert gen.pulumi("config", "get", "floe:passwords").stdout.strip() == "random"
 
 
@@ -191,13 +224,30 @@ def test_4_the_first_up_after_it_changes_no_value(gen: Generated) -> None:
 
 def test_5_a_rotation_mark_gives_one_key_a_new_value_up_to_the_workload(gen: Generated) -> None:
     outputs = gen.pulumi.outputs()["secrets"][REF]
-    gen.cluster.kubectl("apply", "-f", "-", input=json.dumps({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "app", "namespace": JOBS, "annotations": outputs["workloadAnnotations"]},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "app"}},
-                 "template": {"metadata": {"labels": {"app": "app"}}, "spec": {"containers": [
-                     {"name": "app", "image": "floe/app:1", "envFrom": [{"secretRef": {"name": REF}}]}]}}},
-    }))
+    gen.cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "app", "namespace": JOBS, "annotations": outputs["workloadAnnotations"]},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "app"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "app"}},
+                        "spec": {
+                            "containers": [
+                                {"name": "app", "image": "floe/app:1", "envFrom": [{"secretRef": {"name": REF}}]}
+                            ]
+                        },
+                    },
+                },
+            }
+        ),
+    )
 
     # v1beta1 marks a workload's template only when the Secret changes (and so restarts it).
     before, _ = eventually(lambda: rolled_out_in(gen.cluster, JOBS, "app"), "the annotated Deployment rolled out", 90)

@@ -48,13 +48,26 @@ class Stack:
 
     def write_manifest(self) -> None:
         manifest = {
-            "plugins": {"secrets": {"type": "infisical", "config": {
-                "site_url": self.infisical.host, "project_slug": self.infisical.project_slug,
-                "resync_interval": "5s", "operator": {"chart_repo": self.chart_repo, **self.operator},
-            }}},
-            "secrets": {"warehouse-credentials": {"path": self.folder, "keys": {
-                "WAREHOUSE_TOKEN": {}, "WAREHOUSE_USER": {"config": True},
-            }}},
+            "plugins": {
+                "secrets": {
+                    "type": "infisical",
+                    "config": {
+                        "site_url": self.infisical.host,
+                        "project_slug": self.infisical.project_slug,
+                        "resync_interval": "5s",
+                        "operator": {"chart_repo": self.chart_repo, **self.operator},
+                    },
+                }
+            },
+            "secrets": {
+                "warehouse-credentials": {
+                    "path": self.folder,
+                    "keys": {
+                        "WAREHOUSE_TOKEN": {},
+                        "WAREHOUSE_USER": {"config": True},
+                    },
+                }
+            },
         }
         (self.pulumi.project / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
 
@@ -90,35 +103,54 @@ def subprocess_floe(stack: Stack, *args: str) -> Any:
 
     return subprocess.run(
         [str(ROOT / ".venv" / "bin" / "floe"), "secrets", *args, "--stack", ENV, "--context", "floe-local"],
-        cwd=stack.pulumi.project, env={**stack.pulumi.env, "KUBECONFIG": str(stack.cluster.kubeconfig)},
-        capture_output=True, text=True, timeout=120,
+        cwd=stack.pulumi.project,
+        env={**stack.pulumi.env, "KUBECONFIG": str(stack.cluster.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 @pytest.fixture(scope="module")
 def stack(
-    tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
-    tmp_path_factory: pytest.TempPathFactory, infisical_admin: InfisicalAdmin,
+    tools_bin: Path,
+    cluster: LocalCluster,
+    infisical: Infisical,
+    chart_repo: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    infisical_admin: InfisicalAdmin,
 ) -> Iterator[Stack]:
     admin = infisical_admin
     server, ca = cluster.api_server()
     identity = admin.kubernetes_identity(
-        f"floe-e2e-k8s-{secrets.token_hex(4)}", host=server, ca=ca, reviewer_jwt=cluster.token_reviewer_jwt(REVIEWER),
-        namespace=OPERATOR_NS, service_account=ACCOUNT,
+        f"floe-e2e-k8s-{secrets.token_hex(4)}",
+        host=server,
+        ca=ca,
+        reviewer_jwt=cluster.token_reviewer_jwt(REVIEWER),
+        namespace=OPERATOR_NS,
+        service_account=ACCOUNT,
     )
     tmp = tmp_path_factory.mktemp("k8s-auth")
     project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
     pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
-    stack = Stack(pulumi, cluster, infisical, chart_repo, identity, admin, values={
-        "token": f"token-{secrets.token_hex(6)}", "user": f"user-{secrets.token_hex(6)}"})
+    stack = Stack(
+        pulumi,
+        cluster,
+        infisical,
+        chart_repo,
+        identity,
+        admin,
+        values={"token": f"token-{secrets.token_hex(6)}", "user": f"user-{secrets.token_hex(6)}"},
+    )
     log = None
     try:
         stack.write_manifest()  # universal auth first: the viewer identity's client id and secret
         pulumi("stack", "init")
         for key, value, secret in infisical.stack_config(ENV, "floe-local"):
             pulumi.config_set(key, value, secret=secret)
-        pulumi.config_set("floe:secretValues.warehouse-credentials.WAREHOUSE_USER", stack.values["user"],
-                          secret=True, path=True)
+        pulumi.config_set(
+            "floe:secretValues.warehouse-credentials.WAREHOUSE_USER", stack.values["user"], secret=True, path=True
+        )
         infisical.set(ENV, stack.folder, "WAREHOUSE_TOKEN", stack.values["token"])
         pulumi.up()
         log = cluster.start_operator()
@@ -151,8 +183,11 @@ def test_1_switching_to_kubernetes_auth_keeps_syncing_and_leaves_no_client_secre
     # No Secret anywhere in the cluster holds a client secret, nor a key of that name.
     known = stack.admin.client_secrets()
     assert known, "no client secrets to look for"
-    holders = [(ns, name) for ns, name, data in stack.cluster.secrets()
-               if known & set(data.values()) or {"clientId", "clientSecret"} & set(data)]
+    holders = [
+        (ns, name)
+        for ns, name, data in stack.cluster.secrets()
+        if known & set(data.values()) or {"clientId", "clientSecret"} & set(data)
+    ]
     assert holders == [], f"Secrets holding a client secret: {holders}"
 
 
@@ -160,13 +195,27 @@ def test_2_the_charts_rbac_lets_the_operator_request_the_token(stack: Stack) -> 
     """The operator runs here out of cluster with the admin's kubeconfig; in a cluster it runs as
     the chart's ServiceAccount, which must be allowed the TokenRequest for the auth ServiceAccount."""
     chart_account = stack.cluster.kubectl(
-        "get", "serviceaccount", "-n", OPERATOR_NS, "-l", f"app.kubernetes.io/instance={RELEASE}", "-o",
+        "get",
+        "serviceaccount",
+        "-n",
+        OPERATOR_NS,
+        "-l",
+        f"app.kubernetes.io/instance={RELEASE}",
+        "-o",
         "jsonpath={.items[*].metadata.name}",
     ).split()
     assert len(chart_account) == 1, chart_account
     allowed = stack.cluster.kubectl(
-        "auth", "can-i", "create", f"serviceaccounts/{ACCOUNT}", "--subresource", "token", "-n", OPERATOR_NS,
-        "--as", f"system:serviceaccount:{OPERATOR_NS}:{chart_account[0]}",
+        "auth",
+        "can-i",
+        "create",
+        f"serviceaccounts/{ACCOUNT}",
+        "--subresource",
+        "token",
+        "-n",
+        OPERATOR_NS,
+        "--as",
+        f"system:serviceaccount:{OPERATOR_NS}:{chart_account[0]}",
     )
     assert allowed.strip() == "yes"
 
@@ -176,6 +225,7 @@ def test_3_a_service_account_the_identity_does_not_allow_shows_the_servers_reaso
     stack.write_manifest()
     stack.pulumi.up()
     try:
+
         def refused() -> list[dict[str, Any]] | None:
             code, rows = stack.status()
             return rows if code == 1 and rows and all("K8s name not allowed" in r["message"] for r in rows) else None

@@ -104,7 +104,11 @@ class Stack:
 
 def manifest(infisical: Infisical, chart_repo: str, api: str = "v1alpha1", via: str = "operator") -> str:
     return MANIFEST.format(
-        host=infisical.host, project=infisical.project_slug, chart_repo=chart_repo, api=api, via=via,
+        host=infisical.host,
+        project=infisical.project_slug,
+        chart_repo=chart_repo,
+        api=api,
+        via=via,
         prefix=infisical.prefix,
     )
 
@@ -120,7 +124,10 @@ def configure(pulumi: Pulumi, infisical: Infisical, canaries: dict[str, str]) ->
 
 @pytest.fixture(scope="module")
 def stack(
-    tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
+    tools_bin: Path,
+    cluster: LocalCluster,
+    infisical: Infisical,
+    chart_repo: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("lifecycle")
@@ -164,12 +171,21 @@ def _plan_resources(project: Path, env: dict[str, str]) -> set[tuple[str, str]]:
 
     result = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "floe"), "secrets", "plan", "--stack", ENV, "--format", "json"],
-        cwd=project, env=env, capture_output=True, text=True, check=True,
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     plan = json.loads(result.stdout)
     # Pulumi names an object namespace/name, and a Helm release by its name alone.
-    return {(r["type"], f"{r['namespace']}/{r['name']}" if r["namespace"] and not r["type"].endswith(":Release")
-             else r["name"]) for r in plan["resources"]}
+    return {
+        (
+            r["type"],
+            f"{r['namespace']}/{r['name']}" if r["namespace"] and not r["type"].endswith(":Release") else r["name"],
+        )
+        for r in plan["resources"]
+    }
 
 
 def test_1_preview_on_an_empty_cluster_shows_the_plan(stack: Stack) -> None:
@@ -201,7 +217,9 @@ def test_2_up_creates_the_objects_and_writes_infisical(stack: Stack) -> None:
     (snowflake,) = stack.kube("infisicalsecret", "floe-jobs", "snowflake-credentials")
     scope = snowflake["spec"]["authentication"]["universalAuth"]["secretsScope"]
     assert scope == {
-        "projectSlug": stack.infisical.project_slug, "envSlug": ENV, "secretsPath": stack.path(SNOWFLAKE),
+        "projectSlug": stack.infisical.project_slug,
+        "envSlug": ENV,
+        "secretsPath": stack.path(SNOWFLAKE),
     }
     (deployment,) = stack.kube("deployment", "infisical")
     assert deployment["status"].get("readyReplicas") == 1, "the operator Deployment is not Ready"
@@ -266,8 +284,9 @@ def test_4_a_value_deleted_in_infisical_is_recreated_by_refresh_and_up(stack: St
 def _changes(stack: Stack) -> set[tuple[str, str, str]]:
     """(operation, type, name) of every step a preview proposes beyond "same"."""
     steps = stack.pulumi.preview_json()["steps"]
-    return {(s["op"], s["urn"].split("::")[2].split("$")[-1], s["urn"].split("::")[-1]) for s in steps
-            if s["op"] != "same"}
+    return {
+        (s["op"], s["urn"].split("::")[2].split("$")[-1], s["urn"].split("::")[-1]) for s in steps if s["op"] != "same"
+    }
 
 
 def test_4_renaming_a_reference_or_a_key_keeps_every_value(stack: Stack) -> None:
@@ -362,8 +381,9 @@ def test_4_moving_the_operator_to_another_namespace_keeps_every_infisical_secret
 
 def _all_uids(stack: Stack, kind: str) -> dict[str, str]:
     out = stack.cluster.kubectl("get", kind, "-A", "-o", "json")
-    return {f"{o['metadata']['namespace']}/{o['metadata']['name']}": o["metadata"]["uid"]
-            for o in json.loads(out)["items"]}
+    return {
+        f"{o['metadata']['namespace']}/{o['metadata']['name']}": o["metadata"]["uid"] for o in json.loads(out)["items"]
+    }
 
 
 def _as_component_per_reference(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -377,7 +397,8 @@ def _as_component_per_reference(deployment: dict[str, Any]) -> dict[str, Any]:
     moved = {
         r["urn"]: r["urn"].replace(f"{prefix}$", f"{prefix}$floe:secrets:SecretReference$", 1)
         for r in resources
-        if r.get("parent") == platform and not r["type"].startswith(("floe:", "pulumi:providers:"))
+        if r.get("parent") == platform
+        and not r["type"].startswith(("floe:", "pulumi:providers:"))
         and r["type"] != "kubernetes:core/v1:Namespace"
     }
     text = json.dumps(deployment)
@@ -443,8 +464,9 @@ def test_5_missing_secret_config_stops_preview_and_creates_nothing(stack: Stack)
         # A pull request's preview gets no secrets: with FLOE_PREVIEW_WITHOUT_SECRETS it goes on,
         # the missing values unknown and each missing setting a warning; an `up` still stops.
         fresh.config_set("floe:kubeContext", "floe-local")
-        no_secrets = Pulumi(fresh.bin_dir, fresh.project, {**fresh.env, "FLOE_PREVIEW_WITHOUT_SECRETS": "true"},
-                            stack="missing")
+        no_secrets = Pulumi(
+            fresh.bin_dir, fresh.project, {**fresh.env, "FLOE_PREVIEW_WITHOUT_SECRETS": "true"}, stack="missing"
+        )
         preview = no_secrets("preview")
         assert "preview without secrets (FLOE_PREVIEW_WITHOUT_SECRETS)" in preview.stdout
         assert "floe:operatorClientId" in preview.stdout
@@ -470,10 +492,12 @@ def test_7_the_state_holds_no_secret_in_plaintext(stack: Stack) -> None:
     values = [stack.canaries[k] for k in ("user", "user-2", "database", "account")]
     values += [stack.infisical.viewer[1], stack.infisical.writer[1]]
     values += [
-        v for v in (
+        v
+        for v in (
             stack.infisical.get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_PASSWORD"),
             stack.infisical.get(ENV, stack.path("/{prefix}/catalog/polaris"), "POLARIS_TOKEN"),
-        ) if v
+        )
+        if v
     ]
     leaked = [v for v in values if v in state]
     assert leaked == [], "plaintext secret values in the state file"
@@ -563,9 +587,12 @@ def _former_project(stack: Stack, tmp: Path) -> Path:
 
 def _release_manifest(stack: Stack, namespace: str, name: str) -> str:
     """The objects Helm's latest revision of a release holds (its release Secret, decoded)."""
-    (secret,) = [s for s in stack.kube("secret", namespace)
-                 if s["metadata"]["name"].startswith(f"sh.helm.release.v1.{name}.")
-                 and s["metadata"].get("labels", {}).get("status") == "deployed"]
+    (secret,) = [
+        s
+        for s in stack.kube("secret", namespace)
+        if s["metadata"]["name"].startswith(f"sh.helm.release.v1.{name}.")
+        and s["metadata"].get("labels", {}).get("status") == "deployed"
+    ]
     release = json.loads(gzip.decompress(base64.b64decode(base64.b64decode(secret["data"]["release"]))))
     return str(release["manifest"])
 

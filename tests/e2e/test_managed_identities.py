@@ -46,15 +46,25 @@ class Stack:
         return f"/{self.infisical.prefix}/managed/lake"
 
     def manifest(self, auth: str = "universal", site_url: str | None = None, **identity: str) -> str:
-        return yaml.safe_dump({
-            "plugins": {"secrets": {"type": "infisical", "config": {
-                "site_url": site_url or self.infisical.host, "project_slug": self.infisical.project_slug,
-                "resync_interval": "5s", "identities": "managed",
-                "identity": {"token_ttl": f"{TTL}s", "token_max_ttl": f"{MAX_TTL}s", **identity},
-                "operator": {"chart_repo": self.chart_repo, "auth": auth},
-            }}},
-            "secrets": {"lake-credentials": {"path": self.folder, "keys": {"LAKE_TOKEN": {}}}},
-        }, sort_keys=False)
+        return yaml.safe_dump(
+            {
+                "plugins": {
+                    "secrets": {
+                        "type": "infisical",
+                        "config": {
+                            "site_url": site_url or self.infisical.host,
+                            "project_slug": self.infisical.project_slug,
+                            "resync_interval": "5s",
+                            "identities": "managed",
+                            "identity": {"token_ttl": f"{TTL}s", "token_max_ttl": f"{MAX_TTL}s", **identity},
+                            "operator": {"chart_repo": self.chart_repo, "auth": auth},
+                        },
+                    }
+                },
+                "secrets": {"lake-credentials": {"path": self.folder, "keys": {"LAKE_TOKEN": {}}}},
+            },
+            sort_keys=False,
+        )
 
     def secret(self, name: str, namespace: str = JOBS) -> dict[str, str] | None:
         return self.cluster.secret(namespace, name)
@@ -77,8 +87,7 @@ class Stack:
         return self.admin.identity_client_secrets(identity_id)
 
     def auth_ready(self) -> str | None:
-        out = self.cluster.kubectl("get", "infisicalauth", AUTH, "-n", OPERATOR_NS, "-o", "json",
-                                   "--ignore-not-found")
+        out = self.cluster.kubectl("get", "infisicalauth", AUTH, "-n", OPERATOR_NS, "-o", "json", "--ignore-not-found")
         conditions = (json.loads(out).get("status") or {}).get("conditions") or [] if out.strip() else []
         return next((c["status"] for c in conditions if c["type"] == READY), None)
 
@@ -90,8 +99,12 @@ def org_identity_names(admin: InfisicalAdmin) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def stack(
-    tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
-    tmp_path_factory: pytest.TempPathFactory, infisical_admin: InfisicalAdmin,
+    tools_bin: Path,
+    cluster: LocalCluster,
+    infisical: Infisical,
+    chart_repo: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    infisical_admin: InfisicalAdmin,
 ) -> Iterator[Stack]:
     admin = infisical_admin
     tmp = tmp_path_factory.mktemp("managed")
@@ -103,9 +116,12 @@ def stack(
         (project / "manifest.yaml").write_text(stack.manifest())
         pulumi("stack", "init")
         # One credential: the organisation admin identity, for Pulumi (it also writes values).
-        for key, value, secret in [("floe:environment", ENV, False), ("floe:kubeContext", "floe-local", False),
-                                   ("infisical:clientId", admin.client[0], False),
-                                   ("infisical:clientSecret", admin.client[1], True)]:
+        for key, value, secret in [
+            ("floe:environment", ENV, False),
+            ("floe:kubeContext", "floe-local", False),
+            ("infisical:clientId", admin.client[0], False),
+            ("infisical:clientSecret", admin.client[1], True),
+        ]:
             pulumi.config_set(key, value, secret=secret)
         infisical.set(ENV, stack.folder, "LAKE_TOKEN", stack.values["token"])
         pulumi.up()
@@ -142,9 +158,11 @@ def test_1_the_stack_makes_a_scoped_identity_whose_client_secret_is_only_a_pulum
     identity = stack.identity()
     assert identity["identity_name"].startswith(f"floe-{stack.infisical.project_slug}-dev-operator-")
     membership = stack.admin.call(
-        "GET", f"/api/v2/workspace/{stack.admin.project_id}/identity-memberships/{identity['identity_id']}")
+        "GET", f"/api/v2/workspace/{stack.admin.project_id}/identity-memberships/{identity['identity_id']}"
+    )
     assert [r["customRoleSlug"] for r in membership["identityMembership"]["roles"]] == [
-        stack.outputs_of("ProjectRole")["role_slug"]]
+        stack.outputs_of("ProjectRole")["role_slug"]
+    ]
     assert len(stack.client_secrets(identity["identity_id"])) == 1
     held = stack.secret("infisical-machine-identity", OPERATOR_NS)
     assert held is not None and held["clientId"] == identity["client_id"]
@@ -218,7 +236,9 @@ def test_3_a_rotation_makes_a_new_client_secret_and_revokes_the_old_once_the_ope
 
 
 def test_4_an_identity_that_may_not_add_members_is_refused_with_the_permission_and_leaves_nothing(
-    stack: Stack, tools_bin: Path, tmp_path: Path,
+    stack: Stack,
+    tools_bin: Path,
+    tmp_path: Path,
 ) -> None:
     """The viewer identity may create identities in this organisation (its org role is member) but
     not add one to the project: the error names both, and the identity it made is deleted again."""
@@ -229,19 +249,28 @@ def test_4_an_identity_that_may_not_add_members_is_refused_with_the_permission_a
     (project / "manifest.yaml").write_text(stack.manifest(role="viewer"))
     other("stack", "init")
     viewer = stack.infisical.viewer
-    for key, value, secret in [("floe:environment", "staging", False), ("floe:kubeContext", "floe-local", False),
-                               ("infisical:clientId", viewer[0], False), ("infisical:clientSecret", viewer[1], True)]:
+    for key, value, secret in [
+        ("floe:environment", "staging", False),
+        ("floe:kubeContext", "floe-local", False),
+        ("infisical:clientId", viewer[0], False),
+        ("infisical:clientSecret", viewer[1], True),
+    ]:
         other.config_set(key, value, secret=secret)
     platform = "urn:pulumi:staging::floe::floe:secrets:Platform"
-    targets = [f"{platform}::floe-secrets", f"{platform}$floe:secrets:InfisicalOperator::infisical-operator",
-               f"{platform}$floe:secrets:InfisicalOperator$pulumi-python:dynamic/infisical:MachineIdentity::operator"]
+    targets = [
+        f"{platform}::floe-secrets",
+        f"{platform}$floe:secrets:InfisicalOperator::infisical-operator",
+        f"{platform}$floe:secrets:InfisicalOperator$pulumi-python:dynamic/infisical:MachineIdentity::operator",
+    ]
     try:
         # Only the identity: the first stack's release and namespaces are in the way of the rest.
         failed = other("up", "--yes", "--skip-preview", *(a for t in targets for a in ("--target", t)), check=False)
         output = failed.stdout + failed.stderr
         assert failed.returncode != 0
-        assert f"machine identity {viewer[0]} (the one Pulumi uses, infisical:clientId) may not add machine identity " \
-               f"floe-{stack.infisical.project_slug}-staging-operator to project" in output, output[-3000:]
+        assert (
+            f"machine identity {viewer[0]} (the one Pulumi uses, infisical:clientId) may not add machine identity "
+            f"floe-{stack.infisical.project_slug}-staging-operator to project" in output
+        ), output[-3000:]
         assert "You are not allowed to create on identity" in output and "a project role that may add members" in output
         assert "Traceback" not in output
         assert org_identity_names(stack.admin) == before, "an identity was left behind"
@@ -250,7 +279,9 @@ def test_4_an_identity_that_may_not_add_members_is_refused_with_the_permission_a
 
 
 def test_4b_an_up_killed_inside_the_identity_create_leaves_no_identity_after_the_documented_recovery(
-    stack: Stack, tools_bin: Path, tmp_path: Path,
+    stack: Stack,
+    tools_bin: Path,
+    tmp_path: Path,
 ) -> None:
     """A protected stack's `up` killed (SIGKILL) after Infisical made the identity and before the
     state recorded it. The README's recovery (cancel, refresh --clear-pending-creates, up, then
@@ -260,8 +291,11 @@ def test_4b_an_up_killed_inside_the_identity_create_leaves_no_identity_after_the
     project = make_project(tmp_path, tools_bin, stack.cluster.kubeconfig, "")
     other = Pulumi(tools_bin, project, pulumi_env(tmp_path, tools_bin, stack.cluster.kubeconfig), stack="staging")
     platform = "urn:pulumi:staging::floe::floe:secrets:Platform"
-    targets = [f"{platform}::floe-secrets", f"{platform}$floe:secrets:InfisicalOperator::infisical-operator",
-               f"{platform}$floe:secrets:InfisicalOperator$pulumi-python:dynamic/infisical:MachineIdentity::operator"]
+    targets = [
+        f"{platform}::floe-secrets",
+        f"{platform}$floe:secrets:InfisicalOperator::infisical-operator",
+        f"{platform}$floe:secrets:InfisicalOperator$pulumi-python:dynamic/infisical:MachineIdentity::operator",
+    ]
     target_args = [a for t in targets for a in ("--target", t)]
     with fault_proxy(stack.infisical.host) as proxy:
         # A project-wide viewer: only the identity is targeted (the first stack's release and
@@ -269,22 +303,31 @@ def test_4b_an_up_killed_inside_the_identity_create_leaves_no_identity_after_the
         (project / "manifest.yaml").write_text(stack.manifest(role="viewer", site_url=proxy.url))
         other("stack", "init")
         admin = stack.admin.client
-        for key, value, secret in [("floe:environment", "staging", False), ("floe:kubeContext", "floe-local", False),
-                                   ("floe:protect", "true", False), ("infisical:clientId", admin[0], False),
-                                   ("infisical:clientSecret", admin[1], True)]:
+        for key, value, secret in [
+            ("floe:environment", "staging", False),
+            ("floe:kubeContext", "floe-local", False),
+            ("floe:protect", "true", False),
+            ("infisical:clientId", admin[0], False),
+            ("infisical:clientSecret", admin[1], True),
+        ]:
             other.config_set(key, value, secret=secret)
         proxy.add(Rule("POST", r"^/api/v1/identities$", "hold-answer", seconds=60))
         try:
-            killed_up(other, lambda: any(n.startswith(made) for n in org_identity_names(stack.admin).values()),
-                      "Infisical made the identity", *target_args)
+            killed_up(
+                other,
+                lambda: any(n.startswith(made) for n in org_identity_names(stack.admin).values()),
+                "Infisical made the identity",
+                *target_args,
+            )
             (leftover,) = [i for i, n in org_identity_names(stack.admin).items() if n.startswith(made)]
             assert "pending_operations" in other.state()
             other("cancel", "--yes", check=False)
             other("refresh", "--yes", "--clear-pending-creates")
             result = other("up", "--yes", "--skip-preview", *target_args)
             output = result.stdout + result.stderr
-            assert f"Infisical has other machine identities named {made[:-1]}-<nonce> ({leftover})" in output, \
-                output[-3000:]
+            assert f"Infisical has other machine identities named {made[:-1]}-<nonce> ({leftover})" in output, output[
+                -3000:
+            ]
             kept = other.outputs_of("MachineIdentity")["identity_id"]
             assert kept != leftover
             # The README's last step: delete what the warning names (here through the API, as the UI does).
@@ -309,7 +352,9 @@ def test_5_destroy_deletes_the_identity_it_made_and_no_other(stack: Stack) -> No
 
 
 def test_6_managed_kubernetes_auth_needs_no_credential_but_pulumis_own(
-    stack: Stack, tools_bin: Path, tmp_path: Path,
+    stack: Stack,
+    tools_bin: Path,
+    tmp_path: Path,
 ) -> None:
     """identities: managed with operator.auth: kubernetes: the stack makes the identity, gives it
     Kubernetes Auth with a token reviewer it made in the cluster (its JWT and the CA read from the
@@ -321,9 +366,12 @@ def test_6_managed_kubernetes_auth_needs_no_credential_but_pulumis_own(
     doc["plugins"]["secrets"]["config"]["operator"]["auth"] = "kubernetes"
     (project / "manifest.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     other("stack", "init")
-    for key, value, secret in [("floe:environment", ENV, False), ("floe:kubeContext", "floe-local", False),
-                               ("infisical:clientId", stack.admin.client[0], False),
-                               ("infisical:clientSecret", stack.admin.client[1], True)]:
+    for key, value, secret in [
+        ("floe:environment", ENV, False),
+        ("floe:kubeContext", "floe-local", False),
+        ("infisical:clientId", stack.admin.client[0], False),
+        ("infisical:clientSecret", stack.admin.client[1], True),
+    ]:
         other.config_set(key, value, secret=secret)
     try:
         other.up()
@@ -333,8 +381,11 @@ def test_6_managed_kubernetes_auth_needs_no_credential_but_pulumis_own(
         stack.cluster.stop_operator()
         stack.cluster.start_operator()
         state = json.loads(other("stack", "export", "--show-secrets").stdout)
-        (identity,) = [r["outputs"] for r in state["deployment"]["resources"]
-                       if r["type"] == "pulumi-python:dynamic/infisical:MachineIdentity"]
+        (identity,) = [
+            r["outputs"]
+            for r in state["deployment"]["resources"]
+            if r["type"] == "pulumi-python:dynamic/infisical:MachineIdentity"
+        ]
         reviewer = stack.secret("infisical-token-reviewer", OPERATOR_NS)
         assert reviewer is not None and reviewer.get("token")
         assert reviewer["token"] not in json.dumps(identity), "the reviewer's JWT in the identity's state"
@@ -343,8 +394,11 @@ def test_6_managed_kubernetes_auth_needs_no_credential_but_pulumis_own(
         stack.rotate_in_infisical()
         eventually(stack.synced, "the Secret follows Infisical through the managed identity's Kubernetes Auth", 90)
         known = stack.admin.client_secrets()
-        holders = [(ns, name) for ns, name, data in stack.cluster.secrets()
-                   if known & set(data.values()) or {"clientId", "clientSecret"} & set(data)]
+        holders = [
+            (ns, name)
+            for ns, name, data in stack.cluster.secrets()
+            if known & set(data.values()) or {"clientId", "clientSecret"} & set(data)
+        ]
         assert holders == [], f"Secrets holding a client secret: {holders}"
         other("destroy", "--yes")
         with pytest.raises(InfisicalAdminError) as gone:

@@ -45,18 +45,28 @@ class Prod:
         return f"/{self.infisical.prefix}/prod/{name}"
 
     def manifest(self, site_url: str | None = None, auth: str = "universal") -> str:
-        return yaml.safe_dump({
-            "plugins": {"secrets": {"type": "infisical", "config": {
-                "site_url": site_url or self.infisical.host, "project_slug": self.infisical.project_slug,
-                "resync_interval": "5s", "identities": "managed",
-                "identity": {"token_ttl": f"{TTL}s", "token_max_ttl": f"{MAX_TTL}s"},
-                "operator": {"chart_repo": self.chart_repo, "auth": auth},
-            }}},
-            "secrets": {
-                "lake-credentials": {"path": self.folder("lake"), "keys": {"LAKE_TOKEN": {}}},
-                "shared-credentials": {"path": self.folder("shared"), "keys": {"SHARED_KEY": {"config": True}}},
+        return yaml.safe_dump(
+            {
+                "plugins": {
+                    "secrets": {
+                        "type": "infisical",
+                        "config": {
+                            "site_url": site_url or self.infisical.host,
+                            "project_slug": self.infisical.project_slug,
+                            "resync_interval": "5s",
+                            "identities": "managed",
+                            "identity": {"token_ttl": f"{TTL}s", "token_max_ttl": f"{MAX_TTL}s"},
+                            "operator": {"chart_repo": self.chart_repo, "auth": auth},
+                        },
+                    }
+                },
+                "secrets": {
+                    "lake-credentials": {"path": self.folder("lake"), "keys": {"LAKE_TOKEN": {}}},
+                    "shared-credentials": {"path": self.folder("shared"), "keys": {"SHARED_KEY": {"config": True}}},
+                },
             },
-        }, sort_keys=False)
+            sort_keys=False,
+        )
 
     def secret(self, name: str = "lake-credentials", namespace: str = JOBS) -> dict[str, str] | None:
         return self.cluster.secret(namespace, name)
@@ -81,8 +91,12 @@ class LoginRefused(Exception):
 
 def _login(host: str, client_id: str, client_secret: str) -> dict[str, Any]:
     body = json.dumps({"clientId": client_id, "clientSecret": client_secret}).encode()
-    request = urllib.request.Request(f"{host}/api/v1/auth/universal-auth/login", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{host}/api/v1/auth/universal-auth/login",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return dict(json.loads(answer.read()))
@@ -92,8 +106,7 @@ def _login(host: str, client_id: str, client_secret: str) -> dict[str, Any]:
 
 def _list_status(host: str, token: str, project_id: str, environment: str, path: str) -> int:
     query = urllib.parse.urlencode({"workspaceId": project_id, "environment": environment, "secretPath": path})
-    request = urllib.request.Request(f"{host}/api/v3/secrets/raw?{query}",
-                                     headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(f"{host}/api/v3/secrets/raw?{query}", headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return int(answer.status)
@@ -103,14 +116,24 @@ def _list_status(host: str, token: str, project_id: str, environment: str, path:
 
 @pytest.fixture(scope="module")
 def prod(
-    tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
-    tmp_path_factory: pytest.TempPathFactory, infisical_admin: InfisicalAdmin,
+    tools_bin: Path,
+    cluster: LocalCluster,
+    infisical: Infisical,
+    chart_repo: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    infisical_admin: InfisicalAdmin,
 ) -> Iterator[Prod]:
     tmp = tmp_path_factory.mktemp("prod")
     project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
     pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig), stack=STACK)
-    stack = Prod(pulumi, cluster, infisical, infisical_admin, chart_repo,
-                 values={"token": f"token-{secrets.token_hex(6)}", "shared": f"shared-{secrets.token_hex(6)}"})
+    stack = Prod(
+        pulumi,
+        cluster,
+        infisical,
+        infisical_admin,
+        chart_repo,
+        values={"token": f"token-{secrets.token_hex(6)}", "shared": f"shared-{secrets.token_hex(6)}"},
+    )
     log = None
     try:
         (project / "manifest.yaml").write_text(stack.manifest())
@@ -118,14 +141,16 @@ def prod(
         ensure_namespaces(cluster, JOBS, OPERATOR_NS)
         pulumi.config_set("floe:createNamespaces", "false")
         for key, value, secret in [
-            ("floe:environment", ENV, False), ("floe:kubeContext", "floe-local", False),
+            ("floe:environment", ENV, False),
+            ("floe:kubeContext", "floe-local", False),
             ("floe:protect", "true", False),
             ("infisical:clientId", infisical_admin.client[0], False),
             ("infisical:clientSecret", infisical_admin.client[1], True),
         ]:
             pulumi.config_set(key, value, secret=secret)
-        pulumi.config_set("floe:secretValues.shared-credentials.SHARED_KEY", stack.values["shared"], secret=True,
-                          path=True)
+        pulumi.config_set(
+            "floe:secretValues.shared-credentials.SHARED_KEY", stack.values["shared"], secret=True, path=True
+        )
         infisical.set(ENV, stack.folder("lake"), "LAKE_TOKEN", stack.values["token"])
         infisical.set(ENV, "/" + infisical.prefix + "/elsewhere", "OTHER", "not-for-the-operator")
         pulumi.up()
@@ -144,12 +169,18 @@ def prod(
 def test_1_a_protected_managed_prod_stack_syncs_and_passes_the_projects_policy_pack(prod: Prod) -> None:
     eventually(prod.synced, "the Secret synced through the identity the prod stack made", 90)
     state = json.loads(prod.pulumi("stack", "export").stdout)["deployment"]["resources"]
-    unprotected = {f"{r['type'].rsplit(':', 1)[1]} {r['urn'].rsplit('::', 1)[1]}" for r in state
-                   if not r.get("protect") and not r["type"].startswith(("pulumi:", "floe:"))}
+    unprotected = {
+        f"{r['type'].rsplit(':', 1)[1]} {r['urn'].rsplit('::', 1)[1]}"
+        for r in state
+        if not r.get("protect") and not r["type"].startswith(("pulumi:", "floe:"))
+    }
     # Only the operator's login material, which the stack makes again (README: protect).
-    assert unprotected == {"ClientSecret operator", "OperatorLogin operator",
-                           "Secret infisical/infisical-machine-identity",
-                           "InfisicalAuth infisical/infisical-universal"}, unprotected
+    assert unprotected == {
+        "ClientSecret operator",
+        "OperatorLogin operator",
+        "Secret infisical/infisical-machine-identity",
+        "InfisicalAuth infisical/infisical-universal",
+    }, unprotected
     result = prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
     assert "mandatory" not in result.stdout, result.stdout[-3000:]
 
@@ -158,7 +189,8 @@ def test_2_the_operator_identity_reads_only_its_environment_and_the_manifests_fo
     identity = prod.outputs_of("MachineIdentity")
     role = prod.outputs_of("ProjectRole")
     membership = prod.admin.call(
-        "GET", f"/api/v2/workspace/{prod.admin.project_id}/identity-memberships/{identity['identity_id']}")
+        "GET", f"/api/v2/workspace/{prod.admin.project_id}/identity-memberships/{identity['identity_id']}"
+    )
     assert [r["customRoleSlug"] or r["role"] for r in membership["identityMembership"]["roles"]] == [role["role_slug"]]
     client_secret = prod.outputs_of("ClientSecret")["client_secret"]
     login = _login(prod.infisical.host, identity["client_id"], client_secret)
@@ -185,8 +217,15 @@ def _watch(prod: Prod, seen: list[tuple[float, str | None, str | None]], stop: t
     """What the Secret holds, and whether the operator's InfisicalAuth is ready, every 0.2 s."""
     while not stop.is_set():
         held = prod.secret()
-        auth = prod.cluster.kubectl("get", "infisicalauth", "infisical-universal", "-n", OPERATOR_NS, "-o",
-                                    "jsonpath={.status.conditions[?(@.type=='secrets.infisical.com/IsReady')].status}")
+        auth = prod.cluster.kubectl(
+            "get",
+            "infisicalauth",
+            "infisical-universal",
+            "-n",
+            OPERATOR_NS,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='secrets.infisical.com/IsReady')].status}",
+        )
         seen.append((time.monotonic(), (held or {}).get("LAKE_TOKEN"), auth or None))
         time.sleep(0.2)
 
@@ -229,10 +268,10 @@ def test_5_a_client_secret_revoked_by_hand_is_seen_by_refresh_and_repaired_by_up
     held = prod.outputs_of("ClientSecret")
     current = held["secret_id"]
     token = _login(prod.infisical.host, identity["client_id"], held["client_secret"])["accessToken"]
-    prod.admin.call("POST", f"/api/v1/auth/universal-auth/identities/{identity_id}/client-secrets/{current}/revoke",
-                    {})
-    assert _list_status(prod.infisical.host, token, prod.admin.project_id, ENV, prod.folder("lake")) == 200, \
+    prod.admin.call("POST", f"/api/v1/auth/universal-auth/identities/{identity_id}/client-secrets/{current}/revoke", {})
+    assert _list_status(prod.infisical.host, token, prod.admin.project_id, ENV, prod.folder("lake")) == 200, (
         "a token of the revoked client secret no longer works (the README says it does, until its TTL)"
+    )
     with pytest.raises(LoginRefused):
         _login(prod.infisical.host, identity["client_id"], held["client_secret"])
     prod.pulumi("refresh", "--yes")
@@ -249,29 +288,37 @@ def test_5_a_client_secret_revoked_by_hand_is_seen_by_refresh_and_repaired_by_up
 
 
 def test_6_a_rival_stack_with_the_same_key_and_value_is_refused_and_its_destroy_leaves_the_key(
-    prod: Prod, tools_bin: Path, tmp_path: Path,
+    prod: Prod,
+    tools_bin: Path,
+    tmp_path: Path,
 ) -> None:
     folder = prod.folder("shared")
     assert prod.infisical.get(ENV, folder, "SHARED_KEY") == prod.values["shared"]
     project = make_project(tmp_path, tools_bin, prod.cluster.kubeconfig, prod.manifest())
     rival = Pulumi(tools_bin, project, pulumi_env(tmp_path, tools_bin, prod.cluster.kubeconfig), stack="prod-us")
     rival("stack", "init")
-    for key, value, secret in [("floe:environment", ENV, False), ("floe:kubeContext", "floe-local", False),
-                               ("infisical:clientId", prod.infisical.writer[0], False),
-                               ("infisical:clientSecret", prod.infisical.writer[1], True)]:
+    for key, value, secret in [
+        ("floe:environment", ENV, False),
+        ("floe:kubeContext", "floe-local", False),
+        ("infisical:clientId", prod.infisical.writer[0], False),
+        ("infisical:clientSecret", prod.infisical.writer[1], True),
+    ]:
         rival.config_set(key, value, secret=secret)
     rival.config_set("floe:secretValues.shared-credentials.SHARED_KEY", prod.values["shared"], secret=True, path=True)
     platform = "urn:pulumi:prod-us::floe::floe:secrets:Platform"
     urn = f"{platform}$pulumi-python:dynamic/infisical:SecretValue::{folder}:SHARED_KEY"
     try:
         # Only the value: the prod stack's operator, release and namespaces are in the way of the rest.
-        refused = rival("up", "--yes", "--skip-preview", "--target", f"{platform}::floe-secrets", "--target", urn,
-                        check=False)
+        refused = rival(
+            "up", "--yes", "--skip-preview", "--target", f"{platform}::floe-secrets", "--target", urn, check=False
+        )
         output = refused.stdout + refused.stderr
         assert refused.returncode != 0
-        assert (f"Infisical already has key SHARED_KEY in project {prod.infisical.project_slug}, environment prod, "
-                f"path {folder}, not written by this stack (stack organization/floe/prod): "
-                "set adopt: true") in output, output[-3000:]
+        assert (
+            f"Infisical already has key SHARED_KEY in project {prod.infisical.project_slug}, environment prod, "
+            f"path {folder}, not written by this stack (stack organization/floe/prod): "
+            "set adopt: true"
+        ) in output, output[-3000:]
         assert prod.values["shared"] not in output and "Traceback" not in output
         rival("destroy", "--yes")
     finally:
@@ -286,8 +333,11 @@ def test_7_a_new_url_for_the_infisical_host_reaches_every_infisical_resource_in_
     moved = prod.infisical.host.replace("127.0.0.1", "localhost")
     (prod.pulumi.project / "manifest.yaml").write_text(prod.manifest(moved))
     preview = prod.pulumi.preview_json()
-    ops = {s["urn"].rsplit("::", 1)[1] + " " + s["urn"].split("::")[2].rsplit("$", 1)[-1]: s["op"]
-           for s in preview["steps"] if "dynamic/infisical" in s["urn"]}
+    ops = {
+        s["urn"].rsplit("::", 1)[1] + " " + s["urn"].split("::")[2].rsplit("$", 1)[-1]: s["op"]
+        for s in preview["steps"]
+        if "dynamic/infisical" in s["urn"]
+    }
     assert ops and set(ops.values()) <= {"update", "same"}, ops
     assert ops["operator pulumi-python:dynamic/infisical:MachineIdentity"] == "update"
     prod.pulumi.up()
@@ -348,7 +398,8 @@ def test_8_the_identity_moves_to_kubernetes_auth_and_back_in_one_up_each_with_no
     print(f"to Universal Auth: the value changed as the `up` started arrived {late:.1f}s after it")
     found = prod.admin.call("GET", f"/api/v1/identities/{identity_id}")
     assert found["identity"]["identity"]["authMethod"] == "universal-auth"
-    reviewer = prod.cluster.kubectl("get", "serviceaccount", "infisical-token-reviewer", "-n", OPERATOR_NS,
-                                    "--ignore-not-found", "-o", "name")
+    reviewer = prod.cluster.kubectl(
+        "get", "serviceaccount", "infisical-token-reviewer", "-n", OPERATOR_NS, "--ignore-not-found", "-o", "name"
+    )
     assert reviewer.strip() == "", "the token reviewer (bound to system:auth-delegator) is left"
     prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)

@@ -22,14 +22,22 @@ pytestmark = pytest.mark.e2e
 
 
 def admin_call(host: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    request = urllib.request.Request(host + path, method=method, data=json.dumps(body).encode() if body else None,
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        host + path,
+        method=method,
+        data=json.dumps(body).encode() if body else None,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
     with urllib.request.urlopen(request, timeout=30) as answer:
         return json.loads(answer.read() or b"{}")
 
 
 def test_a_deleted_project_is_gone_for_refresh_and_destroy_at_once(
-    tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str, tmp_path: Path,
+    tools_bin: Path,
+    cluster: LocalCluster,
+    infisical: Infisical,
+    chart_repo: str,
+    tmp_path: Path,
 ) -> None:
     if os.environ.get("FLOE_E2E_INFISICAL_ENV"):
         pytest.skip("needs the admin of the local Infisical server (admin.env), not FLOE_E2E_INFISICAL_ENV's server")
@@ -40,17 +48,30 @@ def test_a_deleted_project_is_gone_for_refresh_and_destroy_at_once(
     host, jwt = infisical.host, admin["INFISICAL_ADMIN_JWT"]
     slug = f"e2e-gone-{secrets.token_hex(4)}"
     project = admin_call(host, jwt, "POST", "/api/v2/workspace", {"projectName": slug, "slug": slug})["project"]
-    admin_call(host, jwt, "POST", f"/api/v2/workspace/{project['id']}/identity-memberships/"
-               f"{admin['INFISICAL_WRITER_IDENTITY_ID']}", {"role": "member"})
+    admin_call(
+        host,
+        jwt,
+        "POST",
+        f"/api/v2/workspace/{project['id']}/identity-memberships/{admin['INFISICAL_WRITER_IDENTITY_ID']}",
+        {"role": "member"},
+    )
     deleted = False
     project_dir = make_project(tmp_path, tools_bin, cluster.kubeconfig, "")
     pulumi = Pulumi(tools_bin, project_dir, pulumi_env(tmp_path, tools_bin, cluster.kubeconfig))
     try:
-        (project_dir / "manifest.yaml").write_text(yaml.safe_dump({
-            "plugins": {"secrets": {"type": "infisical", "config": {
-                "site_url": host, "project_slug": slug, "operator": {"chart_repo": chart_repo}}}},
-            "secrets": {"doomed": {"path": "/doomed", "keys": {"TOKEN": {"generate": {"length": 16}}}}},
-        }))
+        (project_dir / "manifest.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "plugins": {
+                        "secrets": {
+                            "type": "infisical",
+                            "config": {"site_url": host, "project_slug": slug, "operator": {"chart_repo": chart_repo}},
+                        }
+                    },
+                    "secrets": {"doomed": {"path": "/doomed", "keys": {"TOKEN": {"generate": {"length": 16}}}}},
+                }
+            )
+        )
         pulumi("stack", "init")
         for key, value, secret in infisical.stack_config("dev", "floe-local"):
             pulumi.config_set(key, value, secret=secret)

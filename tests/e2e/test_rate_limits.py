@@ -49,8 +49,11 @@ class Scale:
     def in_cluster(self) -> dict[str, str]:
         """KEY of every reference's Secret, in one list of the namespace's Secrets."""
         items = json.loads(self.cluster.kubectl("get", "secrets", "-n", JOBS, "-o", "json"))["items"]
-        return {s["metadata"]["name"]: base64.b64decode(s["data"]["KEY"]).decode() for s in items
-                if s["metadata"]["name"].startswith("ref-") and "KEY" in (s.get("data") or {})}
+        return {
+            s["metadata"]["name"]: base64.b64decode(s["data"]["KEY"]).decode()
+            for s in items
+            if s["metadata"]["name"].startswith("ref-") and "KEY" in (s.get("data") or {})
+        }
 
     def change_values(self) -> None:
         for n in range(FOLDERS):
@@ -59,21 +62,44 @@ class Scale:
 
 
 def manifest(infisical: Infisical, chart_repo: str, prefix: str) -> str:
-    return yaml.safe_dump({
-        "plugins": {"secrets": {"type": "infisical", "config": {
-            "site_url": infisical.host, "project_slug": infisical.project_slug,
-            "resync_interval": f"{INTERVAL}s", "operator": {"chart_repo": chart_repo, "sources": "folder"},
-            # The operator's identity made by the stack, with its scoped role: the manifest's folders only.
-            "identities": "managed", "identity": {"token_ttl": "60s", "token_max_ttl": "1h"},
-        }}},
-        "secrets": {f"ref-{i:03d}": {"path": f"/{prefix}/scale/folder-{i % FOLDERS}", "namespace": JOBS,
-                                     "keys": {"KEY": {}}} for i in range(REFERENCES)},
-    }, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "plugins": {
+                "secrets": {
+                    "type": "infisical",
+                    "config": {
+                        "site_url": infisical.host,
+                        "project_slug": infisical.project_slug,
+                        "resync_interval": f"{INTERVAL}s",
+                        "operator": {"chart_repo": chart_repo, "sources": "folder"},
+                        # The operator's identity made by the stack, with its scoped role: the manifest's folders only.
+                        "identities": "managed",
+                        "identity": {"token_ttl": "60s", "token_max_ttl": "1h"},
+                    },
+                }
+            },
+            "secrets": {
+                f"ref-{i:03d}": {
+                    "path": f"/{prefix}/scale/folder-{i % FOLDERS}",
+                    "namespace": JOBS,
+                    "keys": {"KEY": {}},
+                }
+                for i in range(REFERENCES)
+            },
+        },
+        sort_keys=False,
+    )
 
 
 @pytest.fixture(scope="module")
-def scale(tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
-          tmp_path_factory: pytest.TempPathFactory, infisical_admin: InfisicalAdmin) -> Iterator[Scale]:
+def scale(
+    tools_bin: Path,
+    cluster: LocalCluster,
+    infisical: Infisical,
+    chart_repo: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    infisical_admin: InfisicalAdmin,
+) -> Iterator[Scale]:
     tmp = tmp_path_factory.mktemp("scale")
     with server_in_production() as log:
         project = make_project(tmp, tools_bin, cluster.kubeconfig, manifest(infisical, chart_repo, infisical.prefix))
@@ -84,7 +110,8 @@ def scale(tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_re
             pulumi("stack", "init")
             ensure_namespaces(cluster, JOBS, OPERATOR_NS)
             for key, value, secret in [
-                ("floe:environment", ENV, False), ("floe:createNamespaces", "false", False),
+                ("floe:environment", ENV, False),
+                ("floe:createNamespaces", "false", False),
                 ("infisical:clientId", infisical_admin.client[0], False),
                 ("infisical:clientSecret", infisical_admin.client[1], True),
             ]:
@@ -104,8 +131,9 @@ def scale(tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_re
 
 
 def test_1_the_plan_reads_one_folder_once_and_fits_the_budget(scale: Scale) -> None:
-    static = json.loads(scale.cluster.kubectl("get", "infisicalstaticsecrets", "-A", "-o", "json",
-                                              "-l", "floe-infra/stack=dev"))["items"]
+    static = json.loads(
+        scale.cluster.kubectl("get", "infisicalstaticsecrets", "-A", "-o", "json", "-l", "floe-infra/stack=dev")
+    )["items"]
     assert len(static) == FOLDERS and {o["metadata"]["namespace"] for o in static} == {OPERATOR_NS}
     assert sorted(len(o["spec"]["targets"]) for o in static) == [REFERENCES // FOLDERS] * FOLDERS
     said = scale.pulumi("preview", "--expect-no-changes")
@@ -116,20 +144,39 @@ def test_2_every_secret_fills_and_follows_a_change_within_one_refresh(scale: Sca
     _, filled = eventually(lambda: scale.in_cluster() == scale.expected(), "every Secret filled", 120)
     # A workload of the last reference of a shared object restarts when its folder changes.
     outputs = scale.pulumi.outputs()["secrets"]["ref-099"]
-    scale.cluster.kubectl("apply", "-f", "-", input=json.dumps({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "scale-app", "namespace": JOBS, "annotations": outputs["workloadAnnotations"]},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "scale-app"}},
-                 "template": {"metadata": {"labels": {"app": "scale-app"}}, "spec": {"containers": [
-                     {"name": "app", "image": "floe/app:1", "envFrom": [{"secretRef": {"name": "ref-099"}}]}]}}},
-    }))
+    scale.cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "scale-app", "namespace": JOBS, "annotations": outputs["workloadAnnotations"]},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "scale-app"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "scale-app"}},
+                        "spec": {
+                            "containers": [
+                                {"name": "app", "image": "floe/app:1", "envFrom": [{"secretRef": {"name": "ref-099"}}]}
+                            ]
+                        },
+                    },
+                },
+            }
+        ),
+    )
     before, _ = eventually(lambda: rolled_out_in(scale.cluster, JOBS, "scale-app"), "the Deployment rolled out", 90)
     scale.change_values()
     changed = time.monotonic()
     # Within one refresh, plus the operator's reconcile of the folders' objects (one at a time).
     eventually(lambda: scale.in_cluster() == scale.expected(), "every Secret follows its folder", INTERVAL + 15)
-    print(f"\n{REFERENCES} references in {FOLDERS} folders: filled in {filled:.0f}s, "
-          f"followed a change in {time.monotonic() - changed:.0f}s (refresh {INTERVAL}s)")
+    print(
+        f"\n{REFERENCES} references in {FOLDERS} folders: filled in {filled:.0f}s, "
+        f"followed a change in {time.monotonic() - changed:.0f}s (refresh {INTERVAL}s)"
+    )
 
     def restarted() -> dict[str, Any] | None:
         d = rolled_out_in(scale.cluster, JOBS, "scale-app")
@@ -167,15 +214,18 @@ def test_5_sources_prefix_reads_every_folder_in_one_request(scale: Scale) -> Non
     doc["plugins"]["secrets"]["config"]["operator"]["sources"] = "prefix"
     (scale.pulumi.project / "manifest.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     scale.pulumi.up()
-    static = json.loads(scale.cluster.kubectl("get", "infisicalstaticsecrets", "-A", "-o", "json",
-                                              "-l", "floe-infra/stack=dev"))["items"]
-    assert [(o["metadata"]["name"], len(o["spec"]["targets"]), o["spec"]["sources"][0]["recursive"]) for o in static] \
-        == [("floe-dev-all-folders", REFERENCES, True)]
+    static = json.loads(
+        scale.cluster.kubectl("get", "infisicalstaticsecrets", "-A", "-o", "json", "-l", "floe-infra/stack=dev")
+    )["items"]
+    assert [
+        (o["metadata"]["name"], len(o["spec"]["targets"]), o["spec"]["sources"][0]["recursive"]) for o in static
+    ] == [("floe-dev-all-folders", REFERENCES, True)]
     assert scale.in_cluster() == scale.expected(), "a Secret lost its value in the switch"
     offset = scale.log.stat().st_size
     scale.change_values()
-    _, followed = eventually(lambda: scale.in_cluster() == scale.expected(), "every Secret follows its folder",
-                             INTERVAL + 15)
+    _, followed = eventually(
+        lambda: scale.in_cluster() == scale.expected(), "every Secret follows its folder", INTERVAL + 15
+    )
     time.sleep(INTERVAL)
     reads = [s for s in served_since(scale.log, offset) if s.method == "GET" and s.url.startswith(READS)]
     span = max(r.at for r in reads) - min(r.at for r in reads) if len(reads) > 1 else 0.0

@@ -35,19 +35,32 @@ def manifest(infisical: Infisical, chart_repo: str, api: str | None) -> dict[str
     operator: dict[str, Any] = {"chart_repo": chart_repo, **({"api": api} if api else {})}
     folder = f"/{infisical.prefix}/sync"  # under the run's folder, which the fixture removes
     return {
-        "plugins": {"secrets": {"type": "infisical", "config": {
-            "site_url": infisical.host, "project_slug": infisical.project_slug,
-            "resync_interval": f"{RESYNC}s", "operator": operator,
-        }}},
+        "plugins": {
+            "secrets": {
+                "type": "infisical",
+                "config": {
+                    "site_url": infisical.host,
+                    "project_slug": infisical.project_slug,
+                    "resync_interval": f"{RESYNC}s",
+                    "operator": operator,
+                },
+            }
+        },
         "compute": {"type": "snowflake", "connection_secret_ref": "snowflake-credentials"},
         "secrets": {
-            "snowflake-credentials": {"path": f"{folder}/compute/snowflake", "keys": {
-                "SNOWFLAKE_ACCOUNT": {},
-                "SNOWFLAKE_USER": {"config": True},
-                "SNOWFLAKE_PASSWORD": {"generate": {"length": 32, "special": False}},
-            }},
-            "dagster-db": {"path": f"{folder}/dagster", "auto_reload": False,
-                           "keys": {"DATABASE_URL": {"config": True}}},
+            "snowflake-credentials": {
+                "path": f"{folder}/compute/snowflake",
+                "keys": {
+                    "SNOWFLAKE_ACCOUNT": {},
+                    "SNOWFLAKE_USER": {"config": True},
+                    "SNOWFLAKE_PASSWORD": {"generate": {"length": 32, "special": False}},
+                },
+            },
+            "dagster-db": {
+                "path": f"{folder}/dagster",
+                "auto_reload": False,
+                "keys": {"DATABASE_URL": {"config": True}},
+            },
         },
     }
 
@@ -81,8 +94,11 @@ class Synced:
     def floe(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(ROOT / ".venv" / "bin" / "floe"), "secrets", *args, "--stack", ENV, "--context", "floe-local"],
-            cwd=self.pulumi.project, env={**self.pulumi.env, "KUBECONFIG": str(self.cluster.kubeconfig)},
-            capture_output=True, text=True, timeout=120,
+            cwd=self.pulumi.project,
+            env={**self.pulumi.env, "KUBECONFIG": str(self.cluster.kubeconfig)},
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     def status(self) -> tuple[int, list[dict[str, Any]]]:
@@ -101,7 +117,8 @@ class Synced:
         assert password is not None
         return {
             "snowflake-credentials": {
-                "SNOWFLAKE_ACCOUNT": self.values["account"], "SNOWFLAKE_USER": self.values["user"],
+                "SNOWFLAKE_ACCOUNT": self.values["account"],
+                "SNOWFLAKE_USER": self.values["user"],
                 "SNOWFLAKE_PASSWORD": password,
             },
             "dagster-db": {"DATABASE_URL": self.values["database"]},
@@ -110,22 +127,33 @@ class Synced:
 
 @pytest.fixture(scope="module")
 def synced(
-    tools_bin: Path, cluster: LocalCluster, infisical: Infisical, chart_repo: str,
+    tools_bin: Path,
+    cluster: LocalCluster,
+    infisical: Infisical,
+    chart_repo: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Synced]:
     tmp = tmp_path_factory.mktemp("sync")
     project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
     pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
-    stack = Synced(pulumi, cluster, infisical, chart_repo, {
-        "user": f"user-{secrets.token_hex(6)}", "database": f"postgres://u-{secrets.token_hex(6)}@db/floe",
-        "account": f"account-{secrets.token_hex(6)}",
-    })
+    stack = Synced(
+        pulumi,
+        cluster,
+        infisical,
+        chart_repo,
+        {
+            "user": f"user-{secrets.token_hex(6)}",
+            "database": f"postgres://u-{secrets.token_hex(6)}@db/floe",
+            "account": f"account-{secrets.token_hex(6)}",
+        },
+    )
     stack.write_manifest("v1alpha1")
     pulumi("stack", "init")
     for key, value, secret in infisical.stack_config(ENV, "floe-local"):
         pulumi.config_set(key, value, secret=secret)
-    pulumi.config_set("floe:secretValues.snowflake-credentials.SNOWFLAKE_USER", stack.values["user"],
-                      secret=True, path=True)
+    pulumi.config_set(
+        "floe:secretValues.snowflake-credentials.SNOWFLAKE_USER", stack.values["user"], secret=True, path=True
+    )
     pulumi.config_set("floe:secretValues.dagster-db.DATABASE_URL", stack.values["database"], secret=True, path=True)
     infisical.set(ENV, stack.snowflake, "SNOWFLAKE_ACCOUNT", stack.values["account"])  # by a person, beforehand
     log = None
@@ -168,19 +196,31 @@ def test_2_status_and_list_report_every_reference_synced(synced: Synced) -> None
     assert listing.returncode == 0, listing.stdout + listing.stderr
     lines = [line.split() for line in listing.stdout.splitlines()[1:]]
     assert sorted((cells[0], cells[2], cells[3]) for cells in lines) == [
-        ("dagster-db", "InfisicalSecret", "Synced"), ("snowflake-credentials", "InfisicalSecret", "Synced"),
+        ("dagster-db", "InfisicalSecret", "Synced"),
+        ("snowflake-credentials", "InfisicalSecret", "Synced"),
     ]
 
 
 def workload(name: str, annotations: dict[str, str]) -> dict[str, Any]:
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "namespace": JOBS, "annotations": annotations},
         "spec": {
-            "replicas": 1, "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
-                {"name": "job", "image": "floe/job:1", "envFrom": [{"secretRef": {"name": "snowflake-credentials"}}]},
-            ]}},
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "job",
+                            "image": "floe/job:1",
+                            "envFrom": [{"secretRef": {"name": "snowflake-credentials"}}],
+                        },
+                    ]
+                },
+            },
         },
     }
 
@@ -191,8 +231,12 @@ def rolled_out(synced: Synced, name: str) -> dict[str, Any] | None:
     if d is None:
         return None
     s = d.get("status", {})
-    done = (s.get("observedGeneration") == d["metadata"]["generation"] and s.get("updatedReplicas") == 1
-            and s.get("readyReplicas") == 1 and s.get("replicas") == 1)
+    done = (
+        s.get("observedGeneration") == d["metadata"]["generation"]
+        and s.get("updatedReplicas") == 1
+        and s.get("readyReplicas") == 1
+        and s.get("replicas") == 1
+    )
     return d if done else None
 
 
@@ -205,8 +249,10 @@ def test_3_a_rotation_reaches_the_secret_and_restarts_only_annotated_workloads(s
     outputs = synced.pulumi.outputs()["secrets"]["snowflake-credentials"]
     assert outputs["podSpec"] == {"envFrom": [{"secretRef": {"name": "snowflake-credentials"}}]}
     deployments = [workload("reloaded", outputs["workloadAnnotations"]), workload("steady", {})]
-    synced.cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                                  "items": deployments}))
+    synced.cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": deployments})
+    )
+
     def marked(name: str) -> dict[str, Any] | None:
         """Rolled out, with the operator's mark of the Secret version it last saw (the operator
         marks an annotated workload on its first reconcile after the workload appears)."""
@@ -219,11 +265,14 @@ def test_3_a_rotation_reaches_the_secret_and_restarts_only_annotated_workloads(s
         before[name] = (d["metadata"]["generation"], replica_sets(synced, name), d["spec"]["template"])
     # By `pulumi up`, for a `config: true` key.
     synced.values["user"] = f"user-{secrets.token_hex(6)}"
-    synced.pulumi.config_set("floe:secretValues.snowflake-credentials.SNOWFLAKE_USER", synced.values["user"],
-                             secret=True, path=True)
+    synced.pulumi.config_set(
+        "floe:secretValues.snowflake-credentials.SNOWFLAKE_USER", synced.values["user"], secret=True, path=True
+    )
     synced.pulumi.up()
-    eventually(lambda: (synced.secret_data("snowflake-credentials") or {}).get("SNOWFLAKE_USER")
-               == synced.values["user"], "the Secret follows a value `pulumi up` wrote")
+    eventually(
+        lambda: (synced.secret_data("snowflake-credentials") or {}).get("SNOWFLAKE_USER") == synced.values["user"],
+        "the Secret follows a value `pulumi up` wrote",
+    )
 
     def restarted() -> dict[str, Any] | None:
         d = rolled_out(synced, "reloaded")
@@ -236,12 +285,15 @@ def test_3_a_rotation_reaches_the_secret_and_restarts_only_annotated_workloads(s
     # Out of band, in Infisical, for a key set by hand.
     synced.values["account"] = f"account-{secrets.token_hex(6)}"
     synced.infisical.set(ENV, synced.snowflake, "SNOWFLAKE_ACCOUNT", synced.values["account"])
-    eventually(lambda: synced.secret_data("snowflake-credentials") == synced.expected()["snowflake-credentials"],
-               "the Secret follows a value changed in Infisical")
+    eventually(
+        lambda: synced.secret_data("snowflake-credentials") == synced.expected()["snowflake-credentials"],
+        "the Secret follows a value changed in Infisical",
+    )
     steady = synced.kube("deployment", JOBS, "steady")
     assert steady is not None
-    assert (steady["metadata"]["generation"], replica_sets(synced, "steady"), steady["spec"]["template"]) \
-        == before["steady"], "a Deployment without the annotation was restarted"
+    assert (steady["metadata"]["generation"], replica_sets(synced, "steady"), steady["spec"]["template"]) == before[
+        "steady"
+    ], "a Deployment without the annotation was restarted"
 
 
 def test_4_a_wrong_operator_client_secret_shows_as_failed_with_the_operators_reason(synced: Synced) -> None:
@@ -253,6 +305,7 @@ def test_4_a_wrong_operator_client_secret_shows_as_failed_with_the_operators_rea
     synced.cluster.stop_operator()
     synced.cluster.start_operator()
     try:
+
         def failed() -> list[dict[str, Any]] | None:
             code, rows = synced.status()
             return rows if code == 1 and all(r["message"].startswith("Failed") for r in rows) else None
@@ -301,10 +354,15 @@ def test_5_switching_to_v1beta1_keeps_the_secret_and_syncs_it_the_same(synced: S
     generation = (synced.kube("deployment", JOBS, "reloaded") or {})["metadata"]["generation"]
     synced.values["account"] = f"account-{secrets.token_hex(6)}"
     synced.infisical.set(ENV, synced.snowflake, "SNOWFLAKE_ACCOUNT", synced.values["account"])
-    eventually(lambda: synced.secret_data("snowflake-credentials") == synced.expected()["snowflake-credentials"],
-               "the Secret follows Infisical through the InfisicalStaticSecret")
-    eventually(lambda: (d := rolled_out(synced, "reloaded")) and d["metadata"]["generation"] > generation,
-               "the annotated Deployment rolls out after a v1beta1 sync", 90)
+    eventually(
+        lambda: synced.secret_data("snowflake-credentials") == synced.expected()["snowflake-credentials"],
+        "the Secret follows Infisical through the InfisicalStaticSecret",
+    )
+    eventually(
+        lambda: (d := rolled_out(synced, "reloaded")) and d["metadata"]["generation"] > generation,
+        "the annotated Deployment rolls out after a v1beta1 sync",
+        90,
+    )
     rows, _ = eventually(synced.all_synced, "floe secrets status: every InfisicalStaticSecret synced")
     assert {r["name"] for r in rows} == {"snowflake-credentials", "dagster-db"}
     listing = synced.floe("list")
