@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -280,7 +281,74 @@ def test_validate_without_credentials_names_the_variable(
     monkeypatch.delenv(variable)
     code, out, err = run(capsys, "validate")
     assert code == 2 and out == ""
-    assert err == f"floe: error: no Infisical machine identity to use: set {variable}\n"
+    key = {
+        "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID": "`pulumi config set infisical:clientId <client-id>`",
+        "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET": "`pulumi config set --secret infisical:clientSecret <secret>`",
+    }
+    assert err == f"floe: error: no Infisical machine identity to use: set {key[variable]} (or {variable})\n"
+
+
+STAND_IN = """#!/bin/sh
+# pulumi, as far as `pulumi config get --stack dev infisical:clientSecret` goes
+echo "$@" >> "$(dirname "$0")/calls"
+if [ "$1 $2 $3 $4 $5" = "config get --stack dev infisical:clientSecret" ]; then echo "{secret}"; exit 0; fi
+echo "error: no passphrase" >&2; exit 255
+"""
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain-id", "encrypted-secret"])
+def test_validate_takes_the_writer_from_the_stack_decrypting_with_the_pulumi_cli(
+    world: World,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    encrypted: bool,
+) -> None:
+    """infisical:clientId (plain) and infisical:clientSecret (encrypted: read with `pulumi config
+    get`, which holds the key) from Pulumi.dev.yaml, as `pulumi up` reads them; the environment's
+    value is used without decrypting when it is set."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pulumi").write_text(STAND_IN.format(secret=WRITER[1]))
+    (bin_dir / "pulumi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.delenv("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID")
+    if encrypted:
+        monkeypatch.delenv("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET")
+    stack_file = world.project / "Pulumi.dev.yaml"
+    stack_file.write_text(
+        stack_file.read_text() + f"  infisical:clientId: {WRITER[0]}\n"
+        "  infisical:clientSecret:\n    secure: v1:ciphertext-stand-in\n"
+    )
+    code, out, err = run(capsys, "validate")
+    assert code == 0, err
+    calls = (bin_dir / "calls").read_text().splitlines() if (bin_dir / "calls").exists() else []
+    assert calls == (["config get --stack dev infisical:clientSecret"] if encrypted else [])
+    assert WRITER[1] not in out + err
+
+
+def test_validate_says_how_to_read_an_encrypted_writer_secret_when_pulumi_cannot(
+    world: World,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pulumi").write_text('#!/bin/sh\necho "error: no passphrase" >&2\nexit 255\n')
+    (bin_dir / "pulumi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.delenv("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET")
+    stack_file = world.project / "Pulumi.dev.yaml"
+    stack_file.write_text(stack_file.read_text() + "  infisical:clientSecret:\n    secure: v1:ciphertext-stand-in\n")
+    code, out, err = run(capsys, "validate")
+    assert code == 2 and out == ""
+    assert err == (
+        "floe: error: Pulumi.dev.yaml: infisical:clientSecret is encrypted and `pulumi config get --stack dev "
+        "infisical:clientSecret` failed (error: no passphrase): make `pulumi config get --stack dev "
+        "infisical:clientSecret` work here (the pulumi CLI, logged in, with the stack's passphrase), or export "
+        "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET\n"
+    )
 
 
 # --- list and status ----------------------------------------------------------------------

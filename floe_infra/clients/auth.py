@@ -24,13 +24,8 @@ class Credentials:
     client_secret: str = field(repr=False)
 
     @classmethod
-    def resolve(
-        cls, config: Callable[[str], Any], default_host: str | None = None, *, for_cli: bool = False
-    ) -> Credentials:
-        """From ``infisical:*`` stack config, else the environment Infisical's own tools read.
-
-        ``for_cli``: there is no stack config, so the message names only the variables.
-        """
+    def resolve(cls, config: Callable[[str], Any], default_host: str | None = None) -> Credentials:
+        """From ``infisical:*`` stack config, else the environment Infisical's own tools read."""
         host, source = _writer_host_and_source(config, default_host)
         if host is not None:
             try:
@@ -44,7 +39,7 @@ class Credentials:
             (client_id, "`pulumi config set infisical:clientId <client-id>`", CLIENT_ID_ENV),
             (client_secret, "`pulumi config set --secret infisical:clientSecret <secret>`", CLIENT_SECRET_ENV),
         )
-        missing = [env if for_cli else f"{command} (or {env})" for value, command, env in wanted if not value]
+        missing = [f"{command} (or {env})" for value, command, env in wanted if not value]
         if missing:
             raise InfisicalError("no Infisical machine identity to use: set " + " and ".join(missing))
         return cls(str(host), str(client_id), str(client_secret))

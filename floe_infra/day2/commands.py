@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..errors import PluginError
 from ..model.manifest import Reference, load_manifest
 from ..model.names import UNIT_SECONDS
-from ..model.settings import read_stack_files
+from ..model.settings import WRITER_ENV, WRITER_NAMESPACE, read_stack_files, writer_entries
 from ..plan.planner import build_plan
 from ..plan.render import aligned
 from .plugin import PluginContext, SecretsPlugin, SyncState, load_plugin
@@ -48,7 +50,13 @@ def open_target(
     secrets = loaded.model.plugins.secrets
     options = secrets.config.model_dump() if secrets.config is not None else secrets.options
     # The stack's cluster (floe:kubeContext) unless --context names another.
-    context = PluginContext(stack, settings.environment, kube_context or settings.kube_context, options)
+    context = PluginContext(
+        stack,
+        settings.environment,
+        kube_context or settings.kube_context,
+        options,
+        config=_writer_config(project_dir, stack),
+    )
     # The deployed type's read budget, as `floe secrets plan` and `pulumi preview` say it.
     budget = build_plan(loaded, settings).over_read_budget if read_budget and secrets.type == "infisical" else None
     return Target(
@@ -59,6 +67,46 @@ def open_target(
         plugin=load_plugin(secrets.type, context),
         read_budget=budget,
     )
+
+
+def _writer_config(project_dir: Path, stack: str) -> Callable[[str], str | None]:
+    """The stack's ``infisical:*`` config as ``pulumi up`` would see it, read only when asked: a
+    plain value from ``Pulumi.<stack>.yaml``; an encrypted one through ``pulumi config get`` (the
+    CLI holds the key), unless the environment variable Infisical's tools read is set, which is
+    then used without decrypting anything."""
+    entries = writer_entries(project_dir, stack)
+
+    def get(key: str) -> str | None:
+        name = key.removeprefix(f"{WRITER_NAMESPACE}:")
+        value = entries.get(name)
+        if value is None or isinstance(value, str):
+            return value
+        if os.environ.get(WRITER_ENV.get(name, "")):
+            return None  # the environment's value: Credentials.resolve takes it next
+        return _decrypt(project_dir, stack, key)
+
+    return get
+
+
+def _decrypt(project_dir: Path, stack: str, key: str) -> str:
+    command = ["pulumi", "config", "get", "--stack", stack, key]
+    env_name = WRITER_ENV.get(key.removeprefix(f"{WRITER_NAMESPACE}:"), "")
+    fix = (
+        f"make `{' '.join(command)}` work here (the pulumi CLI, logged in, with the stack's passphrase), "
+        f"or export {env_name}"
+    )
+    try:
+        done = subprocess.run(command, cwd=project_dir, capture_output=True, text=True, timeout=60, check=False)
+    except FileNotFoundError:
+        raise PluginError(
+            f"Pulumi.{stack}.yaml: {key} is encrypted and no pulumi CLI is on PATH to read it: {fix}"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise PluginError(f"Pulumi.{stack}.yaml: `{' '.join(command)}` did not answer in 60 s: {fix}") from None
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise PluginError(f"Pulumi.{stack}.yaml: {key} is encrypted and `{' '.join(command)}` failed ({reason}): {fix}")
+    return done.stdout.rstrip("\n")
 
 
 @dataclass

@@ -12,7 +12,7 @@ implementation's docstring.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -33,6 +33,8 @@ class PluginContext:
     kube_context: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     """The plugin's ``plugins.secrets.config``, for it to validate."""
+    config: Callable[[str], str | None] = field(default=lambda _: None, compare=False)
+    """The stack's config by namespaced key (``infisical:clientId``), None where it has none."""
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ class InfisicalPlugin(SecretsPlugin):
         return self._config
 
     def _connection(self) -> Connection:
-        credentials = Credentials.resolve(lambda _: None, self._settings().site_url, for_cli=True)
+        credentials = Credentials.resolve(self.context.config, self._settings().site_url)
         return connect(credentials, CLI_POLICY)
 
     def _list(self, conn: Connection, path: str, *, values: bool) -> dict[str, str]:

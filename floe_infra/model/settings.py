@@ -285,6 +285,13 @@ def read_stack_files(project_dir: Path, stack: str) -> StackSettings:
     return replace(settings, writer_credentials_set=writer_credentials_present(writer.get))
 
 
+def writer_entries(project_dir: Path, stack: str) -> dict[str, object]:
+    """The stack file's ``infisical:*`` entries (keys without the namespace), as written: a plain
+    value, or ``{secure: <ciphertext>}`` that only the pulumi CLI can decrypt."""
+    stack_file = project_dir / f"Pulumi.{stack}.yaml"
+    return _namespace_entries(_config(stack_file, project=False), WRITER_NAMESPACE) if stack_file.is_file() else {}
+
+
 PLAINTEXT_FORBIDDEN = (
     f"{NAMESPACE}:operatorClientSecret",
     f"{NAMESPACE}:secretValues",
