@@ -92,6 +92,14 @@ def world(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         "catalog-credentials", "/catalog/polaris",
         [condition(READY, "False", "Error", "Failed to sync secrets. Error: 403 forbidden", timedelta(minutes=7))],
     ))  # fmt: skip
+    # What the operator wrote for the synced one (status checks its keys against the manifest's).
+    kube.add(
+        "secrets",
+        k8s_secret(
+            "snowflake-credentials",
+            dict.fromkeys(("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_PASSWORD"), CANARY),
+        ),
+    )
     forget_connections()
     with DoubleServer(infisical), KubeServer(kube):
         monkeypatch.setenv("INFISICAL_HOST", infisical.url)
@@ -598,6 +606,14 @@ def test_a_synced_secret_that_lacks_declared_keys_is_failed_naming_them_and_no_v
     code, out, _ = run(capsys, "list")
     (row,) = [line for line in out.splitlines() if line.startswith("snowflake-credentials")]
     assert row.split()[3] == "Synced"
+    del world.kube.objects[("secrets", "floe-jobs", "snowflake-credentials")]  # ESO, Retain, an empty folder
+    code, out, _ = run(capsys, "list")
+    assert code == 1
+    (row,) = [line for line in out.splitlines() if line.startswith("snowflake-credentials")]
+    assert (
+        "ExternalSecret reports success, but there is no Secret floe-jobs/snowflake-credentials for the keys "
+        "the manifest declares (SNOWFLAKE_ACCOUNT, SNOWFLAKE_PASSWORD, SNOWFLAKE_USER)" in row
+    )
 
 
 # --- the plugin interface -----------------------------------------------------------------

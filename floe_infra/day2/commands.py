@@ -185,13 +185,18 @@ def _with_declared_keys(stack: Target, state: SyncState) -> SyncState:
     missing = sorted({k.name for k in ref.keys} - held) if held is not None else []
     if not missing:
         return state
+    where, keys = f"Secret {state.namespace}/{state.name}", ", ".join(missing)
+    found = (
+        f"{where} lacks {keys}, which the manifest declares"
+        if held
+        else f"there is no {where} for the keys the manifest declares ({keys})"
+    )
     return replace(
         state,
         status="Failed",
         message=(
-            f"{state.kind} reports success, but Secret {state.namespace}/{state.name} lacks {', '.join(missing)}, "
-            f"which the manifest declares: does {ref.path} hold them in Infisical? (`floe secrets validate --stack "
-            f"{stack.name}`)"
+            f"{state.kind} reports success, but {found}: does {ref.path} hold them in Infisical? "
+            f"(`floe secrets validate --stack {stack.name}`)"
         ),
     )
 

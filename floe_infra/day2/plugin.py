@@ -76,9 +76,10 @@ class SecretsPlugin(ABC):
         """This stack's synced resources in one namespace (None: all namespaces)."""
 
     def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
-        """The key names (never values) a synced Secret holds; None where the plugin cannot tell
-        or there is none. A controller that reports success for a folder that holds nothing
-        (ESO: Infisical lists a folder that does not exist as empty) is caught by comparing
+        """The key names (never values) a synced Secret holds, empty when there is no such Secret;
+        None where the plugin cannot tell. A controller that reports success for a folder that
+        holds nothing (ESO: Infisical lists a folder that does not exist as empty, and ESO with
+        ``deletionPolicy: Retain`` then creates no Secret and says synced) is caught by comparing
         these with the keys the manifest declares."""
         return None
 

@@ -228,4 +228,4 @@ class InfisicalPlugin(SecretsPlugin):
     def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
         cluster = self._cluster or Cluster.connect(self.context.kube_context)
         found = cluster.get_secret(name, namespace)
-        return frozenset((found or {}).get("data") or {}) if found is not None else None
+        return frozenset((found or {}).get("data") or {})  # no Secret: no keys
