@@ -25,7 +25,7 @@ SERVED = {
         "infisicalstaticsecrets": "InfisicalStaticSecret",
         "infisicalauths": "InfisicalAuth",
     },
-    "/apis/external-secrets.io/v1": {"externalsecrets": "ExternalSecret"},
+    "/apis/external-secrets.io/v1": {"externalsecrets": "ExternalSecret", "clustersecretstores": "ClusterSecretStore"},
     "/api/v1": {"secrets": "Secret"},
 }
 
@@ -54,7 +54,7 @@ class KubeDouble:
 
     def add(self, plural: str, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
-        self.objects[(plural, meta["namespace"], meta["name"])] = obj
+        self.objects[(plural, meta.get("namespace", ""), meta["name"])] = obj  # "": cluster-scoped
 
     def kubeconfig(self, directory: Path, context: str = "double") -> Path:
         path = directory / "kubeconfig"

@@ -616,6 +616,36 @@ def test_a_synced_secret_that_lacks_declared_keys_is_failed_naming_them_and_no_v
     )
 
 
+def test_a_failed_externalsecret_gives_its_stores_reason(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """ESO validates a ClusterSecretStore by logging in: a wrong client secret is said there."""
+    use_operator_api(world.project, "v1beta1")
+    manifest = world.project / "manifest.yaml"
+    manifest.write_text(
+        manifest.read_text().replace("    auto_reload: true\n", "    auto_reload: true\n    via: eso\n")
+    )
+    world.kube.objects.clear()
+    world.kube.add("externalsecrets", {
+        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+        "metadata": {"name": "snowflake-credentials", "namespace": "floe-jobs", "labels": LABELS},
+        "spec": {"secretStoreRef": {"kind": "ClusterSecretStore", "name": "floe-dev-snowflake-credentials"}},
+        "status": {"conditions": [condition("Ready", "False", "SecretSyncedError",
+                                            "could not get secret data from provider", timedelta(minutes=1))]},
+    })  # fmt: skip
+    world.kube.add("clustersecretstores", {
+        "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+        "metadata": {"name": "floe-dev-snowflake-credentials", "labels": LABELS},
+        "status": {"conditions": [condition("Ready", "False", "InvalidProviderConfig",
+                                            "unable to validate store: API error (401)", timedelta(minutes=1))]},
+    })  # fmt: skip
+    code, out, _ = run(capsys, "list")
+    assert code == 1
+    (row,) = [line for line in out.splitlines() if line.startswith("snowflake-credentials")]
+    assert row.split(None, 3)[3] == (
+        "Failed: SecretSyncedError: could not get secret data from provider (ClusterSecretStore "
+        "floe-dev-snowflake-credentials: InvalidProviderConfig: unable to validate store: API error (401))"
+    )
+
+
 # --- the plugin interface -----------------------------------------------------------------
 
 

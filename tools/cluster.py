@@ -426,6 +426,9 @@ class LocalCluster:
                 "--metrics-addr=0",
                 "--concurrent=2",
                 "--loglevel=info",
+                # The chart's 5 minutes between checks of a store, shortened so that a store whose
+                # login fails says so within a test step (floe secrets status shows its reason).
+                "--store-requeue-interval=15s",
                 # The chart's defaults run these too; the stack makes none of their kinds.
                 "--enable-push-secret-reconciler=false",
                 "--enable-cluster-push-secret-reconciler=false",

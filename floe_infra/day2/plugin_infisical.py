@@ -128,9 +128,28 @@ def static_sync_state(obj: Mapping[str, Any], auth_failures: Mapping[tuple[str, 
     return _state(obj, "InfisicalStaticSecret", status, scope.project, scope.environment, times)
 
 
-def external_sync_state(obj: Mapping[str, Any], project: str, env: str) -> SyncState:
-    """An ESO ExternalSecret: condition ``Ready``; ESO records ``status.refreshTime`` per sync."""
+def store_failures(stores: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Why each ClusterSecretStore that is not ready is not, by name: ESO validates a store by
+    logging in, so a wrong client secret is said there, while its ExternalSecrets say only that
+    they "could not get secret data from provider"."""
+    failures = {}
+    for store in stores:
+        ready = _conditions(store).get("Ready")
+        if ready is not None and ready.get("status") == "False":
+            failures[str(store.get("metadata", {}).get("name", ""))] = _status_of(ready)[1]
+    return failures
+
+
+def external_sync_state(
+    obj: Mapping[str, Any], project: str, env: str, store_failures: Mapping[str, str] | None = None
+) -> SyncState:
+    """An ESO ExternalSecret: condition ``Ready``; ESO records ``status.refreshTime`` per sync. A
+    failure whose ClusterSecretStore is not ready gives that store's reason too."""
     status = _status_of(_conditions(obj).get("Ready"))
+    store = str(((obj.get("spec") or {}).get("secretStoreRef") or {}).get("name", ""))
+    reason = (store_failures or {}).get(store)
+    if status[0] == "Failed" and reason:
+        status = ("Failed", f"{status[1]} (ClusterSecretStore {store}: {reason})")
     return _state(obj, "ExternalSecret", status, project, env, [obj.get("status", {}).get("refreshTime")])
 
 
@@ -220,8 +239,15 @@ class InfisicalPlugin(SecretsPlugin):
         else:
             states = [sync_state(o) for o in cluster.list(V1ALPHA1, "infisicalsecrets", namespace, labels)]
         external = cluster.list(ESO_API, "externalsecrets", namespace, labels, required=False)
+        stores = (
+            store_failures(cluster.list(ESO_API, "clustersecretstores", None, labels, required=False))
+            if any(_conditions(o).get("Ready", {}).get("status") == "False" for o in external)
+            else {}
+        )
         self._cluster = cluster
-        return states + [external_sync_state(o, settings.project_slug, self.context.environment) for o in external]
+        return states + [
+            external_sync_state(o, settings.project_slug, self.context.environment, stores) for o in external
+        ]
 
     _cluster: Cluster | None = None
 
