@@ -118,14 +118,18 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             if rule is not None and rule.action == "lose-answer":
                 self.close_connection = True  # the server acted; the caller hears nothing
                 return
-            self.send_response(answer.status)
-            for k, v in answer.getheaders():
-                if k.lower() not in HOP_BY_HOP:
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            conn.close()
+            try:
+                self.send_response(answer.status)
+                for k, v in answer.getheaders():
+                    if k.lower() not in HOP_BY_HOP:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the caller went away while the answer was held (a killed `up`)
+            finally:
+                conn.close()
 
         do_GET = do_POST = do_PATCH = do_DELETE = _serve
 

@@ -288,7 +288,10 @@ def test_4_a_store_serves_only_the_namespace_of_its_reference(eso: Eso) -> None:
     assert eso.kube("secret", "stolen", "intruder") is None, f"the store served another namespace: {message}"
     # Not a failure of any other kind: ESO's own refusal (client_manager.go errClusterStoreMismatch),
     # which it logs; the ExternalSecret's condition says only "could not get secret data from provider".
-    refusal = 'using cluster store "floe-dev-lake" is not allowed from namespace "intruder": denied by spec.condition'
+    # (ESO logs JSON: the quotes in its message are escaped there.)
+    refusal = (
+        r"using cluster store \"floe-dev-lake\" is not allowed from namespace \"intruder\": denied by spec.condition"
+    )
     assert refusal in eso.logs["eso"].read_text(), message
     eso.cluster.kubectl("delete", "namespace", "intruder", "--wait=false")
 

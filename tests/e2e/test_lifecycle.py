@@ -542,6 +542,8 @@ def test_9_v1beta1_objects_are_accepted_by_the_api_server(
     assert static, "the InfisicalStaticSecret is not in the API server"
     assert not stack.kube("infisicalsecret", "floe-jobs", "snowflake-credentials")
     stack.pulumi("destroy", "--yes")
+    # Back to the module's manifest (v1alpha1): step 11 runs it as the former version did.
+    (stack.pulumi.project / "manifest.yaml").write_text(manifest(stack.infisical, chart_repo))
 
 
 # The last version whose operator release held the CRDs (installCRDs: true).
