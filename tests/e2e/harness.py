@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -61,6 +62,27 @@ def eventually(probe: Callable[[], T | None], what: str, timeout: float = FOLLOW
         if time.monotonic() - start > timeout:
             pytest.fail(f"{what}: not within {timeout:.0f}s", pytrace=False)
         time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def polling(probe: Callable[[], T], every: float = 0.2) -> Iterator[list[T]]:
+    """``probe()`` every ``every`` seconds in a thread while the block runs (a `pulumi up`, say);
+    the list of what each call gave, complete once the block has ended."""
+    seen: list[T] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(probe())
+            time.sleep(every)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        watcher.join()
 
 
 def rolled_out_in(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any] | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import LocalCluster
-from harness import Pulumi, eventually, keep_log, make_project, pulumi_env, stop_operator
+from harness import Pulumi, eventually, keep_log, make_project, polling, pulumi_env, stop_operator
 from localenv import Infisical
 
 pytestmark = pytest.mark.e2e
@@ -99,24 +98,16 @@ class Eso:
 
     def up_watching(self) -> list[tuple[bool, bool]]:
         """`pulumi up`, with the lake Secret polled every 0.2 s: (right data, has an owner)."""
-        seen: list[tuple[bool, bool]] = []
-        stop = threading.Event()
 
-        def watch() -> None:
-            while not stop.is_set():
-                secret = self.kube("secret", "lake")
-                data = self.lake() if secret else None
-                owned = bool(secret and secret["metadata"].get("ownerReferences"))
-                seen.append((data == {"LAKE_TOKEN": self.values["lake"]}, owned))
-                time.sleep(0.2)
+        def poll() -> tuple[bool, bool]:
+            secret = self.kube("secret", "lake")
+            data = self.lake() if secret else None
+            return data == {"LAKE_TOKEN": self.values["lake"]}, bool(
+                secret and secret["metadata"].get("ownerReferences")
+            )
 
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        try:
+        with polling(poll) as seen:
             self.last_up = self.pulumi.up().stdout
-        finally:
-            stop.set()
-            watcher.join()
         return seen
 
 

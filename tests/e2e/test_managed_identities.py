@@ -19,7 +19,7 @@ import pytest
 import yaml
 from cluster import LocalCluster
 from fault_proxy import Rule, fault_proxy
-from harness import Pulumi, eventually, killed_up, make_project, pulumi_env, stop_operator
+from harness import Pulumi, eventually, killed_up, make_project, polling, pulumi_env, stop_operator
 from localenv import Infisical, InfisicalAdmin, InfisicalAdminError, env_file, server_state
 
 pytestmark = pytest.mark.e2e
@@ -135,21 +135,8 @@ def stack(
 
 def _up_watching(stack: Stack) -> list[bool]:
     """`pulumi up`, with the synced Secret polled every 0.2 s; what each poll saw."""
-    seen: list[bool] = []
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            seen.append(stack.synced())
-            time.sleep(0.2)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
+    with polling(stack.synced) as seen:
         stack.pulumi.up()
-    finally:
-        stop.set()
-        watcher.join()
     return seen
 
 

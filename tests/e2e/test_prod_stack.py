@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import ISSUER, LocalCluster
-from harness import ROOT, Pulumi, ensure_namespaces, eventually, make_project, pulumi_env, stop_operator
+from harness import ROOT, Pulumi, ensure_namespaces, eventually, make_project, polling, pulumi_env, stop_operator
 from localenv import Infisical, InfisicalAdmin
 
 pytestmark = pytest.mark.e2e
@@ -350,24 +350,11 @@ def _switch_watching(prod: Prod, manifest: str) -> float:
     """Writes ``manifest`` and runs `pulumi up`, a value changed in Infisical as it starts, with the
     Secret polled every 0.2 s: it holds the old or the new value at every poll. Returns the seconds
     from the `up`'s end until the new value arrived (sync pauses while the identity changes method)."""
-    seen: list[str | None] = []
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            seen.append((prod.secret() or {}).get("LAKE_TOKEN"))
-            time.sleep(0.2)
-
     previous = prod.values["token"]
     (prod.pulumi.project / "manifest.yaml").write_text(manifest)
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
+    with polling(lambda: (prod.secret() or {}).get("LAKE_TOKEN")) as seen:
         prod.change_value()
         prod.pulumi.up()
-    finally:
-        stop.set()
-        watcher.join()
     assert len(seen) > 10 and all(v in (previous, prod.values["token"]) for v in seen), f"missing: {seen}"
     _, late = eventually(prod.synced, "the value changed as the `up` started arrives through the new method", 120)
     return late
