@@ -28,7 +28,7 @@ PINNED_CHARTS = ("secrets-operator", "external-secrets")
 _EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 
 # Where each sync kind names the Infisical environment it reads. Written here again on purpose,
-# not imported from floe_infra.plan.sync_objects.read_scope: the pack runs in its own virtualenv
+# not imported from floe_infra.plan.vocabulary.read_scope: the pack runs in its own virtualenv
 # without floe_infra, and a check that shared the program's reader would miss that reader's bugs.
 _ENVIRONMENT_OF: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "kubernetes:secrets.infisical.com/v1alpha1:InfisicalSecret": lambda spec: [

@@ -13,7 +13,7 @@ from test_plan import crd_validator, plan_for
 from floe_infra import KubeObject, ManifestError
 from floe_infra.model import names
 from floe_infra.model.names import go_duration
-from floe_infra.plan.sync_objects import ORPHAN_ON_DELETE
+from floe_infra.plan.vocabulary import ORPHAN_ON_DELETE
 
 EXAMPLE = (ROOT / "manifest.yaml").read_text()
 V1ALPHA1 = with_operator_api(EXAMPLE, "v1alpha1")

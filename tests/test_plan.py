@@ -332,7 +332,7 @@ def test_chart_defaults_match_the_reference_chart() -> None:
     chart = yaml.safe_load(reference_file("secrets-operator-Chart.yaml").read_text())
     values = yaml.safe_load(reference_file("secrets-operator-values.yaml").read_text())
     from floe_infra.model.manifest import DEFAULT_CHART_VERSION
-    from floe_infra.plan.planner import CHART_NAME
+    from floe_infra.plan.vocabulary import CHART_NAME
 
     assert (chart["name"], chart["version"]) == (CHART_NAME, DEFAULT_CHART_VERSION)
     assert {"installCRDs", "hostAPI"} <= set(values)

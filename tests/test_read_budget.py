@@ -317,7 +317,7 @@ def test_sources_prefix_needs_v1beta1_and_declared_keys(tmp_path: Path, change: 
     ],
 )
 def test_common_prefix_is_a_folder_not_a_string_prefix(paths: list[str], prefix: str) -> None:
-    from floe_infra.plan.sync_objects import common_prefix
+    from floe_infra.plan.references import common_prefix
 
     assert common_prefix(paths) == prefix
 

@@ -23,7 +23,7 @@ from ..clients.transport import RetryPolicy
 from ..errors import PluginError
 from ..model.manifest import InfisicalSettings, Reference
 from ..plan.desired import MANAGED_BY, STACK_LABEL
-from ..plan.sync_objects import ESO_API, V1ALPHA1, V1BETA1, read_scope
+from ..plan.vocabulary import ESO_API, V1ALPHA1, V1BETA1, read_scope
 from .plugin import KeyReport, PluginContext, SecretsPlugin, SyncState, SyncStatus, parse_time
 
 READY = "secrets.infisical.com/ReadyToSyncSecrets"

@@ -105,6 +105,15 @@ class KubeObject(_Desired):
             meta["annotations"] = dict(self.annotations)
         return meta
 
+    def ref(self) -> dict[str, str]:
+        """How another object's spec names this one (a namespaced object)."""
+        assert self.namespace is not None
+        return {"name": self.name, "namespace": self.namespace}
+
+    def key_ref(self, key: str) -> dict[str, str]:
+        """How another object's spec names one key of this Secret."""
+        return {**self.ref(), "key": key}
+
     def manifest(self) -> dict[str, Any]:
         """The object as YAML would show it, secret values replaced by placeholders."""
         obj: dict[str, Any] = {"apiVersion": self.api_version, "kind": self.kind, "metadata": self.metadata()}
@@ -118,6 +127,66 @@ def login_material(obj: KubeObject, method: str) -> KubeObject:
     """``obj`` as the operator's login material for ``method``: unprotected, and marked so that the
     policy pack sees why (:data:`LOGIN_ANNOTATION`)."""
     return replace(obj, protect=False, annotations={**obj.annotations, LOGIN_ANNOTATION: method})
+
+
+def spec_object(
+    api_version: str,
+    kind: str,
+    name: str,
+    namespace: str | None,
+    labels: Mapping[str, str],
+    spec: dict[str, Any],
+    depends_on: tuple[str, ...],
+    protect: bool,
+    annotations: Mapping[str, str],
+) -> KubeObject:
+    """An object whose content is its ``spec`` (a custom resource)."""
+    return KubeObject(
+        api_version=api_version,
+        kind=kind,
+        name=name,
+        namespace=namespace,
+        labels=labels,
+        annotations=annotations,
+        content={"spec": spec},
+        depends_on=depends_on,
+        protect=protect,
+    )
+
+
+def opaque_secret(
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    data: dict[str, SecretSource],
+    depends_on: tuple[str, ...],
+    protect: bool,
+) -> KubeObject:
+    return KubeObject(
+        api_version="v1",
+        kind="Secret",
+        name=name,
+        namespace=namespace,
+        labels=labels,
+        content={"type": "Opaque"},
+        secret_data=data,
+        depends_on=depends_on,
+        protect=protect,
+    )
+
+
+def namespace_object(name: str, labels: Mapping[str, str], protect: bool) -> KubeObject:
+    """Kept in the cluster when the stack stops managing it (its last reference goes, createNamespaces
+    turns false, destroy): deleting a namespace deletes every workload in it, not only ours."""
+    return KubeObject(
+        api_version="v1",
+        kind="Namespace",
+        name=name,
+        namespace=None,
+        labels=labels,
+        protect=protect,
+        retain_on_delete=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -292,7 +361,7 @@ class OperatorPlan:
     identity: KubeObject | None
     service_account: KubeObject | None = None
     managed_identity: ManagedIdentity | None = None
-    token_reviewer: tuple[KubeObject, ...] = ()  # a managed identity's Kubernetes Auth: see _token_reviewer
+    token_reviewer: tuple[KubeObject, ...] = ()  # a managed identity's Kubernetes Auth (plan.operator)
     identity_id: str | None = None  # kubernetes auth: the identity the ServiceAccount logs in as
     connection: KubeObject | None = None
     auth: KubeObject | None = None

@@ -7,37 +7,28 @@ the components) and ``floe secrets plan``, so the two cannot disagree.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
-from dataclasses import replace
 from types import MappingProxyType
-from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import StackConfigError
 from ..model import names
-from ..model.manifest import InfisicalSettings, KeyDecl, LoadedManifest, Reference
+from ..model.manifest import InfisicalSettings, LoadedManifest, Reference
 from ..model.settings import NAMESPACE, WRITER_ENV, WRITER_NAMESPACE, StackSettings, config_path, set_command
 from .desired import (
     MANAGED_BY,
     STACK_LABEL,
-    ChartCrds,
-    HelmRelease,
     InfisicalValue,
     KubeObject,
-    KubernetesLogin,
-    ManagedIdentity,
     OperatorPlan,
     ReferencePlan,
-    SecretSource,
     StackPlan,
-    login_material,
+    namespace_object,
 )
-from .sync_objects import IDENTITY_ID_KEY, IDENTITY_ID_SECRET, eso_release, sync_objects, v1beta1_auth
+from .operator import operator_plan
+from .references import infisical_reference, k8s_reference, shared_objects, written_values
+from .vocabulary import ESO_STORE_CHECK_MINUTES, POLLING_KINDS
 
-CHART_NAME = "secrets-operator"
-RELEASE_NAME = "infisical-secrets-operator"
-AUTO_RELOAD_ANNOTATION = "secrets.infisical.com/auto-reload"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -66,11 +57,11 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
                         "set by hand), or remove operator.sources: prefix",
                     )
         paths = tuple(sorted({r.path for r in references}))
-        operator: OperatorPlan | None = _operator(plugin.config, settings, labels, paths)
-        groups = _shared_objects(plugin.config, references)
-        values = {r.name: _values(r, plugin.config, settings) for r in references}
+        operator: OperatorPlan | None = operator_plan(plugin.config, settings, labels, paths)
+        groups = shared_objects(plugin.config, references)
+        values = {r.name: written_values(r, plugin.config, settings) for r in references}
         plans = tuple(
-            _infisical_reference(r, plugin.config, settings, labels, operator, values, groups.get(r.name, (r,)))
+            infisical_reference(r, plugin.config, settings, labels, operator, values, groups.get(r.name, (r,)))
             for r in references
         )
     elif plugin.type == "k8s":
@@ -82,7 +73,7 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
                     "via: eso reads Infisical through External Secrets Operator: it needs type infisical; "
                     "remove via for type k8s",
                 )
-        plans = tuple(_k8s_reference(r, settings, labels) for r in references)
+        plans = tuple(k8s_reference(r, settings, labels) for r in references)
     else:
         raise manifest.error(
             ("plugins", "secrets", "type"),
@@ -96,8 +87,6 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
     budget = read_budget_problem(plugin.config, plans) if operator is not None and plugin.config else None
     warnings += [budget] if budget else []
     namespaces = _namespaces(settings, labels, operator, plans)
-    if settings.create_namespaces:
-        plans = tuple(_with_namespace_dependency(p) for p in plans)
     return StackPlan(
         settings=settings,
         secrets_type="infisical" if operator else "k8s",
@@ -109,10 +98,6 @@ def build_plan(manifest: LoadedManifest, settings: StackSettings) -> StackPlan:
     )
 
 
-POLLING = {"InfisicalSecret", "ExternalSecret"}  # one read of one folder per refresh each
-ESO_STORE_CHECK_MINUTES = 5  # ESO's --store-requeue-interval, as its chart sets it
-
-
 def reads_per_refresh(plans: tuple[ReferencePlan, ...]) -> int:
     """Requests the sync objects make to Infisical's secrets routes at each refresh: one per source
     of an InfisicalStaticSecret, one per InfisicalSecret or ExternalSecret."""
@@ -121,7 +106,7 @@ def reads_per_refresh(plans: tuple[ReferencePlan, ...]) -> int:
         for obj in plan.objects:
             if isinstance(obj, KubeObject) and obj.kind == "InfisicalStaticSecret":
                 count += len(obj.content["spec"]["sources"])
-            elif isinstance(obj, KubeObject) and obj.kind in POLLING:
+            elif isinstance(obj, KubeObject) and obj.kind in POLLING_KINDS:
                 count += 1
     return count
 
@@ -289,350 +274,6 @@ def require_deploy_config(plan: StackPlan) -> None:
         raise StackConfigError(f"{plan.settings.source}: stack {plan.settings.stack} is missing config:\n{lines}")
 
 
-def _managed_identity(
-    config: InfisicalSettings,
-    settings: StackSettings,
-    paths: tuple[str, ...],
-    rotation: str,
-    kubernetes: KubernetesLogin | None = None,
-    depends_on: tuple[str, ...] = (),
-) -> ManagedIdentity:
-    """The operator's identity the stack makes: a reader of the stack's environment and the
-    manifest's folders (or the whole project's viewer, if the manifest opts in), with short-lived
-    access tokens."""
-    managed = config.managed
-    return ManagedIdentity(
-        name=f"floe-{config.project_slug}-{settings.stack}-operator",
-        project_slug=config.project_slug,
-        role=managed.role,
-        site_url=config.site_url,
-        rotation=rotation,
-        protect=settings.protect,
-        kubernetes=kubernetes,
-        environment=settings.environment,
-        paths=paths,
-        role_slug=_role_slug(settings.stack),
-        token_ttl=names.interval_seconds(managed.token_ttl),
-        token_max_ttl=names.interval_seconds(managed.token_max_ttl),
-        trusted_ips=tuple(managed.trusted_ips),
-        audience=managed.audience,
-        depends_on=depends_on,
-    )
-
-
-def _role_slug(stack: str) -> str:
-    """``floe-<stack>-reader``, as an Infisical slug (lowercase letters, digits, single '-')."""
-    words = re.sub(r"[^a-z0-9]+", "-", stack.lower()).strip("-")
-    return f"floe-{words[:24].strip('-')}-reader"
-
-
-def _operator(
-    config: InfisicalSettings,
-    settings: StackSettings,
-    labels: Mapping[str, str],
-    paths: tuple[str, ...],
-) -> OperatorPlan:
-    op = config.operator
-    namespace = _namespace(op.namespace, labels, settings) if settings.create_namespaces else None
-    deps = (namespace.id,) if namespace else ()
-    crds = ChartCrds(
-        release=RELEASE_NAME,
-        chart=CHART_NAME,
-        version=op.chart_version,
-        repo=op.chart_repo,
-        values={"installCRDs": True},
-        protect=settings.protect,
-    )
-    release = HelmRelease(
-        name=RELEASE_NAME,
-        namespace=op.namespace,
-        chart=CHART_NAME,
-        version=op.chart_version,
-        repo=op.chart_repo,
-        values={"installCRDs": False, "hostAPI": config.host_api},
-        depends_on=(*deps, crds.id),
-        protect=settings.protect,
-    )
-    reviewer: tuple[KubeObject, ...] = ()
-    managed: ManagedIdentity | None = None
-    if op.auth == "kubernetes":
-        # An existing ServiceAccount named in operator.service_account is taken over by the create
-        # (pulumi-kubernetes 4.25 upserts): a switch of method must not delete what others may use.
-        service_account: KubeObject | None = login_material(
-            KubeObject(
-                api_version="v1",
-                kind="ServiceAccount",
-                name=op.auth_service_account,
-                namespace=op.namespace,
-                labels=labels,
-                depends_on=deps,
-                retain_on_delete=op.service_account is not None,
-            ),
-            op.auth,
-        )
-        id_source = SecretSource(config_key="operatorIdentityId")
-        id_deps = deps
-        if config.identities == "managed":
-            reviewer = _token_reviewer(op.namespace, labels, settings, deps)
-            managed = _managed_identity(
-                config,
-                settings,
-                paths,
-                "",
-                KubernetesLogin(
-                    namespace=op.namespace,
-                    service_account=op.auth_service_account,
-                    reviewer_secret=REVIEWER,
-                    kube_context=settings.kube_context,
-                    host=settings.kubernetes_host,
-                ),
-                tuple(r.id for r in reviewer),
-            )
-            id_source, id_deps = SecretSource(identity_output="identityId"), (*deps, managed.id)
-        # v1beta1's InfisicalAuth reads the identity id from a Secret; nothing else is in it.
-        identity = (
-            login_material(
-                _opaque_secret(IDENTITY_ID_SECRET, op.namespace, labels, {IDENTITY_ID_KEY: id_source}, id_deps, False),
-                op.auth,
-            )
-            if op.api == "v1beta1"
-            else None
-        )
-    elif config.identities == "managed":
-        service_account = None
-        rotation = settings.operator_secret_rotation or ""
-        managed = _managed_identity(config, settings, paths, rotation)
-        # v1beta1: a rotation changes the Secret's data in place (an update, which a protected stack
-        # allows), and nothing else: the operator keeps a login for 70% of its token's TTL and then
-        # logs in again with what the Secret holds, which OperatorLogin waits for. No object the
-        # operator reads changes shape, so no moment, and no interrupted `up`, leaves it without a
-        # valid reference. v1alpha1 keeps a login for the life of its spec: there a rotation
-        # renames the Secret the InfisicalSecrets name, which changes their spec.
-        renamed = rotation and op.api == "v1alpha1"
-        identity = _opaque_secret(
-            f"{config.identity_secret}-{rotation}" if renamed else config.identity_secret,
-            op.namespace,
-            labels,
-            {
-                "clientId": SecretSource(identity_output="clientId"),
-                "clientSecret": SecretSource(identity_output="clientSecret"),
-            },
-            (*deps, managed.id),
-            False,
-        )
-        identity = login_material(identity, op.auth)
-    else:
-        service_account = None
-        identity = _opaque_secret(
-            config.identity_secret,
-            op.namespace,
-            labels,
-            {
-                "clientId": SecretSource(config_key="operatorClientId"),
-                "clientSecret": SecretSource(config_key="operatorClientSecret"),
-            },
-            deps,
-            False,
-        )
-        identity = login_material(identity, op.auth)
-    plan = OperatorPlan(
-        namespace=namespace,
-        crds=crds,
-        release=release,
-        identity=identity,
-        service_account=service_account,
-        identity_id=settings.operator_identity_id if service_account else None,
-        managed_identity=managed,
-        token_reviewer=reviewer,
-    )
-    if op.api == "v1beta1":
-        assert identity is not None
-        connection, auth = v1beta1_auth(config, (crds.id, *deps), identity, labels, settings.protect, service_account)
-        plan = replace(plan, connection=connection, auth=auth)
-    if config.eso.install:  # kept while install is true, used or not: see README, leaving ESO
-        eso_ns = _namespace(config.eso.namespace, labels, settings) if settings.create_namespaces else None
-        eso_crds, eso = eso_release(config, (eso_ns.id,) if eso_ns else (), settings.protect)
-        plan = replace(plan, eso=eso, eso_crds=eso_crds, eso_namespace=eso_ns)
-    return plan
-
-
-REVIEWER = "infisical-token-reviewer"
-
-
-def _token_reviewer(
-    namespace: str, labels: Mapping[str, str], settings: StackSettings, deps: tuple[str, ...]
-) -> tuple[KubeObject, ...]:
-    """What a managed identity's Kubernetes Auth checks logins with: a ServiceAccount that may call
-    TokenReview (``system:auth-delegator``) and a token Secret of it, which the cluster fills with
-    its token and CA; the identity's provider reads both from the cluster, nobody copies them.
-    Login material (:func:`login_material`), never protected."""
-    account = KubeObject(
-        api_version="v1", kind="ServiceAccount", name=REVIEWER, namespace=namespace, labels=labels, depends_on=deps
-    )
-    token = KubeObject(
-        api_version="v1",
-        kind="Secret",
-        name=REVIEWER,
-        namespace=namespace,
-        labels=labels,
-        annotations={"kubernetes.io/service-account.name": REVIEWER},
-        content={"type": "kubernetes.io/service-account-token"},
-        depends_on=(account.id,),
-    )
-    binding = KubeObject(
-        api_version="rbac.authorization.k8s.io/v1",
-        kind="ClusterRoleBinding",
-        name=f"floe-{settings.stack}-{namespace}-{REVIEWER}",
-        namespace=None,
-        labels=labels,
-        content={
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "system:auth-delegator",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": REVIEWER, "namespace": namespace}],
-        },
-        depends_on=(account.id,),
-    )
-    return tuple(login_material(o, "kubernetes") for o in (account, token, binding))
-
-
-def _shared_objects(config: InfisicalSettings, references: tuple[Reference, ...]) -> dict[str, tuple[Reference, ...]]:
-    """Which references each sync object serves, by the name of the reference whose plan holds it.
-
-    ``operator.sources: folder``: references that read the same folder share one
-    InfisicalStaticSecret, with one target per reference (the operator reads a folder once per
-    refresh however many Secrets it fills); ``prefix``: one object serves every reference of the
-    operator. The shared object is named after what it reads, in the operator's namespace, so a
-    reference joining or leaving it updates it in place. The plan of the first reference (by
-    name) holds it; the others get ``()``. ``reference`` (the default), v1alpha1 and ESO: one
-    object per reference."""
-    sources = config.operator.sources
-    if config.operator.api != "v1beta1" or sources == "reference":
-        return {}
-    by_folder: dict[str, list[Reference]] = {}
-    for ref in sorted(references, key=lambda r: r.name):
-        if ref.via == "operator":
-            by_folder.setdefault("" if sources == "prefix" else ref.path, []).append(ref)
-    groups: dict[str, tuple[Reference, ...]] = {}
-    for members in by_folder.values():
-        groups[members[0].name] = tuple(members)
-        groups.update((m.name, ()) for m in members[1:])
-    return groups
-
-
-def _values(ref: Reference, config: InfisicalSettings, settings: StackSettings) -> tuple[InfisicalValue, ...]:
-    return tuple(
-        InfisicalValue(
-            reference=ref.name,
-            project_slug=config.project_slug,
-            environment=settings.environment,
-            path=ref.path,
-            key=k.name,
-            source=_key_source(ref, k, settings),
-            site_url=config.site_url,
-            adopt=k.adopt,
-            renamed_from=k.renamed_from,
-            protect=settings.protect,
-        )
-        for k in ref.keys
-        if k.source != "manual"
-    )
-
-
-def _infisical_reference(
-    ref: Reference,
-    config: InfisicalSettings,
-    settings: StackSettings,
-    labels: Mapping[str, str],
-    operator: OperatorPlan | None,
-    values: Mapping[str, tuple[InfisicalValue, ...]],
-    serves: tuple[Reference, ...],
-) -> ReferencePlan:
-    """``serves``: the references whose Secrets this reference's sync object fills (itself, or a
-    folder's references: :func:`_shared_objects`); empty when another reference's object fills it."""
-    assert operator is not None
-    # The values first, so the first sync already finds them (every value of the folder it reads).
-    objects = (
-        sync_objects(
-            ref,
-            config,
-            settings.environment,
-            operator,
-            labels,
-            tuple(v.id for member in serves for v in values[member.name]),
-            settings.stack,
-            settings.protect,
-            targets=serves,
-        )
-        if serves
-        else ()
-    )
-    output = _output(ref)
-    if ref.auto_reload and ref.via == "operator":  # only the Infisical operator acts on it
-        output["workloadAnnotations"] = {AUTO_RELOAD_ANNOTATION: "true"}
-    return ReferencePlan(reference=ref, objects=(*values[ref.name], *objects), output=output)
-
-
-def _key_source(ref: Reference, key: KeyDecl, settings: StackSettings) -> SecretSource:
-    if key.generate is not None:
-        return SecretSource(generate=key.generate, rotation=settings.rotations.get(ref.name, {}).get(key.name))
-    return SecretSource(config_key="secretValues", config_path=(ref.name, key.name))
-
-
-def _k8s_reference(ref: Reference, settings: StackSettings, labels: Mapping[str, str]) -> ReferencePlan:
-    sources = {k.name: _key_source(ref, k, settings) for k in ref.keys}
-    configured = (settings.secret_value_keys or {}).get(ref.name, frozenset())
-    for key in sorted(configured - set(sources)):
-        sources[key] = SecretSource(config_key="secretValues", config_path=(ref.name, key))
-    secret = _opaque_secret(ref.name, ref.namespace, labels, dict(sorted(sources.items())), (), settings.protect)
-    return ReferencePlan(reference=ref, objects=(secret,), output=_output(ref))
-
-
-def _opaque_secret(
-    name: str,
-    namespace: str,
-    labels: Mapping[str, str],
-    data: dict[str, SecretSource],
-    depends_on: tuple[str, ...],
-    protect: bool,
-) -> KubeObject:
-    return KubeObject(
-        api_version="v1",
-        kind="Secret",
-        name=name,
-        namespace=namespace,
-        labels=labels,
-        content={"type": "Opaque"},
-        secret_data=data,
-        depends_on=depends_on,
-        protect=protect,
-    )
-
-
-def _output(ref: Reference) -> dict[str, Any]:
-    return {
-        "secretName": ref.name,
-        "namespace": ref.namespace,
-        "podSpec": {"envFrom": [{"secretRef": {"name": ref.name}}]},
-    }
-
-
-def _namespace(name: str, labels: Mapping[str, str], settings: StackSettings) -> KubeObject:
-    """Kept in the cluster when the stack stops managing it (its last reference goes, createNamespaces
-    turns false, destroy): deleting a namespace deletes every workload in it, not only ours."""
-    return KubeObject(
-        api_version="v1",
-        kind="Namespace",
-        name=name,
-        namespace=None,
-        labels=labels,
-        protect=settings.protect,
-        retain_on_delete=True,
-    )
-
-
 def _namespaces(
     settings: StackSettings, labels: Mapping[str, str], operator: OperatorPlan | None, plans: tuple[ReferencePlan, ...]
 ) -> tuple[KubeObject, ...]:
@@ -640,26 +281,7 @@ def _namespaces(
         return ()
     taken = {n.name for n in (operator.namespace, operator.eso_namespace) if n} if operator else set()
     wanted = sorted({p.reference.namespace for p in plans} - taken)
-    return tuple(_namespace(n, labels, settings) for n in wanted)
-
-
-def _with_namespace_dependency(plan: ReferencePlan) -> ReferencePlan:
-    """Objects in the reference's namespace wait for it; an InfisicalStaticSecret also waits for
-    the namespace of each Secret it fills (a shared one lives in the operator's namespace)."""
-    ns = plan.reference.namespace
-
-    def spaces(o: KubeObject) -> list[str]:
-        targets = o.content.get("spec", {}).get("targets", []) if o.kind == "InfisicalStaticSecret" else []
-        own = [ns] if o.namespace == ns else []
-        return [*own, *sorted({t["namespace"] for t in targets} - set(own))]
-
-    objects = tuple(
-        replace(o, depends_on=(*(f"Namespace:{n}" for n in spaces(o)), *o.depends_on))
-        if isinstance(o, KubeObject) and spaces(o)
-        else o
-        for o in plan.objects
-    )
-    return replace(plan, objects=objects)
+    return tuple(namespace_object(n, labels, settings.protect) for n in wanted)
 
 
 def _check_rotations(settings: StackSettings, references: tuple[Reference, ...]) -> None:

@@ -15,7 +15,7 @@ import yaml
 
 from ..errors import FloeError
 from .desired import PASSWORD_TYPE, ChartCrds, HelmRelease, InfisicalValue, KubeObject, ManagedIdentity, StackPlan
-from .sync_objects import read_scope
+from .vocabulary import read_scope
 
 
 @dataclass(frozen=True)

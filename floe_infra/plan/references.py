@@ -1,4 +1,6 @@
-"""The objects that sync one Infisical folder into one Kubernetes Secret, per mechanism.
+"""The objects of each secret reference: the values the stack writes into Infisical, and the objects
+that sync one Infisical folder into one Kubernetes Secret, per mechanism (or, for ``type: k8s``,
+the Secret itself).
 
 Three ways lead to the same Secret (named after the reference, in its namespace): the operator's
 ``InfisicalStaticSecret`` (v1beta1, the default, with a shared ``InfisicalConnection`` and
@@ -18,68 +20,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
+from dataclasses import replace
 from typing import Any
 
 from ..model import names
-from ..model.manifest import InfisicalSettings, Reference
-from .desired import ChartCrds, HelmRelease, KubeObject, OperatorPlan, login_material
-
-V1ALPHA1 = "secrets.infisical.com/v1alpha1"
-V1BETA1 = "secrets.infisical.com/v1beta1"
-ESO_API = "external-secrets.io/v1"
-ORPHAN_ON_DELETE: Mapping[str, str] = MappingProxyType({"pulumi.com/deletionPropagationPolicy": "orphan"})
-ESO_RELEASE, ESO_CHART = "external-secrets", "external-secrets"
-CONNECTION_NAME, AUTH_NAME, KUBERNETES_AUTH_NAME = "infisical", "infisical-universal", "infisical-kubernetes"
-IDENTITY_ID_KEY, IDENTITY_ID_SECRET = "identityId", "infisical-identity-id"
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which Infisical folder a sync object reads: project, environment, path."""
-
-    project: str
-    environment: str
-    path: str
+from ..model.manifest import InfisicalSettings, KeyDecl, Reference
+from ..model.settings import StackSettings
+from .desired import InfisicalValue, KubeObject, OperatorPlan, ReferencePlan, SecretSource, opaque_secret, spec_object
+from .vocabulary import (
+    AUTO_RELOAD_ANNOTATION,
+    ESO_API,
+    IDENTITY_ID_PLACEHOLDER,
+    ORPHAN_ON_DELETE,
+    V1ALPHA1,
+    V1BETA1,
+)
 
 
-_SCOPE_FIELDS: dict[str, tuple[tuple[str | int, ...], tuple[str, str, str]]] = {
-    # kind: (where in its spec, its names for project, environment and path)
-    "InfisicalSecret": (("authentication", "*", "secretsScope"), ("projectSlug", "envSlug", "secretsPath")),
-    "InfisicalStaticSecret": (("sources", 0), ("projectSlug", "environmentSlug", "secretPath")),
-    "ClusterSecretStore": (
-        ("provider", "infisical", "secretsScope"),
-        ("projectSlug", "environmentSlug", "secretsPath"),
-    ),
-}
-
-
-def read_scope(kind: str, spec: Mapping[str, Any]) -> Scope | None:
-    """The one reader of the folder a sync object's spec names (each kind spells it its own way),
-    for the plan's table and for objects read back from a cluster; None for other kinds. Fields a
-    cluster object lacks read as ""."""
-    if kind not in _SCOPE_FIELDS:
-        return None
-    where, fields = _SCOPE_FIELDS[kind]
-    node: Any = spec
-    for step in where:
-        try:
-            # "*": the one entry there (InfisicalSecret's universalAuth or kubernetesAuth)
-            node = next(iter(node.values())) if step == "*" else node[step]
-        except (KeyError, IndexError, TypeError, AttributeError, StopIteration):
-            node = {}
-            break
-    values = [str(node.get(f, "")) if isinstance(node, Mapping) else "" for f in fields]
-    return Scope(*values)
-
-
-def _credential(identity: KubeObject, key: str) -> dict[str, str]:
-    assert identity.namespace is not None
-    return {"name": identity.name, "namespace": identity.namespace, "key": key}
-
-
-def _object(
+def _sync_object(
     api_version: str,
     kind: str,
     name: str,
@@ -88,101 +46,132 @@ def _object(
     spec: dict[str, Any],
     depends_on: tuple[str, ...],
     protect: bool,
-    annotations: Mapping[str, str] = ORPHAN_ON_DELETE,
 ) -> KubeObject:
-    """A spec-carrying object; sync objects (the default) orphan their Secret when deleted."""
-    return KubeObject(
-        api_version=api_version,
-        kind=kind,
-        name=name,
-        namespace=namespace,
-        labels=labels,
-        annotations=annotations,
-        content={"spec": spec},
-        depends_on=depends_on,
-        protect=protect,
+    """A sync object: deleting it orphans the Secret it fills."""
+    return spec_object(api_version, kind, name, namespace, labels, spec, depends_on, protect, ORPHAN_ON_DELETE)
+
+
+def shared_objects(config: InfisicalSettings, references: tuple[Reference, ...]) -> dict[str, tuple[Reference, ...]]:
+    """Which references each sync object serves, by the name of the reference whose plan holds it.
+
+    ``operator.sources: folder``: references that read the same folder share one
+    InfisicalStaticSecret, with one target per reference (the operator reads a folder once per
+    refresh however many Secrets it fills); ``prefix``: one object serves every reference of the
+    operator. The shared object is named after what it reads, in the operator's namespace, so a
+    reference joining or leaving it updates it in place. The plan of the first reference (by
+    name) holds it; the others get ``()``. ``reference`` (the default), v1alpha1 and ESO: one
+    object per reference."""
+    sources = config.operator.sources
+    if config.operator.api != "v1beta1" or sources == "reference":
+        return {}
+    by_folder: dict[str, list[Reference]] = {}
+    for ref in sorted(references, key=lambda r: r.name):
+        if ref.via == "operator":
+            by_folder.setdefault("" if sources == "prefix" else ref.path, []).append(ref)
+    groups: dict[str, tuple[Reference, ...]] = {}
+    for members in by_folder.values():
+        groups[members[0].name] = tuple(members)
+        groups.update((m.name, ()) for m in members[1:])
+    return groups
+
+
+def written_values(ref: Reference, config: InfisicalSettings, settings: StackSettings) -> tuple[InfisicalValue, ...]:
+    return tuple(
+        InfisicalValue(
+            reference=ref.name,
+            project_slug=config.project_slug,
+            environment=settings.environment,
+            path=ref.path,
+            key=k.name,
+            source=_key_source(ref, k, settings),
+            site_url=config.site_url,
+            adopt=k.adopt,
+            renamed_from=k.renamed_from,
+            protect=settings.protect,
+        )
+        for k in ref.keys
+        if k.source != "manual"
     )
 
 
-def _account(service_account: KubeObject) -> dict[str, str]:
-    assert service_account.namespace is not None
-    return {"name": service_account.name, "namespace": service_account.namespace}
-
-
-def v1beta1_auth(
+def infisical_reference(
+    ref: Reference,
     config: InfisicalSettings,
-    requires: tuple[str, ...],
-    identity: KubeObject,
+    settings: StackSettings,
     labels: Mapping[str, str],
-    protect: bool,
-    service_account: KubeObject | None = None,
-) -> tuple[KubeObject, KubeObject]:
-    """The InfisicalConnection and the InfisicalAuth every static secret uses; ``requires``: their
-    CRDs and namespace. Universal auth reads client id and secret from ``identity``; kubernetes auth
-    (with ``service_account``) reads only the identity id from it, and logs in with a token of
-    ``service_account`` that the operator requests for each login."""
-    ns = config.operator.namespace
-    address = {"address": config.site_url.rstrip("/")}
-    connection = _object(V1BETA1, "InfisicalConnection", CONNECTION_NAME, ns, labels, address, requires, protect, {})
-    reference = {"infisicalConnectionRef": {"name": CONNECTION_NAME, "namespace": ns}}
-    if service_account is None:
-        name, deps = AUTH_NAME, (*requires, identity.id, connection.id)
-        auth_spec: dict[str, Any] = {
-            "method": "universal",
-            **reference,
-            "universal": {
-                "clientIdRef": _credential(identity, "clientId"),
-                "clientSecretRef": _credential(identity, "clientSecret"),
-            },
-        }
-    else:
-        name, deps = KUBERNETES_AUTH_NAME, (*requires, identity.id, service_account.id, connection.id)
-        auth_spec = {
-            "method": "kubernetes",
-            **reference,
-            "kubernetes": {
-                "identityIdRef": _credential(identity, IDENTITY_ID_KEY),
-                "serviceAccountRef": _account(service_account),
-            },
-        }
-    # Named after its method, so a switch of method replaces it: login material, never protected.
-    auth = _object(V1BETA1, "InfisicalAuth", name, ns, labels, auth_spec, deps, False, {})
-    return connection, login_material(auth, auth_spec["method"])
-
-
-def config_identity_id(operator: OperatorPlan) -> str:
-    """The identity id a v1alpha1 InfisicalSecret names in its spec (plain: it is no credential)."""
-    return operator.identity_id or IDENTITY_ID_PLACEHOLDER
-
-
-IDENTITY_ID_PLACEHOLDER = "<floe:operatorIdentityId>"
-
-
-def eso_release(config: InfisicalSettings, depends_on: tuple[str, ...], protect: bool) -> tuple[ChartCrds, HelmRelease]:
-    """ESO's CRDs, rendered from its chart and applied as the stack's own resources (kept on delete,
-    like the operator's: removing the release must not delete every ESO object), and its release,
-    which installs the rest with ``installCRDs: false``."""
-    eso = config.eso
-    assert eso.chart_version is not None  # the manifest requires it with install: true
-    crds = ChartCrds(
-        release=ESO_RELEASE,
-        chart=ESO_CHART,
-        version=eso.chart_version,
-        repo=eso.chart_repo,
-        values={**eso.values, "installCRDs": True},
-        protect=protect,
+    operator: OperatorPlan | None,
+    values: Mapping[str, tuple[InfisicalValue, ...]],
+    serves: tuple[Reference, ...],
+) -> ReferencePlan:
+    """``serves``: the references whose Secrets this reference's sync object fills (itself, or a
+    folder's references: :func:`shared_objects`); empty when another reference's object fills it."""
+    assert operator is not None
+    # The values first, so the first sync already finds them (every value of the folder it reads).
+    objects = (
+        sync_objects(
+            ref,
+            config,
+            settings.environment,
+            operator,
+            labels,
+            tuple(v.id for member in serves for v in values[member.name]),
+            settings.stack,
+            settings.protect,
+            targets=serves,
+        )
+        if serves
+        else ()
     )
-    release = HelmRelease(
-        name=ESO_RELEASE,
-        namespace=eso.namespace,
-        chart=ESO_CHART,
-        version=eso.chart_version,
-        repo=eso.chart_repo,
-        values={**eso.values, "installCRDs": False},
-        depends_on=(*depends_on, crds.id),
-        protect=protect,
+    output = _output(ref)
+    if ref.auto_reload and ref.via == "operator":  # only the Infisical operator acts on it
+        output["workloadAnnotations"] = {AUTO_RELOAD_ANNOTATION: "true"}
+    plan = ReferencePlan(reference=ref, objects=(*values[ref.name], *objects), output=output)
+    return _waiting_for_namespaces(plan, settings)
+
+
+def _key_source(ref: Reference, key: KeyDecl, settings: StackSettings) -> SecretSource:
+    if key.generate is not None:
+        return SecretSource(generate=key.generate, rotation=settings.rotations.get(ref.name, {}).get(key.name))
+    return SecretSource(config_key="secretValues", config_path=(ref.name, key.name))
+
+
+def k8s_reference(ref: Reference, settings: StackSettings, labels: Mapping[str, str]) -> ReferencePlan:
+    sources = {k.name: _key_source(ref, k, settings) for k in ref.keys}
+    configured = (settings.secret_value_keys or {}).get(ref.name, frozenset())
+    for key in sorted(configured - set(sources)):
+        sources[key] = SecretSource(config_key="secretValues", config_path=(ref.name, key))
+    secret = opaque_secret(ref.name, ref.namespace, labels, dict(sorted(sources.items())), (), settings.protect)
+    return _waiting_for_namespaces(ReferencePlan(reference=ref, objects=(secret,), output=_output(ref)), settings)
+
+
+def _waiting_for_namespaces(plan: ReferencePlan, settings: StackSettings) -> ReferencePlan:
+    """With ``floe:createNamespaces``, objects in the reference's namespace wait for it; an
+    InfisicalStaticSecret also waits for the namespace of each Secret it fills (a shared one lives
+    in the operator's namespace)."""
+    if not settings.create_namespaces:
+        return plan
+    ns = plan.reference.namespace
+
+    def spaces(o: KubeObject) -> list[str]:
+        targets = o.content.get("spec", {}).get("targets", []) if o.kind == "InfisicalStaticSecret" else []
+        own = [ns] if o.namespace == ns else []
+        return [*own, *sorted({t["namespace"] for t in targets} - set(own))]
+
+    objects = tuple(
+        replace(o, depends_on=(*(f"Namespace:{n}" for n in spaces(o)), *o.depends_on))
+        if isinstance(o, KubeObject) and spaces(o)
+        else o
+        for o in plan.objects
     )
-    return crds, release
+    return replace(plan, objects=objects)
+
+
+def _output(ref: Reference) -> dict[str, Any]:
+    return {
+        "secretName": ref.name,
+        "namespace": ref.namespace,
+        "podSpec": {"envFrom": [{"secretRef": {"name": ref.name}}]},
+    }
 
 
 def _target(ref: Reference) -> dict[str, str]:
@@ -234,7 +223,7 @@ def sync_objects(
         assert identity is not None  # the plan refuses via: eso with kubernetes auth
         installed = (operator.eso_crds.id, operator.eso.id) if operator.eso and operator.eso_crds else ()
         store_deps = (identity.id, *installed)
-        store = _object(
+        store = _sync_object(
             ESO_API,
             "ClusterSecretStore",
             names.object_name("floe", stack, ref.name),
@@ -249,8 +238,8 @@ def sync_objects(
                         "hostAPI": config.site_url.rstrip("/"),
                         "auth": {
                             "universalAuthCredentials": {
-                                "clientId": _credential(identity, "clientId"),
-                                "clientSecret": _credential(identity, "clientSecret"),
+                                "clientId": identity.key_ref("clientId"),
+                                "clientSecret": identity.key_ref("clientSecret"),
                             }
                         },
                         "secretsScope": {
@@ -264,7 +253,7 @@ def sync_objects(
             store_deps,
             protect,
         )
-        external = _object(
+        external = _sync_object(
             ESO_API,
             "ExternalSecret",
             ref.name,
@@ -309,13 +298,13 @@ def sync_objects(
             ),
             "prefix": (names.object_name("floe", stack, "all-folders"), config.operator.namespace),
         }[config.operator.sources]
-        return (_object(V1BETA1, "InfisicalStaticSecret", name, namespace, labels, spec, deps, protect),)
+        return (_sync_object(V1BETA1, "InfisicalStaticSecret", name, namespace, labels, spec, deps, protect),)
     scope = {"projectSlug": config.project_slug, "envSlug": environment, "secretsPath": ref.path}
     if operator.service_account is not None:
         login: dict[str, Any] = {
             "kubernetesAuth": {
-                "identityId": config_identity_id(operator),
-                "serviceAccountRef": _account(operator.service_account),
+                "identityId": operator.identity_id or IDENTITY_ID_PLACEHOLDER,
+                "serviceAccountRef": operator.service_account.ref(),
                 # A TokenRequest per login (a Kubernetes 1.24+ ServiceAccount has no token Secret).
                 "autoCreateServiceAccountToken": True,
                 "secretsScope": scope,
@@ -348,4 +337,4 @@ def sync_objects(
     # that deletes the InfisicalSecret (a CRD removed with its Helm release, a namespace switch of the
     # release) garbage-collects the Secret that pods read; a new InfisicalSecret resumes syncing it.
     deps = (operator.crds.id, credentials.id, *values)
-    return (_object(V1ALPHA1, "InfisicalSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
+    return (_sync_object(V1ALPHA1, "InfisicalSecret", ref.name, ref.namespace, labels, spec, deps, protect),)
