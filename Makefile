@@ -49,9 +49,8 @@ typecheck: $(STAMP)
 	# tests and benches too; the e2e suite has a conftest.py of its own, so it is checked apart
 	MYPYPATH=tests:tools:policy $(BIN)/mypy --strict --explicit-package-bases tests/*.py \
 		bench/cli.py bench/program_scale.py bench/provider_requests.py
-	MYPYPATH=tests/e2e:tests:tools $(BIN)/mypy --strict --explicit-package-bases tests/e2e/*.py \
-		bench/engine_scale.py bench/sync_latency.py bench/operator_load.py tools/cluster.py tools/localenv.py \
-		tools/demo.py
+	MYPYPATH=tests:tools $(BIN)/mypy --strict --explicit-package-bases tests/e2e/*.py \
+		bench/engine_scale.py bench/sync_latency.py bench/operator_load.py tools/harness tools/demo.py
 
 unit: $(STAMP)
 	$(BIN)/pytest
@@ -86,10 +85,10 @@ demo-down: $(STAMP)
 
 # A control plane on 127.0.0.1 that stays up; kubeconfig in .local-cluster/kubeconfig.
 cluster: tools
-	$(PYTHON) tools/cluster.py up .local-cluster "$$(tools/build.sh --dir)"
+	PYTHONPATH=tools $(PYTHON) -m harness.cluster up .local-cluster "$$(tools/build.sh --dir)"
 
 cluster-down:
-	$(PYTHON) tools/cluster.py down .local-cluster
+	PYTHONPATH=tools $(PYTHON) -m harness.cluster down .local-cluster
 
 # The program under the real CLI against a cluster and Infisical that the tests start and stop.
 e2e: $(STAMP) $(RUNTIME_STAMP) tools policy-install

@@ -1,6 +1,6 @@
 """`pulumi preview` and `pulumi up` of the real program under the real engine, against floors.
 
-For each size (references), on the local control plane (tools/cluster.py) with the tools that
+For each size (references), on the local control plane (tools/harness/cluster.py) with the tools that
 `make tools` built:
 - program: the project with a manifest of N references (the operator chart from a local chart
   repository; a site URL nobody answers: references with no keys make no Infisical call);
@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests" / "e2e"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests")]
 
-from cluster import LocalCluster  # noqa: E402
 from harness import Pulumi, pulumi_env  # noqa: E402
-from localenv import built_tools, chart_repository  # noqa: E402
+from harness.cluster import LocalCluster  # noqa: E402
+from harness.localenv import built_tools, chart_repository  # noqa: E402
 
 from floe_infra import build_plan, load_manifest, parse_stack_config  # noqa: E402
 

@@ -1,6 +1,6 @@
 """What the operator costs the Infisical server, and whether every Secret stays current, at scale.
 
-On the local control plane (tools/cluster.py), the real Infisical server (../shared) in production
+On the local control plane (tools/harness/cluster.py), the real Infisical server (../shared) in production
 mode (its rate limits on: 40 reads of secrets a minute per client address) and the Infisical
 operator v0.11.5 out of cluster (the tools `make tools` built). For each N (references, ten per
 folder) and each way the plan reads (v1alpha1: one InfisicalSecret per reference; v1beta1 with
@@ -33,11 +33,11 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests" / "e2e"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests")]
 
-from cluster import LocalCluster  # noqa: E402
 from harness import Pulumi, make_project, pulumi_env  # noqa: E402
-from localenv import (  # noqa: E402
+from harness.cluster import LocalCluster  # noqa: E402
+from harness.localenv import (  # noqa: E402
     Infisical,
     built_tools,
     chart_repository,

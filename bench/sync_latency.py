@@ -1,6 +1,6 @@
 """How long a value takes to reach the Kubernetes Secret, against the floor: the resync interval.
 
-On the local control plane (tools/cluster.py), the real Infisical server (../shared) and the
+On the local control plane (tools/harness/cluster.py), the real Infisical server (../shared) and the
 Infisical operator v0.11.5 run out of cluster (the tools `make tools` built), for each operator API:
 - create: from `pulumi up` finishing (a stack of N references, each with a key the stack writes) to
   every reference's Secret holding its value. The operator watches its objects, so this needs no
@@ -31,11 +31,11 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests" / "e2e"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests")]
 
-from cluster import LocalCluster  # noqa: E402
 from harness import Pulumi, make_project, pulumi_env  # noqa: E402
-from localenv import Infisical, built_tools, chart_repository, infisical_server  # noqa: E402
+from harness.cluster import LocalCluster  # noqa: E402
+from harness.localenv import Infisical, built_tools, chart_repository, infisical_server  # noqa: E402
 
 ENV = "dev"
 NAMESPACE = "floe-jobs"

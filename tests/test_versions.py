@@ -1,10 +1,11 @@
 """What users download and what the e2e builds are the same released versions, and the README names
-them; and `tools/cluster.py down` signals only the processes it started."""
+them; and `make cluster-down` (harness.cluster) signals only the processes it started."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def test_every_pin_is_a_release() -> None:
 
 
 def cluster_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cluster", ROOT / "tools" / "cluster.py")
+    spec = importlib.util.spec_from_file_location("cluster", ROOT / "tools" / "harness" / "cluster.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -113,8 +114,13 @@ def test_cluster_down_stops_its_own_processes_and_leaves_a_reused_pid_alone(
 
 
 def test_cluster_script_runs_as_a_command() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "cluster.py")], capture_output=True, text=True)
-    assert result.returncode == 2 and "cluster.py down STATE_DIR" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cluster"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "tools")},
+    )
+    assert result.returncode == 2 and "python -m harness.cluster down STATE_DIR" in result.stderr
 
 
 # --- tools/build.sh on a user's machine ----------------------------------------------------------

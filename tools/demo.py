@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cluster import ClusterError, LocalCluster
-from localenv import (
+from harness.cluster import ClusterError, LocalCluster
+from harness.localenv import (
     Infisical,
     InfisicalAdmin,
     LocalEnvError,

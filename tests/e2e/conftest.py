@@ -1,7 +1,12 @@
-"""The e2e suite's fixtures and hooks; they live in harness.py, which the tests and the benches
-import by name (``from harness import ...``; see tests/conftest.py for why not ``conftest``)."""
+"""The e2e suite's fixtures and hooks: they live in the harness package (tools/harness), which the
+tests, the demo and the benches import by name (``from harness import ...``)."""
 
-from harness import (  # noqa: F401  (fixtures and hooks)
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+
+from harness.fixtures import (  # noqa: F401  (fixtures and hooks)
     chart_repo,
     cluster,
     infisical,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from harness import ROOT
-from localenv import Infisical, InfisicalAdmin, InfisicalAdminError
+from harness.localenv import Infisical, InfisicalAdmin, InfisicalAdminError
 
 pytestmark = pytest.mark.e2e
 

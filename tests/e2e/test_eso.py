@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import LocalCluster
 from harness import Pulumi, eventually, keep_log, make_project, polling, pulumi_env, stop_operator
-from localenv import Infisical
+from harness.cluster import LocalCluster
+from harness.localenv import Infisical
 
 pytestmark = pytest.mark.e2e
 

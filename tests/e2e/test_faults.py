@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import LocalCluster
-from fault_proxy import FaultProxy, Rule, fault_proxy
 from harness import Pulumi, killed_up, make_project, pulumi_env, unavailable
-from localenv import Infisical
+from harness.cluster import LocalCluster
+from harness.fault_proxy import FaultProxy, Rule, fault_proxy
+from harness.localenv import Infisical
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import LocalCluster
 from harness import ROOT, Pulumi, ensure_namespaces, eventually, pulumi_env, rolled_out_in, stop_operator, unavailable
-from localenv import Infisical
+from harness.cluster import LocalCluster
+from harness.localenv import Infisical
 
 pytestmark = pytest.mark.e2e
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import LocalCluster
 from harness import ROOT, Pulumi, make_project, pulumi_env, unavailable
-from localenv import CHART, Infisical
+from harness.cluster import LocalCluster
+from harness.localenv import CHART, Infisical
 
 pytestmark = pytest.mark.e2e
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import LocalCluster
-from fault_proxy import Rule, fault_proxy
 from harness import Pulumi, eventually, killed_up, make_project, polling, pulumi_env, stop_operator
-from localenv import Infisical, InfisicalAdmin, InfisicalAdminError, env_file, server_state
+from harness.cluster import LocalCluster
+from harness.fault_proxy import Rule, fault_proxy
+from harness.localenv import Infisical, InfisicalAdmin, InfisicalAdminError, env_file, server_state
 
 pytestmark = pytest.mark.e2e
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import ISSUER, LocalCluster
 from harness import ROOT, Pulumi, ensure_namespaces, eventually, make_project, polling, pulumi_env, stop_operator
-from localenv import Infisical, InfisicalAdmin
+from harness.cluster import ISSUER, LocalCluster
+from harness.localenv import Infisical, InfisicalAdmin
 
 pytestmark = pytest.mark.e2e
 

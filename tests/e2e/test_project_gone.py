@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import LocalCluster
 from harness import Pulumi, make_project, pulumi_env, unavailable
-from localenv import Infisical, env_file, server_state
+from harness.cluster import LocalCluster
+from harness.localenv import Infisical, env_file, server_state
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import LocalCluster
 from harness import Pulumi, ensure_namespaces, eventually, make_project, pulumi_env, rolled_out_in, stop_operator
-from localenv import Infisical, InfisicalAdmin, served_since, server_in_production
+from harness.cluster import LocalCluster
+from harness.localenv import Infisical, InfisicalAdmin, served_since, server_in_production
 
 pytestmark = pytest.mark.e2e
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import LocalCluster
 from harness import ROOT, Pulumi, eventually, make_project, pulumi_env, stop_operator
-from localenv import Infisical
+from harness.cluster import LocalCluster
+from harness.localenv import Infisical
 
 pytestmark = pytest.mark.e2e
 

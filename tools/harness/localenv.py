@@ -1,4 +1,4 @@
-"""The local stand-ins a real run needs besides the cluster (tools/cluster.py), shared by `make e2e`
+"""The local stand-ins a real run needs besides the cluster (:mod:`.cluster`), shared by `make e2e`
 and `make demo`: a Helm chart repository on loopback, and the real Infisical server of
 ../shared/infisical-server, reused when it runs, else started and afterwards stopped."""
 
@@ -30,7 +30,7 @@ from floe_infra.clients.auth import Credentials
 from floe_infra.clients.errors import NotFound
 from floe_infra.clients.infisical import Connection, connect
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 CHART = SHARED / "reference" / "secrets-operator-chart"
 SERVER = SHARED / "infisical-server"

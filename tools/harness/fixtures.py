@@ -1,0 +1,154 @@
+"""The e2e suite's pytest side: its fixtures and hooks (which tests/e2e/conftest.py re-exports),
+and what a module does around the shared cluster: namespaces, the operator's log, a skip or a
+failure when a tool or ../shared is absent.
+
+Everything binds to 127.0.0.1 and is stopped by the fixture that started it. Without the built
+tools or ``../shared`` the tests skip and say which is missing; ``make e2e`` sets FLOE_E2E_STRICT=1,
+which fails them instead. Logs of the processes it starts go to ``$FLOE_E2E_ARTIFACTS`` (out/e2e).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from .cluster import LocalCluster
+from .localenv import (
+    CHART,
+    ROOT,
+    SERVER,
+    Infisical,
+    InfisicalAdmin,
+    LocalEnvError,
+    built_tools,
+    chart_repository,
+    env_file,
+    infisical_server,
+    server_state,
+)
+
+ARTIFACTS = Path(os.environ.get("FLOE_E2E_ARTIFACTS", ROOT / "out" / "e2e"))
+
+
+def ensure_namespaces(cluster: LocalCluster, *names: str) -> None:
+    """Create those of ``names`` the cluster lacks. A stack other than the first modules' dev stacks
+    uses them with `floe:createNamespaces false`: the namespaces those stacks made outlive them
+    (retained on delete), labelled as theirs, and a second stack may not take their labels."""
+    present = cluster.kubectl("get", "namespaces", "-o", "name").split()
+    for namespace in names:
+        if f"namespace/{namespace}" not in present:
+            cluster.kubectl("create", "namespace", namespace)
+
+
+def stop_operator(cluster: LocalCluster, log: Path | None, keep_as: str) -> None:
+    """Stop the operator a module started, keeping its log as ``$FLOE_E2E_ARTIFACTS/keep_as``."""
+    cluster.stop_operator()
+    keep_log(log, keep_as)
+
+
+def keep_log(log: Path | None, keep_as: str) -> None:
+    """A controller's log, kept as ``$FLOE_E2E_ARTIFACTS/keep_as``."""
+    if log is not None and log.exists():
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, ARTIFACTS / keep_as)
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test whose tools or ../shared are absent; under ``make e2e`` (FLOE_E2E_STRICT=1) fail."""
+    if os.environ.get("FLOE_E2E_STRICT") == "1":
+        pytest.fail(f"{reason} (make e2e runs every step: it does not skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+# The order the modules run in: the lifecycle first, on a cluster no stack has touched (its first
+# step previews on an empty cluster; the CRDs and namespaces a stack made outlive it).
+ORDER = (
+    "test_lifecycle.py",
+    "test_sync.py",
+    "test_eso.py",
+    "test_kubernetes_auth.py",
+    "test_managed_identities.py",
+    "test_prod_stack.py",
+    "test_generated.py",
+    "test_rate_limits.py",
+    "test_faults.py",
+    "test_project_gone.py",
+    "test_demo.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: ORDER.index(item.path.name) if item.path.name in ORDER else len(ORDER))
+
+
+@pytest.fixture(scope="session")
+def tools_bin() -> Path:
+    path = built_tools()
+    if path is None:
+        unavailable("the Go tools are not built for this checkout: run `make tools` (see README)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cluster(tools_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    local = LocalCluster(tmp_path_factory.mktemp("cluster"), tools_bin)
+    try:
+        local.up()
+        yield local
+    finally:
+        local.down()
+
+
+@pytest.fixture(scope="session")
+def chart_repo(tmp_path_factory: pytest.TempPathFactory, tools_bin: Path) -> Iterator[str]:
+    """The operator's chart and ESO's (as tools/build.sh packs it from its module), on loopback."""
+    if not CHART.is_dir():
+        unavailable(f"the operator chart is not at {CHART} (../shared/reference)")
+    eso_chart = tools_bin / "eso-chart" / "external-secrets"
+    with chart_repository(tmp_path_factory.mktemp("charts"), CHART, eso_chart) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _real_server() -> Iterator[dict[str, str]]:
+    try:
+        with infisical_server() as credentials:
+            yield credentials
+    except LocalEnvError as exc:
+        if not SERVER.exists():
+            unavailable(str(exc))
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def infisical() -> Iterator[Infisical]:
+    """The real Infisical server (../shared), or the one ``FLOE_E2E_INFISICAL_ENV`` names (a file
+    with INFISICAL_HOST, INFISICAL_PROJECT_SLUG, INFISICAL_CLIENT_ID/_SECRET for the writer and
+    INFISICAL_VIEWER_CLIENT_ID/_SECRET for the operator). The run writes under a folder of its own."""
+    prefix = f"e2e-{secrets.token_hex(4)}"
+    given = os.environ.get("FLOE_E2E_INFISICAL_ENV")
+    with contextlib.ExitStack() as stack:
+        values = env_file(Path(given)) if given else stack.enter_context(_real_server())
+        server = Infisical.from_credentials(values, prefix)
+        try:
+            yield server
+        finally:
+            server.remove_prefix("dev")
+
+
+@pytest.fixture(scope="session")
+def infisical_admin(infisical: Infisical) -> InfisicalAdmin:
+    """The local server's organisation admin (admin.env), for what a person does in Infisical's UI;
+    a test that needs it skips on another server (FLOE_E2E_INFISICAL_ENV)."""
+    if os.environ.get("FLOE_E2E_INFISICAL_ENV"):
+        pytest.skip("needs the admin of the local Infisical server (admin.env), not FLOE_E2E_INFISICAL_ENV's server")
+    if not (server_state() / "admin.env").exists():
+        unavailable(f"the local Infisical server's {server_state() / 'admin.env'} is missing")
+    return InfisicalAdmin.from_state()
