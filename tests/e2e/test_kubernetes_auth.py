@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import ROOT, Pulumi, eventually, make_project, pulumi_env, stop_operator
+from harness import Pulumi, eventually, make_project, pulumi_env, stop_operator
 from harness.cluster import LocalCluster
 from harness.localenv import Infisical, InfisicalAdmin
 
@@ -84,7 +85,7 @@ class Stack:
         return self.secret_data(JOBS, "warehouse-credentials") == self.expected()
 
     def status(self) -> tuple[int, list[dict[str, Any]]]:
-        result = subprocess_floe(self, "status", "--format", "json")
+        result = floe_secrets(self, "status", "--format", "json")
         assert "Traceback" not in result.stderr, result.stderr
         return result.returncode, list(json.loads(result.stdout)["rows"])
 
@@ -98,17 +99,10 @@ class Stack:
         self.infisical.set(ENV, self.folder, "WAREHOUSE_TOKEN", self.values["token"])
 
 
-def subprocess_floe(stack: Stack, *args: str) -> Any:
-    import subprocess
-
-    return subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "floe"), "secrets", *args, "--stack", ENV, "--context", "floe-local"],
-        cwd=stack.pulumi.project,
-        env={**stack.pulumi.env, "KUBECONFIG": str(stack.cluster.kubeconfig)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def floe_secrets(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`floe secrets ARGS` for the stack, through the cluster's own kubeconfig context."""
+    kubeconfig = str(stack.cluster.kubeconfig)
+    return stack.pulumi.floe("secrets", *args, "--stack", ENV, "--context", "floe-local", KUBECONFIG=kubeconfig)
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +226,7 @@ def test_3_a_service_account_the_identity_does_not_allow_shows_the_servers_reaso
 
         rows, _ = eventually(refused, "floe secrets status shows the server's refusal", 90)
         assert "InfisicalAuth infisical/infisical-kubernetes" in rows[0]["message"]
-        text = subprocess_floe(stack, "status")
+        text = floe_secrets(stack, "status")
         assert text.returncode == 1 and "Traceback" not in text.stderr
     finally:
         stack.operator = {"auth": "kubernetes"}
@@ -249,7 +243,7 @@ def test_4_v1alpha1_infisical_secrets_log_in_the_same_way(stack: Stack) -> None:
     stack.rotate_in_infisical()
     eventually(stack.synced, "the Secret follows Infisical through a v1alpha1 InfisicalSecret", 90)
     eventually(stack.all_synced, "floe secrets status: the InfisicalSecret synced")
-    listing = subprocess_floe(stack, "list", "--format", "json")
+    listing = floe_secrets(stack, "list", "--format", "json")
     assert [r["type"] for r in json.loads(listing.stdout)["rows"]] == ["InfisicalSecret"]
 
 

@@ -166,17 +166,9 @@ def _engine_resources(preview: dict[str, Any]) -> set[tuple[str, str]]:
     return out
 
 
-def _plan_resources(project: Path, env: dict[str, str]) -> set[tuple[str, str]]:
-    import subprocess
-
-    result = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "floe"), "secrets", "plan", "--stack", ENV, "--format", "json"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def _plan_resources(pulumi: Pulumi) -> set[tuple[str, str]]:
+    result = pulumi.floe("secrets", "plan", "--stack", ENV, "--format", "json")
+    assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     # Pulumi names an object namespace/name, and a Helm release by its name alone.
     return {
@@ -192,7 +184,7 @@ def test_1_preview_on_an_empty_cluster_shows_the_plan(stack: Stack) -> None:
     assert stack.kube("crd", "", "infisicalsecrets.secrets.infisical.com") == []
     preview = stack.pulumi.preview_json()
     engine = _engine_resources(preview)
-    assert engine == _plan_resources(stack.pulumi.project, stack.pulumi.env)
+    assert engine == _plan_resources(stack.pulumi)
     assert all(step["op"] == "create" for step in preview["steps"])
     assert _chart_crds(preview) == _crds_in_chart()
 

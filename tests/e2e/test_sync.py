@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import ROOT, Pulumi, eventually, make_project, pulumi_env, stop_operator
+from harness import Pulumi, eventually, make_project, pulumi_env, stop_operator
 from harness.cluster import LocalCluster
 from harness.localenv import Infisical
 
@@ -92,14 +92,9 @@ class Synced:
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
     def floe(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(ROOT / ".venv" / "bin" / "floe"), "secrets", *args, "--stack", ENV, "--context", "floe-local"],
-            cwd=self.pulumi.project,
-            env={**self.pulumi.env, "KUBECONFIG": str(self.cluster.kubeconfig)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        """`floe secrets ARGS` for the stack, through the cluster's own kubeconfig context."""
+        kubeconfig = str(self.cluster.kubeconfig)
+        return self.pulumi.floe("secrets", *args, "--stack", ENV, "--context", "floe-local", KUBECONFIG=kubeconfig)
 
     def status(self) -> tuple[int, list[dict[str, Any]]]:
         result = self.floe("status", "--format", "json")

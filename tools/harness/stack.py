@@ -46,12 +46,13 @@ class Pulumi:
             )
         return result
 
-    def floe(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """The floe CLI in the project directory, with this environment (its PATH has this pulumi)."""
+    def floe(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """The floe CLI in the project directory, with this environment (its PATH has this pulumi)
+        and ``env`` over it."""
         return subprocess.run(
             [str(ROOT / ".venv" / "bin" / "floe"), *args],
             cwd=self.project,
-            env=self.env,
+            env={**self.env, **env},
             capture_output=True,
             text=True,
             timeout=600,
