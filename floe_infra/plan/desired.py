@@ -138,7 +138,7 @@ def spec_object(
     spec: dict[str, Any],
     depends_on: tuple[str, ...],
     protect: bool,
-    annotations: Mapping[str, str],
+    annotations: Mapping[str, str] = MappingProxyType({}),
 ) -> KubeObject:
     """An object whose content is its ``spec`` (a custom resource)."""
     return KubeObject(

@@ -269,7 +269,7 @@ def _v1beta1_auth(
     ns = config.operator.namespace
     address = {"address": config.site_url.rstrip("/")}
     kind = "InfisicalConnection"
-    connection = spec_object(V1BETA1, kind, CONNECTION_NAME, ns, labels, address, requires, protect, {})
+    connection = spec_object(V1BETA1, kind, CONNECTION_NAME, ns, labels, address, requires, protect)
     reference = {"infisicalConnectionRef": {"name": CONNECTION_NAME, "namespace": ns}}
     if service_account is None:
         name, deps = AUTH_NAME, (*requires, identity.id, connection.id)
@@ -292,7 +292,7 @@ def _v1beta1_auth(
             },
         }
     # Named after its method, so a switch of method replaces it: login material, never protected.
-    auth = spec_object(V1BETA1, "InfisicalAuth", name, ns, labels, auth_spec, deps, False, {})
+    auth = spec_object(V1BETA1, "InfisicalAuth", name, ns, labels, auth_spec, deps, False)
     return connection, login_material(auth, auth_spec["method"])
 
 

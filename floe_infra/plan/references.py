@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from ..model import names
@@ -36,19 +37,8 @@ from .vocabulary import (
     V1BETA1,
 )
 
-
-def _sync_object(
-    api_version: str,
-    kind: str,
-    name: str,
-    namespace: str | None,
-    labels: Mapping[str, str],
-    spec: dict[str, Any],
-    depends_on: tuple[str, ...],
-    protect: bool,
-) -> KubeObject:
-    """A sync object: deleting it orphans the Secret it fills."""
-    return spec_object(api_version, kind, name, namespace, labels, spec, depends_on, protect, ORPHAN_ON_DELETE)
+_sync_object = partial(spec_object, annotations=ORPHAN_ON_DELETE)
+"""A sync object: deleting it orphans the Secret it fills."""
 
 
 def shared_objects(config: InfisicalSettings, references: tuple[Reference, ...]) -> dict[str, tuple[Reference, ...]]:
