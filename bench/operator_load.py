@@ -132,9 +132,7 @@ def measure(
         work, bin_dir, cluster.kubeconfig, manifest(infisical, repo, api, sources, row.n, args.interval, tag)
     )
     pulumi = Pulumi(bin_dir, project, pulumi_env(work, bin_dir, cluster.kubeconfig))
-    pulumi("stack", "init")
-    for key, value, secret in infisical.stack_config(ENV, "floe-local"):
-        pulumi.config_set(key, value, secret=secret)
+    pulumi.init(infisical.stack_config(ENV, "floe-local"))
     folders = -(-row.n // PER_FOLDER)
     values: dict[int, str] = {}
 

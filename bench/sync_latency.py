@@ -91,9 +91,7 @@ def measure(
     text = yaml.safe_dump(manifest(infisical, repo, api, args.references, args.interval))
     (project / "manifest.yaml").write_text(text)
     pulumi = Pulumi(bin_dir, project, pulumi_env(work, bin_dir, cluster.kubeconfig))
-    pulumi("stack", "init")
-    for key, value, secret in infisical.stack_config(ENV, "floe-local"):
-        pulumi.config_set(key, value, secret=secret)
+    pulumi.init(infisical.stack_config(ENV, "floe-local"))
     try:
         pulumi.up()
         names = [f"bench-{i}" for i in range(args.references)]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Pulumi, eventually, keep_log, make_project, polling, pulumi_env, stop_operator
+from harness import Pulumi, eventually, keep_log, polling, stop_operator
 from harness.cluster import LocalCluster
 from harness.localenv import Infisical
 
@@ -120,8 +120,7 @@ def eso(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Eso]:
     tmp = tmp_path_factory.mktemp("eso")
-    project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
-    pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
+    pulumi = Pulumi.on_copy(tmp, tools_bin, cluster.kubeconfig)
     stack = Eso(
         pulumi,
         cluster,
@@ -130,9 +129,7 @@ def eso(
         values={"lake": f"lake-{secrets.token_hex(6)}", "ledger": f"ledger-{secrets.token_hex(6)}"},
     )
     stack.write()
-    pulumi("stack", "init")
-    for key, value, secret in infisical.stack_config(ENV, "floe-local"):
-        pulumi.config_set(key, value, secret=secret)
+    pulumi.init(infisical.stack_config(ENV, "floe-local"))
     infisical.set(ENV, stack.folder("lake"), "LAKE_TOKEN", stack.values["lake"])
     infisical.set(ENV, stack.folder("ledger"), "LEDGER_KEY", stack.values["ledger"])
     try:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Pulumi, killed_up, make_project, pulumi_env, unavailable
+from harness import Pulumi, killed_up, unavailable
 from harness.cluster import LocalCluster
 from harness.fault_proxy import FaultProxy, Rule, fault_proxy
 from harness.localenv import Infisical
@@ -87,17 +87,14 @@ def faulty(
     if infisical.short_ttl is None:
         unavailable("the Infisical server has no short-TTL identity (INFISICAL_SHORT_TTL_CLIENT_ID)")
     tmp = tmp_path_factory.mktemp("faults")
-    project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
     # Stack dev, like the suite's other stacks: the namespaces it leaves (retained on destroy) carry
     # the stack's name in a label, which another stack name's server-side apply could not take over.
-    pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
+    pulumi = Pulumi.on_copy(tmp, tools_bin, cluster.kubeconfig)
     with fault_proxy(infisical.host) as proxy:
         stack = Faulty(pulumi, proxy, infisical, chart_repo, {})
         stack.write_manifest(KEYS)
-        pulumi("stack", "init")
         short = Infisical(proxy.url, infisical.project_slug, infisical.short_ttl, infisical.viewer, infisical.prefix)
-        for key, value, secret in short.stack_config(ENV, "floe-local"):
-            pulumi.config_set(key, value, secret=secret)
+        pulumi.init(short.stack_config(ENV, "floe-local"))
         stack.set_user(f"user-{secrets.token_hex(6)}")
         try:
             yield stack

@@ -148,19 +148,19 @@ def gen(
     log = None
     try:
         (project / "manifest.yaml").write_text(manifest(infisical, chart_repo, stack.folder))
-        old("stack", "init")
         ensure_namespaces(cluster, JOBS, OPERATOR_NS)
-        for key, value, secret in [
-            ("floe:environment", ENV, False),
-            ("floe:kubeContext", "floe-local", False),
-            ("floe:protect", "true", False),
-            ("floe:createNamespaces", "false", False),
-            ("floe:operatorClientId", infisical.viewer[0], False),
-            ("floe:operatorClientSecret", infisical.viewer[1], True),
-            ("infisical:clientId", infisical.writer[0], False),
-            ("infisical:clientSecret", infisical.writer[1], True),
-        ]:
-            old.config_set(key, value, secret=secret)
+        old.init(
+            [
+                ("floe:environment", ENV, False),
+                ("floe:kubeContext", "floe-local", False),
+                ("floe:protect", "true", False),
+                ("floe:createNamespaces", "false", False),
+                ("floe:operatorClientId", infisical.viewer[0], False),
+                ("floe:operatorClientSecret", infisical.viewer[1], True),
+                ("infisical:clientId", infisical.writer[0], False),
+                ("infisical:clientSecret", infisical.writer[1], True),
+            ]
+        )
         old.up()
         stack.values = {k: v for k, v in stack.in_infisical().items() if v}
         log = cluster.start_operator()

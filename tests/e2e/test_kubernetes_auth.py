@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Pulumi, eventually, make_project, pulumi_env, stop_operator
+from harness import Pulumi, eventually, stop_operator
 from harness.cluster import LocalCluster
 from harness.localenv import Infisical, InfisicalAdmin
 
@@ -125,8 +125,7 @@ def stack(
         service_account=ACCOUNT,
     )
     tmp = tmp_path_factory.mktemp("k8s-auth")
-    project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
-    pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
+    pulumi = Pulumi.on_copy(tmp, tools_bin, cluster.kubeconfig)
     stack = Stack(
         pulumi,
         cluster,
@@ -139,12 +138,8 @@ def stack(
     log = None
     try:
         stack.write_manifest()  # universal auth first: the viewer identity's client id and secret
-        pulumi("stack", "init")
-        for key, value, secret in infisical.stack_config(ENV, "floe-local"):
-            pulumi.config_set(key, value, secret=secret)
-        pulumi.config_set(
-            "floe:secretValues.warehouse-credentials.WAREHOUSE_USER", stack.values["user"], secret=True, path=True
-        )
+        user = ("floe:secretValues.warehouse-credentials.WAREHOUSE_USER", stack.values["user"], True)
+        pulumi.init([*infisical.stack_config(ENV, "floe-local"), user])
         infisical.set(ENV, stack.folder, "WAREHOUSE_TOKEN", stack.values["token"])
         pulumi.up()
         log = cluster.start_operator()

@@ -114,12 +114,13 @@ def manifest(infisical: Infisical, chart_repo: str, api: str = "v1alpha1", via: 
 
 
 def configure(pulumi: Pulumi, infisical: Infisical, canaries: dict[str, str]) -> None:
-    pulumi("stack", "init")
-    for key, value, secret in infisical.stack_config(ENV, "floe-local"):
-        pulumi.config_set(key, value, secret=secret)
-    values = "floe:secretValues.snowflake-credentials.SNOWFLAKE_USER"
-    pulumi.config_set(values, canaries["user"], secret=True, path=True)
-    pulumi.config_set("floe:secretValues.dagster-db.DATABASE_URL", canaries["database"], secret=True, path=True)
+    pulumi.init(
+        [
+            *infisical.stack_config(ENV, "floe-local"),
+            ("floe:secretValues.snowflake-credentials.SNOWFLAKE_USER", canaries["user"], True),
+            ("floe:secretValues.dagster-db.DATABASE_URL", canaries["database"], True),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")

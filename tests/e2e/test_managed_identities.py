@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Pulumi, eventually, killed_up, make_project, polling, pulumi_env, stop_operator
+from harness import Pulumi, eventually, killed_up, polling, stop_operator
 from harness.cluster import LocalCluster
 from harness.fault_proxy import Rule, fault_proxy
 from harness.localenv import Infisical, InfisicalAdmin, InfisicalAdminError, env_file, server_state
@@ -108,21 +108,20 @@ def stack(
 ) -> Iterator[Stack]:
     admin = infisical_admin
     tmp = tmp_path_factory.mktemp("managed")
-    project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
-    pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
+    pulumi = Pulumi.on_copy(tmp, tools_bin, cluster.kubeconfig)
     stack = Stack(pulumi, cluster, infisical, admin, chart_repo, values={"token": f"token-{secrets.token_hex(6)}"})
     log = None
     try:
-        (project / "manifest.yaml").write_text(stack.manifest())
-        pulumi("stack", "init")
+        pulumi.write_manifest(stack.manifest())
         # One credential: the organisation admin identity, for Pulumi (it also writes values).
-        for key, value, secret in [
-            ("floe:environment", ENV, False),
-            ("floe:kubeContext", "floe-local", False),
-            ("infisical:clientId", admin.client[0], False),
-            ("infisical:clientSecret", admin.client[1], True),
-        ]:
-            pulumi.config_set(key, value, secret=secret)
+        pulumi.init(
+            [
+                ("floe:environment", ENV, False),
+                ("floe:kubeContext", "floe-local", False),
+                ("infisical:clientId", admin.client[0], False),
+                ("infisical:clientSecret", admin.client[1], True),
+            ]
+        )
         infisical.set(ENV, stack.folder, "LAKE_TOKEN", stack.values["token"])
         pulumi.up()
         log = cluster.start_operator()
@@ -230,19 +229,18 @@ def test_4_an_identity_that_may_not_add_members_is_refused_with_the_permission_a
     """The viewer identity may create identities in this organisation (its org role is member) but
     not add one to the project: the error names both, and the identity it made is deleted again."""
     before = org_identity_names(stack.admin)
-    project = make_project(tmp_path, tools_bin, stack.cluster.kubeconfig, "")
-    other = Pulumi(tools_bin, project, pulumi_env(tmp_path, tools_bin, stack.cluster.kubeconfig), stack="staging")
+    other = Pulumi.on_copy(tmp_path, tools_bin, stack.cluster.kubeconfig, stack="staging")
     # A project-wide viewer: a role of its own would be refused first (the viewer may not make roles).
-    (project / "manifest.yaml").write_text(stack.manifest(role="viewer"))
-    other("stack", "init")
+    other.write_manifest(stack.manifest(role="viewer"))
     viewer = stack.infisical.viewer
-    for key, value, secret in [
-        ("floe:environment", "staging", False),
-        ("floe:kubeContext", "floe-local", False),
-        ("infisical:clientId", viewer[0], False),
-        ("infisical:clientSecret", viewer[1], True),
-    ]:
-        other.config_set(key, value, secret=secret)
+    other.init(
+        [
+            ("floe:environment", "staging", False),
+            ("floe:kubeContext", "floe-local", False),
+            ("infisical:clientId", viewer[0], False),
+            ("infisical:clientSecret", viewer[1], True),
+        ]
+    )
     platform = "urn:pulumi:staging::floe::floe:secrets:Platform"
     targets = [
         f"{platform}::floe-secrets",
@@ -275,8 +273,7 @@ def test_4b_an_up_killed_inside_the_identity_create_leaves_no_identity_after_the
     delete the identities the warning names) converges, and no identity is left behind."""
     before = org_identity_names(stack.admin)
     made = f"floe-{stack.infisical.project_slug}-staging-operator-"
-    project = make_project(tmp_path, tools_bin, stack.cluster.kubeconfig, "")
-    other = Pulumi(tools_bin, project, pulumi_env(tmp_path, tools_bin, stack.cluster.kubeconfig), stack="staging")
+    other = Pulumi.on_copy(tmp_path, tools_bin, stack.cluster.kubeconfig, stack="staging")
     platform = "urn:pulumi:staging::floe::floe:secrets:Platform"
     targets = [
         f"{platform}::floe-secrets",
@@ -287,17 +284,17 @@ def test_4b_an_up_killed_inside_the_identity_create_leaves_no_identity_after_the
     with fault_proxy(stack.infisical.host) as proxy:
         # A project-wide viewer: only the identity is targeted (the first stack's release and
         # namespaces are in the way of the rest), and a scoped role would be a dependency.
-        (project / "manifest.yaml").write_text(stack.manifest(role="viewer", site_url=proxy.url))
-        other("stack", "init")
+        other.write_manifest(stack.manifest(role="viewer", site_url=proxy.url))
         admin = stack.admin.client
-        for key, value, secret in [
-            ("floe:environment", "staging", False),
-            ("floe:kubeContext", "floe-local", False),
-            ("floe:protect", "true", False),
-            ("infisical:clientId", admin[0], False),
-            ("infisical:clientSecret", admin[1], True),
-        ]:
-            other.config_set(key, value, secret=secret)
+        other.init(
+            [
+                ("floe:environment", "staging", False),
+                ("floe:kubeContext", "floe-local", False),
+                ("floe:protect", "true", False),
+                ("infisical:clientId", admin[0], False),
+                ("infisical:clientSecret", admin[1], True),
+            ]
+        )
         proxy.add(Rule("POST", r"^/api/v1/identities$", "hold-answer", seconds=60))
         try:
             killed_up(
@@ -347,19 +344,18 @@ def test_6_managed_kubernetes_auth_needs_no_credential_but_pulumis_own(
     Kubernetes Auth with a token reviewer it made in the cluster (its JWT and the CA read from the
     cluster by the provider, never in config or state), and the operator syncs with no client
     secret anywhere in the cluster."""
-    project = make_project(tmp_path, tools_bin, stack.cluster.kubeconfig, "")
-    other = Pulumi(tools_bin, project, pulumi_env(tmp_path, tools_bin, stack.cluster.kubeconfig))
+    other = Pulumi.on_copy(tmp_path, tools_bin, stack.cluster.kubeconfig)
     doc = yaml.safe_load(stack.manifest())
     doc["plugins"]["secrets"]["config"]["operator"]["auth"] = "kubernetes"
-    (project / "manifest.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    other("stack", "init")
-    for key, value, secret in [
-        ("floe:environment", ENV, False),
-        ("floe:kubeContext", "floe-local", False),
-        ("infisical:clientId", stack.admin.client[0], False),
-        ("infisical:clientSecret", stack.admin.client[1], True),
-    ]:
-        other.config_set(key, value, secret=secret)
+    other.write_manifest(yaml.safe_dump(doc, sort_keys=False))
+    other.init(
+        [
+            ("floe:environment", ENV, False),
+            ("floe:kubeContext", "floe-local", False),
+            ("infisical:clientId", stack.admin.client[0], False),
+            ("infisical:clientSecret", stack.admin.client[1], True),
+        ]
+    )
     try:
         other.up()
         # The first stack's destroy removed the chart's ServiceAccount, and with it the operator's

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import ROOT, Pulumi, ensure_namespaces, eventually, make_project, polling, pulumi_env, stop_operator
+from harness import ROOT, Pulumi, ensure_namespaces, eventually, polling, stop_operator
 from harness.cluster import ISSUER, LocalCluster
 from harness.localenv import Infisical, InfisicalAdmin
 
@@ -124,8 +124,7 @@ def prod(
     infisical_admin: InfisicalAdmin,
 ) -> Iterator[Prod]:
     tmp = tmp_path_factory.mktemp("prod")
-    project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
-    pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig), stack=STACK)
+    pulumi = Pulumi.on_copy(tmp, tools_bin, cluster.kubeconfig, stack=STACK)
     stack = Prod(
         pulumi,
         cluster,
@@ -136,20 +135,18 @@ def prod(
     )
     log = None
     try:
-        (project / "manifest.yaml").write_text(stack.manifest())
-        pulumi("stack", "init")
+        pulumi.write_manifest(stack.manifest())
         ensure_namespaces(cluster, JOBS, OPERATOR_NS)
-        pulumi.config_set("floe:createNamespaces", "false")
-        for key, value, secret in [
-            ("floe:environment", ENV, False),
-            ("floe:kubeContext", "floe-local", False),
-            ("floe:protect", "true", False),
-            ("infisical:clientId", infisical_admin.client[0], False),
-            ("infisical:clientSecret", infisical_admin.client[1], True),
-        ]:
-            pulumi.config_set(key, value, secret=secret)
-        pulumi.config_set(
-            "floe:secretValues.shared-credentials.SHARED_KEY", stack.values["shared"], secret=True, path=True
+        pulumi.init(
+            [
+                ("floe:createNamespaces", "false", False),
+                ("floe:environment", ENV, False),
+                ("floe:kubeContext", "floe-local", False),
+                ("floe:protect", "true", False),
+                ("infisical:clientId", infisical_admin.client[0], False),
+                ("infisical:clientSecret", infisical_admin.client[1], True),
+                ("floe:secretValues.shared-credentials.SHARED_KEY", stack.values["shared"], True),
+            ]
         )
         infisical.set(ENV, stack.folder("lake"), "LAKE_TOKEN", stack.values["token"])
         infisical.set(ENV, "/" + infisical.prefix + "/elsewhere", "OTHER", "not-for-the-operator")
@@ -294,17 +291,16 @@ def test_6_a_rival_stack_with_the_same_key_and_value_is_refused_and_its_destroy_
 ) -> None:
     folder = prod.folder("shared")
     assert prod.infisical.get(ENV, folder, "SHARED_KEY") == prod.values["shared"]
-    project = make_project(tmp_path, tools_bin, prod.cluster.kubeconfig, prod.manifest())
-    rival = Pulumi(tools_bin, project, pulumi_env(tmp_path, tools_bin, prod.cluster.kubeconfig), stack="prod-us")
-    rival("stack", "init")
-    for key, value, secret in [
-        ("floe:environment", ENV, False),
-        ("floe:kubeContext", "floe-local", False),
-        ("infisical:clientId", prod.infisical.writer[0], False),
-        ("infisical:clientSecret", prod.infisical.writer[1], True),
-    ]:
-        rival.config_set(key, value, secret=secret)
-    rival.config_set("floe:secretValues.shared-credentials.SHARED_KEY", prod.values["shared"], secret=True, path=True)
+    rival = Pulumi.on_copy(tmp_path, tools_bin, prod.cluster.kubeconfig, prod.manifest(), stack="prod-us")
+    rival.init(
+        [
+            ("floe:environment", ENV, False),
+            ("floe:kubeContext", "floe-local", False),
+            ("infisical:clientId", prod.infisical.writer[0], False),
+            ("infisical:clientSecret", prod.infisical.writer[1], True),
+            ("floe:secretValues.shared-credentials.SHARED_KEY", prod.values["shared"], True),
+        ]
+    )
     platform = "urn:pulumi:prod-us::floe::floe:secrets:Platform"
     urn = f"{platform}$pulumi-python:dynamic/infisical:SecretValue::{folder}:SHARED_KEY"
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Pulumi, make_project, pulumi_env, unavailable
+from harness import Pulumi, unavailable
 from harness.cluster import LocalCluster
 from harness.localenv import Infisical, env_file, server_state
 
@@ -56,10 +56,9 @@ def test_a_deleted_project_is_gone_for_refresh_and_destroy_at_once(
         {"role": "member"},
     )
     deleted = False
-    project_dir = make_project(tmp_path, tools_bin, cluster.kubeconfig, "")
-    pulumi = Pulumi(tools_bin, project_dir, pulumi_env(tmp_path, tools_bin, cluster.kubeconfig))
+    pulumi = Pulumi.on_copy(tmp_path, tools_bin, cluster.kubeconfig)
     try:
-        (project_dir / "manifest.yaml").write_text(
+        pulumi.write_manifest(
             yaml.safe_dump(
                 {
                     "plugins": {
@@ -72,9 +71,7 @@ def test_a_deleted_project_is_gone_for_refresh_and_destroy_at_once(
                 }
             )
         )
-        pulumi("stack", "init")
-        for key, value, secret in infisical.stack_config("dev", "floe-local"):
-            pulumi.config_set(key, value, secret=secret)
+        pulumi.init(infisical.stack_config("dev", "floe-local"))
         pulumi.up()
         where = Infisical(host, slug, infisical.writer, infisical.viewer, "")
         assert where.get("dev", "/doomed", "TOKEN") is not None

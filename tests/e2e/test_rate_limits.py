@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Pulumi, ensure_namespaces, eventually, make_project, pulumi_env, rolled_out_in, stop_operator
+from harness import Pulumi, ensure_namespaces, eventually, rolled_out_in, stop_operator
 from harness.cluster import LocalCluster
 from harness.localenv import Infisical, InfisicalAdmin, served_since, server_in_production
 
@@ -102,20 +102,19 @@ def scale(
 ) -> Iterator[Scale]:
     tmp = tmp_path_factory.mktemp("scale")
     with server_in_production() as log:
-        project = make_project(tmp, tools_bin, cluster.kubeconfig, manifest(infisical, chart_repo, infisical.prefix))
-        pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
+        pulumi = Pulumi.on_copy(tmp, tools_bin, cluster.kubeconfig, manifest(infisical, chart_repo, infisical.prefix))
         stack = Scale(pulumi, cluster, infisical, log, 0)
         operator_log = None
         try:
-            pulumi("stack", "init")
             ensure_namespaces(cluster, JOBS, OPERATOR_NS)
-            for key, value, secret in [
-                ("floe:environment", ENV, False),
-                ("floe:createNamespaces", "false", False),
-                ("infisical:clientId", infisical_admin.client[0], False),
-                ("infisical:clientSecret", infisical_admin.client[1], True),
-            ]:
-                pulumi.config_set(key, value, secret=secret)
+            pulumi.init(
+                [
+                    ("floe:environment", ENV, False),
+                    ("floe:createNamespaces", "false", False),
+                    ("infisical:clientId", infisical_admin.client[0], False),
+                    ("infisical:clientSecret", infisical_admin.client[1], True),
+                ]
+            )
             stack.change_values()
             pulumi.up()
             stack.offset, stack.started = log.stat().st_size, time.monotonic()

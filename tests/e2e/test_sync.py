@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Pulumi, eventually, make_project, pulumi_env, stop_operator
+from harness import Pulumi, eventually, stop_operator
 from harness.cluster import LocalCluster
 from harness.localenv import Infisical
 
@@ -129,8 +129,7 @@ def synced(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Synced]:
     tmp = tmp_path_factory.mktemp("sync")
-    project = make_project(tmp, tools_bin, cluster.kubeconfig, "")
-    pulumi = Pulumi(tools_bin, project, pulumi_env(tmp, tools_bin, cluster.kubeconfig))
+    pulumi = Pulumi.on_copy(tmp, tools_bin, cluster.kubeconfig)
     stack = Synced(
         pulumi,
         cluster,
@@ -143,13 +142,13 @@ def synced(
         },
     )
     stack.write_manifest("v1alpha1")
-    pulumi("stack", "init")
-    for key, value, secret in infisical.stack_config(ENV, "floe-local"):
-        pulumi.config_set(key, value, secret=secret)
-    pulumi.config_set(
-        "floe:secretValues.snowflake-credentials.SNOWFLAKE_USER", stack.values["user"], secret=True, path=True
+    pulumi.init(
+        [
+            *infisical.stack_config(ENV, "floe-local"),
+            ("floe:secretValues.snowflake-credentials.SNOWFLAKE_USER", stack.values["user"], True),
+            ("floe:secretValues.dagster-db.DATABASE_URL", stack.values["database"], True),
+        ]
     )
-    pulumi.config_set("floe:secretValues.dagster-db.DATABASE_URL", stack.values["database"], secret=True, path=True)
     infisical.set(ENV, stack.snowflake, "SNOWFLAKE_ACCOUNT", stack.values["account"])  # by a person, beforehand
     log = None
     try:

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,28 @@ class Pulumi:
             timeout=600,
             check=False,
         )
+
+    @classmethod
+    def on_copy(cls, tmp: Path, tools_bin: Path, kubeconfig: Path, manifest: str = "", stack: str = "dev") -> Pulumi:
+        """The CLI on a new copy of the program in ``tmp`` (:func:`make_project`), with its own
+        backend and PULUMI_HOME (:func:`pulumi_env`); the stack is not created yet (:meth:`init`)."""
+        project = make_project(tmp, tools_bin, kubeconfig, manifest)
+        return cls(tools_bin, project, pulumi_env(tmp, tools_bin, kubeconfig), stack)
+
+    def write_manifest(self, text: str) -> None:
+        (self.project / "manifest.yaml").write_text(text)
+
+    def init(self, config: Iterable[tuple[str, str, bool]] = ()) -> None:
+        """`pulumi stack init`, then ``config`` ((key, value, secret) each; a dotted key is a path)."""
+        self("stack", "init")
+        self.config_set_all(config)
+
+    def config_set_all(self, config: Iterable[tuple[str, str, bool]]) -> None:
+        """Every (key, value, secret) of ``config`` in one command; a dotted key is a path
+        (``floe:secretValues.REF.KEY``)."""
+        args = [a for key, value, secret in config for a in ("--secret" if secret else "--plaintext", f"{key}={value}")]
+        if args:
+            self("config", "set-all", "--path", *args)
 
     def config_set(self, key: str, value: str, *, secret: bool = False, path: bool = False) -> None:
         self("config", "set", *(["--secret"] if secret else []), *(["--path"] if path else []), key, value)
