@@ -12,5 +12,7 @@ from harness.fixtures import (  # noqa: F401  (fixtures and hooks)
     infisical,
     infisical_admin,
     pytest_collection_modifyitems,
+    pytest_runtest_makereport,
+    restored_after_a_failure,
     tools_bin,
 )

@@ -13,7 +13,7 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -33,6 +33,7 @@ from .localenv import (
     infisical_server,
     server_state,
 )
+from .stack import Pulumi
 
 ARTIFACTS = Path(os.environ.get("FLOE_E2E_ARTIFACTS", ROOT / "out" / "e2e"))
 
@@ -86,6 +87,45 @@ ORDER = (
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: ORDER.index(item.path.name) if item.path.name in ORDER else len(ORDER))
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[_FAILED] = True
+    return report
+
+
+def _stacks_of(request: pytest.FixtureRequest) -> list[Pulumi]:
+    """The stacks a step drives: its fixtures that are a Pulumi, or a module's wrapper holding one."""
+    found = []
+    for name in request.fixturenames:
+        if name in ("request", "restored_after_a_failure"):
+            continue
+        value = request.getfixturevalue(name)
+        pulumi = value if isinstance(value, Pulumi) else getattr(value, "pulumi", None)
+        if isinstance(pulumi, Pulumi) and pulumi not in found:
+            found.append(pulumi)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def restored_after_a_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A step that fails puts its stacks back as it found them (their manifest and stack config,
+    and an `up` to them), so that the steps after it start where they would have: one failure
+    does not turn the rest of the module red. Nothing runs when the step passes."""
+    saved = [(pulumi, pulumi.inputs()) for pulumi in _stacks_of(request)]
+    yield
+    if request.node.stash.get(_FAILED, False):
+        for pulumi, inputs in saved:
+            result = pulumi.restore(inputs)
+            request.node.add_report_section(
+                "teardown", "restore", f"stack {pulumi.stack} restored; its `up` exited {result.returncode}"
+            )
 
 
 @pytest.fixture(scope="session")

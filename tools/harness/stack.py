@@ -66,6 +66,21 @@ class Pulumi:
         project = make_project(tmp, tools_bin, kubeconfig, manifest)
         return cls(tools_bin, project, pulumi_env(tmp, tools_bin, kubeconfig), stack)
 
+    def inputs(self) -> dict[Path, str | None]:
+        """What an `up` reads besides the cluster and Infisical: the manifest and the stack's config
+        file (None: not there)."""
+        files = (self.project / "manifest.yaml", self.project / f"Pulumi.{self.stack}.yaml")
+        return {f: f.read_text() if f.exists() else None for f in files}
+
+    def restore(self, inputs: dict[Path, str | None]) -> subprocess.CompletedProcess[str]:
+        """Put back ``inputs`` (from :meth:`inputs`) and `up` to them: the stack as it was then."""
+        for path, text in inputs.items():
+            if text is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_text(text)
+        return self("up", "--yes", "--skip-preview", check=False, timeout=300)
+
     def write_manifest(self, text: str) -> None:
         (self.project / "manifest.yaml").write_text(text)
 
