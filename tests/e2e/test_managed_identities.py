@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -189,28 +188,18 @@ def test_3_a_rotation_makes_a_new_client_secret_and_revokes_the_old_once_the_ope
     (old,) = stack.client_secrets(identity_id)
     before = stack.secret("infisical-machine-identity", OPERATOR_NS)
     previous = stack.values["token"]
-    seen: list[tuple[float, str | None, str | None]] = []
-    stop = threading.Event()
 
-    def watch() -> None:
-        while not stop.is_set():
-            held = stack.secret("lake-credentials")
-            seen.append((time.monotonic(), (held or {}).get("LAKE_TOKEN"), stack.auth_ready()))
-            time.sleep(0.2)
+    def held_and_ready() -> tuple[str | None, str | None]:
+        return (stack.secret("lake-credentials") or {}).get("LAKE_TOKEN"), stack.auth_ready()
 
-    watcher = threading.Thread(target=watch, daemon=True)
     stack.pulumi.config_set("floe:operatorSecretRotation", "r1")
-    watcher.start()
-    try:
+    with polling(held_and_ready) as seen:
         stack.rotate_in_infisical()
         stack.pulumi.up()
         time.sleep(5)
-    finally:
-        stop.set()
-        watcher.join()
-    assert len(seen) > 10 and all(ready == "True" for _, _, ready in seen), f"the InfisicalAuth was not ready: {seen}"
-    assert all(token in (previous, stack.values["token"]) for _, token, _ in seen), f"the Secret was missing: {seen}"
-    assert any(token == stack.values["token"] for _, token, _ in seen), "the value changed in Infisical never arrived"
+    assert len(seen) > 10 and all(ready == "True" for _, ready in seen), f"the InfisicalAuth was not ready: {seen}"
+    assert all(token in (previous, stack.values["token"]) for token, _ in seen), f"the Secret was missing: {seen}"
+    assert any(token == stack.values["token"] for token, _ in seen), "the value changed in Infisical never arrived"
     (new,) = [s for s in stack.client_secrets(identity_id) if not s.get("isClientSecretRevoked")]
     assert new["id"] != old["id"], "the old client secret is still there, or no new one"
     assert int(new["clientSecretNumUses"]) >= 1, "revoked before the operator used the new one"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -210,21 +209,19 @@ def test_3_sync_goes_on_past_the_access_tokens_ttl_and_max_ttl(prod: Prod) -> No
     assert int(current["clientSecretNumUses"]) - before >= 3, current
 
 
-def _watch(prod: Prod, seen: list[tuple[float, str | None, str | None]], stop: threading.Event) -> None:
-    """What the Secret holds, and whether the operator's InfisicalAuth is ready, every 0.2 s."""
-    while not stop.is_set():
-        held = prod.secret()
-        auth = prod.cluster.kubectl(
-            "get",
-            "infisicalauth",
-            "infisical-universal",
-            "-n",
-            OPERATOR_NS,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type=='secrets.infisical.com/IsReady')].status}",
-        )
-        seen.append((time.monotonic(), (held or {}).get("LAKE_TOKEN"), auth or None))
-        time.sleep(0.2)
+def _held_and_ready(prod: Prod) -> tuple[str | None, str | None]:
+    """What the Secret holds, and whether the operator's InfisicalAuth is ready."""
+    held = prod.secret()
+    auth = prod.cluster.kubectl(
+        "get",
+        "infisicalauth",
+        "infisical-universal",
+        "-n",
+        OPERATOR_NS,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type=='secrets.infisical.com/IsReady')].status}",
+    )
+    return (held or {}).get("LAKE_TOKEN"), auth or None
 
 
 def test_4_a_rotation_in_the_protected_stack_needs_no_unprotect_and_leaves_no_gap(prod: Prod) -> None:
@@ -232,20 +229,13 @@ def test_4_a_rotation_in_the_protected_stack_needs_no_unprotect_and_leaves_no_ga
     (old,) = prod.client_secrets(identity_id)
     before = prod.secret("infisical-machine-identity", OPERATOR_NS)
     previous = prod.values["token"]
-    seen: list[tuple[float, str | None, str | None]] = []
-    stop = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(prod, seen, stop), daemon=True)
     prod.pulumi.config_set("floe:operatorSecretRotation", "r1")
-    watcher.start()
-    try:
+    with polling(lambda: _held_and_ready(prod)) as seen:
         prod.change_value()  # as the up starts: it must arrive, or the operator stopped syncing
         prod.pulumi.up()
-    finally:
-        stop.set()
-        watcher.join()
-    assert len(seen) > 10 and all(ready == "True" for _, _, ready in seen), f"the InfisicalAuth was not ready: {seen}"
-    assert all(token in (previous, prod.values["token"]) for _, token, _ in seen), f"the Secret was missing: {seen}"
-    assert any(token == prod.values["token"] for _, token, _ in seen), "the value changed in Infisical never arrived"
+    assert len(seen) > 10 and all(ready == "True" for _, ready in seen), f"the InfisicalAuth was not ready: {seen}"
+    assert all(token in (previous, prod.values["token"]) for token, _ in seen), f"the Secret was missing: {seen}"
+    assert any(token == prod.values["token"] for token, _ in seen), "the value changed in Infisical never arrived"
     (new,) = [s for s in prod.client_secrets(identity_id) if not s.get("isClientSecretRevoked")]
     assert new["id"] != old["id"] and int(new["clientSecretNumUses"]) >= 1
     after = prod.secret("infisical-machine-identity", OPERATOR_NS)

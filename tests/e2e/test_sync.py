@@ -9,7 +9,6 @@ import base64
 import json
 import secrets
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Pulumi, eventually, stop_operator
+from harness import Pulumi, eventually, polling, stop_operator
 from harness.cluster import LocalCluster
 from harness.localenv import Infisical
 
@@ -322,26 +321,12 @@ def test_5_switching_to_v1beta1_keeps_the_secret_and_syncs_it_the_same(synced: S
     """The manifest no longer names `operator.api`: the default, v1beta1, takes over on the next `up`
     (the InfisicalStaticSecret is created before the InfisicalSecret is deleted)."""
     want = synced.expected()
-    gaps: list[str] = []
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            for name, data in want.items():
-                if synced.secret_data(name) != data:
-                    gaps.append(name)
-            time.sleep(0.2)
-
-    watcher = threading.Thread(target=watch, daemon=True)
     synced.write_manifest(None)
-    watcher.start()
-    try:
+    with polling(lambda: [name for name, data in want.items() if synced.secret_data(name) != data]) as seen:
         synced.pulumi.up()
         time.sleep(2 * RESYNC)
-    finally:
-        stop.set()
-        watcher.join()
-    assert gaps == [], f"a Secret was missing or changed during the switch: {sorted(set(gaps))}"
+    gaps = sorted({name for names in seen for name in names})
+    assert len(seen) > 10 and gaps == [], f"a Secret was missing or changed during the switch: {gaps}"
     assert synced.kube("infisicalsecret", JOBS, "snowflake-credentials") is None
     assert synced.kube("infisicalstaticsecret", JOBS, "snowflake-credentials") is not None
     # The new object syncs: a change in Infisical arrives through it, and restarts the workload.
