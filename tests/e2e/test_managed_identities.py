@@ -28,7 +28,7 @@ JOBS = "floe-jobs"
 OPERATOR_NS = "infisical"
 AUTH = "infisical-universal"
 READY = "secrets.infisical.com/IsReady"
-TTL, MAX_TTL = 10, 20  # seconds: short enough to run out several times during a step
+TTL, MAX_TTL = 15, 20  # seconds: short enough to run out several times during a step
 
 
 @dataclass

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 STACK = ENV = "prod"
 JOBS = "floe-jobs"
 OPERATOR_NS = "infisical"
-TTL, MAX_TTL = 10, 20  # seconds: they run out several times during the module
+TTL, MAX_TTL = 15, 20  # seconds: they run out several times during the module
 POLICY = str(ROOT / "policy")
 
 
