@@ -85,10 +85,10 @@ demo-down: $(STAMP)
 
 # A control plane on 127.0.0.1 that stays up; kubeconfig in .local-cluster/kubeconfig.
 cluster: tools
-	PYTHONPATH=tools $(PYTHON) -m harness.cluster up .local-cluster "$$(tools/build.sh --dir)"
+	$(PYTHON) tools/harness/cluster.py up .local-cluster "$$(tools/build.sh --dir)"
 
 cluster-down:
-	PYTHONPATH=tools $(PYTHON) -m harness.cluster down .local-cluster
+	$(PYTHON) tools/harness/cluster.py down .local-cluster
 
 # The program under the real CLI against a cluster and Infisical that the tests start and stop.
 e2e: $(STAMP) $(RUNTIME_STAMP) tools policy-install

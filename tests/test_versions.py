@@ -1,11 +1,10 @@
 """What users download and what the e2e builds are the same released versions, and the README names
-them; and `make cluster-down` (harness.cluster) signals only the processes it started."""
+them; and `tools/harness/cluster.py down` signals only the processes it started."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import subprocess
 import sys
@@ -114,13 +113,10 @@ def test_cluster_down_stops_its_own_processes_and_leaves_a_reused_pid_alone(
 
 
 def test_cluster_script_runs_as_a_command() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "harness.cluster"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "tools")},
-    )
-    assert result.returncode == 2 and "python -m harness.cluster down STATE_DIR" in result.stderr
+    """`make cluster` runs it with the system Python: no site packages (-S), the standard library only."""
+    script = ROOT / "tools" / "harness" / "cluster.py"
+    result = subprocess.run([sys.executable, "-S", str(script)], capture_output=True, text=True)
+    assert result.returncode == 2 and "python tools/harness/cluster.py down STATE_DIR" in result.stderr
 
 
 # --- tools/build.sh on a user's machine ----------------------------------------------------------

@@ -7,8 +7,8 @@ processes `up` started (their pids and binaries are in STATE_DIR/pids.json: a pi
 no longer names that binary, after a reboot or pid reuse, is someone else's and is left alone) and
 removes STATE_DIR.
 
-    PYTHONPATH=tools python -m harness.cluster up   STATE_DIR BIN_DIR   # prints the kubeconfig path
-    PYTHONPATH=tools python -m harness.cluster down STATE_DIR
+    python tools/harness/cluster.py up   STATE_DIR BIN_DIR   # prints the kubeconfig path (standard library only)
+    python tools/harness/cluster.py down STATE_DIR
 """
 
 from __future__ import annotations

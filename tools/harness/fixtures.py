@@ -10,12 +10,14 @@ which fails them instead. Logs of the processes it starts go to ``$FLOE_E2E_ARTI
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import secrets
 import shutil
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -100,32 +102,57 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
     return report
 
 
-def _stacks_of(request: pytest.FixtureRequest) -> list[Pulumi]:
-    """The stacks a step drives: its fixtures that are a Pulumi, or a module's wrapper holding one."""
-    found = []
+_PLAIN = (dict, list, set, str, int, float, bool, type(None))
+
+
+@dataclass
+class _Saved:
+    """A step's stack as the step found it: the files an `up` reads, and the plain data (values,
+    canaries, the operator's settings) of the module's wrapper that holds it."""
+
+    pulumi: Pulumi
+    inputs: dict[Path, str | None]
+    holder: object | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def put_back(self) -> str:
+        for name, value in self.fields.items():
+            setattr(self.holder, name, value)
+        return self.pulumi.restore(self.inputs)
+
+
+def _saved_stacks(request: pytest.FixtureRequest) -> list[_Saved]:
+    """The stacks of a step's fixtures (a Pulumi, or a module's wrapper holding one); a stack the
+    step makes itself is not among them, and needs no restoring: nothing after the step uses it."""
+    found: list[_Saved] = []
     for name in request.fixturenames:
         if name in ("request", "restored_after_a_failure"):
             continue
         value = request.getfixturevalue(name)
         pulumi = value if isinstance(value, Pulumi) else getattr(value, "pulumi", None)
-        if isinstance(pulumi, Pulumi) and pulumi not in found:
-            found.append(pulumi)
+        if not isinstance(pulumi, Pulumi) or any(s.pulumi is pulumi for s in found):
+            continue
+        holder = None if value is pulumi else value
+        plain = {k: copy.deepcopy(v) for k, v in vars(holder).items() if isinstance(v, _PLAIN)} if holder else {}
+        found.append(_Saved(pulumi, pulumi.inputs(), holder, plain))
     return found
 
 
 @pytest.fixture(autouse=True)
 def restored_after_a_failure(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A step that fails puts its stacks back as it found them (their manifest and stack config,
-    and an `up` to them), so that the steps after it start where they would have: one failure
-    does not turn the rest of the module red. Nothing runs when the step passes."""
-    saved = [(pulumi, pulumi.inputs()) for pulumi in _stacks_of(request)]
+    """A step that fails puts the stacks of its fixtures back as it found them (their manifest,
+    stack config and wrapper's data, and an `up` to them), so that the steps after it start where
+    they would have: one failure does not turn the rest of the module red. Nothing runs when the
+    step passes; a stack the step destroyed stays destroyed; ``@pytest.mark.no_restore`` (a module
+    whose steps change the program itself) opts out."""
+    if request.node.get_closest_marker("no_restore"):
+        yield
+        return
+    saved = _saved_stacks(request)
     yield
     if request.node.stash.get(_FAILED, False):
-        for pulumi, inputs in saved:
-            result = pulumi.restore(inputs)
-            request.node.add_report_section(
-                "teardown", "restore", f"stack {pulumi.stack} restored; its `up` exited {result.returncode}"
-            )
+        for stack in saved:
+            request.node.add_report_section("teardown", "restore", f"stack {stack.pulumi.stack}: {stack.put_back()}")
 
 
 @pytest.fixture(scope="session")

@@ -72,14 +72,31 @@ class Pulumi:
         files = (self.project / "manifest.yaml", self.project / f"Pulumi.{self.stack}.yaml")
         return {f: f.read_text() if f.exists() else None for f in files}
 
-    def restore(self, inputs: dict[Path, str | None]) -> subprocess.CompletedProcess[str]:
-        """Put back ``inputs`` (from :meth:`inputs`) and `up` to them: the stack as it was then."""
+    def deployed(self) -> bool:
+        """Whether the stack exists and holds a resource (a destroyed one does not)."""
+        state = self("stack", "export", check=False)
+        if state.returncode != 0:
+            return False
+        return bool(json.loads(state.stdout).get("deployment", {}).get("resources"))
+
+    def restore(self, inputs: dict[Path, str | None]) -> str:
+        """Put back ``inputs`` (from :meth:`inputs`) and `up` to them: the stack as it was then.
+        A destroyed stack is left so; what happened is the answer."""
+        if not self.deployed():
+            return "destroyed by the step: left so"
         for path, text in inputs.items():
             if text is None:
                 path.unlink(missing_ok=True)
             else:
                 path.write_text(text)
-        return self("up", "--yes", "--skip-preview", check=False, timeout=300)
+        kill_orphaned_plugins(self)  # a killed `up` may have left its plugins
+        self("cancel", "--yes", check=False)  # and its lock
+        try:
+            result = self("up", "--yes", "--skip-preview", check=False)
+        except subprocess.TimeoutExpired:
+            kill_orphaned_plugins(self)
+            return "restored files; its `up` did not end within 600 s"
+        return f"restored; its `up` exited {result.returncode}"
 
     def write_manifest(self, text: str) -> None:
         (self.project / "manifest.yaml").write_text(text)
