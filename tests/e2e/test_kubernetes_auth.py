@@ -178,6 +178,7 @@ def test_1_switching_to_kubernetes_auth_keeps_syncing_and_leaves_no_client_secre
         if known & set(data.values()) or {"clientId", "clientSecret"} & set(data)
     ]
     assert holders == [], f"Secrets holding a client secret: {holders}"
+    stack.pulumi("preview", "--expect-no-changes")
 
 
 def test_2_the_charts_rbac_lets_the_operator_request_the_token(stack: Stack) -> None:
@@ -229,6 +230,7 @@ def test_3_a_service_account_the_identity_does_not_allow_shows_the_servers_reaso
         stack.pulumi.up()
     stack.rotate_in_infisical()
     eventually(stack.synced, "the Secret syncs again with the allowed ServiceAccount", 90)
+    stack.pulumi("preview", "--expect-no-changes")
 
 
 def test_4_v1alpha1_infisical_secrets_log_in_the_same_way(stack: Stack) -> None:
@@ -240,6 +242,7 @@ def test_4_v1alpha1_infisical_secrets_log_in_the_same_way(stack: Stack) -> None:
     eventually(stack.all_synced, "floe secrets status: the InfisicalSecret synced")
     listing = floe_secrets(stack, "list", "--format", "json")
     assert [r["type"] for r in json.loads(listing.stdout)["rows"]] == ["InfisicalSecret"]
+    stack.pulumi("preview", "--expect-no-changes")
 
 
 def test_5_destroy_removes_the_service_account(stack: Stack) -> None:

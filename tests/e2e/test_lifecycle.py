@@ -250,6 +250,7 @@ def test_4_config_change_updates_in_place(stack: Stack) -> None:
     assert changed == {("update", stack.path(SNOWFLAKE) + ":SNOWFLAKE_USER")}
     stack.pulumi.up()
     assert stack.infisical.get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_USER") == new_user
+    stack.pulumi("preview", "--expect-no-changes")
 
 
 def test_4_a_value_changed_in_infisical_is_drift_on_refresh(stack: Stack) -> None:
@@ -272,6 +273,7 @@ def test_4_a_value_deleted_in_infisical_is_recreated_by_refresh_and_up(stack: St
     after = stack.infisical.get(*where)
     assert after is not None and len(after) == 32
     assert before is not None
+    stack.pulumi("preview", "--expect-no-changes")
 
 
 def _changes(stack: Stack) -> set[tuple[str, str, str]]:

@@ -208,6 +208,7 @@ def test_3_a_rotation_makes_a_new_client_secret_and_revokes_the_old_once_the_ope
     assert after["clientId"] == before["clientId"] and after["clientSecret"] != before["clientSecret"]
     stack.rotate_in_infisical()
     eventually(stack.synced, "the Secret follows Infisical with the new client secret")
+    stack.pulumi("preview", "--expect-no-changes")
 
 
 def test_4_an_identity_that_may_not_add_members_is_refused_with_the_permission_and_leaves_nothing(
