@@ -73,7 +73,7 @@ class Eso:
                 **(extra or {}),
             },
         }
-        (self.pulumi.project / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+        self.pulumi.write_manifest(yaml.safe_dump(manifest, sort_keys=False))
 
     def kube(self, kind: str, name: str, namespace: str | None = JOBS) -> dict[str, Any] | None:
         where = ("-n", namespace) if namespace else ()

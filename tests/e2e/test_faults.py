@@ -57,7 +57,7 @@ class Faulty:
             },
             "secrets": {"faulty": {"path": self.folder, "keys": keys}},
         }
-        (self.pulumi.project / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+        self.pulumi.write_manifest(yaml.safe_dump(manifest, sort_keys=False))
 
     def get(self, key: str) -> str | None:
         return self.infisical.get(ENV, self.folder, key)

@@ -149,7 +149,7 @@ def gen(
     stack = Generated(Pulumi(tools_bin, project, env, stack=STACK), cluster, infisical, env)
     log = None
     try:
-        (project / "manifest.yaml").write_text(manifest(infisical, chart_repo, stack.folder))
+        stack.pulumi.write_manifest(manifest(infisical, chart_repo, stack.folder))
         ensure_namespaces(cluster, JOBS, OPERATOR_NS)
         old.init(
             [

@@ -70,7 +70,7 @@ class Stack:
                 }
             },
         }
-        (self.pulumi.project / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+        self.pulumi.write_manifest(yaml.safe_dump(manifest, sort_keys=False))
 
     def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         out = self.cluster.kubectl("get", "secret", name, "-n", namespace, "-o", "json", "--ignore-not-found")

@@ -529,7 +529,7 @@ def test_8_destroy_on_dev_leaves_what_the_readme_says(stack: Stack) -> None:
 def test_9_v1beta1_objects_are_accepted_by_the_api_server(
     stack: Stack, chart_repo: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    (stack.pulumi.project / "manifest.yaml").write_text(manifest(stack.infisical, chart_repo, api="v1beta1"))
+    stack.pulumi.write_manifest(manifest(stack.infisical, chart_repo, api="v1beta1"))
     stack.pulumi.up()
     assert stack.kube("infisicalconnection", "infisical")
     assert stack.kube("infisicalauth", "infisical")
@@ -538,7 +538,7 @@ def test_9_v1beta1_objects_are_accepted_by_the_api_server(
     assert not stack.kube("infisicalsecret", "floe-jobs", "snowflake-credentials")
     stack.pulumi("destroy", "--yes")
     # Back to the module's manifest (v1alpha1): step 11 runs it as the former version did.
-    (stack.pulumi.project / "manifest.yaml").write_text(manifest(stack.infisical, chart_repo))
+    stack.pulumi.write_manifest(manifest(stack.infisical, chart_repo))
 
 
 # The last version whose operator release held the CRDs (installCRDs: true).

@@ -165,10 +165,10 @@ def test_2b_a_project_viewer_moves_to_its_own_role_in_one_up_with_the_secret_rig
     upgrade: the membership's role changes in place, the operator keeps reading."""
     identity_id = stack.identity()["identity_id"]
     path = f"/api/v2/workspace/{stack.admin.project_id}/identity-memberships/{identity_id}"
-    (stack.pulumi.project / "manifest.yaml").write_text(stack.manifest(role="viewer"))
+    stack.pulumi.write_manifest(stack.manifest(role="viewer"))
     stack.pulumi.up()
     assert [r["role"] for r in stack.admin.call("GET", path)["identityMembership"]["roles"]] == ["viewer"]
-    (stack.pulumi.project / "manifest.yaml").write_text(stack.manifest())
+    stack.pulumi.write_manifest(stack.manifest())
     seen = _up_watching(stack)
     assert len(seen) > 3 and all(seen), "the Secret was missing or wrong while the identity moved to its role"
     roles = stack.admin.call("GET", path)["identityMembership"]["roles"]

@@ -317,7 +317,7 @@ def test_7_a_new_url_for_the_infisical_host_reaches_every_infisical_resource_in_
     """The same server under another name (127.0.0.1 → localhost): an update of the identity, its
     role, its client secret and the values, never a replace (refused in a protected stack)."""
     moved = prod.infisical.host.replace("127.0.0.1", "localhost")
-    (prod.pulumi.project / "manifest.yaml").write_text(prod.manifest(moved))
+    prod.pulumi.write_manifest(prod.manifest(moved))
     preview = prod.pulumi.preview_json()
     ops = {
         s["urn"].rsplit("::", 1)[1] + " " + s["urn"].split("::")[2].rsplit("$", 1)[-1]: s["op"]
@@ -337,7 +337,7 @@ def _switch_watching(prod: Prod, manifest: str) -> float:
     Secret polled every 0.2 s: it holds the old or the new value at every poll. Returns the seconds
     from the `up`'s end until the new value arrived (sync pauses while the identity changes method)."""
     previous = prod.values["token"]
-    (prod.pulumi.project / "manifest.yaml").write_text(manifest)
+    prod.pulumi.write_manifest(manifest)
     with polling(lambda: (prod.secret() or {}).get("LAKE_TOKEN")) as seen:
         prod.change_value()
         prod.pulumi.up()

@@ -211,7 +211,7 @@ def test_5_sources_prefix_reads_every_folder_in_one_request(scale: Scale) -> Non
     Secrets stay: they orphan them), and every Secret still follows its folder."""
     doc = yaml.safe_load((scale.pulumi.project / "manifest.yaml").read_text())
     doc["plugins"]["secrets"]["config"]["operator"]["sources"] = "prefix"
-    (scale.pulumi.project / "manifest.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    scale.pulumi.write_manifest(yaml.safe_dump(doc, sort_keys=False))
     scale.pulumi.up()
     static = json.loads(
         scale.cluster.kubectl("get", "infisicalstaticsecrets", "-A", "-o", "json", "-l", "floe-infra/stack=dev")

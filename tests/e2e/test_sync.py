@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Pulumi, eventually, polling, stop_operator
+from harness import Pulumi, eventually, polling, rolled_out_in, stop_operator
 from harness.cluster import LocalCluster
 from harness.localenv import Infisical
 
@@ -78,7 +78,7 @@ class Synced:
 
     def write_manifest(self, api: str | None) -> None:
         text = yaml.safe_dump(manifest(self.infisical, self.chart_repo, api), sort_keys=False)
-        (self.pulumi.project / "manifest.yaml").write_text(text)
+        self.pulumi.write_manifest(text)
 
     def kube(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         out = self.cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json", "--ignore-not-found")
@@ -218,21 +218,6 @@ def workload(name: str, annotations: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def rolled_out(synced: Synced, name: str) -> dict[str, Any] | None:
-    """The Deployment once its current template runs everywhere (kwok makes the pods Ready)."""
-    d = synced.kube("deployment", JOBS, name)
-    if d is None:
-        return None
-    s = d.get("status", {})
-    done = (
-        s.get("observedGeneration") == d["metadata"]["generation"]
-        and s.get("updatedReplicas") == 1
-        and s.get("readyReplicas") == 1
-        and s.get("replicas") == 1
-    )
-    return d if done else None
-
-
 def replica_sets(synced: Synced, name: str) -> set[str]:
     out = json.loads(synced.cluster.kubectl("get", "replicaset", "-n", JOBS, "-l", f"app={name}", "-o", "json"))
     return {rs["metadata"]["name"] for rs in out["items"]}
@@ -249,11 +234,11 @@ def test_3_a_rotation_reaches_the_secret_and_restarts_only_annotated_workloads(s
     def marked(name: str) -> dict[str, Any] | None:
         """Rolled out, with the operator's mark of the Secret version it last saw (the operator
         marks an annotated workload on its first reconcile after the workload appears)."""
-        d = rolled_out(synced, name)
+        d = rolled_out_in(synced.cluster, JOBS, name)
         return d if d and MARK in (d["spec"]["template"]["metadata"].get("annotations") or {}) else None
 
     before = {}
-    for name, ready in (("reloaded", marked), ("steady", partial(rolled_out, synced))):
+    for name, ready in (("reloaded", marked), ("steady", partial(rolled_out_in, synced.cluster, JOBS))):
         d, _ = eventually(partial(ready, name), f"Deployment {name} rolled out", 90)
         before[name] = (d["metadata"]["generation"], replica_sets(synced, name), d["spec"]["template"])
     # By `pulumi up`, for a `config: true` key.
@@ -268,7 +253,7 @@ def test_3_a_rotation_reaches_the_secret_and_restarts_only_annotated_workloads(s
     )
 
     def restarted() -> dict[str, Any] | None:
-        d = rolled_out(synced, "reloaded")
+        d = rolled_out_in(synced.cluster, JOBS, "reloaded")
         return d if d and d["metadata"]["generation"] > before["reloaded"][0] else None
 
     reloaded, _ = eventually(restarted, "the annotated Deployment rolls out a new template", 90)
@@ -340,7 +325,7 @@ def test_5_switching_to_v1beta1_keeps_the_secret_and_syncs_it_the_same(synced: S
         "the Secret follows Infisical through the InfisicalStaticSecret",
     )
     eventually(
-        lambda: (d := rolled_out(synced, "reloaded")) and d["metadata"]["generation"] > generation,
+        lambda: (d := rolled_out_in(synced.cluster, JOBS, "reloaded")) and d["metadata"]["generation"] > generation,
         "the annotated Deployment rolls out after a v1beta1 sync",
         90,
     )
