@@ -48,23 +48,16 @@ def operator_plan(
     op = config.operator
     namespace = namespace_object(op.namespace, labels, settings.protect) if settings.create_namespaces else None
     deps = (namespace.id,) if namespace else ()
-    crds = ChartCrds(
-        release=RELEASE_NAME,
-        chart=CHART_NAME,
-        version=op.chart_version,
-        repo=op.chart_repo,
-        values={"installCRDs": True},
-        protect=settings.protect,
-    )
-    release = HelmRelease(
-        name=RELEASE_NAME,
-        namespace=op.namespace,
-        chart=CHART_NAME,
-        version=op.chart_version,
-        repo=op.chart_repo,
-        values={"installCRDs": False, "hostAPI": config.host_api},
-        depends_on=(*deps, crds.id),
-        protect=settings.protect,
+    crds, release = _chart(
+        RELEASE_NAME,
+        CHART_NAME,
+        op.namespace,
+        op.chart_version,
+        op.chart_repo,
+        {},
+        deps,
+        settings.protect,
+        hostAPI=config.host_api,
     )
     if op.auth == "kubernetes":
         identity, service_account, managed, reviewer = _kubernetes_login(config, settings, labels, paths, deps)
@@ -299,26 +292,42 @@ def _v1beta1_auth(
 def _eso_release(
     config: InfisicalSettings, depends_on: tuple[str, ...], protect: bool
 ) -> tuple[ChartCrds, HelmRelease]:
-    """ESO's CRDs, rendered from its chart and applied as the stack's own resources (kept on delete,
-    like the operator's: removing the release must not delete every ESO object), and its release,
-    which installs the rest with ``installCRDs: false``."""
     eso = config.eso
     assert eso.chart_version is not None  # the manifest requires it with install: true
+    return _chart(
+        ESO_RELEASE, ESO_CHART, eso.namespace, eso.chart_version, eso.chart_repo, eso.values, depends_on, protect
+    )
+
+
+def _chart(
+    name: str,
+    chart: str,
+    namespace: str,
+    version: str,
+    repo: str,
+    values: Mapping[str, Any],
+    depends_on: tuple[str, ...],
+    protect: bool,
+    **release_only: Any,
+) -> tuple[ChartCrds, HelmRelease]:
+    """A chart's CRDs, rendered from it and applied as the stack's own resources (kept on delete:
+    removing the release must not delete every object of those kinds), and its release, which
+    installs the rest with ``installCRDs: false`` (and ``release_only``'s values)."""
     crds = ChartCrds(
-        release=ESO_RELEASE,
-        chart=ESO_CHART,
-        version=eso.chart_version,
-        repo=eso.chart_repo,
-        values={**eso.values, "installCRDs": True},
+        release=name,
+        chart=chart,
+        version=version,
+        repo=repo,
+        values={**values, "installCRDs": True},
         protect=protect,
     )
     release = HelmRelease(
-        name=ESO_RELEASE,
-        namespace=eso.namespace,
-        chart=ESO_CHART,
-        version=eso.chart_version,
-        repo=eso.chart_repo,
-        values={**eso.values, "installCRDs": False},
+        name=name,
+        namespace=namespace,
+        chart=chart,
+        version=version,
+        repo=repo,
+        values={**values, "installCRDs": False, **release_only},
         depends_on=(*depends_on, crds.id),
         protect=protect,
     )
