@@ -92,7 +92,7 @@ cluster-down:
 
 # The program under the real CLI against a cluster and Infisical that the tests start and stop.
 e2e: $(STAMP) $(RUNTIME_STAMP) tools policy-install
-	FLOE_E2E_STRICT=1 $(BIN)/pytest tests/e2e -m e2e -p no:cacheprovider --durations=40
+	FLOE_E2E_STRICT=1 $(BIN)/pytest tests/e2e -m e2e -p no:cacheprovider -n 2 --dist loadgroup --durations=40
 
 # Generated manifests through `floe secrets plan` for MINUTES (not part of `make test`).
 MINUTES ?= 10

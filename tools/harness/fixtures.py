@@ -34,6 +34,7 @@ from .localenv import (
     env_file,
     infisical_server,
     server_state,
+    server_turn,
 )
 from .stack import Pulumi
 
@@ -70,25 +71,70 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-# The order the modules run in: the lifecycle first, on a cluster no stack has touched (its first
-# step previews on an empty cluster; the CRDs and namespaces a stack made outlive it).
+# The modules, in the order they run, and the group each runs in. `make e2e` runs the two groups at
+# once (pytest-xdist, ``-n 2 --dist loadgroup``), each in a process and on a cluster of its own,
+# against the one Infisical server (which the controlling process starts: pytest_sessionstart).
+# Group "a" begins with the lifecycle, on a cluster no stack has touched (its first step previews
+# on an empty cluster; the CRDs and namespaces a stack made outlive it). Group "b" holds every
+# module that counts the organisation's identities (they would see the other group's), and ends
+# with the rate-limit module, which has the server to itself (ALONE).
 ORDER = (
-    "test_lifecycle.py",
-    "test_sync.py",
-    "test_eso.py",
-    "test_kubernetes_auth.py",
-    "test_managed_identities.py",
-    "test_prod_stack.py",
-    "test_generated.py",
-    "test_rate_limits.py",
-    "test_faults.py",
-    "test_project_gone.py",
-    "test_demo.py",
+    ("test_lifecycle.py", "a"),
+    ("test_sync.py", "a"),
+    ("test_eso.py", "a"),
+    ("test_generated.py", "a"),
+    ("test_project_gone.py", "a"),
+    ("test_kubernetes_auth.py", "b"),
+    ("test_managed_identities.py", "b"),
+    ("test_prod_stack.py", "b"),
+    ("test_faults.py", "b"),
+    ("test_demo.py", "b"),
+    ("test_rate_limits.py", "b"),
 )
+# It restarts the server in production mode: no other module may use the server meanwhile.
+ALONE = frozenset({"test_rate_limits.py"})
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: ORDER.index(item.path.name) if item.path.name in ORDER else len(ORDER))
+    modules = [module for module, _ in ORDER]
+    items.sort(key=lambda item: modules.index(item.path.name) if item.path.name in modules else len(modules))
+    for item in items:
+        group = dict(ORDER).get(item.path.name)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def turn_at_the_server(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A module's turn at the shared Infisical server, for as long as its stacks live: shared with
+    the other group's modules, or alone for a module of ALONE."""
+    with server_turn(alone=request.path.name in ALONE):
+        yield
+
+
+_SERVER = pytest.StashKey[contextlib.ExitStack]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The controlling process of a parallel run (xdist) starts the local Infisical server for its
+    workers, which then reuse it and leave it running: stopped when the run ends if this started it
+    (pytest_sessionfinish). A server that cannot start here is reported by the workers' fixture."""
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    if os.environ.get("FLOE_E2E_INFISICAL_ENV") or not SERVER.exists():
+        return
+    stack = contextlib.ExitStack()
+    with contextlib.suppress(LocalEnvError):
+        stack.enter_context(infisical_server())
+    config.stash[_SERVER] = stack
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stack = session.config.stash.get(_SERVER, None)
+    if stack is not None:
+        stack.close()
 
 
 _FAILED = pytest.StashKey[bool]()
@@ -207,7 +253,8 @@ def infisical() -> Iterator[Infisical]:
         try:
             yield server
         finally:
-            server.remove_prefix("dev")
+            with server_turn(alone=False):
+                server.remove_prefix("dev")
 
 
 @pytest.fixture(scope="session")

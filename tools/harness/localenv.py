@@ -5,6 +5,7 @@ and `make demo`: a Helm chart repository on loopback, and the real Infisical ser
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import fnmatch
 import hashlib
 import io
@@ -407,6 +408,29 @@ def infisical_server() -> Iterator[dict[str, str]]:
     finally:
         if started:
             stop_server(state)
+
+
+@contextlib.contextmanager
+def server_turn(*, alone: bool) -> Iterator[None]:
+    """A turn at the local server of :func:`server_state`, for processes that share it (`make e2e`
+    runs two groups of modules at once): many may hold a shared turn; ``alone`` waits until no one
+    holds one, and keeps the others out while the block runs (the rate-limit module restarts the
+    server in production mode). A waiting ``alone`` goes first: it holds the turnstile, which a new
+    shared turn passes through (flock(2) alone would let shared turns overtake it for ever)."""
+    state = server_state()
+    state.mkdir(parents=True, exist_ok=True)
+    with (state / "turnstile.lock").open("a") as turnstile, (state / "turn.lock").open("a") as turn:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            if not alone:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(turn, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 class InfisicalAdminError(LocalEnvError):
