@@ -50,7 +50,7 @@ typecheck: $(STAMP)
 	MYPYPATH=tests:tools:policy $(BIN)/mypy --strict --explicit-package-bases tests/*.py \
 		bench/cli.py bench/program_scale.py bench/provider_requests.py
 	MYPYPATH=tests:tools $(BIN)/mypy --strict --explicit-package-bases tests/e2e/*.py \
-		bench/engine_scale.py bench/sync_latency.py bench/operator_load.py tools/harness tools/demo.py
+		bench/engine_scale.py bench/sync_latency.py bench/operator_load.py tools/harness tools/demo.py tools/e2e.py
 
 unit: $(STAMP)
 	$(BIN)/pytest
@@ -90,9 +90,10 @@ cluster: tools
 cluster-down:
 	$(PYTHON) tools/harness/cluster.py down .local-cluster
 
-# The program under the real CLI against a cluster and Infisical that the tests start and stop.
+# The program under the real CLI against a cluster and Infisical that the tests start and stop: the
+# modules in two groups at once, each on a cluster of its own (tools/e2e.py; output marked [a]/[b]).
 e2e: $(STAMP) $(RUNTIME_STAMP) tools policy-install
-	FLOE_E2E_STRICT=1 $(BIN)/pytest tests/e2e -m e2e -p no:cacheprovider -n 2 --dist loadgroup --durations=40
+	FLOE_E2E_STRICT=1 $(BIN)/python tools/e2e.py -m e2e -p no:cacheprovider -v --durations=20
 
 # Generated manifests through `floe secrets plan` for MINUTES (not part of `make test`).
 MINUTES ?= 10

@@ -13,8 +13,6 @@ from harness.fixtures import (  # noqa: F401  (fixtures and hooks)
     infisical_admin,
     pytest_collection_modifyitems,
     pytest_runtest_makereport,
-    pytest_sessionfinish,
-    pytest_sessionstart,
     restored_after_a_failure,
     tools_bin,
     turn_at_the_server,

@@ -71,13 +71,12 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-# The modules, in the order they run, and the group each runs in. `make e2e` runs the two groups at
-# once (pytest-xdist, ``-n 2 --dist loadgroup``), each in a process and on a cluster of its own,
-# against the one Infisical server (which the controlling process starts: pytest_sessionstart).
-# Group "a" begins with the lifecycle, on a cluster no stack has touched (its first step previews
-# on an empty cluster; the CRDs and namespaces a stack made outlive it). Group "b" holds every
-# module that counts the organisation's identities (they would see the other group's), and ends
-# with the rate-limit module, which has the server to itself (ALONE).
+# The modules, in the order they run, and the group each runs in. `make e2e` (tools/e2e.py) runs
+# the two groups at once, each a pytest process with a cluster of its own, against the one
+# Infisical server. Group "a" begins with the lifecycle, on a cluster no stack has touched (its
+# first step previews on an empty cluster; the CRDs and namespaces a stack made outlive it). Group
+# "b" holds every module that counts the organisation's identities (they would see the other
+# group's), and ends with the rate-limit module, which has the server to itself (ALONE).
 ORDER = (
     ("test_lifecycle.py", "a"),
     ("test_sync.py", "a"),
@@ -95,14 +94,9 @@ ORDER = (
 ALONE = frozenset({"test_rate_limits.py"})
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     modules = [module for module, _ in ORDER]
     items.sort(key=lambda item: modules.index(item.path.name) if item.path.name in modules else len(modules))
-    for item in items:
-        group = dict(ORDER).get(item.path.name)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -111,30 +105,6 @@ def turn_at_the_server(request: pytest.FixtureRequest) -> Iterator[None]:
     the other group's modules, or alone for a module of ALONE."""
     with server_turn(alone=request.path.name in ALONE):
         yield
-
-
-_SERVER = pytest.StashKey[contextlib.ExitStack]()
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """The controlling process of a parallel run (xdist) starts the local Infisical server for its
-    workers, which then reuse it and leave it running: stopped when the run ends if this started it
-    (pytest_sessionfinish). A server that cannot start here is reported by the workers' fixture."""
-    config = session.config
-    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
-        return
-    if os.environ.get("FLOE_E2E_INFISICAL_ENV") or not SERVER.exists():
-        return
-    stack = contextlib.ExitStack()
-    with contextlib.suppress(LocalEnvError):
-        stack.enter_context(infisical_server())
-    config.stash[_SERVER] = stack
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    stack = session.config.stash.get(_SERVER, None)
-    if stack is not None:
-        stack.close()
 
 
 _FAILED = pytest.StashKey[bool]()
