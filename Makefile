@@ -92,8 +92,9 @@ cluster-down:
 
 # The program under the real CLI against a cluster and Infisical that the tests start and stop: the
 # modules in two groups at once, each on a cluster of its own (tools/e2e.py; output marked [a]/[b]).
+# -vv over pyproject's -q: a line per step as it ends.
 e2e: $(STAMP) $(RUNTIME_STAMP) tools policy-install
-	FLOE_E2E_STRICT=1 $(BIN)/python tools/e2e.py -m e2e -p no:cacheprovider -v --durations=20
+	FLOE_E2E_STRICT=1 $(BIN)/python tools/e2e.py -m e2e -p no:cacheprovider -vv --durations=20
 
 # Generated manifests through `floe secrets plan` for MINUTES (not part of `make test`).
 MINUTES ?= 10

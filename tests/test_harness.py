@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from harness.fixtures import ALONE, ORDER  # noqa: E402
+import e2e  # noqa: E402  (tools/e2e.py)
+from harness import localenv  # noqa: E402
+from harness.fixtures import ORDER  # noqa: E402
 from harness.localenv import server_turn  # noqa: E402
 
 MODULE = """
@@ -118,15 +122,25 @@ def test_the_e2e_suite_hands_pytest_the_restore(name: str) -> None:
 # --- two groups at once, and the module that has the server alone ----------------------------
 
 STEPS = """
-import os, time
+import os, time, pytest
+from harness.localenv import server_turn
 
 def _log(event):
     with open(os.environ["STEPS_LOG"], "a") as f:
         f.write(f"{time.monotonic():.3f} {os.getpid()} {__name__} {event}\\n")
 
+@pytest.fixture(scope="module", autouse=True)
+def production():  # as test_rate_limits.py's server_in_production: the server alone
+    if __name__ == "test_rate_limits":
+        with server_turn(alone=True):
+            yield
+    else:
+        yield
+    _log("torn down")
+
 def test_1():
     _log("1 in")
-    time.sleep(0.5)
+    time.sleep(float(os.environ.get("STEP_SECONDS", "0.5")))
     _log("1 out")
 
 def test_2():
@@ -135,90 +149,151 @@ def test_2():
     time.sleep(0.5)
     _log("2 out")
 """
+MODULES = ("test_lifecycle", "test_sync", "test_kubernetes_auth", "test_rate_limits")
 
 
-def run_groups(tmp_path: Path, failing: str = "") -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+def start_groups(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen[str], Path]:
     """tools/e2e.py on modules named as the suite's are, each two steps that log when they run."""
     tests = tmp_path / "e2e"
-    tests.mkdir()
+    tests.mkdir(parents=True)
     (tests / "conftest.py").write_text(
         f"import sys\nsys.path.insert(0, {str(ROOT / 'tools')!r})\n"
         "from harness.fixtures import pytest_collection_modifyitems, turn_at_the_server  # noqa: F401\n"
     )
-    for module in ("test_lifecycle", "test_sync", "test_kubernetes_auth", "test_rate_limits"):
+    for module in MODULES:
         (tests / f"{module}.py").write_text(STEPS)
     log = tmp_path / "steps"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "e2e.py"), "--tests", str(tests), "-p", "no:cacheprovider", "-q"],
-        capture_output=True,
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tools" / "e2e.py"), "--tests", str(tests), "-p", "no:cacheprovider", "-q", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
+        start_new_session=True,  # its own process group, as a terminal's foreground job is
         env={
             **os.environ,
             "STEPS_LOG": str(log),
-            "FAILING": failing,
             "INFISICAL_STATE": str(tmp_path / "state"),  # the turns' lock files
-            "FLOE_E2E_INFISICAL_ENV": str(tmp_path / "no-server.env"),  # no server is started
+            "FLOE_E2E_INFISICAL_ENV": str(tmp_path / "given.env"),  # so no server of ../shared starts
             "FLOE_E2E_ARTIFACTS": str(tmp_path / "artifacts"),
+            **env,
         },
     )
-    return result, [line.split() for line in log.read_text().splitlines()]
+    return process, log
+
+
+def run_groups(tmp_path: Path, *args: str, **env: str) -> tuple[int, str, list[list[str]]]:
+    process, log = start_groups(tmp_path, *args, **env)
+    try:
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    events = [line.split(maxsplit=3) for line in log.read_text().splitlines()] if log.exists() else []
+    return process.returncode, out + err, events
 
 
 def test_make_e2e_runs_the_two_groups_at_once_and_the_rate_limit_module_alone(tmp_path: Path) -> None:
     """Group a (the lifecycle's) and group b (Kubernetes Auth's) run at the same time, in two
-    processes, each module's steps in order; the rate-limit module (group b, last) starts only
-    when no module of group a holds its turn at the server."""
-    result, events = run_groups(tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "[a] 4 passed" in result.stdout and "[b] 4 passed" in result.stdout, result.stdout
-    pid = {name: {p for _, p, n, _, _ in events if n == name} for _, _, name, _, _ in events}
+    processes, each module's steps in order; the rate-limit module (group b, last) holds the
+    server alone: no module of group a runs meanwhile."""
+    code, out, events = run_groups(tmp_path)
+    assert code == 0, out[-3000:]
+    assert "[a] 4 passed" in out and "[b] 4 passed" in out, out
+    pid = {name: {p for _, p, n, _ in events if n == name} for name in MODULES}
     assert pid["test_lifecycle"] == pid["test_sync"] != pid["test_kubernetes_auth"] == pid["test_rate_limits"]
-    at = {(n, f"{step} {what}"): float(t) for t, _, n, step, what in events}
-    for name in pid:  # in order, one step after the other
+    at = {(n, e): float(t) for t, _, n, e in events}
+    for name in MODULES:  # in order, one step after the other
         assert at[name, "1 out"] <= at[name, "2 in"]
     assert at["test_kubernetes_auth", "1 in"] < at["test_lifecycle", "2 out"], "the groups did not run at once"
-    alone = (at["test_rate_limits", "1 in"], at["test_rate_limits", "2 out"])
-    for name in ("test_lifecycle", "test_sync"):  # no module of group a ran meanwhile
-        assert at[name, "2 out"] <= alone[0] or alone[1] <= at[name, "1 in"], f"{name} ran beside the rate limits"
-    assert (tmp_path / "artifacts" / "group-a.log").read_text().count("passed") == 1
+    alone = (at["test_rate_limits", "1 in"], at["test_rate_limits", "torn down"])
+    for name in ("test_lifecycle", "test_sync"):
+        assert at[name, "torn down"] <= alone[0] or alone[1] <= at[name, "1 in"], f"{name} ran beside the rate limits"
+    assert (tmp_path / "artifacts" / "group-a.log").read_text().count("4 passed") == 1
 
 
 def test_make_e2e_fails_when_one_group_fails_and_the_other_still_runs_to_its_end(tmp_path: Path) -> None:
-    result, events = run_groups(tmp_path, failing="test_kubernetes_auth")
-    assert result.returncode == 1, result.stdout[-3000:]
-    assert "[b] FAILED" in result.stdout and "step 2 failed" in result.stdout, result.stdout[-3000:]
-    assert "[a] 4 passed" in result.stdout
-    assert "e2e group b: pytest exited 1" in result.stdout
-    assert [n for _, _, n, step, what in events if (step, what) == ("2", "out")].count("test_rate_limits") == 1
+    code, out, events = run_groups(tmp_path, FAILING="test_kubernetes_auth")
+    assert code == 1, out[-3000:]
+    assert "[b] FAILED" in out and "step 2 failed" in out, out[-3000:]
+    assert "[a] 4 passed" in out and "e2e group b: pytest exited 1" in out
+    assert ["test_rate_limits", "2 out"] in [e[2:] for e in events]
 
 
-def test_the_modules_that_count_the_organisations_identities_share_a_group() -> None:
-    """Every e2e module runs in a group (a module without one would have its steps scattered over
-    the workers), and those that act as the organisation's admin, and count its identities, run in
-    the same group: the other group's identities would otherwise show in their counts."""
+def test_a_module_named_runs_in_its_group_only(tmp_path: Path) -> None:
+    code, out, events = run_groups(tmp_path, "e2e/test_sync.py::test_2")
+    assert code == 0, out[-3000:]
+    assert [e[2:] for e in events] == [["test_sync", "2 in"], ["test_sync", "2 out"], ["test_sync", "torn down"]]
+    assert "[a] 1 passed" in out and "[b]" not in out
+
+
+def test_a_group_that_selects_nothing_fails_the_run_only_if_both_do(tmp_path: Path) -> None:
+    code, out, _ = run_groups(tmp_path, "-k", "test_sync")
+    assert code == 0 and "[a] 2 passed" in out and "e2e group b: pytest exited 5" in out, out[-3000:]
+    code, out, _ = run_groups(tmp_path / "none", "-k", "no_such_step")
+    assert code == 5, out[-3000:]
+
+
+def test_ctrl_c_interrupts_each_group_once_and_they_tear_down(tmp_path: Path) -> None:
+    process, log = start_groups(tmp_path, STEP_SECONDS="30")
+    deadline = time.monotonic() + 60
+    while not log.exists() or log.read_text().count("1 in") < 2:  # both groups in their first step
+        assert time.monotonic() < deadline and process.poll() is None, "the groups did not start"
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the whole foreground group
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, out[-3000:] + err[-3000:]
+    assert "e2e: SIGINT: interrupting both groups" in out
+    events = [line.split(maxsplit=3)[2:] for line in log.read_text().splitlines()]
+    assert ["test_lifecycle", "torn down"] in events and ["test_kubernetes_auth", "torn down"] in events, events
+    assert "During handling of the above exception" not in out, "an interrupt reached a group twice"
+
+
+@pytest.mark.parametrize(
+    ("codes", "expected"),
+    [([0, 0], 0), ([0, 1], 1), ([2, 1], 2), ([5, 0], 0), ([5, 5], 5), ([5, 1], 1), ([-9, 0], 137)],
+)
+def test_the_run_exits_with_the_first_failed_groups_code(codes: list[int], expected: int) -> None:
+    assert e2e.exit_code(codes) == expected
+
+
+def test_the_modules_that_make_or_list_the_organisations_identities_share_a_group() -> None:
+    """Every e2e module runs in a group (a module in none would not run under `make e2e`), and
+    those that act as the organisation's admin (they make identities, and one lists them all)
+    run in the same group: the lister would otherwise see the other group's."""
     modules = sorted(p.name for p in (ROOT / "tests" / "e2e").glob("test_*.py"))
     assert sorted(m for m, _ in ORDER) == modules
     group = dict(ORDER)
     admin = {m for m in modules if "InfisicalAdmin" in (ROOT / "tests" / "e2e" / m).read_text()}
-    assert {"test_managed_identities.py", "test_prod_stack.py", "test_demo.py"} <= admin
-    assert len({group[m] for m in admin | ALONE}) == 1, {m: group[m] for m in admin | ALONE}
+    assert {"test_managed_identities.py", "test_prod_stack.py", "test_demo.py", "test_rate_limits.py"} <= admin
+    assert len({group[m] for m in admin}) == 1, {m: group[m] for m in admin}
 
 
-def test_a_module_alone_waits_for_the_shared_turns_and_goes_before_those_asked_after_it(
+def _in_threads(*targets: Callable[[], None]) -> list[threading.Thread]:
+    threads = [threading.Thread(target=t, daemon=True) for t in targets]  # a deadlock fails, not hangs
+    for thread in threads:
+        thread.start()
+        time.sleep(0.2)
+    return threads
+
+
+def test_a_turn_alone_waits_for_the_shared_turns_and_goes_before_those_asked_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INFISICAL_STATE", str(tmp_path))
     events: list[str] = []
-    first_in, release_first = threading.Event(), threading.Event()
+    release = threading.Event()
 
-    def shared(name: str, hold: threading.Event | None = None) -> None:
+    def first() -> None:
         with server_turn(alone=False):
-            events.append(f"{name} in")
-            if hold is not None:
-                first_in.set()
-                hold.wait(5)
-            events.append(f"{name} out")
+            events.append("first in")
+            release.wait(10)
+            events.append("first out")
+
+    def second() -> None:
+        with server_turn(alone=False):  # shared turns go together
+            events.append("second in and out")
 
     def alone() -> None:
         with server_turn(alone=True):
@@ -226,19 +301,51 @@ def test_a_module_alone_waits_for_the_shared_turns_and_goes_before_those_asked_a
             time.sleep(0.2)
             events.append("alone out")
 
-    first = threading.Thread(target=shared, args=("first", release_first))
-    first.start()
-    assert first_in.wait(5)
-    with server_turn(alone=False):  # shared turns go together
-        events.append("second in and out")
-    waiting = threading.Thread(target=alone)
-    waiting.start()
-    time.sleep(0.2)
-    later = threading.Thread(target=shared, args=("later",))
-    later.start()
-    time.sleep(0.2)
+    def later() -> None:
+        with server_turn(alone=False):
+            events.append("later in and out")
+
+    threads = _in_threads(first, second, alone, later)
     assert events == ["first in", "second in and out"], "a turn went in while the first shared one was held"
-    release_first.set()
-    for thread in (first, waiting, later):
-        thread.join(5)
-    assert events == ["first in", "second in and out", "first out", "alone in", "alone out", "later in", "later out"]
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert not any(t.is_alive() for t in threads), f"deadlocked after {events}"
+    assert events == ["first in", "second in and out", "first out", "alone in", "alone out", "later in and out"]
+
+
+def test_a_turn_alone_inside_a_shared_one_waits_for_the_others_and_takes_the_shared_one_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the rate-limit module does: its module's shared turn, then server_in_production's."""
+    monkeypatch.setenv("INFISICAL_STATE", str(tmp_path))
+    monkeypatch.setattr(localenv, "server_node_env", lambda state: "production")  # no restart here
+    events: list[str] = []
+    release = threading.Event()
+
+    def other_group() -> None:
+        with server_turn(alone=False):
+            events.append("other in")
+            release.wait(10)
+            events.append("other out")
+
+    def rate_limits() -> None:
+        with server_turn(alone=False):
+            with localenv.server_in_production():
+                events.append("production in")
+            with server_turn(alone=False):  # nested: already held
+                events.append("shared again")
+
+    def other_next() -> None:
+        with server_turn(alone=False):
+            events.append("other next")
+
+    threads = _in_threads(other_group, rate_limits)
+    assert events == ["other in"]
+    threads += _in_threads(other_next)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert not any(t.is_alive() for t in threads), f"deadlocked after {events}"
+    assert events[:3] == ["other in", "other out", "production in"], events
+    assert sorted(events[3:]) == ["other next", "shared again"]

@@ -29,9 +29,9 @@ def test_demo_syncs_every_reference_and_demo_down_removes_what_it_made(
     tools_bin: Path, infisical: Infisical, tmp_path: Path, auth: str
 ) -> None:
     where = tmp_path / "demo"
-    up = demo("up", where, *(["--kubernetes-auth"] if auth == "kubernetes" else []))
-    identity = (where / "kubernetes-identity").read_text() if (where / "kubernetes-identity").exists() else None
-    try:
+    try:  # `demo down` runs however `demo up` ended, a timeout included: nothing it started outlives the step
+        up = demo("up", where, *(["--kubernetes-auth"] if auth == "kubernetes" else []))
+        identity = (where / "kubernetes-identity").read_text() if (where / "kubernetes-identity").exists() else None
         assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-2000:]
         lines = up.stdout.splitlines()
         for step in range(6):

@@ -75,8 +75,9 @@ def unavailable(reason: str) -> NoReturn:
 # the two groups at once, each a pytest process with a cluster of its own, against the one
 # Infisical server. Group "a" begins with the lifecycle, on a cluster no stack has touched (its
 # first step previews on an empty cluster; the CRDs and namespaces a stack made outlive it). Group
-# "b" holds every module that counts the organisation's identities (they would see the other
-# group's), and ends with the rate-limit module, which has the server to itself (ALONE).
+# "b" holds every module that makes identities in the organisation, and the one that lists them
+# (managed identities: it would see the other group's), and ends with the rate-limit module, which
+# has the server to itself while it runs in production mode (localenv.server_in_production).
 ORDER = (
     ("test_lifecycle.py", "a"),
     ("test_sync.py", "a"),
@@ -90,8 +91,6 @@ ORDER = (
     ("test_demo.py", "b"),
     ("test_rate_limits.py", "b"),
 )
-# It restarts the server in production mode: no other module may use the server meanwhile.
-ALONE = frozenset({"test_rate_limits.py"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -99,12 +98,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: modules.index(item.path.name) if item.path.name in modules else len(modules))
 
 
+_CLUSTER = pytest.StashKey[LocalCluster]()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def turn_at_the_server(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A module's turn at the shared Infisical server, for as long as its stacks live: shared with
-    the other group's modules, or alone for a module of ALONE."""
-    with server_turn(alone=request.path.name in ALONE):
-        yield
+    """A module's turn at the shared Infisical server (shared with the other group's modules), for
+    as long as its stacks live. The controllers it ran on the cluster do not outlive the turn, even
+    when its own teardown failed half-way: they would read from the server while the rate-limit
+    module counts its reads."""
+    with server_turn(alone=False):
+        try:
+            yield
+        finally:
+            cluster = request.config.stash.get(_CLUSTER, None)
+            if cluster is not None:
+                cluster.stop_eso()
+                cluster.stop_operator()
 
 
 _FAILED = pytest.StashKey[bool]()
@@ -180,8 +190,11 @@ def tools_bin() -> Path:
 
 
 @pytest.fixture(scope="session")
-def cluster(tools_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def cluster(
+    tools_bin: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[LocalCluster]:
     local = LocalCluster(tmp_path_factory.mktemp("cluster"), tools_bin)
+    request.config.stash[_CLUSTER] = local
     try:
         local.up()
         yield local
@@ -217,14 +230,26 @@ def infisical() -> Iterator[Infisical]:
     INFISICAL_VIEWER_CLIENT_ID/_SECRET for the operator). The run writes under a folder of its own."""
     prefix = f"e2e-{secrets.token_hex(4)}"
     given = os.environ.get("FLOE_E2E_INFISICAL_ENV")
+    if given:
+        server = Infisical.from_credentials(env_file(Path(given)), prefix)
+        try:
+            yield server
+        finally:
+            server.remove_prefix("dev")
+        return
+    # The local server's start (up.sh) and stop take a turn, as its use does: never while it runs
+    # in production mode for the other group's rate-limit module.
     with contextlib.ExitStack() as stack:
-        values = env_file(Path(given)) if given else stack.enter_context(_real_server())
-        server = Infisical.from_credentials(values, prefix)
+        with server_turn(alone=False):
+            server = Infisical.from_credentials(stack.enter_context(_real_server()), prefix)
         try:
             yield server
         finally:
             with server_turn(alone=False):
-                server.remove_prefix("dev")
+                try:
+                    server.remove_prefix("dev")
+                finally:
+                    stack.close()
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -379,22 +379,26 @@ def served_since(log: Path, offset: int) -> list[Served]:
 
 
 @contextlib.contextmanager
-def server_in_production(state: Path | None = None) -> Iterator[Path]:
+def server_in_production() -> Iterator[Path]:
     """The local server, (re)started with its rate limits on (production) while the block runs, then
     as it was before (stopped if it did not run); the path of its log (one JSON line per request
-    and answer)."""
-    state = state or server_state()
-    before = server_node_env(state)
-    if before != "production":
-        stop_server(state)
-        start_server(state, node_env="production")
-    try:
-        yield state / "backend.log"
-    finally:
-        if before != "production":
-            stop_server(state)
-            if before is not None:  # it ran before: as it was
-                start_server(state, node_env=before)
+    and answer). It holds the server alone meanwhile (:func:`server_turn`): no other module of
+    `make e2e`'s groups, nor a bench, talks to it or restarts it."""
+    state = server_state()
+    with server_turn(alone=True):
+        before = server_node_env(state)
+        try:
+            if before != "production":
+                stop_server(state)
+                start_server(state, node_env="production")
+                if server_node_env(state) != "production":
+                    raise LocalEnvError(f"the Infisical server of {state} did not start in production mode")
+            yield state / "backend.log"
+        finally:
+            if before != "production":
+                stop_server(state)
+                if before is not None:  # it ran before: as it was
+                    start_server(state, node_env=before)
 
 
 @contextlib.contextmanager
@@ -410,27 +414,51 @@ def infisical_server() -> Iterator[dict[str, str]]:
             stop_server(state)
 
 
+_TURN = threading.local()  # the turn this thread holds: (turnstile, turn) lock files, and whether alone
+
+
+def _take_turn(alone: bool) -> tuple[IO[str], IO[str]]:
+    state = server_state()
+    state.mkdir(parents=True, exist_ok=True)
+    turnstile, turn = (state / "turnstile.lock").open("a"), (state / "turn.lock").open("a")
+    try:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(turn, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+    except BaseException:
+        turnstile.close()
+        turn.close()
+        raise
+    return turnstile, turn
+
+
 @contextlib.contextmanager
 def server_turn(*, alone: bool) -> Iterator[None]:
     """A turn at the local server of :func:`server_state`, for processes that share it (`make e2e`
     runs two groups of modules at once): many may hold a shared turn; ``alone`` waits until no one
-    holds one, and keeps the others out while the block runs (the rate-limit module restarts the
-    server in production mode). A waiting ``alone`` goes first: it holds the turnstile, which a new
-    shared turn passes through (flock(2) alone would let shared turns overtake it for ever)."""
-    state = server_state()
-    state.mkdir(parents=True, exist_ok=True)
-    with (state / "turnstile.lock").open("a") as turnstile, (state / "turn.lock").open("a") as turn:
-        fcntl.flock(turnstile, fcntl.LOCK_EX)
-        try:
-            fcntl.flock(turn, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
-        finally:
-            if not alone:
-                fcntl.flock(turnstile, fcntl.LOCK_UN)
-        try:
-            yield
-        finally:
-            fcntl.flock(turn, fcntl.LOCK_UN)
-            fcntl.flock(turnstile, fcntl.LOCK_UN)
+    holds one, and keeps the others out while the block runs (:func:`server_in_production` restarts
+    the server). A waiting ``alone`` goes first: it holds the turnstile, which a new shared turn
+    passes through (flock(2) alone would let shared turns overtake it for ever). Within a thread a
+    turn nests: a shared one asked for inside any turn is already held; an ``alone`` one inside a
+    shared one gives that up, waits its turn alone, and takes the shared one back after. Closing a
+    lock file gives its turn up, and so does a process's end, however it ends."""
+    held: tuple[tuple[IO[str], IO[str]], bool] | None = getattr(_TURN, "held", None)
+    if held is not None and (held[1] or not alone):
+        yield
+        return
+    if held is not None:
+        for f in held[0]:
+            f.close()
+    _TURN.held = (_take_turn(alone), alone)
+    try:
+        yield
+    finally:
+        for f in _TURN.held[0]:
+            f.close()
+        _TURN.held = None
+        if held is not None:
+            _TURN.held = (_take_turn(held[1]), held[1])
 
 
 class InfisicalAdminError(LocalEnvError):
