@@ -5,6 +5,7 @@ destroyed. Run on generated modules with a stand-in `pulumi` that records its co
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import signal
@@ -270,12 +271,27 @@ def test_the_modules_that_make_or_list_the_organisations_identities_share_a_grou
     assert len({group[m] for m in admin}) == 1, {m: group[m] for m in admin}
 
 
-def _in_threads(*targets: Callable[[], None]) -> list[threading.Thread]:
-    threads = [threading.Thread(target=t, daemon=True) for t in targets]  # a deadlock fails, not hangs
-    for thread in threads:
-        thread.start()
-        time.sleep(0.2)
-    return threads
+def _start(target: Callable[[], None], until: Callable[[], bool] = lambda: True) -> threading.Thread:
+    """``target`` in a thread (a daemon: a deadlock fails the test, it does not hang it), once
+    ``until()`` holds: waited for, not slept on, so a loaded machine changes nothing."""
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not until():
+        assert time.monotonic() < deadline, f"{target.__name__} never got there"
+        time.sleep(0.01)
+    return thread
+
+
+def _waiting_alone(state: Path) -> bool:
+    """Whether a turn alone is waiting or held: it keeps the turnstile, which others hold a moment."""
+    with (state / "turnstile.lock").open("a") as turnstile:
+        try:
+            fcntl.flock(turnstile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(turnstile, fcntl.LOCK_UN)
+        return False
 
 
 def test_a_turn_alone_waits_for_the_shared_turns_and_goes_before_those_asked_after_it(
@@ -305,7 +321,13 @@ def test_a_turn_alone_waits_for_the_shared_turns_and_goes_before_those_asked_aft
         with server_turn(alone=False):
             events.append("later in and out")
 
-    threads = _in_threads(first, second, alone, later)
+    threads = [
+        _start(first, lambda: "first in" in events),
+        _start(second, lambda: "second in and out" in events),
+        _start(alone, lambda: _waiting_alone(tmp_path)),
+        _start(later),
+    ]
+    time.sleep(0.2)
     assert events == ["first in", "second in and out"], "a turn went in while the first shared one was held"
     release.set()
     for thread in threads:
@@ -340,9 +362,13 @@ def test_a_turn_alone_inside_a_shared_one_waits_for_the_others_and_takes_the_sha
         with server_turn(alone=False):
             events.append("other next")
 
-    threads = _in_threads(other_group, rate_limits)
+    threads = [
+        _start(other_group, lambda: "other in" in events),
+        _start(rate_limits, lambda: _waiting_alone(tmp_path)),
+        _start(other_next),
+    ]
+    time.sleep(0.2)
     assert events == ["other in"]
-    threads += _in_threads(other_next)
     release.set()
     for thread in threads:
         thread.join(10)
