@@ -220,10 +220,31 @@ def test_make_e2e_fails_when_one_group_fails_and_the_other_still_runs_to_its_end
 
 
 def test_a_module_named_runs_in_its_group_only(tmp_path: Path) -> None:
-    code, out, events = run_groups(tmp_path, "e2e/test_sync.py::test_2")
+    code, out, events = run_groups(tmp_path, "--module", "test_sync.py::test_2")
     assert code == 0, out[-3000:]
     assert [e[2:] for e in events] == [["test_sync", "2 in"], ["test_sync", "2 out"], ["test_sync", "torn down"]]
     assert "[a] 1 passed" in out and "[b]" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["tests/e2e/test_sync.py"],
+            "tests/e2e/test_sync.py: a path would run in both groups; name modules with --module",
+        ),
+        (["tests/e2e"], "tests/e2e: a path would run in both groups"),
+        (["--basetemp=/tmp/x"], "--basetemp: both groups would write it"),
+        (["--junitxml", "out.xml"], "--junitxml: both groups would write it"),
+        (["--module", "test_nothing.py"], "--module test_nothing.py: not an e2e module"),
+    ],
+)
+def test_arguments_that_would_run_or_write_in_both_groups_are_refused(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "e2e.py"), *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert result.returncode == 2 and f"e2e: {message}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_group_that_selects_nothing_fails_the_run_only_if_both_do(tmp_path: Path) -> None:
@@ -233,22 +254,33 @@ def test_a_group_that_selects_nothing_fails_the_run_only_if_both_do(tmp_path: Pa
     assert code == 5, out[-3000:]
 
 
-def test_ctrl_c_interrupts_each_group_once_and_they_tear_down(tmp_path: Path) -> None:
+@pytest.mark.parametrize("terminal", ["kept", "gone"])
+def test_ctrl_c_interrupts_each_group_once_and_they_tear_down(tmp_path: Path, terminal: str) -> None:
+    """As a terminal's Ctrl-C: SIGINT to the runner's whole process group; "gone": the reader of
+    its output (`make e2e | tee log`, whose tee the same Ctrl-C ends) is gone first."""
     process, log = start_groups(tmp_path, STEP_SECONDS="30")
     deadline = time.monotonic() + 60
     while not log.exists() or log.read_text().count("1 in") < 2:  # both groups in their first step
         assert time.monotonic() < deadline and process.poll() is None, "the groups did not start"
         time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the whole foreground group
+    if terminal == "gone":
+        assert process.stdout is not None
+        process.stdout.close()
+    os.killpg(process.pid, signal.SIGINT)
     try:
-        out, err = process.communicate(timeout=60)
+        out = process.stdout.read() if terminal == "kept" and process.stdout else ""
+        process.wait(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130, out[-3000:] + err[-3000:]
-    assert "e2e: SIGINT: interrupting both groups" in out
+    assert process.returncode == 130, out[-3000:]
     events = [line.split(maxsplit=3)[2:] for line in log.read_text().splitlines()]
     assert ["test_lifecycle", "torn down"] in events and ["test_kubernetes_auth", "torn down"] in events, events
-    assert "During handling of the above exception" not in out, "an interrupt reached a group twice"
+    groups = "".join((tmp_path / "artifacts" / f"group-{g}.log").read_text() for g in "ab")
+    assert groups.count("! KeyboardInterrupt !") == 2 and "During handling of the above exception" not in groups, (
+        "an interrupt reached a group twice, or none"
+    )
+    if terminal == "kept":
+        assert "e2e: SIGINT: each group is interrupted, and tears down what it started" in out
 
 
 @pytest.mark.parametrize(
@@ -284,14 +316,22 @@ def _start(target: Callable[[], None], until: Callable[[], bool] = lambda: True)
 
 
 def _waiting_alone(state: Path) -> bool:
-    """Whether a turn alone is waiting or held: it keeps the turnstile, which others hold a moment."""
-    with (state / "turnstile.lock").open("a") as turnstile:
-        try:
-            fcntl.flock(turnstile, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(turnstile, fcntl.LOCK_UN)
+    """Whether a turn alone is waiting or held: it keeps the turnstile, which a shared turn holds
+    only a moment (so it is asked twice, 0.1 s apart)."""
+
+    def held() -> bool:
+        with (state / "turnstile.lock").open("a") as turnstile:
+            try:
+                fcntl.flock(turnstile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+            return False
+
+    if not held():
         return False
+    time.sleep(0.1)
+    return held()
 
 
 def test_a_turn_alone_waits_for_the_shared_turns_and_goes_before_those_asked_after_it(

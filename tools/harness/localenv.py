@@ -396,9 +396,16 @@ def server_in_production() -> Iterator[Path]:
             yield state / "backend.log"
         finally:
             if before != "production":
-                stop_server(state)
-                if before is not None:  # it ran before: as it was
-                    start_server(state, node_env=before)
+                try:
+                    stop_server(state)
+                finally:
+                    if before is not None:  # it ran before: as it was, or say that it is not
+                        start_server(state, node_env=before)
+                        if server_node_env(state) != before:
+                            raise LocalEnvError(
+                                f"the Infisical server of {state} is not back in {before} mode: "
+                                f"run {SERVER / 'down.sh'}, then {SERVER / 'up.sh'}"
+                            )
 
 
 @contextlib.contextmanager
@@ -448,17 +455,22 @@ def server_turn(*, alone: bool) -> Iterator[None]:
         yield
         return
     if held is not None:
-        for f in held[0]:
-            f.close()
+        _give_up_turn()
     _TURN.held = (_take_turn(alone), alone)
     try:
         yield
     finally:
-        for f in _TURN.held[0]:
-            f.close()
-        _TURN.held = None
+        _give_up_turn()  # what this thread holds now: a nested turn may have replaced it
         if held is not None:
             _TURN.held = (_take_turn(held[1]), held[1])
+
+
+def _give_up_turn() -> None:
+    held = getattr(_TURN, "held", None)
+    _TURN.held = None
+    if held is not None:
+        for f in held[0]:
+            f.close()
 
 
 class InfisicalAdminError(LocalEnvError):
