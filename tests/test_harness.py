@@ -334,46 +334,55 @@ def _waiting_alone(state: Path) -> bool:
     return held()
 
 
+def _taker(
+    events: list[str], name: str, *, alone: bool = False, hold: threading.Event | None = None
+) -> Callable[[], None]:
+    """A thread's body that takes a turn, and logs ``name`` in and out (holding the turn until
+    ``hold`` is set, if given)."""
+
+    def take() -> None:
+        with server_turn(alone=alone):
+            events.append(f"{name} in")
+            if hold is not None:
+                hold.wait(10)
+            events.append(f"{name} out")
+
+    take.__name__ = name
+    return take
+
+
+def _all_ended(threads: list[threading.Thread], events: list[str]) -> None:
+    for thread in threads:
+        thread.join(10)
+    assert not any(t.is_alive() for t in threads), f"deadlocked after {events}"
+
+
 def test_a_turn_alone_waits_for_the_shared_turns_and_goes_before_those_asked_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INFISICAL_STATE", str(tmp_path))
     events: list[str] = []
     release = threading.Event()
-
-    def first() -> None:
-        with server_turn(alone=False):
-            events.append("first in")
-            release.wait(10)
-            events.append("first out")
-
-    def second() -> None:
-        with server_turn(alone=False):  # shared turns go together
-            events.append("second in and out")
-
-    def alone() -> None:
-        with server_turn(alone=True):
-            events.append("alone in")
-            time.sleep(0.2)
-            events.append("alone out")
-
-    def later() -> None:
-        with server_turn(alone=False):
-            events.append("later in and out")
-
     threads = [
-        _start(first, lambda: "first in" in events),
-        _start(second, lambda: "second in and out" in events),
-        _start(alone, lambda: _waiting_alone(tmp_path)),
-        _start(later),
+        _start(_taker(events, "first", hold=release), lambda: "first in" in events),
+        _start(_taker(events, "second"), lambda: "second out" in events),  # shared turns go together
+        _start(_taker(events, "alone", alone=True), lambda: _waiting_alone(tmp_path)),
+        _start(_taker(events, "later")),
     ]
     time.sleep(0.2)
-    assert events == ["first in", "second in and out"], "a turn went in while the first shared one was held"
+    assert events == ["first in", "second in", "second out"], "a turn went in while the first shared one was held"
     release.set()
-    for thread in threads:
-        thread.join(10)
-    assert not any(t.is_alive() for t in threads), f"deadlocked after {events}"
-    assert events == ["first in", "second in and out", "first out", "alone in", "alone out", "later in and out"]
+    _all_ended(threads, events)
+    assert events == [
+        "first in",
+        "second in",
+        "second out",
+        "first out",
+        "alone in",
+        "alone out",
+        "later in",
+        "later out",
+    ]
 
 
 def test_a_turn_alone_inside_a_shared_one_waits_for_the_others_and_takes_the_shared_one_back(
@@ -385,12 +394,6 @@ def test_a_turn_alone_inside_a_shared_one_waits_for_the_others_and_takes_the_sha
     events: list[str] = []
     release = threading.Event()
 
-    def other_group() -> None:
-        with server_turn(alone=False):
-            events.append("other in")
-            release.wait(10)
-            events.append("other out")
-
     def rate_limits() -> None:
         with server_turn(alone=False):
             with localenv.server_in_production():
@@ -398,20 +401,14 @@ def test_a_turn_alone_inside_a_shared_one_waits_for_the_others_and_takes_the_sha
             with server_turn(alone=False):  # nested: already held
                 events.append("shared again")
 
-    def other_next() -> None:
-        with server_turn(alone=False):
-            events.append("other next")
-
     threads = [
-        _start(other_group, lambda: "other in" in events),
+        _start(_taker(events, "other", hold=release), lambda: "other in" in events),
         _start(rate_limits, lambda: _waiting_alone(tmp_path)),
-        _start(other_next),
+        _start(_taker(events, "other next")),
     ]
     time.sleep(0.2)
     assert events == ["other in"]
     release.set()
-    for thread in threads:
-        thread.join(10)
-    assert not any(t.is_alive() for t in threads), f"deadlocked after {events}"
+    _all_ended(threads, events)
     assert events[:3] == ["other in", "other out", "production in"], events
-    assert sorted(events[3:]) == ["other next", "shared again"]
+    assert sorted(events[3:]) == ["other next in", "other next out", "shared again"]

@@ -230,18 +230,12 @@ def infisical() -> Iterator[Infisical]:
     INFISICAL_VIEWER_CLIENT_ID/_SECRET for the operator). The run writes under a folder of its own."""
     prefix = f"e2e-{secrets.token_hex(4)}"
     given = os.environ.get("FLOE_E2E_INFISICAL_ENV")
-    if given:
-        server = Infisical.from_credentials(env_file(Path(given)), prefix)
-        try:
-            yield server
-        finally:
-            server.remove_prefix("dev")
-        return
     # The local server's start (up.sh) and stop take a turn, as its use does: never while it runs
     # in production mode for the other group's rate-limit module.
     with contextlib.ExitStack() as stack:
         with server_turn(alone=False):
-            server = Infisical.from_credentials(stack.enter_context(_real_server()), prefix)
+            values = env_file(Path(given)) if given else stack.enter_context(_real_server())
+        server = Infisical.from_credentials(values, prefix)
         try:
             yield server
         finally:

@@ -323,7 +323,8 @@ def server_node_env(state: Path) -> str | None:
 
 def start_server(state: Path, output: int | None = subprocess.PIPE, node_env: str | None = None) -> dict[str, str]:
     """Runs up.sh (builds once, starts what is not running); the credentials it wrote.
-    ``output=None`` lets its progress through to the terminal."""
+    ``output=None`` lets its progress through to the terminal. With ``node_env``, the server must
+    run in that mode afterwards (a server that ran already keeps its own)."""
     if not (SERVER / "up.sh").exists():
         raise LocalEnvError(f"the Infisical server is not at {SERVER} (../shared)")
     result = subprocess.run(
@@ -338,6 +339,11 @@ def start_server(state: Path, output: int | None = subprocess.PIPE, node_env: st
         raise LocalEnvError(
             f"the Infisical server did not start ({SERVER / 'up.sh'} exited {result.returncode})"
             + (f":\n{result.stderr[-4000:]}" if result.stderr else "")
+        )
+    if node_env is not None and (running := server_node_env(state)) != node_env:  # up.sh kept a running one
+        raise LocalEnvError(
+            f"the Infisical server of {state} runs in {running} mode, not {node_env}: "
+            f"run {SERVER / 'down.sh'}, then {SERVER / 'up.sh'}"
         )
     return env_file(Path(result.stdout.strip().splitlines()[-1]))
 
@@ -391,8 +397,6 @@ def server_in_production() -> Iterator[Path]:
             if before != "production":
                 stop_server(state)
                 start_server(state, node_env="production")
-                if server_node_env(state) != "production":
-                    raise LocalEnvError(f"the Infisical server of {state} did not start in production mode")
             yield state / "backend.log"
         finally:
             if before != "production":
@@ -401,11 +405,6 @@ def server_in_production() -> Iterator[Path]:
                 finally:
                     if before is not None:  # it ran before: as it was, or say that it is not
                         start_server(state, node_env=before)
-                        if server_node_env(state) != before:
-                            raise LocalEnvError(
-                                f"the Infisical server of {state} is not back in {before} mode: "
-                                f"run {SERVER / 'down.sh'}, then {SERVER / 'up.sh'}"
-                            )
 
 
 @contextlib.contextmanager
