@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -212,11 +213,15 @@ def test_make_e2e_runs_the_two_groups_at_once_and_the_rate_limit_module_alone(tm
 
 
 def test_make_e2e_fails_when_one_group_fails_and_the_other_still_runs_to_its_end(tmp_path: Path) -> None:
-    code, out, events = run_groups(tmp_path, FAILING="test_kubernetes_auth")
+    code, out, events = run_groups(tmp_path, "-vvv", FAILING="test_kubernetes_auth")  # -vv after -q, as make e2e
     assert code == 1, out[-3000:]
     assert "[b] FAILED" in out and "step 2 failed" in out, out[-3000:]
-    assert "[a] 4 passed" in out and "e2e group b: pytest exited 1" in out
+    assert re.search(r"^\[a\] =* ?4 passed", out, re.M) and "e2e group b: pytest exited 1" in out
     assert ["test_rate_limits", "2 out"] in [e[2:] for e in events]
+    # after both groups' output, where a CI log's tail shows it: which step failed, and why
+    tail = out.split("e2e: the groups ended in", 1)[1].splitlines()[1:]
+    assert len(tail) == 1 and tail[0].startswith("e2e group b: FAILED "), tail
+    assert tail[0].endswith("test_kubernetes_auth.py::test_2 - AssertionError: step 2 failed"), tail
 
 
 def test_a_module_named_runs_in_its_group_only(tmp_path: Path) -> None:

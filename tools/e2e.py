@@ -104,6 +104,16 @@ def group_args(tests: Path, modules: list[str], pytest_args: list[str]) -> dict[
     return {group: [*selected, *pytest_args] for group, selected in groups.items()}
 
 
+def failures(log: str) -> list[str]:
+    """The FAILED and ERROR lines of a group's last short test summary (pytest's ``-r fE``,
+    its default): repeated after both groups have ended, where a CI log's tail shows them."""
+    lines = log.splitlines()
+    starts = [i for i, line in enumerate(lines) if "short test summary info" in line]
+    if not starts:
+        return []
+    return [line for line in lines[starts[-1] + 1 :] if line.startswith(("FAILED ", "ERROR "))]
+
+
 def exit_code(codes: list[int]) -> int:
     failed = [128 - c if c < 0 else c for c in codes if c not in (0, NO_TESTS)]
     if failed:
@@ -167,6 +177,11 @@ def run_groups(groups: dict[str, list[str]], timeout: float) -> int:
     for group, process, _ in running:
         _say(f"e2e group {group}: pytest exited {process.returncode}")
     _say(f"e2e: the groups ended in {minutes} min {seconds} s")
+    for group, process, _ in running:
+        if process.returncode not in (0, NO_TESTS):
+            log = (ARTIFACTS / f"group-{group}.log").read_text(errors="replace")
+            for line in failures(log) or [f"no summary: see {ARTIFACTS / f'group-{group}.log'}"]:
+                _say(f"e2e group {group}: {line}")
     codes = [process.returncode for _, process, _ in running]
     if stopping:
         return 128 + stopping[0]
