@@ -179,8 +179,8 @@ def run_groups(groups: dict[str, list[str]], timeout: float) -> int:
     _say(f"e2e: the groups ended in {minutes} min {seconds} s")
     for group, process, _ in running:
         if process.returncode not in (0, NO_TESTS):
-            log = (ARTIFACTS / f"group-{group}.log").read_text(errors="replace")
-            for line in failures(log) or [f"no summary: see {ARTIFACTS / f'group-{group}.log'}"]:
+            output = (ARTIFACTS / f"group-{group}.log").read_text(errors="replace")
+            for line in failures(output) or [f"no summary: see {ARTIFACTS / f'group-{group}.log'}"]:
                 _say(f"e2e group {group}: {line}")
     codes = [process.returncode for _, process, _ in running]
     if stopping:
