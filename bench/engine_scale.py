@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,9 @@ def _project(root: Path, name: str, program: str, manifest: str | None) -> Path:
     return project
 
 
-def _timed(pulumi: Pulumi, *args: str) -> float:
+def _timed(operation: Callable[[], object]) -> float:
     start = time.perf_counter()
-    pulumi(*args, timeout=3600)
+    operation()
     return time.perf_counter() - start
 
 
@@ -170,12 +171,11 @@ REPEAT = 3  # previews per phase; the median is reported (one preview varies by 
 
 
 def _arm(pulumi: Pulumi, config: dict[str, str], repeat: int) -> tuple[float, float, float]:
-    pulumi("stack", "init")
-    for key, value in config.items():
-        pulumi.config_set(key, value, secret=key.endswith(("ClientId", "ClientSecret")))
-    preview = statistics.median(_timed(pulumi, "preview") for _ in range(repeat))
-    up = _timed(pulumi, "up", "--yes", "--skip-preview")
-    return preview, up, statistics.median(_timed(pulumi, "preview", "--expect-no-changes") for _ in range(repeat))
+    pulumi.init((key, value, key.endswith(("ClientId", "ClientSecret"))) for key, value in config.items())
+    preview = statistics.median(_timed(lambda: pulumi.preview(timeout=3600)) for _ in range(repeat))
+    up = _timed(lambda: pulumi.up(timeout=3600))
+    again = [_timed(lambda: pulumi.preview(expect_no_changes=True, timeout=3600)) for _ in range(repeat)]
+    return preview, up, statistics.median(again)
 
 
 def _measure(
@@ -203,7 +203,7 @@ def _measure(
             (project / "release.json").write_text(json.dumps(release))
         pulumi = Pulumi(bin_dir, project, env)
         times[name] = _arm(pulumi, {}, repeat)
-        pulumi("destroy", "--yes", timeout=3600)
+        pulumi.destroy(timeout=3600)
 
     # The CRD floor first, on an empty cluster; its destroy deletes its CRDs, so the program's first
     # preview also finds none. The program keeps its CRDs on destroy, which the other floors use.
@@ -227,7 +227,7 @@ def _measure(
     times["floe secrets plan"] = (time.perf_counter() - start,)
     for name in FLOORS[1:]:
         floor(name)
-    program("destroy", "--yes", timeout=3600)
+    program.destroy(timeout=3600)
     _delete_operator_crds(bin_dir, cluster)  # kept by the program's destroy: the next size starts empty
     shown = "; ".join(f"{arm} " + ", ".join(f"{t:.1f} s" for t in ts) for arm, ts in times.items())
     print(f"  {n} references: {shown}", file=sys.stderr, flush=True)

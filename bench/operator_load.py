@@ -147,7 +147,7 @@ def measure(
     try:
         for f in range(folders):
             set_value(f)
-        pulumi("up", "--yes", "--skip-preview", timeout=3600)
+        pulumi.up(timeout=3600)
         # As the chart's ServiceAccount, which each stack's release makes (and its destroy removes).
         cluster.start_operator()
         offset, started = log.stat().st_size, time.monotonic()
@@ -161,7 +161,7 @@ def measure(
         row.per_minute = max((sum(1 for r in reads if t <= r.at < t + 60) for t in (r.at for r in reads)), default=0)
     finally:
         cluster.stop_operator()
-        pulumi("destroy", "--yes", "--remove", check=False, timeout=3600)
+        pulumi.destroy(remove=True, check=False, timeout=3600)
         names = [f"ref-{i:04d}" for i in range(row.n)]
         for start in range(0, len(names), 200):
             cluster.kubectl(

@@ -107,7 +107,7 @@ def measure(
             rotations.append(wait_for(cluster, {"bench-0": value}, 10 * args.interval + 60))
         return create, rotations
     finally:
-        pulumi("destroy", "--yes", "--remove", check=False)
+        pulumi.destroy(remove=True, check=False)
         for name in [f"bench-{i}" for i in range(args.references)]:
             cluster.kubectl("delete", "secret", name, "-n", NAMESPACE, "--ignore-not-found")
 

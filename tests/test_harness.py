@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -62,6 +63,19 @@ def test_3_starts_where_step_2_started(stack):
     assert stack.values == {"user": "u2"}
 """
 
+HISTORY = json.dumps(
+    [
+        {
+            "kind": "update",
+            "startTime": "2026-12-06T00:00:00.000Z",
+            "endTime": "2026-12-06T00:00:01.000Z",
+            "message": "",
+            "environment": {},
+            "config": {},
+            "result": "succeeded",
+        }
+    ]
+)
 STATE = {
     "deployed": '{"deployment": {"resources": [{"urn": "urn:pulumi:dev::floe::pulumi:pulumi:Stack::floe-dev"}]}}',
     "destroyed": '{"deployment": {"resources": []}}',
@@ -73,7 +87,11 @@ def run_module(tmp_path: Path, state: str) -> tuple[subprocess.CompletedProcess[
     bin_dir.mkdir()
     log = tmp_path / "commands"
     fake = bin_dir / "pulumi"
-    fake.write_text(f"#!/bin/sh\necho \"$*\" >> {log}\n[ \"$1 $2\" = 'stack export' ] && echo '{state}'\nexit 0\n")
+    fake.write_text(  # the CLI as Automation reads it: its version, a state, outputs, a history
+        f'#!/bin/sh\n[ "$1" = version ] && echo v3.259.0 && exit 0\necho "$*" >> {log}\n'
+        f"case \"$*\" in\n*'stack export'*) echo '{state}';;\n*'stack output'*) echo '{{}}';;\n"
+        f"*'stack history'*) echo '{HISTORY}';;\nesac\nexit 0\n"
+    )
     fake.chmod(0o755)
     tests = tmp_path / "e2e"
     tests.mkdir()
@@ -99,16 +117,25 @@ def test_a_failed_step_restores_its_stack_and_a_passing_one_runs_nothing(tmp_pat
     assert "1 failed, 2 passed" in result.stdout, result.stdout[-3000:]
     assert "PASSED e2e/test_steps.py::test_3_starts_where_step_2_started" in result.stdout, result.stdout[-3000:]
     assert "stack dev: restored; its `up` exited 0" in result.stdout
-    # Only after step 2: is it deployed, the lock of a killed `up`, the `up` back.
-    flags = "--non-interactive --stack dev"
-    assert commands == [f"stack export {flags}", f"cancel --yes {flags}", f"up --yes --skip-preview {flags}"]
+    # Only after step 2, through Automation: is it deployed, the lock of a killed `up`, the `up`
+    # back (and what Automation reads after an `up`: the outputs and the last update).
+    assert [c.removeprefix("--non-interactive ").removesuffix(" --stack dev") for c in commands] == [
+        "stack select",
+        "stack export --show-secrets",
+        "cancel --yes",
+        "up --yes --skip-preview --exec-kind auto.local",
+        "stack output --json",
+        "stack output --json --show-secrets",
+        "stack history --json --show-secrets --page-size 1 --page 1",
+    ]
 
 
 def test_a_stack_the_failed_step_destroyed_stays_destroyed(tmp_path: Path) -> None:
     result, commands = run_module(tmp_path, STATE["destroyed"])
     assert "stack dev: destroyed by the step: left so" in result.stdout, result.stdout[-3000:]
     # Asked after step 2, and after step 3 (which then fails too): never an `up`.
-    assert commands == ["stack export --non-interactive --stack dev"] * 2
+    export = "--non-interactive stack export --show-secrets --stack dev"
+    assert commands == ["--non-interactive stack select --stack dev", export, export]
 
 
 @pytest.mark.parametrize("name", ["pytest_runtest_makereport", "restored_after_a_failure"])
@@ -171,6 +198,7 @@ def start_groups(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Pop
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job is
+        preexec_fn=lambda: os.close(0),  # no standard input, as CI may start it
         env={
             **os.environ,
             "STEPS_LOG": str(log),
@@ -286,6 +314,33 @@ def test_ctrl_c_interrupts_each_group_once_and_they_tear_down(tmp_path: Path, te
     )
     if terminal == "kept":
         assert "e2e: SIGINT: each group is interrupted, and tears down what it started" in out
+
+
+def test_the_server_gets_no_standard_input_even_where_the_runner_has_none(tmp_path: Path) -> None:
+    """Started with fd 0 closed (as CI may start `make e2e`), a server would get a pipe of its own
+    on fd 0; Redis 7.0 then crashes ("Error registering the readable event for the module pipe")."""
+    server = tmp_path / "server"
+    server.mkdir()
+    (server / "up.sh").write_text(
+        f"#!/bin/sh\nreadlink /proc/self/fd/0 > {tmp_path / 'stdin'} || echo closed > {tmp_path / 'stdin'}\nexit 1\n"
+    )
+    (server / "up.sh").chmod(0o755)
+    code = (
+        "import sys, pathlib; sys.path.insert(0, 'tools'); from harness import localenv\n"
+        f"localenv.SERVER = pathlib.Path({str(server)!r})\n"
+        "try:\n    localenv.start_server(pathlib.Path(sys.argv[1]))\n"
+        "except localenv.LocalEnvError as e:\n    print(e)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "state")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(0),
+    )
+    assert "the Infisical server did not start" in result.stdout, result.stdout + result.stderr
+    assert (tmp_path / "stdin").read_text().strip() == "/dev/null"
 
 
 @pytest.mark.parametrize(

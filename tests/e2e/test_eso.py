@@ -138,7 +138,7 @@ def eso(
         stack.logs["eso"] = cluster.start_eso()
         yield stack
     finally:
-        pulumi("destroy", "--yes", "--remove", check=False)
+        pulumi.destroy(remove=True, check=False)
         cluster.stop_eso()
         stop_operator(cluster, stack.logs.get("operator"), "infisical-operator-eso.log")
         keep_log(stack.logs.get("eso"), "external-secrets.log")
@@ -175,7 +175,7 @@ def test_1_eso_fills_the_secret_as_its_charts_service_account_and_status_shows_i
     assert code == 0 and rows["lake"]["message"] == "" and rows["lake"]["last_sync"] != "never", rows
     secret = eso.kube("secret", "lake")
     assert secret is not None and not secret["metadata"].get("ownerReferences")  # creationPolicy: Orphan
-    eso.pulumi("preview", "--expect-no-changes")
+    eso.pulumi.preview(expect_no_changes=True)
 
 
 @pytest.mark.parametrize("api", ["v1beta1", "v1alpha1"])
@@ -204,7 +204,7 @@ def test_2_a_reference_moves_to_the_operator_and_back_to_eso_with_its_secret_alw
         assert eso.synced()
         _, rows = eso.status("list")
         assert rows["lake"]["type"] == kind, rows
-        eso.pulumi("preview", "--expect-no-changes")
+        eso.pulumi.preview(expect_no_changes=True)
 
 
 def test_3_status_shows_esos_reason_for_a_missing_folder_and_a_wrong_client_secret(eso: Eso) -> None:
@@ -227,7 +227,7 @@ def test_3_status_shows_esos_reason_for_a_missing_folder_and_a_wrong_client_secr
     ) in row["message"], row
     eso.write()
     eso.pulumi.up()
-    good = eso.pulumi("config", "get", "floe:operatorClientSecret").stdout.strip()
+    good = eso.pulumi.config_get("floe:operatorClientSecret")
     eso.pulumi.config_set("floe:operatorClientSecret", "not-the-client-secret", secret=True)
     try:
         eso.pulumi.up()
@@ -247,7 +247,7 @@ def test_3_status_shows_esos_reason_for_a_missing_folder_and_a_wrong_client_secr
         eso.pulumi.up()
     eso.change_lake()
     eventually(eso.synced, "ESO syncs again with the right client secret", 120)
-    eso.pulumi("preview", "--expect-no-changes")
+    eso.pulumi.preview(expect_no_changes=True)
 
 
 def test_4_a_store_serves_only_the_namespace_of_its_reference(eso: Eso) -> None:
@@ -331,4 +331,4 @@ def test_5_leaving_eso_keeps_every_secret_and_every_eso_object(eso: Eso) -> None
     assert eso.cluster.secret(JOBS, "users-own") == {"TEAM_KEY": "team-value"}
     eso.change_lake()
     eventually(eso.synced, "the operator keeps the last reference in sync", 90)
-    eso.pulumi("preview", "--expect-no-changes")
+    eso.pulumi.preview(expect_no_changes=True)

@@ -5,7 +5,6 @@ every operation, an answer lost after the server acted, a storm of 429s. Nothing
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from collections.abc import Iterator
@@ -99,7 +98,7 @@ def faulty(
         try:
             yield stack
         finally:
-            pulumi("destroy", "--yes", "--remove", check=False)
+            pulumi.destroy(remove=True, check=False)
 
 
 @pytest.mark.parametrize(
@@ -122,7 +121,7 @@ def test_1_an_expired_token_means_one_new_login_on_every_operation(
     if step == "create":
         faulty.pulumi.up()
     elif step == "refresh":
-        faulty.pulumi("refresh", "--yes", "--expect-no-changes")
+        faulty.pulumi.refresh(expect_no_changes=True)
     else:
         faulty.set_user(f"user-{secrets.token_hex(6)}")
         faulty.pulumi.up()
@@ -132,7 +131,7 @@ def test_1_an_expired_token_means_one_new_login_on_every_operation(
     assert faulty.logins(since) >= 2, "no new login after the refusal"
     assert faulty.get("USER") == faulty.values["USER"]
     assert faulty.get("PASSWORD") is not None
-    faulty.pulumi("preview", "--expect-no-changes")
+    faulty.pulumi.preview(expect_no_changes=True)
 
 
 def test_2_a_rename_whose_answer_was_lost_converges(faulty: Faulty) -> None:
@@ -146,8 +145,8 @@ def test_2_a_rename_whose_answer_was_lost_converges(faulty: Faulty) -> None:
     faulty.pulumi.up()
     assert [e.fault for e in faulty.proxy.log].count("lose-answer") == 1
     assert faulty.get("DB_PASSWORD") == password and faulty.get("PASSWORD") is None
-    faulty.pulumi("preview", "--expect-no-changes")
-    faulty.pulumi("refresh", "--yes", "--expect-no-changes")
+    faulty.pulumi.preview(expect_no_changes=True)
+    faulty.pulumi.refresh(expect_no_changes=True)
 
 
 def test_3_a_storm_of_429s_is_waited_out_with_bounded_requests(faulty: Faulty) -> None:
@@ -160,7 +159,7 @@ def test_3_a_storm_of_429s_is_waited_out_with_bounded_requests(faulty: Faulty) -
     assert [e.fault for e in faulty.proxy.log[since:]].count("answer") == 5
     assert len(faulty.proxy.log) - since <= 15, f"{len(faulty.proxy.log) - since} requests for one update"
     assert patches >= 6
-    faulty.pulumi("preview", "--expect-no-changes")
+    faulty.pulumi.preview(expect_no_changes=True)
 
 
 def test_4_infisical_going_down_mid_up_fails_clearly_and_the_next_up_converges(faulty: Faulty) -> None:
@@ -172,7 +171,7 @@ def test_4_infisical_going_down_mid_up_fails_clearly_and_the_next_up_converges(f
     faulty.write_manifest({"USER": KEYS["USER"], "DB_PASSWORD": {"generate": {"length": 24}}, **new})
     faulty.proxy.down_after, faulty.proxy._arrived = ("POST", SECRETS, 1), 0
     try:
-        failed = faulty.pulumi("up", "--yes", "--skip-preview", check=False, timeout=400)
+        failed = faulty.pulumi.up(check=False, timeout=400)
     finally:
         faulty.proxy.down_after, faulty.proxy.down = None, False
     output = failed.stdout + failed.stderr
@@ -184,7 +183,7 @@ def test_4_infisical_going_down_mid_up_fails_clearly_and_the_next_up_converges(f
     keys = faulty.infisical.keys(ENV, faulty.folder)
     assert keys == {"USER", "DB_PASSWORD", *new}, keys
     assert {k: faulty.get(k) for k in before} == before
-    faulty.pulumi("preview", "--expect-no-changes")
+    faulty.pulumi.preview(expect_no_changes=True)
 
 
 def test_5_a_killed_up_recovers_with_refresh_and_up_and_keeps_the_value(faulty: Faulty) -> None:
@@ -204,12 +203,12 @@ def test_5_a_killed_up_recovers_with_refresh_and_up_and_keeps_the_value(faulty: 
     written = faulty.get("KILLED")
     assert written is not None, "Infisical did not get the key before the kill"
     assert "pending_operations" in faulty.pulumi.state()
-    faulty.pulumi("cancel", "--yes", check=False)
-    faulty.pulumi("refresh", "--yes", "--clear-pending-creates")
+    faulty.pulumi.cancel()
+    faulty.pulumi.refresh(clear_pending_creates=True)
     result = faulty.pulumi.up()
     assert "already carried this stack's mark" in result.stdout + result.stderr
     assert faulty.get("KILLED") == written
-    faulty.pulumi("preview", "--expect-no-changes")
+    faulty.pulumi.preview(expect_no_changes=True)
 
 
 def test_5_adopt_takes_over_a_key_set_by_hand_at_create_only(faulty: Faulty) -> None:
@@ -222,17 +221,17 @@ def test_5_adopt_takes_over_a_key_set_by_hand_at_create_only(faulty: Faulty) -> 
     faulty.write_manifest({**keys, "ADOPTED": {"config": True, "adopt": True}})
     faulty.pulumi.up()
     assert faulty.get("ADOPTED") == "from-the-stack"
-    state = json.loads(faulty.pulumi("stack", "export").stdout)["deployment"]["resources"]
+    state = faulty.pulumi.resources()
     (adopted,) = [r for r in state if r["urn"].endswith(":ADOPTED") and "SecretValue" in r["type"]]
     assert "adopt" not in adopted["outputs"]
     faulty.write_manifest({**keys, "ADOPTED": {"config": True}})
-    faulty.pulumi("preview", "--expect-no-changes")
+    faulty.pulumi.preview(expect_no_changes=True)
 
 
 def test_6_destroy_with_an_expired_token_removes_what_the_stack_wrote(faulty: Faulty) -> None:
     since = len(faulty.proxy.log)
     faulty.proxy.add(Rule("DELETE", SECRETS, "hold", seconds=PAST_TTL))
-    faulty.pulumi("destroy", "--yes")
+    faulty.pulumi.destroy()
     assert faulty.refusals(since)[:1] == [(401, RENEW)]
     assert faulty.get("USER") is None and faulty.get("DB_PASSWORD") is None
     assert faulty.get("ADOPTED") is None, "an adopted key is the stack's, and goes with it"

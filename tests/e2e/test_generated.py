@@ -66,7 +66,7 @@ class Generated:
         return self.cluster.secret(JOBS, REF)
 
     def resources(self) -> list[dict[str, Any]]:
-        return list(json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)["deployment"]["resources"])
+        return self.pulumi.resources()
 
     def results(self, kind: str) -> dict[str, str]:
         """Each password of ``kind`` in the state: its key (the name's last part) -> its result."""
@@ -169,7 +169,7 @@ def gen(
         yield stack
     finally:
         stack.pulumi("state", "unprotect", "--all", "--yes", check=False)
-        stack.pulumi("destroy", "--yes", "--remove", check=False)
+        stack.pulumi.destroy(remove=True, check=False)
         stop_operator(cluster, log, "infisical-operator-generated.log")
         cluster.kubectl("delete", "deployment", "app", "-n", JOBS, "--ignore-not-found", "--wait=false")
         cluster.kubectl("delete", "secret", REF, "-n", JOBS, "--ignore-not-found", "--wait=false")
@@ -186,8 +186,7 @@ def test_1_the_previous_release_made_its_values_with_generated_password(gen: Gen
 def test_2_the_new_release_refuses_to_replace_them_before_the_upgrade(gen: Generated) -> None:
     for name in ("Pulumi.yaml", "__main__.py"):
         (gen.pulumi.project / name).write_text((ROOT / name).read_text())
-    for command in (("preview",), ("up", "--yes", "--skip-preview")):  # --skip-preview: only the check stops it
-        refused = gen.pulumi(*command, check=False)
+    for refused in (gen.pulumi.preview(check=False), gen.pulumi.up(check=False)):  # up: no preview; the check stops it
         said = refused.stdout + refused.stderr
         assert refused.returncode != 0, said[-3000:]
         assert "holds a value that an earlier release wrote (made by GeneratedPassword" in said, said[-3000:]
@@ -211,11 +210,11 @@ def test_3_floe_secrets_upgrade_moves_every_value_into_random_password(gen: Gene
         0,
         f"stack {STACK}: nothing to upgrade (2 value(s) moved before); floe:passwords is random\n",
     )
-    assert gen.pulumi("config", "get", "floe:passwords").stdout.strip() == "random"
+    assert gen.pulumi.config_get("floe:passwords") == "random"
 
 
 def test_4_the_first_up_after_it_changes_no_value(gen: Generated) -> None:
-    changes = steps(gen.pulumi.preview_json("--policy-pack", POLICY))
+    changes = steps(gen.pulumi.preview_json(policy_packs=[POLICY]))
     # Besides: the operator's login material gets its floe-infra/login annotation (an update, no
     # change of data), as in every stack the previous release made (docs: protect and login material).
     # (The full e2e showed the InfisicalAuth's update only: the identity Secret's annotation is not a diff.)
@@ -224,7 +223,7 @@ def test_4_the_first_up_after_it_changes_no_value(gen: Generated) -> None:
     gen.pulumi.up()
     assert gen.in_infisical() == gen.values
     assert gen.results(LEGACY) == {} and gen.results(RANDOM) == gen.values
-    gen.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
+    gen.pulumi.preview(expect_no_changes=True, policy_packs=[POLICY])
     eventually(lambda: gen.secret() == gen.values, "the Secret holds the same values")
 
 
@@ -258,7 +257,7 @@ def test_5_a_rotation_mark_gives_one_key_a_new_value_up_to_the_workload(gen: Gen
     # v1beta1 marks a workload's template only when the Secret changes (and so restarts it).
     before, _ = eventually(lambda: rolled_out_in(gen.cluster, JOBS, "app"), "the annotated Deployment rolled out", 90)
     gen.pulumi.config_set(f"floe:rotations.{REF}.APP_KEY", "2026-12", path=True)
-    changes = steps(gen.pulumi.preview_json("--policy-pack", POLICY))
+    changes = steps(gen.pulumi.preview_json(policy_packs=[POLICY]))
     key = f"{gen.folder}:APP_KEY"
     assert set(changes) == {(RANDOM, key), (VALUE, key)}, changes  # that one password, and its value
     assert changes[(VALUE, key)] == {"update"} and "replace" in changes[(RANDOM, key)], changes
@@ -276,7 +275,7 @@ def test_5_a_rotation_mark_gives_one_key_a_new_value_up_to_the_workload(gen: Gen
 
     after, _ = eventually(restarted, "the annotated Deployment rolls out with the rotated value", 90)
     assert MARK in after["spec"]["template"]["metadata"]["annotations"]  # the operator's restart
-    gen.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
+    gen.pulumi.preview(expect_no_changes=True, policy_packs=[POLICY])
     gen.values = {k: v for k, v in now.items() if v}
 
 

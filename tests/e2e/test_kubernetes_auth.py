@@ -146,7 +146,7 @@ def stack(
         eventually(stack.synced, "the Secret synced with universal auth")
         yield stack
     finally:
-        pulumi("destroy", "--yes", "--remove", check=False)
+        pulumi.destroy(remove=True, check=False)
         stop_operator(cluster, log, "infisical-operator-kubernetes-auth.log")
         admin.delete_identity(identity)
         cluster.kubectl("delete", "secret", "warehouse-credentials", "-n", JOBS, "--ignore-not-found", "--wait=false")
@@ -158,7 +158,7 @@ def test_1_switching_to_kubernetes_auth_keeps_syncing_and_leaves_no_client_secre
     stack.operator = {"auth": "kubernetes"}
     stack.write_manifest()
     for key in ("floe:operatorClientId", "floe:operatorClientSecret"):
-        stack.pulumi("config", "rm", key)
+        stack.pulumi.config_rm(key)
     stack.pulumi.config_set("floe:operatorIdentityId", stack.identity_id)
     stack.pulumi.up()
     assert stack.secret_data(OPERATOR_NS, "infisical-machine-identity") is None, "the identity Secret stayed behind"
@@ -178,7 +178,7 @@ def test_1_switching_to_kubernetes_auth_keeps_syncing_and_leaves_no_client_secre
         if known & set(data.values()) or {"clientId", "clientSecret"} & set(data)
     ]
     assert holders == [], f"Secrets holding a client secret: {holders}"
-    stack.pulumi("preview", "--expect-no-changes")
+    stack.pulumi.preview(expect_no_changes=True)
 
 
 def test_2_the_charts_rbac_lets_the_operator_request_the_token(stack: Stack) -> None:
@@ -230,7 +230,7 @@ def test_3_a_service_account_the_identity_does_not_allow_shows_the_servers_reaso
         stack.pulumi.up()
     stack.rotate_in_infisical()
     eventually(stack.synced, "the Secret syncs again with the allowed ServiceAccount", 90)
-    stack.pulumi("preview", "--expect-no-changes")
+    stack.pulumi.preview(expect_no_changes=True)
 
 
 def test_4_v1alpha1_infisical_secrets_log_in_the_same_way(stack: Stack) -> None:
@@ -242,11 +242,11 @@ def test_4_v1alpha1_infisical_secrets_log_in_the_same_way(stack: Stack) -> None:
     eventually(stack.all_synced, "floe secrets status: the InfisicalSecret synced")
     listing = floe_secrets(stack, "list", "--format", "json")
     assert [r["type"] for r in json.loads(listing.stdout)["rows"]] == ["InfisicalSecret"]
-    stack.pulumi("preview", "--expect-no-changes")
+    stack.pulumi.preview(expect_no_changes=True)
 
 
 def test_5_destroy_removes_the_service_account(stack: Stack) -> None:
-    stack.pulumi("destroy", "--yes")
+    stack.pulumi.destroy()
     gone = stack.cluster.kubectl("get", "serviceaccount", ACCOUNT, "-n", OPERATOR_NS, "--ignore-not-found")
     assert gone.strip() == ""
     assert stack.secret_data(JOBS, "warehouse-credentials") == stack.expected()  # pods keep their Secret

@@ -151,7 +151,7 @@ def stack(
     # Set by a person in Infisical before the first run (a key with neither generate nor config).
     infisical.set(ENV, SNOWFLAKE.format(prefix=infisical.prefix), "SNOWFLAKE_ACCOUNT", canaries["account"])
     yield Stack(pulumi, cluster, infisical, canaries)
-    pulumi("destroy", "--yes", "--remove", check=False)
+    pulumi.destroy(remove=True, check=False)
 
 
 def _engine_resources(preview: dict[str, Any]) -> set[tuple[str, str]]:
@@ -236,8 +236,8 @@ def test_2_up_creates_the_objects_and_writes_infisical(stack: Stack) -> None:
 
 
 def test_3_a_second_preview_and_a_refresh_see_no_changes(stack: Stack) -> None:
-    stack.pulumi("preview", "--expect-no-changes")
-    stack.pulumi("refresh", "--yes", "--expect-no-changes")
+    stack.pulumi.preview(expect_no_changes=True)
+    stack.pulumi.refresh(expect_no_changes=True)
 
 
 def test_4_config_change_updates_in_place(stack: Stack) -> None:
@@ -250,16 +250,16 @@ def test_4_config_change_updates_in_place(stack: Stack) -> None:
     assert changed == {("update", stack.path(SNOWFLAKE) + ":SNOWFLAKE_USER")}
     stack.pulumi.up()
     assert stack.infisical.get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_USER") == new_user
-    stack.pulumi("preview", "--expect-no-changes")
+    stack.pulumi.preview(expect_no_changes=True)
 
 
 def test_4_a_value_changed_in_infisical_is_drift_on_refresh(stack: Stack) -> None:
     where = (ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_USER")
     stack.infisical.set(*where, "changed-by-hand")
-    drift = stack.pulumi("refresh", "--preview-only", "--expect-no-changes", check=False)
+    drift = stack.pulumi.refresh(preview_only=True, expect_no_changes=True, check=False)
     assert drift.returncode != 0
     assert stack.path(SNOWFLAKE) + ":SNOWFLAKE_USER" in drift.stdout
-    stack.pulumi("refresh", "--yes")
+    stack.pulumi.refresh()
     stack.pulumi.up()  # the stack's config wins again
     assert stack.infisical.get(*where) == stack.canaries["user-2"]
 
@@ -268,12 +268,12 @@ def test_4_a_value_deleted_in_infisical_is_recreated_by_refresh_and_up(stack: St
     where = (ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_PASSWORD")
     before = stack.infisical.get(*where)
     stack.infisical.delete(*where)
-    stack.pulumi("refresh", "--yes")
+    stack.pulumi.refresh()
     stack.pulumi.up()
     after = stack.infisical.get(*where)
     assert after is not None and len(after) == 32
     assert before is not None
-    stack.pulumi("preview", "--expect-no-changes")
+    stack.pulumi.preview(expect_no_changes=True)
 
 
 def _changes(stack: Stack) -> set[tuple[str, str, str]]:
@@ -310,7 +310,7 @@ def test_4_renaming_a_reference_or_a_key_keeps_every_value(stack: Stack) -> None
     assert get(ENV, catalog, "POLARIS_API_TOKEN") == token
     assert get(ENV, catalog, "POLARIS_TOKEN") is None
     # The state points at the renamed key: a refresh finds it as it is.
-    stack.pulumi("refresh", "--yes", "--expect-no-changes")
+    stack.pulumi.refresh(expect_no_changes=True)
     # And back, the same ways, so the later steps start from the original manifest.
     manifest_file.write_text(
         renamed_ref.replace("POLARIS_TOKEN: {", "POLARIS_TOKEN: {renamed_from: POLARIS_API_TOKEN, ")
@@ -318,7 +318,7 @@ def test_4_renaming_a_reference_or_a_key_keeps_every_value(stack: Stack) -> None
     stack.pulumi.up()
     manifest_file.write_text(original)
     stack.pulumi.up()
-    stack.pulumi("preview", "--expect-no-changes")
+    stack.pulumi.preview(expect_no_changes=True)
     assert get(ENV, catalog, "POLARIS_TOKEN") == token
 
 
@@ -336,9 +336,9 @@ def test_4_a_new_url_for_the_same_infisical_keeps_every_key(stack: Stack) -> Non
         stack.pulumi.up()
         assert stack.infisical.get(*where) == password
         assert stack.infisical.get(ENV, stack.path(SNOWFLAKE), "SNOWFLAKE_USER") == stack.canaries["user-2"]
-        stack.pulumi("preview", "--expect-no-changes")
+        stack.pulumi.preview(expect_no_changes=True)
     finally:
-        stack.pulumi("config", "rm", "infisical:siteUrl")
+        stack.pulumi.config_rm("infisical:siteUrl")
     stack.pulumi.up()
     assert stack.infisical.get(*where) == password
 
@@ -371,7 +371,7 @@ def test_4_moving_the_operator_to_another_namespace_keeps_every_infisical_secret
         manifest_file.write_text(original)
     stack.pulumi.up()
     assert _all_uids(stack, "infisicalsecret") == infisical_secrets
-    stack.pulumi("preview", "--expect-no-changes")
+    stack.pulumi.preview(expect_no_changes=True)
 
 
 def _all_uids(stack: Stack, kind: str) -> dict[str, str]:
@@ -410,20 +410,18 @@ def _as_component_per_reference(deployment: dict[str, Any]) -> dict[str, Any]:
     return dict(rewritten)
 
 
-def test_4_a_stack_made_with_a_component_per_reference_upgrades_in_place(stack: Stack, tmp_path: Path) -> None:
-    exported = json.loads(stack.pulumi("stack", "export").stdout)
+def test_4_a_stack_made_with_a_component_per_reference_upgrades_in_place(stack: Stack) -> None:
+    exported = json.loads(stack.pulumi("stack", "export").stdout)  # its secrets encrypted, as stored
     exported["deployment"] = _as_component_per_reference(exported["deployment"])
-    state = tmp_path / "former.json"
-    state.write_text(json.dumps(exported))
-    stack.pulumi("stack", "import", "--file", str(state))
+    stack.pulumi.import_(exported)
     assert "floe:secrets:SecretReference$" in stack.pulumi.state()
     before = {r["urn"] for r in exported["deployment"]["resources"]}
     # Every object is the same one under its new URN; only the component goes.
     assert _changes(stack) == {("delete", "floe:secrets:SecretReference", "former")}
     token = stack.infisical.get(ENV, stack.path("/{prefix}/catalog/polaris"), "POLARIS_TOKEN")
     stack.pulumi.up()
-    stack.pulumi("preview", "--expect-no-changes")
-    after = json.loads(stack.pulumi("stack", "export").stdout)["deployment"]["resources"]
+    stack.pulumi.preview(expect_no_changes=True)
+    after = stack.pulumi.resources()
     assert len(after) == len(before) - 1
     assert stack.infisical.get(ENV, stack.path("/{prefix}/catalog/polaris"), "POLARIS_TOKEN") == token
 
@@ -433,7 +431,7 @@ def test_5_a_broken_manifest_stops_preview_with_one_line(stack: Stack) -> None:
     good = manifest_file.read_text()
     manifest_file.write_text(good.replace("auto_reload: false", 'auto_reload: "no"'))
     try:
-        result = stack.pulumi("preview", check=False)
+        result = stack.pulumi.preview(check=False)
     finally:
         manifest_file.write_text(good)
     assert result.returncode != 0
@@ -445,16 +443,15 @@ def test_5_a_broken_manifest_stops_preview_with_one_line(stack: Stack) -> None:
 
 def test_5_missing_secret_config_stops_preview_and_creates_nothing(stack: Stack) -> None:
     fresh = Pulumi(stack.pulumi.bin_dir, stack.pulumi.project, stack.pulumi.env, stack="missing")
-    fresh("stack", "init")
+    fresh.init()
     try:
         fresh.config_set("floe:environment", ENV)
-        result = fresh("up", "--yes", "--skip-preview", check=False)
+        result = fresh.up(check=False)
         assert result.returncode != 0
         output = result.stdout + result.stderr
         assert "Traceback" not in output
         assert "pulumi config set --secret --stack missing 'floe:operatorClientId'" in output
-        state = json.loads(fresh("stack", "export").stdout)
-        resources = state["deployment"].get("resources") or []
+        resources = fresh.resources()
         assert [r["type"] for r in resources if r["type"] != "pulumi:pulumi:Stack"] == []
         # A pull request's preview gets no secrets: with FLOE_PREVIEW_WITHOUT_SECRETS it goes on,
         # the missing values unknown and each missing setting a warning; an `up` still stops.
@@ -462,20 +459,20 @@ def test_5_missing_secret_config_stops_preview_and_creates_nothing(stack: Stack)
         no_secrets = Pulumi(
             fresh.bin_dir, fresh.project, {**fresh.env, "FLOE_PREVIEW_WITHOUT_SECRETS": "true"}, stack="missing"
         )
-        preview = no_secrets("preview")
+        preview = no_secrets.preview()
         assert "preview without secrets (FLOE_PREVIEW_WITHOUT_SECRETS)" in preview.stdout
         assert "floe:operatorClientId" in preview.stdout
-        assert no_secrets("up", "--yes", "--skip-preview", check=False).returncode != 0
+        assert no_secrets.up(check=False).returncode != 0
     finally:
         fresh("stack", "rm", "--yes", "--force", check=False)
 
 
 def test_6_the_policy_pack_runs_and_a_violation_fails_preview(stack: Stack) -> None:
     policy = str(ROOT / "policy")
-    stack.pulumi("preview", "--policy-pack", policy)
+    stack.pulumi.preview(policy_packs=[policy])
     stack.pulumi.config_set("floe:environment", "staging")
     try:
-        result = stack.pulumi("preview", "--policy-pack", policy, check=False)
+        result = stack.pulumi.preview(policy_packs=[policy], check=False)
     finally:
         stack.pulumi.config_set("floe:environment", ENV)
     assert result.returncode != 0
@@ -502,7 +499,7 @@ def test_7_the_state_holds_no_secret_in_plaintext(stack: Stack) -> None:
 def test_8_a_protected_stack_refuses_destroy(stack: Stack) -> None:
     stack.pulumi.config_set("floe:protect", "true")
     stack.pulumi.up()
-    result = stack.pulumi("destroy", "--yes", check=False)
+    result = stack.pulumi.destroy(check=False)
     assert result.returncode != 0
     assert "protected" in (result.stdout + result.stderr)
     assert stack.kube("infisicalsecret", "floe-jobs", "snowflake-credentials")
@@ -511,7 +508,7 @@ def test_8_a_protected_stack_refuses_destroy(stack: Stack) -> None:
 
 
 def test_8_destroy_on_dev_leaves_what_the_readme_says(stack: Stack) -> None:
-    stack.pulumi("destroy", "--yes")
+    stack.pulumi.destroy()
     for kind, namespace, name in OBJECTS:
         if kind == "namespace":  # kept: deleting one would delete every workload in it
             assert stack.kube(kind, namespace, name), f"namespace {name} was deleted"
@@ -536,7 +533,7 @@ def test_9_v1beta1_objects_are_accepted_by_the_api_server(
     static = stack.kube("infisicalstaticsecret", "floe-jobs", "snowflake-credentials")
     assert static, "the InfisicalStaticSecret is not in the API server"
     assert not stack.kube("infisicalsecret", "floe-jobs", "snowflake-credentials")
-    stack.pulumi("destroy", "--yes")
+    stack.pulumi.destroy()
     # Back to the module's manifest (v1alpha1): step 11 runs it as the former version did.
     stack.pulumi.write_manifest(manifest(stack.infisical, chart_repo))
 
@@ -620,8 +617,8 @@ def test_11_a_stack_whose_release_held_the_crds_upgrades_without_losing_an_infis
         assert "CustomResourceDefinition" not in _release_manifest(stack, "infisical", "infisical-secrets-operator")
         assert _uids(stack, "crd") == crds
         assert _all_uids(stack, "infisicalsecret") == infisical_secrets
-        upgraded("preview", "--expect-no-changes")
-        upgraded("destroy", "--yes")
+        upgraded.preview(expect_no_changes=True)
+        upgraded.destroy()
         assert set(names) <= set(_uids(stack, "crd")), "destroy deleted the CRDs"
     finally:
-        stack.pulumi("destroy", "--yes", check=False)
+        stack.pulumi.destroy(check=False)

@@ -126,7 +126,7 @@ def stack(
         log = cluster.start_operator()
         yield stack
     finally:
-        pulumi("destroy", "--yes", "--remove", check=False)
+        pulumi.destroy(remove=True, check=False)
         stop_operator(cluster, log, "infisical-operator-managed-identities.log")
         cluster.kubectl("delete", "secret", "lake-credentials", "-n", JOBS, "--ignore-not-found", "--wait=false")
 
@@ -151,13 +151,12 @@ def test_1_the_stack_makes_a_scoped_identity_whose_client_secret_is_only_a_pulum
     assert len(stack.client_secrets(identity["identity_id"])) == 1
     held = stack.secret("infisical-machine-identity", OPERATOR_NS)
     assert held is not None and held["clientId"] == identity["client_id"]
-    state = stack.pulumi("stack", "export").stdout
-    assert held["clientSecret"] not in state, "the client secret in plaintext in the state"
-    assert held["clientSecret"] not in stack.pulumi("up", "--yes", "--skip-preview").stdout
+    assert held["clientSecret"] not in stack.pulumi.state(), "the client secret in plaintext in the state"
+    assert held["clientSecret"] not in stack.pulumi.up().stdout
 
 
 def test_2_a_preview_of_the_converged_stack_changes_nothing(stack: Stack) -> None:
-    stack.pulumi("preview", "--expect-no-changes")
+    stack.pulumi.preview(expect_no_changes=True)
 
 
 def test_2b_a_project_viewer_moves_to_its_own_role_in_one_up_with_the_secret_right_throughout(stack: Stack) -> None:
@@ -175,7 +174,7 @@ def test_2b_a_project_viewer_moves_to_its_own_role_in_one_up_with_the_secret_rig
     assert [r["customRoleSlug"] for r in roles] == [stack.outputs_of("ProjectRole")["role_slug"]]
     stack.rotate_in_infisical()
     eventually(stack.synced, "the Secret follows Infisical through the identity's own role")
-    stack.pulumi("preview", "--expect-no-changes")
+    stack.pulumi.preview(expect_no_changes=True)
 
 
 def test_3_a_rotation_makes_a_new_client_secret_and_revokes_the_old_once_the_operator_uses_the_new(
@@ -208,7 +207,7 @@ def test_3_a_rotation_makes_a_new_client_secret_and_revokes_the_old_once_the_ope
     assert after["clientId"] == before["clientId"] and after["clientSecret"] != before["clientSecret"]
     stack.rotate_in_infisical()
     eventually(stack.synced, "the Secret follows Infisical with the new client secret")
-    stack.pulumi("preview", "--expect-no-changes")
+    stack.pulumi.preview(expect_no_changes=True)
 
 
 def test_4_an_identity_that_may_not_add_members_is_refused_with_the_permission_and_leaves_nothing(
@@ -239,7 +238,7 @@ def test_4_an_identity_that_may_not_add_members_is_refused_with_the_permission_a
     ]
     try:
         # Only the identity: the first stack's release and namespaces are in the way of the rest.
-        failed = other("up", "--yes", "--skip-preview", *(a for t in targets for a in ("--target", t)), check=False)
+        failed = other.up(target=targets, check=False)
         output = failed.stdout + failed.stderr
         assert failed.returncode != 0
         assert (
@@ -250,7 +249,7 @@ def test_4_an_identity_that_may_not_add_members_is_refused_with_the_permission_a
         assert "Traceback" not in output
         assert org_identity_names(stack.admin) == before, "an identity was left behind"
     finally:
-        other("destroy", "--yes", "--remove", check=False)
+        other.destroy(remove=True, check=False)
 
 
 def test_4b_an_up_killed_inside_the_identity_create_leaves_no_identity_after_the_documented_recovery(
@@ -295,9 +294,9 @@ def test_4b_an_up_killed_inside_the_identity_create_leaves_no_identity_after_the
             )
             (leftover,) = [i for i, n in org_identity_names(stack.admin).items() if n.startswith(made)]
             assert "pending_operations" in other.state()
-            other("cancel", "--yes", check=False)
-            other("refresh", "--yes", "--clear-pending-creates")
-            result = other("up", "--yes", "--skip-preview", *target_args)
+            other.cancel()
+            other.refresh(clear_pending_creates=True)
+            result = other.up(target=targets)
             output = result.stdout + result.stderr
             assert f"Infisical has other machine identities named {made[:-1]}-<nonce> ({leftover})" in output, output[
                 -3000:
@@ -309,7 +308,7 @@ def test_4b_an_up_killed_inside_the_identity_create_leaves_no_identity_after_the
             assert set(org_identity_names(stack.admin)) == set(before) | {kept}
         finally:
             other("state", "unprotect", "--all", "--yes", check=False)
-            other("destroy", "--yes", "--remove", check=False)
+            other.destroy(remove=True, check=False)
     assert org_identity_names(stack.admin) == before, "an identity was left behind"
 
 
@@ -317,7 +316,7 @@ def test_5_destroy_deletes_the_identity_it_made_and_no_other(stack: Stack) -> No
     identity_id = stack.identity()["identity_id"]
     others = set(org_identity_names(stack.admin)) - {identity_id}
     assert stack.infisical.get(ENV, stack.folder, "LAKE_TOKEN") == stack.values["token"]
-    stack.pulumi("destroy", "--yes")
+    stack.pulumi.destroy()
     with pytest.raises(InfisicalAdminError) as gone:
         stack.admin.call("GET", f"/api/v1/identities/{identity_id}")
     assert gone.value.status == 404
@@ -353,12 +352,7 @@ def test_6_managed_kubernetes_auth_needs_no_credential_but_pulumis_own(
         # started again, as the new release's ServiceAccount.
         stack.cluster.stop_operator()
         stack.cluster.start_operator()
-        state = json.loads(other("stack", "export", "--show-secrets").stdout)
-        (identity,) = [
-            r["outputs"]
-            for r in state["deployment"]["resources"]
-            if r["type"] == "pulumi-python:dynamic/infisical:MachineIdentity"
-        ]
+        identity = other.outputs_of("MachineIdentity")
         reviewer = stack.secret("infisical-token-reviewer", OPERATOR_NS)
         assert reviewer is not None and reviewer.get("token")
         assert reviewer["token"] not in json.dumps(identity), "the reviewer's JWT in the identity's state"
@@ -373,10 +367,10 @@ def test_6_managed_kubernetes_auth_needs_no_credential_but_pulumis_own(
             if known & set(data.values()) or {"clientId", "clientSecret"} & set(data)
         ]
         assert holders == [], f"Secrets holding a client secret: {holders}"
-        other("destroy", "--yes")
+        other.destroy()
         with pytest.raises(InfisicalAdminError) as gone:
             stack.admin.call("GET", f"/api/v1/identities/{identity['identity_id']}")
         assert gone.value.status == 404
         assert stack.secret("infisical-token-reviewer", OPERATOR_NS) is None
     finally:
-        other("destroy", "--yes", "--remove", check=False)
+        other.destroy(remove=True, check=False)

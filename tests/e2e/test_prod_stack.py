@@ -155,7 +155,7 @@ def prod(
     finally:
         # A protected stack is destroyed only after `pulumi state unprotect --all` (README).
         pulumi("state", "unprotect", "--all", "--yes", check=False)
-        pulumi("destroy", "--yes", "--remove", check=False)
+        pulumi.destroy(remove=True, check=False)
         stop_operator(cluster, log, "infisical-operator-prod-stack.log")
         for name in ("lake-credentials", "shared-credentials"):
             cluster.kubectl("delete", "secret", name, "-n", JOBS, "--ignore-not-found", "--wait=false")
@@ -164,7 +164,7 @@ def prod(
 
 def test_1_a_protected_managed_prod_stack_syncs_and_passes_the_projects_policy_pack(prod: Prod) -> None:
     eventually(prod.synced, "the Secret synced through the identity the prod stack made", 90)
-    state = json.loads(prod.pulumi("stack", "export").stdout)["deployment"]["resources"]
+    state = prod.pulumi.resources()
     unprotected = {
         f"{r['type'].rsplit(':', 1)[1]} {r['urn'].rsplit('::', 1)[1]}"
         for r in state
@@ -177,7 +177,7 @@ def test_1_a_protected_managed_prod_stack_syncs_and_passes_the_projects_policy_p
         "Secret infisical/infisical-machine-identity",
         "InfisicalAuth infisical/infisical-universal",
     }, unprotected
-    result = prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
+    result = prod.pulumi.preview(expect_no_changes=True, policy_packs=[POLICY])
     assert "mandatory" not in result.stdout, result.stdout[-3000:]
 
 
@@ -244,7 +244,7 @@ def test_4_a_rotation_in_the_protected_stack_needs_no_unprotect_and_leaves_no_ga
     assert after["clientId"] == before["clientId"] and after["clientSecret"] != before["clientSecret"]
     prod.change_value()
     eventually(prod.synced, "the Secret follows Infisical with the new client secret")
-    prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
+    prod.pulumi.preview(expect_no_changes=True, policy_packs=[POLICY])
 
 
 def test_5_a_client_secret_revoked_by_hand_is_seen_by_refresh_and_repaired_by_up(prod: Prod) -> None:
@@ -261,8 +261,8 @@ def test_5_a_client_secret_revoked_by_hand_is_seen_by_refresh_and_repaired_by_up
     )
     with pytest.raises(LoginRefused):
         _login(prod.infisical.host, identity["client_id"], held["client_secret"])
-    prod.pulumi("refresh", "--yes")
-    changed = prod.pulumi("preview", "--expect-no-changes", check=False)
+    prod.pulumi.refresh()
+    changed = prod.pulumi.preview(expect_no_changes=True, check=False)
     assert changed.returncode != 0 and "ClientSecret" in changed.stdout, changed.stdout[-3000:]
     # Only it: what refresh read back of the role and the identity is what the stack made.
     assert "ProjectRole" not in changed.stdout and "MachineIdentity" not in changed.stdout, changed.stdout[-3000:]
@@ -271,7 +271,7 @@ def test_5_a_client_secret_revoked_by_hand_is_seen_by_refresh_and_repaired_by_up
     assert repaired["secret_id"] != current and repaired["valid"] is True
     prod.change_value()
     eventually(prod.synced, "the Secret follows Infisical with the repaired client secret", 90)
-    prod.pulumi("preview", "--expect-no-changes")
+    prod.pulumi.preview(expect_no_changes=True)
 
 
 def test_6_a_rival_stack_with_the_same_key_and_value_is_refused_and_its_destroy_leaves_the_key(
@@ -306,11 +306,11 @@ def test_6_a_rival_stack_with_the_same_key_and_value_is_refused_and_its_destroy_
             "set adopt: true"
         ) in output, output[-3000:]
         assert prod.values["shared"] not in output and "Traceback" not in output
-        rival("destroy", "--yes")
+        rival.destroy()
     finally:
-        rival("destroy", "--yes", "--remove", check=False)
+        rival.destroy(remove=True, check=False)
     assert prod.infisical.get(ENV, folder, "SHARED_KEY") == prod.values["shared"]
-    prod.pulumi("preview", "--expect-no-changes")
+    prod.pulumi.preview(expect_no_changes=True)
 
 
 def test_7_a_new_url_for_the_infisical_host_reaches_every_infisical_resource_in_place(prod: Prod) -> None:
@@ -329,7 +329,7 @@ def test_7_a_new_url_for_the_infisical_host_reaches_every_infisical_resource_in_
     prod.pulumi.up()
     prod.change_value()
     eventually(prod.synced, "the Secret follows Infisical at the new host name")
-    prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
+    prod.pulumi.preview(expect_no_changes=True, policy_packs=[POLICY])
 
 
 def _switch_watching(prod: Prod, manifest: str) -> float:
@@ -359,10 +359,10 @@ def test_8_the_identity_moves_to_kubernetes_auth_and_back_in_one_up_each_with_no
     auth = prod.admin.call("GET", f"/api/v1/auth/kubernetes-auth/identities/{identity_id}")["identityKubernetesAuth"]
     assert (auth["allowedAudience"], auth["accessTokenTTL"], auth["accessTokenMaxTTL"]) == (ISSUER, TTL, MAX_TTL)
     assert prod.secret("infisical-machine-identity", OPERATOR_NS) is None, "the client secret's Secret is left"
-    state = json.loads(prod.pulumi("stack", "export").stdout)["deployment"]["resources"]
+    state = prod.pulumi.resources()
     types = {r["type"].rsplit(":", 1)[1] for r in state}
     assert not types & {"ClientSecret", "OperatorLogin"} and "MachineIdentity" in types
-    prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
+    prod.pulumi.preview(expect_no_changes=True, policy_packs=[POLICY])
     time.sleep(2 * MAX_TTL + 5)
     prod.change_value()
     eventually(prod.synced, f"the Secret follows Infisical through Kubernetes Auth {2 * MAX_TTL}s on", 90)
@@ -375,4 +375,4 @@ def test_8_the_identity_moves_to_kubernetes_auth_and_back_in_one_up_each_with_no
         "get", "serviceaccount", "infisical-token-reviewer", "-n", OPERATOR_NS, "--ignore-not-found", "-o", "name"
     )
     assert reviewer.strip() == "", "the token reviewer (bound to system:auth-delegator) is left"
-    prod.pulumi("preview", "--expect-no-changes", "--policy-pack", POLICY)
+    prod.pulumi.preview(expect_no_changes=True, policy_packs=[POLICY])

@@ -78,15 +78,15 @@ def test_a_deleted_project_is_gone_for_refresh_and_destroy_at_once(
         admin_call(host, jwt, "DELETE", f"/api/v2/workspace/{slug}")
         deleted = True
         start = time.monotonic()
-        refreshed = pulumi("refresh", "--preview-only")
+        refreshed = pulumi.refresh(preview_only=True)
         output = refreshed.stdout + refreshed.stderr
         assert time.monotonic() - start < 60, "the refresh waited out retries"
         assert f"has no project {slug} any more" in output and "/doomed:TOKEN" in output, output[-3000:]
         start = time.monotonic()
-        destroyed = pulumi("destroy", "--yes")
+        destroyed = pulumi.destroy()
         assert time.monotonic() - start < 90, "the destroy waited out retries"
         assert f"has no project {slug} any more" in destroyed.stdout + destroyed.stderr
     finally:
-        pulumi("destroy", "--yes", "--remove", check=False)
+        pulumi.destroy(remove=True, check=False)
         if not deleted:
             admin_call(host, jwt, "DELETE", f"/api/v2/workspace/{slug}")

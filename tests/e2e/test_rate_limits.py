@@ -121,7 +121,7 @@ def scale(
             operator_log = cluster.start_operator()
             yield stack
         finally:
-            pulumi("destroy", "--yes", "--remove", check=False)
+            pulumi.destroy(remove=True, check=False)
             stop_operator(cluster, operator_log, "infisical-operator-rate-limits.log")
             names = [f"ref-{i:03d}" for i in range(REFERENCES)]
             cluster.kubectl("delete", "secret", *names, "-n", JOBS, "--ignore-not-found", "--wait=false")
@@ -135,7 +135,7 @@ def test_1_the_plan_reads_one_folder_once_and_fits_the_budget(scale: Scale) -> N
     )["items"]
     assert len(static) == FOLDERS and {o["metadata"]["namespace"] for o in static} == {OPERATOR_NS}
     assert sorted(len(o["spec"]["targets"]) for o in static) == [REFERENCES // FOLDERS] * FOLDERS
-    said = scale.pulumi("preview", "--expect-no-changes")
+    said = scale.pulumi.preview(expect_no_changes=True)
     assert "times a minute" not in said.stdout + said.stderr  # no read-budget warning
 
 
@@ -230,4 +230,4 @@ def test_5_sources_prefix_reads_every_folder_in_one_request(scale: Scale) -> Non
     span = max(r.at for r in reads) - min(r.at for r in reads) if len(reads) > 1 else 0.0
     print(f"\nsources: prefix: {len(reads)} reads in {span:.0f}s, followed a change in {followed:.0f}s")
     assert all(r.status == 200 for r in reads) and 1 <= len(reads) <= span / INTERVAL + 2
-    scale.pulumi("preview", "--expect-no-changes")
+    scale.pulumi.preview(expect_no_changes=True)

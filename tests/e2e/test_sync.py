@@ -155,7 +155,7 @@ def synced(
         log = cluster.start_operator()
         yield stack
     finally:
-        pulumi("destroy", "--yes", "--remove", check=False)
+        pulumi.destroy(remove=True, check=False)
         stop_operator(cluster, log, "infisical-operator.log")
         for name in ("snowflake-credentials", "dagster-db", "reloaded", "steady"):
             for kind in ("secret", "deployment"):
@@ -272,7 +272,7 @@ def test_3_a_rotation_reaches_the_secret_and_restarts_only_annotated_workloads(s
     assert (steady["metadata"]["generation"], replica_sets(synced, "steady"), steady["spec"]["template"]) == before[
         "steady"
     ], "a Deployment without the annotation was restarted"
-    synced.pulumi("preview", "--expect-no-changes")
+    synced.pulumi.preview(expect_no_changes=True)
 
 
 def test_4_a_wrong_operator_client_secret_shows_as_failed_with_the_operators_reason(synced: Synced) -> None:
@@ -301,7 +301,7 @@ def test_4_a_wrong_operator_client_secret_shows_as_failed_with_the_operators_rea
         synced.cluster.stop_operator()
         synced.cluster.start_operator()
     eventually(synced.all_synced, "every reference synced again with the right secret")
-    synced.pulumi("preview", "--expect-no-changes")
+    synced.pulumi.preview(expect_no_changes=True)
 
 
 def test_5_switching_to_v1beta1_keeps_the_secret_and_syncs_it_the_same(synced: Synced) -> None:
@@ -333,11 +333,11 @@ def test_5_switching_to_v1beta1_keeps_the_secret_and_syncs_it_the_same(synced: S
     assert {r["name"] for r in rows} == {"snowflake-credentials", "dagster-db"}
     listing = synced.floe("list")
     assert listing.stdout.count("InfisicalStaticSecret") == 2 and listing.returncode == 0
-    synced.pulumi("preview", "--expect-no-changes")
+    synced.pulumi.preview(expect_no_changes=True)
 
 
 def test_6_destroy_keeps_the_secrets_pods_read_and_removes_what_the_stack_wrote(synced: Synced) -> None:
-    synced.pulumi("destroy", "--yes")
+    synced.pulumi.destroy()
     assert synced.kube("infisicalstaticsecret", JOBS, "snowflake-credentials") is None
     # The README: no sync object owns its Secret, so removing the stack leaves the Secrets pods read.
     assert synced.secret_data("snowflake-credentials") is not None

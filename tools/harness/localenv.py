@@ -330,6 +330,9 @@ def start_server(state: Path, output: int | None = subprocess.PIPE, node_env: st
     result = subprocess.run(
         [str(SERVER / "up.sh")],
         env=server_env(state, node_env),
+        # never the caller's: started with fd 0 closed (as CI may start a run), Redis 7.0 takes it
+        # for its module pipe and crashes ("Error registering the readable event")
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=output,
         text=True,

@@ -1,6 +1,6 @@
-"""The real Pulumi CLI in a copy of the program: a project directory, a file backend and an
-isolated PULUMI_HOME with the built plugins installed (:func:`pulumi_env`); the one wrapper every e2e
-module and bench drives its stacks with."""
+"""The real Pulumi CLI in a copy of the program, driven through Pulumi's Automation API: a project
+directory, a file backend and an isolated PULUMI_HOME with the built plugins installed
+(:func:`pulumi_env`); the one wrapper every e2e module and bench drives its stacks with."""
 
 from __future__ import annotations
 
@@ -10,41 +10,226 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pulumi import automation as auto
+from pulumi.automation.errors import create_command_error
+
 from .localenv import ROOT, pulumi_home
 
 PASSPHRASE = "floe-e2e-passphrase"
+TIMEOUT = 600.0  # seconds a CLI command may take unless told otherwise
 
 
-@dataclass
-class Pulumi:
-    """The real CLI in a project directory, with a file backend and an isolated PULUMI_HOME."""
+@dataclass(frozen=True)
+class Ran:
+    """One CLI command: its arguments, exit code and output (Automation raises on a failure, and
+    its error keeps them only as text)."""
 
-    bin_dir: Path
-    project: Path
-    env: dict[str, str]
-    stack: str = "dev"
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(self.bin_dir / "pulumi"), *args, "--non-interactive", "--stack", self.stack],
-            cwd=self.project,
-            env=self.env,
-            capture_output=True,
+
+class Cli(auto.PulumiCommand):
+    """The command Automation runs, with exactly the harness's environment (its own adds the
+    caller's: a developer's KUBECONFIG or PULUMI_ACCESS_TOKEN would reach the stack), and killed
+    with the plugins it started past :attr:`timeout` (Automation's own waits for ever)."""
+
+    def __init__(self, bin_dir: Path, env: Mapping[str, str]) -> None:
+        super().__init__(root=str(bin_dir.parent), skip_version_check=True)
+        self.env = dict(env)
+        self.timeout = TIMEOUT
+        self.ran: list[Ran] = []  # since the wrapper's last operation began
+
+    def run(
+        self,
+        args: list[str],
+        cwd: str,
+        additional_env: Mapping[str, str],
+        on_output: auto.OnOutput | None = None,
+        on_error: auto.OnOutput | None = None,
+    ) -> auto.CommandResult:
+        argv = [self.command, *(() if "--non-interactive" in args else ("--non-interactive",)), *args]
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**self.env, **additional_env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
+            errors="replace",
+            start_new_session=True,  # a timeout kills it whole
         )
-        if check and result.returncode != 0:
-            errors = "\n".join(line for line in result.stdout.splitlines() if "error" in line)[-4000:]
-            raise AssertionError(
-                f"pulumi {' '.join(args)} exited {result.returncode}\n--- errors\n{errors}"
-                f"\n--- stdout\n{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-3000:]}"
-            )
+        try:
+            stdout, stderr = process.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            kill_orphaned_plugins(cwd, self.env["PULUMI_HOME"])
+            raise
+        for line, callback in [(line, on_output) for line in stdout.splitlines()] + [
+            (line, on_error) for line in stderr.splitlines()
+        ]:
+            if callback:
+                callback(line)
+        self.ran.append(Ran(tuple(argv[1:]), process.returncode, stdout, stderr))
+        result = auto.CommandResult(stdout=stdout, stderr=stderr, code=process.returncode)
+        if process.returncode != 0:
+            raise create_command_error(result)
         return result
+
+
+class Pulumi:
+    """A stack of the program in ``project``, through Automation's :class:`~pulumi.automation.Stack`
+    on a :class:`~pulumi.automation.LocalWorkspace` whose CLI is :class:`Cli`. Each operation
+    answers with the CLI command's :class:`Ran`; with ``check`` (the default) a failure raises
+    AssertionError with its errors and output."""
+
+    def __init__(self, bin_dir: Path, project: Path, env: dict[str, str], stack: str = "dev") -> None:
+        self.bin_dir = bin_dir
+        self.project = project
+        self.env = env
+        self.stack = stack
+        self.cli = Cli(bin_dir, env)
+        self.workspace = auto.LocalWorkspace(work_dir=str(project), pulumi_command=self.cli)
+        self._selected: auto.Stack | None = None
+
+    def _auto(self) -> auto.Stack:
+        if self._selected is None:
+            self._selected = auto.Stack.select(self.stack, self.workspace)
+        return self._selected
+
+    def _op(self, verb: str, operation: Callable[[], object], check: bool, timeout: float) -> Ran:
+        """``operation`` (an Automation call), and the CLI command of it whose verb is ``verb``."""
+        self.cli.ran.clear()
+        self.cli.timeout = timeout
+        try:
+            with contextlib.suppress(auto.CommandError):
+                operation()
+        finally:
+            self.cli.timeout = TIMEOUT
+        ran = next((r for r in self.cli.ran if verb in r.args[1:3]), None) or self.cli.ran[-1]
+        if check and ran.returncode != 0:
+            errors = "\n".join(line for line in ran.stdout.splitlines() if "error" in line)[-4000:]
+            raise AssertionError(
+                f"pulumi {' '.join(ran.args)} exited {ran.returncode}\n--- errors\n{errors}"
+                f"\n--- stdout\n{ran.stdout[-6000:]}\n--- stderr\n{ran.stderr[-3000:]}"
+            )
+        return ran
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = TIMEOUT) -> Ran:
+        """A CLI command that Automation has no operation for (``state unprotect``, ``cancel``
+        after a killed `up`, ``stack init`` of a stack that is then selected), run by its command."""
+        argv = [*args, "--stack", self.stack]
+        return self._op(args[0], lambda: self.cli.run(argv, str(self.project), {}), check, timeout)
+
+    def init(self, config: Iterable[tuple[str, str, bool]] = ()) -> None:
+        """A new stack, then ``config`` ((key, value, secret) each; a dotted key is a path)."""
+        self._selected = auto.Stack.create(self.stack, self.workspace)
+        self.config_set_all(config)
+
+    def config_set_all(self, config: Iterable[tuple[str, str, bool]]) -> None:
+        """Every (key, value, secret) of ``config`` in one command; a dotted key is a path
+        (``floe:secretValues.REF.KEY``)."""
+        values = {key: auto.ConfigValue(value, secret) for key, value, secret in config}
+        if values:
+            self._auto().set_all_config(values, path=True)
+
+    def config_set(self, key: str, value: str, *, secret: bool = False, path: bool = False) -> None:
+        self._auto().set_config(key, auto.ConfigValue(value, secret), path=path)
+
+    def config_get(self, key: str) -> str:
+        return self._auto().get_config(key).value
+
+    def config_rm(self, key: str) -> None:
+        self._auto().remove_config(key)
+
+    def up(self, *, target: Sequence[str] = (), check: bool = True, timeout: float = TIMEOUT) -> Ran:
+        """`up` with no preview (of ``target``'s URNs only, if given)."""
+        return self._op("up", lambda: self._auto().up(target=[*target] or None), check, timeout)
+
+    def preview(
+        self,
+        *,
+        expect_no_changes: bool = False,
+        policy_packs: Sequence[str] = (),
+        check: bool = True,
+        timeout: float = TIMEOUT,
+    ) -> Ran:
+        def preview() -> object:
+            return self._auto().preview(expect_no_changes=expect_no_changes or None, policy_packs=[*policy_packs])
+
+        return self._op("preview", preview, check, timeout)
+
+    def preview_json(self, *, policy_packs: Sequence[str] = ()) -> dict[str, Any]:
+        """The engine's plan: ``preview --json``."""
+        ran = self._op("preview", lambda: self._auto().preview(json=True, policy_packs=[*policy_packs]), True, TIMEOUT)
+        return dict(json.loads(ran.stdout))
+
+    def refresh(
+        self,
+        *,
+        expect_no_changes: bool = False,
+        preview_only: bool = False,
+        clear_pending_creates: bool = False,
+        check: bool = True,
+    ) -> Ran:
+        def refresh() -> object:
+            return self._auto().refresh(
+                expect_no_changes=expect_no_changes or None,
+                preview_only=preview_only or None,
+                clear_pending_creates=clear_pending_creates or None,
+            )
+
+        return self._op("refresh", refresh, check, TIMEOUT)
+
+    def destroy(self, *, remove: bool = False, check: bool = True, timeout: float = TIMEOUT) -> Ran:
+        return self._op("destroy", lambda: self._auto().destroy(remove=remove), check, timeout)
+
+    def cancel(self) -> None:
+        """Take off the lock a killed `up` left (there may be none)."""
+        with contextlib.suppress(auto.CommandError):
+            self._auto().cancel()
+
+    def export(self) -> dict[str, Any]:
+        """The stack's state, secrets decrypted (``{<signature>, "plaintext": <JSON>}`` each)."""
+        return dict(self._auto().export_stack().deployment or {})
+
+    def import_(self, state: Mapping[str, Any]) -> None:
+        """``stack import`` of ``state`` (as ``stack export`` writes it)."""
+        self._auto().import_stack(auto.Deployment(version=state.get("version"), deployment=dict(state["deployment"])))
+
+    def outputs(self) -> dict[str, Any]:
+        return {key: output.value for key, output in self._auto().outputs().items()}
+
+    def resources(self) -> list[dict[str, Any]]:
+        return list(self.export().get("resources") or [])
+
+    def deployed(self) -> bool:
+        """Whether the stack exists and holds a resource (a destroyed one does not)."""
+        try:
+            return bool(self.resources())
+        except auto.CommandError:
+            return False
+
+    def outputs_of(self, kind: str) -> dict[str, Any]:
+        """The outputs of the stack's one ``pulumi-python:dynamic/infisical:<kind>``, decrypted."""
+        (found,) = [r["outputs"] for r in self.resources() if r["type"] == f"pulumi-python:dynamic/infisical:{kind}"]
+        return {
+            k: json.loads(v["plaintext"]) if isinstance(v, dict) and "plaintext" in v else v for k, v in found.items()
+        }
+
+    def state(self) -> str:
+        """The raw checkpoint file of the file backend, as it sits on disk."""
+        backend = Path(self.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
+        return (backend / ".pulumi" / "stacks" / "floe" / f"{self.stack}.json").read_text()
 
     def floe(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         """The floe CLI in the project directory, with this environment (its PATH has this pulumi)
@@ -72,13 +257,6 @@ class Pulumi:
         files = (self.project / "manifest.yaml", self.project / f"Pulumi.{self.stack}.yaml")
         return {f: f.read_text() if f.exists() else None for f in files}
 
-    def deployed(self) -> bool:
-        """Whether the stack exists and holds a resource (a destroyed one does not)."""
-        state = self("stack", "export", check=False)
-        if state.returncode != 0:
-            return False
-        return bool(json.loads(state.stdout).get("deployment", {}).get("resources"))
-
     def restore(self, inputs: dict[Path, str | None]) -> str:
         """Put back ``inputs`` (from :meth:`inputs`) and `up` to them: the stack as it was then.
         A destroyed stack is left so; what happened is the answer."""
@@ -89,60 +267,16 @@ class Pulumi:
                 path.unlink(missing_ok=True)
             else:
                 path.write_text(text)
-        kill_orphaned_plugins(self)  # a killed `up` may have left its plugins
-        self("cancel", "--yes", check=False)  # and its lock
+        kill_orphaned_plugins(str(self.project), self.env["PULUMI_HOME"])  # a killed `up` may have left its plugins
+        self.cancel()  # and its lock
         try:
-            result = self("up", "--yes", "--skip-preview", check=False)
+            result = self.up(check=False)
         except subprocess.TimeoutExpired:
-            kill_orphaned_plugins(self)
-            return "restored files; its `up` did not end within 600 s"
+            return f"restored files; its `up` did not end within {TIMEOUT:.0f} s"
         return f"restored; its `up` exited {result.returncode}"
 
     def write_manifest(self, text: str) -> None:
         (self.project / "manifest.yaml").write_text(text)
-
-    def init(self, config: Iterable[tuple[str, str, bool]] = ()) -> None:
-        """`pulumi stack init`, then ``config`` ((key, value, secret) each; a dotted key is a path)."""
-        self("stack", "init")
-        self.config_set_all(config)
-
-    def config_set_all(self, config: Iterable[tuple[str, str, bool]]) -> None:
-        """Every (key, value, secret) of ``config`` in one command; a dotted key is a path
-        (``floe:secretValues.REF.KEY``)."""
-        args = [a for key, value, secret in config for a in ("--secret" if secret else "--plaintext", f"{key}={value}")]
-        if args:
-            self("config", "set-all", "--path", *args)
-
-    def config_set(self, key: str, value: str, *, secret: bool = False, path: bool = False) -> None:
-        self("config", "set", *(["--secret"] if secret else []), *(["--path"] if path else []), key, value)
-
-    def up(self) -> subprocess.CompletedProcess[str]:
-        return self("up", "--yes", "--skip-preview")
-
-    def preview_json(self, *args: str) -> dict[str, Any]:
-        result = self("preview", "--json", *args)
-        return dict(json.loads(result.stdout))
-
-    def state(self) -> str:
-        """The raw checkpoint file of the file backend, as it sits on disk."""
-        backend = Path(self.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
-        return (backend / ".pulumi" / "stacks" / "floe" / f"{self.stack}.json").read_text()
-
-    def outputs(self) -> dict[str, Any]:
-        return dict(json.loads(self("stack", "output", "--json", "--show-secrets").stdout))
-
-    def outputs_of(self, kind: str) -> dict[str, Any]:
-        """The outputs of the stack's one ``pulumi-python:dynamic/infisical:<kind>`` from its state,
-        secrets decrypted (``--show-secrets`` keeps them as ``{<signature>, "plaintext": <JSON>}``)."""
-        state = json.loads(self("stack", "export", "--show-secrets").stdout)
-        (found,) = [
-            r["outputs"]
-            for r in state["deployment"]["resources"]
-            if r["type"] == f"pulumi-python:dynamic/infisical:{kind}"
-        ]
-        return {
-            k: json.loads(v["plaintext"]) if isinstance(v, dict) and "plaintext" in v else v for k, v in found.items()
-        }
 
 
 def make_project(tmp: Path, tools_bin: Path, kubeconfig: Path, manifest: str) -> Path:
@@ -179,7 +313,8 @@ def pulumi_env(tmp: Path, tools_bin: Path, kubeconfig: Path) -> dict[str, str]:
 
 def killed_up(pulumi: Pulumi, until: Callable[[], bool], what: str, *args: str, timeout: float = 120) -> None:
     """`pulumi up ARGS` killed with SIGKILL (its whole process group, and the plugins it started)
-    as soon as ``until()`` holds, as a lost machine or an out-of-memory kill would end it."""
+    as soon as ``until()`` holds, as a lost machine or an out-of-memory kill would end it: the one
+    command not run through Automation, whose operations give no handle on the process."""
     up = subprocess.Popen(
         [
             str(pulumi.bin_dir / "pulumi"),
@@ -206,14 +341,14 @@ def killed_up(pulumi: Pulumi, until: Callable[[], bool], what: str, *args: str, 
     finally:
         os.killpg(up.pid, signal.SIGKILL)
         up.wait()
-        kill_orphaned_plugins(pulumi)
+        kill_orphaned_plugins(str(pulumi.project), pulumi.env["PULUMI_HOME"])
 
 
-def kill_orphaned_plugins(pulumi: Pulumi) -> None:
+def kill_orphaned_plugins(project: str, pulumi_home: str) -> None:
     """The engine starts its plugins in process groups of their own: killed, it leaves them running
     (the random provider, the dynamic provider and its shell wrapper). They are this test's: their
     command lines name its project or its PULUMI_HOME."""
-    ours = (str(pulumi.project), pulumi.env["PULUMI_HOME"])
+    ours = (project, pulumi_home)
     found: set[int] = set()
     for proc in Path("/proc").iterdir():
         try:
