@@ -28,6 +28,7 @@ import e2e  # noqa: E402  (tools/e2e.py)
 from harness import localenv  # noqa: E402
 from harness.fixtures import ORDER  # noqa: E402
 from harness.localenv import server_turn  # noqa: E402
+from harness.stack import Pulumi  # noqa: E402
 
 MODULE = """
 import dataclasses
@@ -136,6 +137,105 @@ def test_a_stack_the_failed_step_destroyed_stays_destroyed(tmp_path: Path) -> No
     # Asked after step 2, and after step 3 (which then fails too): never an `up`.
     export = "--non-interactive stack export --show-secrets --stack dev"
     assert commands == ["--non-interactive stack select --stack dev", export, export]
+
+
+# --- the stack wrapper: Automation over a CLI that keeps the harness's environment --------------
+
+FAKE_CLI = """#!/bin/sh
+env > "$LOGS/env.$$"
+[ "$1" = version ] && echo v3.259.0 && exit 0
+echo "$*" >> "$LOGS/commands"
+case "$*" in
+  *'stack history'*) echo '%s';;
+  *'stack rm'*) echo 'error: the stack is in use' >&2; exit 1;;
+  *' up '*)
+    sleep 300 & echo $! > "$LOGS/child"
+    trap 'echo interrupted > "$LOGS/signal"; exit 130' INT
+    wait;;
+esac
+exit 0
+"""
+
+
+def fake_stack(tmp_path: Path) -> Pulumi:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pulumi").write_text(FAKE_CLI % HISTORY)
+    (bin_dir / "pulumi").chmod(0o755)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: floe\nruntime: python\n")
+    env = {"PATH": "/usr/bin:/bin", "PULUMI_HOME": str(tmp_path / "home"), "LOGS": str(tmp_path)}
+    return Pulumi(bin_dir, project, env)
+
+
+def gone(pid_file: Path) -> bool:
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+
+
+def test_the_cli_gets_the_harness_environment_and_none_of_the_callers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", "/a/developers/kubeconfig")
+    stack = fake_stack(tmp_path)
+    stack.config_set("floe:environment", "dev")
+    stack("state", "unprotect", "--all", "--yes")
+    envs = [f.read_text() for f in tmp_path.glob("env.*")]
+    assert len(envs) == 4  # the version, stack select, config set, state unprotect
+    assert all("KUBECONFIG" not in e and f"PULUMI_HOME={tmp_path / 'home'}" in e for e in envs), envs
+    assert (tmp_path / "commands").read_text().splitlines() == [
+        "--non-interactive stack select --stack dev",
+        "config set floe:environment --plaintext --stack dev --non-interactive -- dev",  # as Automation puts it
+        "--non-interactive state unprotect --all --yes --stack dev",
+    ]
+
+
+def test_a_failed_command_that_automation_runs_around_an_operation_fails_its_check(tmp_path: Path) -> None:
+    stack = fake_stack(tmp_path)
+    with pytest.raises(AssertionError, match=r"stack rm --yes dev exited 1[\s\S]*the stack is in use"):
+        stack.destroy(remove=True)
+    unchecked = stack.destroy(remove=True, check=False)  # the destroy's own answer
+    assert unchecked.args[1] == "destroy" and unchecked.returncode == 0
+
+
+def test_a_command_past_its_timeout_is_killed_with_what_it_started(tmp_path: Path) -> None:
+    stack = fake_stack(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        stack.up(timeout=1)
+    assert time.monotonic() - started < 20
+    assert gone(tmp_path / "child") and not (tmp_path / "signal").exists()
+    assert stack.cli.timeout == 600  # the next command has the default again
+
+
+def test_an_interrupted_command_is_interrupted_too_and_ends(tmp_path: Path) -> None:
+    """Ctrl-C (the runner's SIGINT to pytest) reaches the CLI, which ends its operation and so lets
+    go of the stack's lock before the fixtures' teardown destroys the stack."""
+    stack = fake_stack(tmp_path)
+    (tmp_path / "commands").unlink(missing_ok=True)
+    timer = threading.Timer(2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            stack.up()
+    finally:
+        timer.cancel()
+    assert (tmp_path / "signal").read_text() == "interrupted\n"
+    assert gone(tmp_path / "child")
+
+
+def test_a_decrypted_state_is_never_imported(tmp_path: Path) -> None:
+    """Automation writes an imported state to a temporary file first."""
+    stack = fake_stack(tmp_path)
+    decrypted = {"version": 3, "deployment": {"resources": [{"outputs": {"k": {"plaintext": '"v"'}}}]}}
+    with pytest.raises(ValueError, match="decrypted secrets"):
+        stack.import_(decrypted)
+    assert not (tmp_path / "commands").exists()
 
 
 @pytest.mark.parametrize("name", ["pytest_runtest_makereport", "restored_after_a_failure"])

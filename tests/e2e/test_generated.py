@@ -10,7 +10,7 @@ import json
 import string
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -21,6 +21,7 @@ import yaml
 from harness import ROOT, Pulumi, ensure_namespaces, eventually, pulumi_env, rolled_out_in, stop_operator, unavailable
 from harness.cluster import LocalCluster
 from harness.localenv import Infisical
+from harness.stack import Ran
 
 # Its steps run the former release's program and change the program's files: a failed step's
 # stack cannot be put back by its manifest and config alone.
@@ -186,7 +187,10 @@ def test_1_the_previous_release_made_its_values_with_generated_password(gen: Gen
 def test_2_the_new_release_refuses_to_replace_them_before_the_upgrade(gen: Generated) -> None:
     for name in ("Pulumi.yaml", "__main__.py"):
         (gen.pulumi.project / name).write_text((ROOT / name).read_text())
-    for refused in (gen.pulumi.preview(check=False), gen.pulumi.up(check=False)):  # up: no preview; the check stops it
+    # one after the other: the `up` (no preview: only the check stops it) only if the preview was refused
+    operations: list[Callable[[], Ran]] = [lambda: gen.pulumi.preview(check=False), lambda: gen.pulumi.up(check=False)]
+    for operation in operations:
+        refused = operation()
         said = refused.stdout + refused.stderr
         assert refused.returncode != 0, said[-3000:]
         assert "holds a value that an earlier release wrote (made by GeneratedPassword" in said, said[-3000:]

@@ -464,7 +464,7 @@ def test_5_missing_secret_config_stops_preview_and_creates_nothing(stack: Stack)
         assert "floe:operatorClientId" in preview.stdout
         assert no_secrets.up(check=False).returncode != 0
     finally:
-        fresh("stack", "rm", "--yes", "--force", check=False)
+        fresh.remove(check=False)
 
 
 def test_6_the_policy_pack_runs_and_a_violation_fails_preview(stack: Stack) -> None:

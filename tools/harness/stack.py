@@ -17,6 +17,7 @@ from typing import Any
 
 from pulumi import automation as auto
 from pulumi.automation.errors import create_command_error
+from semver import VersionInfo
 
 from .localenv import ROOT, pulumi_home
 
@@ -26,23 +27,30 @@ TIMEOUT = 600.0  # seconds a CLI command may take unless told otherwise
 
 @dataclass(frozen=True)
 class Ran:
-    """One CLI command: its arguments, exit code and output (Automation raises on a failure, and
-    its error keeps them only as text)."""
+    """One CLI command: its arguments, exit code, output and wall time (Automation raises on a
+    failure, and its error keeps them only as text)."""
 
     args: tuple[str, ...]
     returncode: int
     stdout: str
     stderr: str
+    seconds: float
 
 
 class Cli(auto.PulumiCommand):
-    """The command Automation runs, with exactly the harness's environment (its own adds the
-    caller's: a developer's KUBECONFIG or PULUMI_ACCESS_TOKEN would reach the stack), and killed
-    with the plugins it started past :attr:`timeout` (Automation's own waits for ever)."""
+    """The command Automation runs (``bin_dir/pulumi``), with exactly the harness's environment
+    (Automation's own adds the caller's: a developer's KUBECONFIG or PULUMI_ACCESS_TOKEN would reach
+    the stack), stopped with the plugins it started past :attr:`timeout` (Automation's own waits
+    for ever) or when the caller is interrupted (Automation's own leaves it running)."""
 
     def __init__(self, bin_dir: Path, env: Mapping[str, str]) -> None:
-        super().__init__(root=str(bin_dir.parent), skip_version_check=True)
-        self.env = dict(env)
+        # not PulumiCommand's __init__: it asks the version with the caller's whole environment
+        self.command = str(bin_dir / "pulumi")
+        self.env = {**env, "PULUMI_AUTOMATION_API": "true"}
+        said = subprocess.run(
+            [self.command, "version"], env=self.env, capture_output=True, text=True, timeout=60, check=True
+        )
+        self.version = VersionInfo.parse(said.stdout.strip().removeprefix("v"))
         self.timeout = TIMEOUT
         self.ran: list[Ran] = []  # since the wrapper's last operation began
 
@@ -54,7 +62,9 @@ class Cli(auto.PulumiCommand):
         on_output: auto.OnOutput | None = None,
         on_error: auto.OnOutput | None = None,
     ) -> auto.CommandResult:
-        argv = [self.command, *(() if "--non-interactive" in args else ("--non-interactive",)), *args]
+        flags = args[: args.index("--")] if "--" in args else args
+        argv = [self.command, *(() if "--non-interactive" in flags else ("--non-interactive",)), *args]
+        started = time.monotonic()
         process = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -62,35 +72,50 @@ class Cli(auto.PulumiCommand):
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            encoding="utf-8",
             errors="replace",
-            start_new_session=True,  # a timeout kills it whole
+            start_new_session=True,  # stopped as a whole, by this process only
         )
         try:
             stdout, stderr = process.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            kill_orphaned_plugins(cwd, self.env["PULUMI_HOME"])
+        except BaseException as exc:  # the timeout, or the caller interrupted (Ctrl-C: pytest's teardown follows)
+            self._stop(process, cwd, interrupt=not isinstance(exc, subprocess.TimeoutExpired))
             raise
-        for line, callback in [(line, on_output) for line in stdout.splitlines()] + [
-            (line, on_error) for line in stderr.splitlines()
-        ]:
-            if callback:
-                callback(line)
-        self.ran.append(Ran(tuple(argv[1:]), process.returncode, stdout, stderr))
+        for line in stdout.splitlines():
+            if on_output:
+                on_output(line)
+        for line in stderr.splitlines():
+            if on_error:
+                on_error(line)
+        self.ran.append(Ran(tuple(argv[1:]), process.returncode, stdout, stderr, time.monotonic() - started))
         result = auto.CommandResult(stdout=stdout, stderr=stderr, code=process.returncode)
         if process.returncode != 0:
             raise create_command_error(result)
         return result
 
+    def _stop(self, process: subprocess.Popen[str], cwd: str, *, interrupt: bool) -> None:
+        """An interrupted command gets SIGINT first, as a terminal's Ctrl-C would give it (the engine
+        then ends its operation and lets go of the stack's lock), 30 s to end; then, and past a
+        timeout at once, SIGKILL to its process group and the plugins it started."""
+        if interrupt:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        kill_orphaned_plugins(cwd, self.env["PULUMI_HOME"])
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.communicate(timeout=10)
+
 
 class Pulumi:
     """A stack of the program in ``project``, through Automation's :class:`~pulumi.automation.Stack`
-    on a :class:`~pulumi.automation.LocalWorkspace` whose CLI is :class:`Cli`. Each operation
-    answers with the CLI command's :class:`Ran`; with ``check`` (the default) a failure raises
-    AssertionError with its errors and output."""
+    on a :class:`~pulumi.automation.LocalWorkspace` whose CLI is :class:`Cli`. ``up``, ``preview``,
+    ``refresh``, ``destroy`` and a bare command answer with the operation's :class:`Ran`; with
+    ``check`` (the default) a failure of any command of the operation raises AssertionError with
+    its errors and output. The other methods return what they read, and raise Automation's
+    CommandError on a failure."""
 
     def __init__(self, bin_dir: Path, project: Path, env: dict[str, str], stack: str = "dev") -> None:
         self.bin_dir = bin_dir
@@ -107,26 +132,38 @@ class Pulumi:
         return self._selected
 
     def _op(self, verb: str, operation: Callable[[], object], check: bool, timeout: float) -> Ran:
-        """``operation`` (an Automation call), and the CLI command of it whose verb is ``verb``."""
+        """``operation`` (an Automation call) and the :class:`Ran` of its command whose verb is
+        ``verb``. With ``check``, the first command of it that failed (the operation's own, or one
+        Automation ran around it: ``stack select``, ``stack rm`` after a destroy) raises."""
         self.cli.ran.clear()
         self.cli.timeout = timeout
+        unexpected: Exception | None = None
         try:
-            with contextlib.suppress(auto.CommandError):
-                operation()
+            operation()
+        except auto.CommandError:
+            pass  # in cli.ran
+        except (subprocess.TimeoutExpired, AssertionError):
+            raise
+        except Exception as exc:  # Automation's own, e.g. a preview with no summary event
+            unexpected = exc
         finally:
             self.cli.timeout = TIMEOUT
-        ran = next((r for r in self.cli.ran if verb in r.args[1:3]), None) or self.cli.ran[-1]
-        if check and ran.returncode != 0:
-            errors = "\n".join(line for line in ran.stdout.splitlines() if "error" in line)[-4000:]
+        failed = next((r for r in self.cli.ran if r.returncode != 0), None)
+        ran = next((r for r in self.cli.ran if verb in r.args[1:3]), failed)  # failed: it never ran
+        if unexpected is not None or ran is None:
+            commands = "; ".join(f"{' '.join(r.args)} exited {r.returncode}" for r in self.cli.ran)
+            raise AssertionError(f"pulumi {verb}: {unexpected!r} after: {commands or 'no command'}") from unexpected
+        if check and failed is not None:
+            errors = "\n".join(line for line in failed.stdout.splitlines() if "error" in line)[-4000:]
             raise AssertionError(
-                f"pulumi {' '.join(ran.args)} exited {ran.returncode}\n--- errors\n{errors}"
-                f"\n--- stdout\n{ran.stdout[-6000:]}\n--- stderr\n{ran.stderr[-3000:]}"
+                f"pulumi {' '.join(failed.args)} exited {failed.returncode}\n--- errors\n{errors}"
+                f"\n--- stdout\n{failed.stdout[-6000:]}\n--- stderr\n{failed.stderr[-3000:]}"
             )
         return ran
 
     def __call__(self, *args: str, check: bool = True, timeout: float = TIMEOUT) -> Ran:
-        """A CLI command that Automation has no operation for (``state unprotect``, ``cancel``
-        after a killed `up`, ``stack init`` of a stack that is then selected), run by its command."""
+        """A CLI command Automation has no operation for (``state unprotect --all``, and a
+        ``stack export`` whose secrets stay encrypted), run by the same :class:`Cli`."""
         argv = [*args, "--stack", self.stack]
         return self._op(args[0], lambda: self.cli.run(argv, str(self.project), {}), check, timeout)
 
@@ -203,8 +240,16 @@ class Pulumi:
         return dict(self._auto().export_stack().deployment or {})
 
     def import_(self, state: Mapping[str, Any]) -> None:
-        """``stack import`` of ``state`` (as ``stack export`` writes it)."""
+        """``stack import`` of ``state`` as a raw ``stack export`` writes it: its secrets encrypted
+        (Automation writes it to a temporary file first, which a decrypted state must never be)."""
+        if '"plaintext"' in json.dumps(state):
+            raise ValueError("a state with decrypted secrets (from export()); import a raw `stack export`")
         self._auto().import_stack(auto.Deployment(version=state.get("version"), deployment=dict(state["deployment"])))
+
+    def remove(self, *, check: bool = True) -> Ran:
+        """``stack rm --force``: the stack's state and config go, whatever it holds."""
+        self._selected = None
+        return self._op("stack", lambda: self.workspace.remove_stack(self.stack, force=True), check, TIMEOUT)
 
     def outputs(self) -> dict[str, Any]:
         return {key: output.value for key, output in self._auto().outputs().items()}
