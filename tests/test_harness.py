@@ -83,17 +83,38 @@ STATE = {
 }
 
 
-def run_module(tmp_path: Path, state: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+FAKE_CLI = """#!/bin/sh
+env > "{logs}/env.$$"
+[ "$1" = version ] && echo v3.259.0 && exit 0
+echo "$*" >> "{logs}/commands"
+case "$*" in
+  *'stack export'*) echo '{state}';;
+  *'stack output'*) echo '{{}}';;
+  *'stack history'*) echo '{history}';;
+  *'stack rm'*) echo 'error: the stack is in use' >&2; exit 1;;
+  *' up '*) {up};;
+esac
+exit 0
+"""
+# an `up` that runs until it is stopped (a child of its own, 30 s at most), and says if it was interrupted
+SLOW_UP = 'sleep 30 & echo $! > "{logs}/child"; trap \'echo interrupted > "{logs}/signal"; exit 130\' INT; wait'
+
+
+def fake_cli(tmp_path: Path, state: str = STATE["deployed"], slow_up: bool = False) -> Path:
+    """A pulumi as Automation reads it (its version, the state, outputs, a history) in
+    ``tmp_path/bin``: each command to ``tmp_path/commands``, its environment to ``tmp_path/env.*``;
+    its `stack rm` fails."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    up = SLOW_UP.format(logs=tmp_path) if slow_up else ":"
+    (bin_dir / "pulumi").write_text(FAKE_CLI.format(logs=tmp_path, state=state, history=HISTORY, up=up))
+    (bin_dir / "pulumi").chmod(0o755)
+    return bin_dir
+
+
+def run_module(tmp_path: Path, state: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    bin_dir = fake_cli(tmp_path, state)
     log = tmp_path / "commands"
-    fake = bin_dir / "pulumi"
-    fake.write_text(  # the CLI as Automation reads it: its version, a state, outputs, a history
-        f'#!/bin/sh\n[ "$1" = version ] && echo v3.259.0 && exit 0\necho "$*" >> {log}\n'
-        f"case \"$*\" in\n*'stack export'*) echo '{state}';;\n*'stack output'*) echo '{{}}';;\n"
-        f"*'stack history'*) echo '{HISTORY}';;\nesac\nexit 0\n"
-    )
-    fake.chmod(0o755)
     tests = tmp_path / "e2e"
     tests.mkdir()
     (tests / "conftest.py").write_text(
@@ -141,32 +162,13 @@ def test_a_stack_the_failed_step_destroyed_stays_destroyed(tmp_path: Path) -> No
 
 # --- the stack wrapper: Automation over a CLI that keeps the harness's environment --------------
 
-FAKE_CLI = """#!/bin/sh
-env > "$LOGS/env.$$"
-[ "$1" = version ] && echo v3.259.0 && exit 0
-echo "$*" >> "$LOGS/commands"
-case "$*" in
-  *'stack history'*) echo '%s';;
-  *'stack rm'*) echo 'error: the stack is in use' >&2; exit 1;;
-  *' up '*)
-    sleep 30 & echo $! > "$LOGS/child"
-    trap 'echo interrupted > "$LOGS/signal"; exit 130' INT
-    wait;;
-esac
-exit 0
-"""
-
 
 def fake_stack(tmp_path: Path) -> Pulumi:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "pulumi").write_text(FAKE_CLI % HISTORY)
-    (bin_dir / "pulumi").chmod(0o755)
+    bin_dir = fake_cli(tmp_path, slow_up=True)
     project = tmp_path / "project"
     project.mkdir()
     (project / "Pulumi.yaml").write_text("name: floe\nruntime: python\n")
-    env = {"PATH": "/usr/bin:/bin", "PULUMI_HOME": str(tmp_path / "home"), "LOGS": str(tmp_path)}
-    return Pulumi(bin_dir, project, env)
+    return Pulumi(bin_dir, project, {"PATH": "/usr/bin:/bin", "PULUMI_HOME": str(tmp_path / "home")})
 
 
 def gone(pid_file: Path) -> bool:

@@ -47,11 +47,12 @@ class UsageError(ValueError):
     pass
 
 
-def _say(text: str) -> None:
-    """A line of this runner's; a terminal gone (a closed pipe, a hang-up) does not stop the run."""
+def _say(text: str, end: str = "\n") -> None:
+    """A line to the terminal, whole; a terminal gone (a closed pipe, a hang-up) does not stop the
+    run."""
     with _PRINT:
         try:
-            print(text, flush=True)
+            print(text, end=end, flush=True)
         except (OSError, ValueError):
             _terminal_gone()
 
@@ -69,12 +70,7 @@ def _relay(group: str, stream: IO[str], log: IO[str]) -> None:
     for line in stream:
         log.write(line)
         log.flush()
-        with _PRINT:
-            try:
-                sys.stdout.write(f"[{group}] {line}")
-                sys.stdout.flush()
-            except (OSError, ValueError):
-                _terminal_gone()
+        _say(f"[{group}] {line}", end="")
 
 
 def group_args(tests: Path, modules: list[str], pytest_args: list[str]) -> dict[str, list[str]]:
